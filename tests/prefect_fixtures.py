@@ -1,1 +1,185 @@
-"""Fixtures for a real Prefect server on loopback and the served deployments (filled in by the foundation work)."""
+"""Fixtures for a real Prefect server on loopback and the served deployments.
+
+- `prefect_server` (session): `prefect server start` on a free 127.0.0.1 port, SQLite in a temporary PREFECT_HOME,
+  telemetry off, started and health-checked by the same code as `make up` (infra/server.py).
+- `served_deployments` (session): `python -m infra.serve` against that server, waiting until every deployment whose
+  flow file exists is registered.
+- `run_deployment(server, "webtext/build-corpus", params, timeout)`: runs `prefect deployment run NAME --params JSON
+  --watch` as a subprocess (exactly what a user types) and returns the flow run read back from the REST API.
+- `read_artifacts(server, flow_run_id)`, `read_logs(server, flow_run_id)`, `api(server, method, path, body)`.
+
+Every process is stopped by PID (its whole process tree) at the end of the session.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.deployments import present_specs
+from infra.env import REPO, prefect_env, service_env
+from infra.processes import spawn, stop_tree
+from infra.server import free_port, log_tail, start_server, wait_healthy
+
+__all__ = ["PrefectServer", "ServedDeployments", "prefect_server", "served_deployments", "run_deployment",
+           "read_flow_run", "read_artifacts", "read_logs", "api"]
+
+SERVER_START_TIMEOUT = 180.0  # first start runs the migrations; 2 shared cores can make that slow
+SERVE_START_TIMEOUT = 240.0  # the serve process imports every flow module (torch, lightning, ...)
+
+
+@dataclass
+class PrefectServer:
+    api_url: str  # http://127.0.0.1:PORT/api
+    ui_url: str  # http://127.0.0.1:PORT
+    port: int
+    home: Path  # PREFECT_HOME: database, logs, UI copy
+    log_path: Path
+    settings: dict[str, str]  # only the Prefect variables (PREFECT_HOME, PREFECT_API_URL, telemetry off)
+    env: dict[str, str] = field(repr=False)  # a full environment for subprocesses that talk to this server
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        """A fresh copy of `env` (plus `extra`), for `subprocess.run(..., env=server.client_env())`."""
+        return {**self.env, **extra}
+
+
+@dataclass
+class ServedDeployments:
+    names: list[str]  # full names registered, e.g. ["webtext/build-corpus", "gpt2/train", "gpt2/evaluate"]
+    pid: int
+    log_path: Path
+
+    def log(self) -> str:
+        return log_tail(self.log_path, 200)
+
+
+def api(server: PrefectServer, method: str, path: str, body: dict | None = None) -> Any:
+    """Call the server's REST API (`path` relative to /api) and return the decoded JSON."""
+    response = httpx.request(method, f"{server.api_url}/{path.lstrip('/')}", json=body, timeout=30.0)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    home = tmp_path_factory.mktemp("prefect-server")
+    host, port = "127.0.0.1", free_port()
+    env = service_env(home, host, port)
+    log_path = home / "server.log"
+    process = start_server(env, host, port, log_path)
+    server = PrefectServer(api_url=env["PREFECT_API_URL"], ui_url=f"http://{host}:{port}", port=port, home=home,
+                           log_path=log_path, settings=prefect_env(home, host, port), env=env)
+    try:
+        wait_healthy(server.api_url, process, log_path, timeout=SERVER_START_TIMEOUT)
+        yield server
+    finally:
+        stop_tree(process.pid)
+        process.wait(timeout=10)
+
+
+def _registered(server: PrefectServer, full_name: str) -> bool:
+    response = httpx.get(f"{server.api_url}/deployments/name/{full_name}", timeout=10.0)
+    return response.status_code == 200
+
+
+@pytest.fixture(scope="session")
+def served_deployments(prefect_server: PrefectServer) -> Iterator[ServedDeployments]:
+    names = [spec.full_name for spec in present_specs()]
+    if not names:
+        pytest.skip("no flow module exists under flows/ yet, so there is nothing to serve")
+    log_path = prefect_server.home / "serve.log"
+    # Poll for scheduled runs every second instead of every 10 (pick-up lag is most of a short run's time).
+    env = prefect_server.client_env(PREFECT_RUNNER_POLL_FREQUENCY="1")
+    process = spawn([sys.executable, "-m", "infra.serve"], env, log_path, cwd=REPO)
+    try:
+        deadline = time.monotonic() + SERVE_START_TIMEOUT
+        while not all(_registered(prefect_server, name) for name in names):
+            if process.poll() is not None:
+                pytest.fail(f"`python -m infra.serve` exited with code {process.returncode}; end of its log:\n"
+                            f"{log_tail(log_path, 60)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"deployments {names} not registered after {SERVE_START_TIMEOUT:.0f} s; end of the "
+                            f"serve log:\n{log_tail(log_path, 60)}")
+            time.sleep(0.5)
+        yield ServedDeployments(names=names, pid=process.pid, log_path=log_path)
+    finally:
+        stop_tree(process.pid)
+        process.wait(timeout=10)
+
+
+def read_flow_run(server: PrefectServer, flow_run_id: str) -> dict:
+    """The flow run as the API returns it (id, name, state_type, state_name, parameters, deployment_id, ...)."""
+    return api(server, "GET", f"flow_runs/{flow_run_id}")
+
+
+def read_logs(server: PrefectServer, flow_run_id: str) -> list[str]:
+    """The flow run's log messages, oldest first (handy in assertion messages when a run failed)."""
+    logs = api(server, "POST", "logs/filter",
+               {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200})
+    return [entry["message"] for entry in logs]
+
+
+_UUID_LINE = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+
+
+def run_deployment(server: PrefectServer, name: str, params: dict, timeout: float = 300.0) -> dict:
+    """Run deployment `name` like a user: `prefect deployment run NAME --params JSON --watch`.
+
+    Returns the finished flow run read back from the API (keys include id, state_type, state_name, parameters),
+    plus `cli_output` (what the CLI printed). A failed run is returned, not raised: assert on `state_type`. Raises
+    TimeoutError (with the CLI output and the run's logs) if the run does not finish within `timeout` seconds.
+    """
+    cmd = [sys.executable, "-m", "prefect", "deployment", "run", name, "--params", json.dumps(params),
+           "--watch", "--watch-timeout", str(int(timeout))]
+    env = server.client_env(COLUMNS="250")  # keep rich from wrapping the UUID line
+    try:
+        done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout + 60)
+        output = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        raise TimeoutError(f"`prefect deployment run {name}` did not return within {timeout + 60:.0f} s:\n"
+                           f"{output}") from None
+    match = _UUID_LINE.search(output)
+    if match is None:
+        raise RuntimeError(f"`prefect deployment run {name}` created no flow run (exit {done.returncode}):\n{output}")
+    flow_run = read_flow_run(server, match.group(1))
+    if flow_run["state_type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        logs = "\n".join(read_logs(server, flow_run["id"]))
+        raise TimeoutError(f"flow run {flow_run['id']} of {name} is still {flow_run['state_name']} after "
+                           f"{timeout:.0f} s.\nCLI output:\n{output}\nRun logs:\n{logs}")
+    flow_run["cli_output"] = output
+    return flow_run
+
+
+def _subflow_ids(server: PrefectServer, flow_run_id: str) -> list[str]:
+    children = api(server, "POST", "flow_runs/filter",
+                   {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+    ids = []
+    for child in children:
+        ids += [child["id"], *_subflow_ids(server, child["id"])]
+    return ids
+
+
+def read_artifacts(server: PrefectServer, flow_run_id: str, include_subflows: bool = False) -> list[dict]:
+    """Artifacts the flow run (and with `include_subflows`, its subflow runs) created, oldest first.
+
+    Each is the API's dict (key, type, description, data, flow_run_id, task_run_id, ...); a table artifact's `data`,
+    which the API stores as a JSON string, is decoded into a list of row dicts (or a dict of columns).
+    """
+    run_ids = [flow_run_id, *(_subflow_ids(server, flow_run_id) if include_subflows else [])]
+    artifacts = api(server, "POST", "artifacts/filter",
+                    {"artifacts": {"flow_run_id": {"any_": run_ids}}, "sort": "CREATED_ASC", "limit": 200})
+    for artifact in artifacts:
+        if artifact["type"] == "table" and isinstance(artifact["data"], str):
+            artifact["data"] = json.loads(artifact["data"])
+    return artifacts
