@@ -1,0 +1,52 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# The stack (Prefect server + served deployments) is chosen by WEBTEXT_HOST / WEBTEXT_PORT / WEBTEXT_PREFECT_HOME
+# (defaults 127.0.0.1, 4200, .prefect/); see infra/env.py.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Everything the tests and their tools write stays inside the checkout.
+LOCAL_DIRS := TMPDIR=$(CURDIR)/.tmp XDG_CACHE_HOME=$(CURDIR)/.cache XDG_CONFIG_HOME=$(CURDIR)/.cache/config \
+	PIP_CACHE_DIR=$(CURDIR)/.cache/pip
+
+.PHONY: venv up down status demo test run deploy
+
+# pip is upgraded first (pip 23 cannot resolve newspaper4k with trafilatura); torch comes before the rest so the
+# pinned CPU build is used (install your CUDA build of torch into .venv first on a GPU machine).
+$(STAMP): pyproject.toml
+	@mkdir -p .tmp .cache
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(LOCAL_DIRS) $(PY) -m pip install -q -U pip
+	$(LOCAL_DIRS) $(PY) -m pip install -q torch==2.13.0
+	$(LOCAL_DIRS) $(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+up: $(STAMP)
+	@$(PY) -m infra.services up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m infra.services down; else echo "no $(VENV): nothing was started"; fi
+
+status: $(STAMP)
+	@$(PY) -m infra.services status
+
+# Starts the stack (if it is not up yet), then runs the pipeline on the demo's embedded data; the UI stays up.
+demo: up
+	@$(PY) -m infra.demo
+
+# make run DEPLOYMENT=webtext/build-corpus ARGS='-p out_dir=data/webtext'
+run: $(STAMP)
+	@$(PY) -m infra.run $(DEPLOYMENT) $(ARGS)
+
+# make deploy POOL=my-pool   (production path: register the deployments to a process work pool)
+deploy: $(STAMP)
+	@$(PY) -m infra.deploy --work-pool $(POOL) --create-pool
+
+# make test PYTEST_ARGS='-k infra -x'
+test: $(STAMP)
+	@mkdir -p .tmp .cache/config
+	$(LOCAL_DIRS) $(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -1,0 +1,153 @@
+"""Start and stop the local stack in the background: `python -m infra.services up|down|status` (`make up` / `make down`).
+
+`up` starts the Prefect server (SQLite under PREFECT_HOME, default .prefect/, on WEBTEXT_HOST:WEBTEXT_PORT, default
+127.0.0.1:4200) and the serve process of the deployments, records both by PID file under PREFECT_HOME/run/, and
+returns once the server is healthy and the deployments are registered. Running it again while the stack is up does
+nothing. `down` stops every process tree that `up` started (served flow runs included) and is safe to repeat.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from infra.deployments import present_specs
+from infra.env import REPO, service_env, stack_home, stack_host, stack_port
+from infra.processes import read_pid_file, spawn, stop_pid_file, write_pid_file
+from infra.server import PortInUseError, ServerStartError, is_healthy, log_tail, start_server, wait_healthy
+
+SERVER_TIMEOUT = 180.0
+SERVE_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Stack:
+    home: Path
+    host: str
+    port: int
+
+    @classmethod
+    def from_env(cls) -> "Stack":
+        return cls(stack_home(), stack_host(), stack_port())
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def pid_file(self, name: str) -> Path:
+        return self.home / "run" / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.home / "logs" / f"{name}.log"
+
+
+class StackError(RuntimeError):
+    """`up` could not bring the stack up; the message says why and what to do."""
+
+
+def _registered(api_url: str, full_name: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/deployments/name/{full_name}", timeout=5.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _ensure_server(stack: Stack) -> None:
+    pid_file, log_path = stack.pid_file("server"), stack.log_file("server")
+    running = read_pid_file(pid_file)
+    if running is not None:
+        if is_healthy(stack.api_url):
+            print(f"server already running (pid {running.pid}) at {stack.ui_url}")
+            return
+        raise StackError(f"a server started earlier from {stack.home} (pid {running.pid}) runs but does not answer "
+                         f"at {stack.api_url} (started on another port?). Run `make down` first.")
+    env = service_env(stack.home, stack.host, stack.port)
+    try:
+        process = start_server(env, stack.host, stack.port, log_path)
+    except PortInUseError as exc:
+        raise StackError(str(exc)) from None
+    write_pid_file(pid_file, process.pid)
+    print(f"starting the Prefect server (pid {process.pid}, log {log_path}) ...", flush=True)
+    try:
+        wait_healthy(stack.api_url, process, log_path, timeout=SERVER_TIMEOUT)
+    except ServerStartError as exc:
+        stop_pid_file(pid_file)
+        raise StackError(str(exc)) from None
+
+
+def _ensure_serve(stack: Stack) -> list[str]:
+    pid_file, log_path = stack.pid_file("serve"), stack.log_file("serve")
+    names = [spec.full_name for spec in present_specs()]
+    running = read_pid_file(pid_file)
+    if running is not None:
+        print(f"deployments already served (pid {running.pid})")
+        return names
+    env = service_env(stack.home, stack.host, stack.port)
+    env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"  # pick scheduled runs up within ~2 s instead of ~10 s
+    process = spawn([sys.executable, "-m", "infra.serve"], env, log_path, cwd=REPO)
+    write_pid_file(pid_file, process.pid)
+    print(f"serving the deployments (pid {process.pid}, log {log_path}) ...", flush=True)
+    deadline = time.monotonic() + SERVE_TIMEOUT
+    while not all(_registered(stack.api_url, name) for name in names):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_pid_file(pid_file)
+            why = f"exited with code {process.returncode}" if process.returncode is not None else \
+                f"did not register {names} within {SERVE_TIMEOUT:.0f} s"
+            raise StackError(f"`python -m infra.serve` {why} (the server is still up; `make down` stops it); "
+                             f"end of {log_path}:\n{log_tail(log_path)}")
+        time.sleep(0.5)
+    return names
+
+
+def up(stack: Stack) -> None:
+    _ensure_server(stack)
+    names = _ensure_serve(stack)
+    print(f"\nPrefect UI:   {stack.ui_url}\nAPI:          {stack.api_url}\nDeployments:  {', '.join(names)}\n"
+          f"Use the CLI:  source infra/env.sh && prefect deployment run webtext/build-corpus --param ... --watch\n"
+          f"Stop it all:  make down")
+
+
+def down(stack: Stack) -> None:
+    for name in ("serve", "server"):  # serve first: it reports its runs' ends to the server
+        stopped = stop_pid_file(stack.pid_file(name))
+        print(f"{name}: stopped pids {stopped}" if stopped else f"{name}: not running")
+
+
+def status(stack: Stack) -> int:
+    up_count = 0
+    for name in ("server", "serve"):
+        proc = read_pid_file(stack.pid_file(name))
+        up_count += proc is not None
+        print(f"{name}: " + (f"running (pid {proc.pid})" if proc else "not running"))
+    print(f"api {stack.api_url}: " + ("healthy" if is_healthy(stack.api_url) else "not answering"))
+    return 0 if up_count == 2 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.services", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    try:
+        stack = Stack.from_env()
+        if args.command == "up":
+            up(stack)
+        elif args.command == "down":
+            down(stack)
+        else:
+            return status(stack)
+    except (StackError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

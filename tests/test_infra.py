@@ -1,0 +1,167 @@
+"""The local stack: environment, clear errors, `make up` / `make down` lifecycle, work-pool registration.
+
+Every stack here runs on a free ephemeral port with its own PREFECT_HOME under tmp_path, never on 4200.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from infra.deployments import DEPLOYMENTS, present_specs
+from infra.env import REPO, local_stack_env
+from infra.processes import read_pid_file, spawn, stop_tree, write_pid_file
+from infra.server import free_port
+
+# Drop any stack settings of the developer's shell so the tests choose them.
+_OUTER = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WEBTEXT_"))}
+
+
+def stack_env(home: Path, port: int) -> dict[str, str]:
+    return {**_OUTER, "WEBTEXT_PREFECT_HOME": str(home), "WEBTEXT_PORT": str(port)}
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def make(target: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess:
+    # -o: the venv is the one running these tests; never reinstall it from inside the suite.
+    return run(["make", "--no-print-directory", "-o", ".venv/.installed", target], env, timeout)
+
+
+def test_env_sh_exports_what_env_py_computes(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "home", 4321)
+    shown = run(["bash", "-c", "source infra/env.sh && env"], env).stdout
+    exported = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    expected = local_stack_env(env)
+    assert expected["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
+    assert expected["PREFECT_HOME"] == str((tmp_path / "home").resolve())
+    assert {key: exported.get(key) for key in expected} == expected
+    assert exported["PATH"].split(":")[0] == str(REPO / ".venv" / "bin")
+
+
+def test_env_py_rejects_a_bad_port() -> None:
+    result = run([sys.executable, "infra/env.py"], {**_OUTER, "WEBTEXT_PORT": "42OO"})
+    assert result.returncode != 0
+    assert "WEBTEXT_PORT must be a TCP port number" in result.stderr and "'42OO'" in result.stderr
+
+
+def test_up_on_a_taken_port_names_the_holder_and_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run([sys.executable, "-m", "infra.services", "up"], stack_env(tmp_path, port))
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in result.stderr
+    assert "make down" in result.stderr and "WEBTEXT_PORT=" in result.stderr
+    assert not (tmp_path / "run" / "server.pid").exists()  # nothing half-started is left behind
+
+
+def test_running_a_deployment_with_the_server_down_says_make_up(tmp_path: Path) -> None:
+    port = free_port()
+    result = run([sys.executable, "-m", "infra.run", "webtext/build-corpus", "-p", "out_dir=x"],
+                 stack_env(tmp_path, port))
+    assert result.returncode == 1
+    assert f"no Prefect server answers at http://127.0.0.1:{port}/api" in result.stderr
+    assert "make up" in result.stderr
+
+
+def test_running_an_unknown_deployment_lists_the_real_ones(tmp_path: Path) -> None:
+    result = run([sys.executable, "-m", "infra.run", "webtext/train"], stack_env(tmp_path, free_port()))
+    assert result.returncode == 1
+    assert "unknown deployment 'webtext/train'" in result.stderr
+    assert all(spec.full_name in result.stderr for spec in DEPLOYMENTS)
+
+
+def test_stop_tree_reaches_children_that_started_their_own_session(tmp_path: Path) -> None:
+    # Prefect starts each flow run in a new session; killing the serve process group alone would orphan it.
+    script = "sleep 300 & setsid sleep 300 & wait"
+    parent = spawn(["bash", "-c", script], dict(os.environ), tmp_path / "log", cwd=tmp_path)
+    deadline = time.monotonic() + 10
+    while True:  # until both children have exec'd sleep, one of them in its own session
+        children = psutil.Process(parent.pid).children(recursive=True)
+        sleeping = [c for c in children if c.name() == "sleep"]
+        if len(sleeping) == 2 and len({os.getsid(c.pid) for c in sleeping}) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(children) == 2 and len({os.getsid(c.pid) for c in children}) == 2
+    stopped = stop_tree(parent.pid, timeout=5)
+    parent.wait(timeout=5)
+    assert set(stopped) == {parent.pid, *(c.pid for c in children)}
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_pid_file_ignores_a_dead_or_reused_pid(tmp_path: Path) -> None:
+    proc = subprocess.Popen(["sleep", "300"])
+    pid_file = tmp_path / "x.pid"
+    write_pid_file(pid_file, proc.pid)
+    assert read_pid_file(pid_file).pid == proc.pid
+    proc.kill()
+    proc.wait()
+    assert read_pid_file(pid_file) is None
+    pid_file.write_text(f'{{"pid": {os.getpid()}, "create_time": 1.0}}')  # our PID, another start time
+    assert read_pid_file(pid_file) is None
+
+
+def _tree(pid: int) -> set[int]:
+    proc = psutil.Process(pid)
+    return {pid, *(child.pid for child in proc.children(recursive=True))}
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) -> None:
+    names = [spec.full_name for spec in present_specs()]
+    if not names:
+        pytest.skip("no flow module exists under flows/ yet, so `make up` has nothing to serve")
+    home, port = tmp_path / "prefect", free_port()
+    env = stack_env(home, port)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        first = make("up", env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert f"Prefect UI:   http://127.0.0.1:{port}" in first.stdout
+        assert httpx.get(f"{api}/health").json() is True
+        for name in names:
+            assert httpx.get(f"{api}/deployments/name/{name}").status_code == 200, name
+        server, serve = (read_pid_file(home / "run" / f"{n}.pid") for n in ("server", "serve"))
+        assert server is not None and serve is not None
+        assert (home / "prefect.db").exists()  # the SQLite database lives in the stack's home
+        pids = _tree(server.pid) | _tree(serve.pid)
+
+        again = make("up", env)  # idempotent: nothing new starts
+        assert again.returncode == 0, again.stderr
+        assert "server already running" in again.stdout and "deployments already served" in again.stdout
+        assert read_pid_file(home / "run" / "server.pid").pid == server.pid
+
+        # Production path: the same deployments registered to a process work pool (updated in place).
+        deployed = run([sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool", "--create-pool"],
+                       env, timeout=180)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert "created process work pool 'test-pool'" in deployed.stdout
+        for name in names:
+            deployment = httpx.get(f"{api}/deployments/name/{name}").json()
+            assert deployment["work_pool_name"] == "test-pool", name
+            assert deployment["entrypoint"] == next(s.entrypoint for s in DEPLOYMENTS if s.full_name == name)
+
+        down = make("down", env)
+        assert down.returncode == 0, down.stderr
+        assert not [pid for pid in pids if psutil.pid_exists(pid)
+                    and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        assert not list((home / "run").glob("*.pid"))
+        assert "not running" in make("down", env).stdout  # a second down is harmless
+
+        second = make("up", env)  # and the stack comes back on the same database
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert httpx.get(f"{api}/health").json() is True
+    finally:
+        make("down", env)
