@@ -1,0 +1,495 @@
+"""The corpus build as resumable stages over files: links -> fetch -> extract -> filter -> dedup -> wikipedia -> shards.
+
+Every stage writes into its own folder under `out_dir` and ends with `_SUCCESS.json` holding a key (a hash of its
+inputs and configuration) and its counts. A stage whose marker holds the current key is skipped; a stage folder left
+by an interrupted run with the same key keeps its finished parts (extract and filter are written part by part, each
+part atomically), and a folder made with another key is cleared first. `flows/webtext.py` runs these functions as
+Prefect tasks; `build_corpus` runs them in one process (benchmarks, scripts).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from corpus.card import render_card
+from corpus.dedup import DedupConfig, Deduplicator, signature, text_hash
+from corpus.extract import ExtractConfig, extract_pages
+from corpus.filters import FilterConfig, drop_reason
+from corpus.shards import SCHEMA, ShardConfig, split_of, write_shards
+from corpus.wikipedia import is_wikipedia
+
+log = logging.getLogger(__name__)
+MARKER = "_SUCCESS.json"
+STAGES = ("links", "fetch", "extract", "filter", "dedup", "wikipedia", "shards")
+
+EXTRACT_SCHEMA = pa.schema(
+    [
+        ("record", pa.int64()),  # index of the HTML record in its WARC file
+        ("url", pa.string()),
+        ("link_url", pa.string()),
+        ("fetched_at", pa.string()),
+        ("html_bytes", pa.int64()),
+        ("outcome", pa.string()),
+        ("extractor", pa.string()),
+        ("text", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+FILTERED_SCHEMA = pa.schema(list(SCHEMA) + [("text_hash", pa.binary(16)), ("minhash", pa.binary())])
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    extract: ExtractConfig = ExtractConfig()
+    filter: FilterConfig = FilterConfig()
+    dedup: DedupConfig = DedupConfig()
+    shards: ShardConfig = ShardConfig()
+    pages_per_part: int = 128  # extraction unit: a crash loses at most the parts in flight
+
+
+# ---- stage bookkeeping ------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def stage_key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(_jsonable(parts), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def file_fingerprint(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
+    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def completed(stage_dir: Path, key: str) -> dict | None:
+    """The counts of a stage finished with this key, or None."""
+    marker = stage_dir / MARKER
+    if marker.exists():
+        data = json.loads(marker.read_text())
+        if data.get("key") == key:
+            return data["stats"]
+    return None
+
+
+def begin(stage_dir: Path, key: str) -> None:
+    """Prepare a stage folder: keep finished parts of an interrupted run with the same key, else start clean."""
+    key_file = stage_dir / "_KEY"
+    if stage_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+
+
+def finish(stage_dir: Path, key: str, stats: dict) -> dict:
+    _write_json(stage_dir / MARKER, {"key": key, "stats": stats})
+    return stats
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def resolve_inputs(patterns: Sequence[str | Path] | None, what: str) -> list[Path]:
+    """Expand paths and globs, sorted; a pattern matching nothing is an error naming it."""
+    paths: list[Path] = []
+    for pattern in patterns or []:
+        matches = sorted(glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [str(pattern)]
+        if not matches or not all(Path(m).is_file() for m in matches):
+            raise FileNotFoundError(f"{what} not found: {pattern}")
+        paths += [Path(m) for m in matches]
+    return sorted(set(paths))
+
+
+# ---- links and fetch (corpus.links / corpus.fetch) --------------------------------------------------------------
+
+
+def run_links(dumps: Sequence[Path], out_dir: Path, link_config: Any) -> tuple[str, dict]:
+    from corpus.links import harvest_links
+
+    stage_dir = out_dir / "links"
+    key = stage_key("links", file_fingerprint(dumps), link_config)
+    if (stats := completed(stage_dir, key)) is not None:
+        return key, stats
+    begin(stage_dir, key)
+    result = harvest_links(dumps, stage_dir / "links.parquet", link_config)
+    return key, finish(stage_dir, key, result.to_dict())
+
+
+def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None
+              ) -> tuple[str, dict]:
+    """Fetch every link; the key is the link list only (where pages are routed is not part of what was fetched)."""
+    from corpus.fetch import fetch_urls
+
+    stage_dir = out_dir / "fetch"
+    key = stage_key("fetch", links_key)
+    if (stats := completed(stage_dir, key)) is not None:
+        return key, stats
+    begin(stage_dir, key)  # fetch_urls itself resumes from its log
+    urls = pq.read_table(out_dir / "links" / "links.parquet", columns=["url"]).column("url").to_pylist()
+    summary = fetch_urls(urls, stage_dir, fetch_config, progress=progress)
+    return key, finish(stage_dir, key, summary.to_dict())
+
+
+def fetched_warcs(out_dir: Path) -> list[Path]:
+    return sorted((out_dir / "fetch" / "warc").glob("*.warc.gz"))
+
+
+# ---- extract -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExtractUnit:
+    warc: Path
+    file_index: int
+    chunk: int
+    start: int  # first HTML record of the chunk in its WARC file
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.file_index:05d}-{self.chunk:05d}.parquet"
+
+
+def plan_extract(out_dir: Path, warcs: Sequence[Path], upstream_key: str, config: BuildConfig) -> tuple[str, list[ExtractUnit]]:
+    """Split the WARC files into units of `pages_per_part` HTML records; returns (stage key, units not done yet)."""
+    from corpus.warc import iter_html_records
+
+    stage_dir = out_dir / "extract"
+    key = stage_key("extract", upstream_key, file_fingerprint(warcs), config.extract, config.pages_per_part)
+    if completed(stage_dir, key) is not None:
+        return key, []
+    begin(stage_dir, key)
+    plan_file = stage_dir / "_plan.json"
+    if plan_file.exists():
+        counts = json.loads(plan_file.read_text())
+    else:
+        counts = [sum(1 for _ in iter_html_records([w])) for w in warcs]
+        _write_json(plan_file, counts)
+    units = []
+    for i, (warc, n) in enumerate(zip(warcs, counts)):
+        for c, start in enumerate(range(0, n, config.pages_per_part)):
+            units.append(ExtractUnit(warc, i, c, start, min(n, start + config.pages_per_part)))
+    return key, units
+
+
+def extract_unit(out_dir: Path, unit: ExtractUnit, config: ExtractConfig) -> dict[str, int]:
+    """Extract one unit into extract/<file>-<chunk>.parquet (skipped when that part exists); returns outcome counts."""
+    from corpus.warc import iter_html_records
+
+    path = out_dir / "extract" / unit.name
+    if not path.exists():
+        pages: dict[int, Any] = {}
+        for i, page in enumerate(iter_html_records([unit.warc])):
+            if i >= unit.stop:
+                break
+            if i >= unit.start:
+                pages[i] = page
+        results = dict(extract_pages(((i, p.body, p.url) for i, p in pages.items()), config))
+        rows = [
+            {"record": i, "url": p.url, "link_url": p.link_url, "fetched_at": p.fetched_at, "html_bytes": len(p.body),
+             "outcome": results[i].outcome, "extractor": results[i].extractor, "text": results[i].text,
+             "error": results[i].error}
+            for i, p in sorted(pages.items())
+        ]
+        _write_parquet(pa.Table.from_pylist(rows, schema=EXTRACT_SCHEMA), path)
+    outcomes = pq.read_table(path, columns=["outcome"]).column("outcome").to_pylist()
+    return dict(Counter(outcomes))
+
+
+def finish_extract(out_dir: Path, key: str, units_done: Sequence[dict[str, int]] | None = None) -> dict:
+    stage_dir = out_dir / "extract"
+    if (stats := completed(stage_dir, key)) is not None:
+        return stats
+    outcomes: Counter[str] = Counter()
+    for part in extract_parts(out_dir):
+        outcomes.update(pq.read_table(part, columns=["outcome"]).column("outcome").to_pylist())
+    pages = sum(outcomes.values())
+    stats = {"in": pages, "out": outcomes.get("ok", 0), "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"}}
+    return finish(stage_dir, key, stats)
+
+
+def extract_parts(out_dir: Path) -> list[Path]:
+    return sorted((out_dir / "extract").glob("[0-9]*.parquet"))
+
+
+# ---- filter ------------------------------------------------------------------------------------------------------
+
+
+def doc_id(link_url: str) -> str:
+    return hashlib.blake2b(link_url.encode(), digest_size=8).hexdigest()
+
+
+def _link_metadata(links_path: Path | None, urls: list[str]) -> dict[str, dict]:
+    if links_path is None:
+        return {}
+    table = pq.read_table(links_path, columns=["url", "karma", "subreddits", "title", "first_created_utc"])
+    table = table.filter(pc.is_in(table.column("url"), value_set=pa.array(sorted(set(urls)), pa.string())))
+    return {row["url"]: row for row in table.to_pylist()}
+
+
+def filter_part(out_dir: Path, part: Path, links_path: Path | None, config: BuildConfig) -> dict[str, int]:
+    """Join extracted pages with their Reddit link, apply the filters, add dedup signatures: filter/<part>."""
+    from corpus.urls import canonicalize_url, registered_domain, url_host
+
+    path = out_dir / "filter" / part.name
+    if path.exists():
+        return json.loads((out_dir / "filter" / f"{part.stem}.json").read_text())
+    pages = pq.read_table(part).to_pylist()
+    links = [p["link_url"] or canonicalize_url(p["url"]) for p in pages]
+    meta = _link_metadata(links_path, links)
+    dropped: Counter[str] = Counter()
+    rows = []
+    for page, link in zip(pages, links):
+        if page["outcome"] != "ok":
+            dropped[f"extract_{page['outcome']}"] += 1
+            continue
+        if links_path is not None and link not in meta:
+            dropped["not_in_links"] += 1
+            continue
+        reason = drop_reason(page["text"], config.filter)
+        if reason:
+            dropped[reason] += 1
+            continue
+        m = meta.get(link, {})
+        text = page["text"]
+        rows.append(
+            {"id": doc_id(link), "url": page["url"], "link_url": link, "domain": registered_domain(url_host(page["url"])),
+             "title": m.get("title"), "text": text, "karma": m.get("karma", 0), "subreddits": m.get("subreddits", []),
+             "created_utc": m.get("first_created_utc", 0), "fetched_at": page["fetched_at"],
+             "extractor": page["extractor"], "n_words": len(text.split()), "text_hash": text_hash(text),
+             "minhash": signature(text, config.dedup).astype("<u8").tobytes()}
+        )
+    stats = {"in": sum(1 for p in pages if p["outcome"] == "ok"), "out": len(rows),
+             "dropped": {k: v for k, v in dropped.items() if not k.startswith("extract_")}}
+    _write_parquet(pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA), path)
+    _write_json(out_dir / "filter" / f"{part.stem}.json", stats)
+    return stats
+
+
+def filter_key(extract_key: str, links_key: str | None, config: BuildConfig) -> str:
+    return stage_key("filter", extract_key, links_key, config.filter, config.dedup)
+
+
+def filtered_parts(out_dir: Path) -> list[Path]:
+    return sorted((out_dir / "filter").glob("[0-9]*.parquet"))
+
+
+def _merge_counts(stats: Sequence[dict]) -> dict:
+    dropped: Counter[str] = Counter()
+    for s in stats:
+        dropped.update(s["dropped"])
+    return {"in": sum(s["in"] for s in stats), "out": sum(s["out"] for s in stats), "dropped": dict(sorted(dropped.items()))}
+
+
+# ---- dedup, wikipedia --------------------------------------------------------------------------------------------
+
+
+def _iter_columns(parts: Sequence[Path], columns: list[str]) -> Iterator[dict]:
+    for part in parts:
+        pf = pq.ParquetFile(part)
+        for i in range(pf.num_row_groups):
+            yield from pf.read_row_group(i, columns=columns).to_pylist()
+
+
+def run_dedup(out_dir: Path, upstream_key: str, config: DedupConfig) -> tuple[str, dict]:
+    import numpy as np
+
+    stage_dir = out_dir / "dedup"
+    key = stage_key("dedup", upstream_key, config)
+    if (stats := completed(stage_dir, key)) is not None:
+        return key, stats
+    begin(stage_dir, key)
+    parts = filtered_parts(out_dir)
+    dd = Deduplicator(config)
+    seen: set[str] = set()
+    repeats = 0
+    for row in _iter_columns(parts, ["id", "karma", "created_utc", "text_hash", "minhash"]):
+        if row["id"] in seen:  # the same link archived twice (a fetch retried after a crash): shards keep one
+            repeats += 1
+            continue
+        seen.add(row["id"])
+        dd.add(row["id"], row["text_hash"], np.frombuffer(row["minhash"], dtype="<u8"), row["karma"], row["created_utc"])
+    need = dd.candidate_ids()
+    result = dd.resolve((r["id"], r["text"]) for r in _iter_columns(parts, ["id", "text"]) if r["id"] in need)
+    removed = sorted(result.removed.items())
+    table = pa.table({"id": [i for i, _ in removed], "reason": [r for _, (r, _) in removed],
+                      "duplicate_of": [d for _, (_, d) in removed]})
+    _write_parquet(table, stage_dir / "removed.parquet")
+    counts = result.counts()
+    if repeats:
+        counts["duplicate_fetch"] = repeats
+    stats = {"in": len(dd) + repeats, "out": len(dd) - len(result.removed), "dropped": counts,
+             "lsh_candidate_pairs": result.candidate_pairs, "verified_pairs": result.verified_pairs,
+             "rejected_pairs": result.rejected_pairs}
+    return key, finish(stage_dir, key, stats)
+
+
+def _removed_ids(path: Path) -> set[str]:
+    return set(pq.read_table(path, columns=["id"]).column("id").to_pylist()) if path.exists() else set()
+
+
+def run_wikipedia(out_dir: Path, upstream_key: str) -> tuple[str, dict]:
+    stage_dir = out_dir / "wikipedia"
+    key = stage_key("wikipedia", upstream_key)
+    if (stats := completed(stage_dir, key)) is not None:
+        return key, stats
+    begin(stage_dir, key)
+    dup = _removed_ids(out_dir / "dedup" / "removed.parquet")
+    seen: set[str] = set()
+    wiki: list[str] = []
+    for row in _iter_columns(filtered_parts(out_dir), ["id", "url", "link_url"]):
+        if row["id"] in dup or row["id"] in seen:
+            continue
+        seen.add(row["id"])
+        if is_wikipedia(row["url"], row["link_url"]):
+            wiki.append(row["id"])
+    _write_parquet(pa.table({"id": sorted(wiki)}, schema=pa.schema([("id", pa.string())])), stage_dir / "removed.parquet")
+    return key, finish(stage_dir, key, {"in": len(seen), "out": len(seen) - len(wiki), "dropped": {"wikipedia": len(wiki)}})
+
+
+# ---- shards, manifest, card --------------------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str]:
+    names = ["trafilatura", "newspaper4k", "datasketch", "pyarrow", "py3langid", "warcio", "zstandard"]
+    return {name: version(name) for name in names}
+
+
+def run_shards(out_dir: Path, upstream_key: str, config: BuildConfig, stage_stats: list[dict], run_config: dict
+               ) -> tuple[dict, bool]:
+    """Write shards, manifest.json and the card; returns (manifest, True if it was already there)."""
+    key = stage_key("shards", upstream_key, config.shards)
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("key") == key and (out_dir / "shards").is_dir():
+            return manifest, True
+    removed = _removed_ids(out_dir / "dedup" / "removed.parquet") | _removed_ids(out_dir / "wikipedia" / "removed.parquet")
+    parts = filtered_parts(out_dir)
+
+    def docs() -> Iterator[dict]:
+        for row in _iter_columns(parts, SCHEMA.names):
+            if row["id"] not in removed:
+                yield row
+
+    files = write_shards(docs, out_dir / "shards", config.shards)
+    domains: Counter[str] = Counter()
+    extractors: Counter[str] = Counter()
+    words = text_bytes = 0
+    split_counts: Counter[str] = Counter()
+    for f in files:
+        table = pq.read_table(out_dir / "shards" / f.name, columns=["domain", "extractor", "n_words", "text"])
+        domains.update(table.column("domain").to_pylist())
+        extractors.update(table.column("extractor").to_pylist())
+        words += pc.sum(table.column("n_words")).as_py() or 0
+        text_bytes += pc.sum(pc.binary_length(table.column("text").cast(pa.binary()))).as_py() or 0
+        split_counts[f.split] += f.rows
+    documents = sum(f.rows for f in files)
+    stages = stage_stats + [{"stage": "shards", "in": stage_stats[-1]["out"] if stage_stats else documents,
+                             "out": documents, "dropped": {}}]
+    manifest = {
+        "key": key,
+        "config": run_config,
+        "versions": _versions(),
+        "stages": stages,
+        "totals": {"documents": documents, "words": words, "text_bytes": text_bytes,
+                   "train_documents": split_counts["train"], "val_documents": split_counts["val"],
+                   "shard_bytes": sum(f.bytes for f in files)},
+        "extractors": dict(extractors),
+        "top_domains": sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:25],
+        "shards": [f.to_dict() for f in files],
+    }
+    card = render_card(json.loads(json.dumps(_jsonable(manifest))))
+    (out_dir / "shards" / "README.md").write_text(card)
+    _write_json(manifest_path, manifest)  # written last: the build's completion marker
+    return manifest, False
+
+
+def config_summary(config: BuildConfig, link_config: Any = None, **extra: Any) -> dict:
+    """The configuration as it goes into manifest.json (and the card)."""
+    summary = _jsonable({"links": link_config, "extract": config.extract, "filter": config.filter,
+                         "dedup": config.dedup, "shards": config.shards, "pages_per_part": config.pages_per_part})
+    summary["dedup"].pop("lsh_storage", None)  # may hold a Redis address; not a property of the data
+    return {**summary, **_jsonable(extra)}
+
+
+def stage_row(stage: str, stats: dict) -> dict:
+    return {"stage": stage, "in": stats["in"], "out": stats["out"], "dropped": dict(stats.get("dropped", {}))}
+
+
+@dataclass
+class BuildResult:
+    manifest: dict
+    already_done: bool
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig = BuildConfig(),
+                     links_path: Path | None = None, links_key: str | None = None) -> BuildResult:
+    """Extract -> filter -> dedup -> wikipedia -> shards in this process (no Prefect); see flows/webtext.py."""
+    out_dir = Path(out_dir)
+    seconds: dict[str, float] = {}
+    t = time.monotonic()
+    upstream = stage_key("warcs", links_key, file_fingerprint(warcs))
+    ekey, units = plan_extract(out_dir, warcs, upstream, config)
+    for unit in units:
+        extract_unit(out_dir, unit, config.extract)
+    extract_stats = finish_extract(out_dir, ekey)
+    seconds["extract"] = time.monotonic() - t
+    fkey, filter_stats = run_filter_stage(out_dir, ekey, links_path, links_key, config)
+    seconds["filter"] = time.monotonic() - t - sum(seconds.values())
+    dkey, dedup_stats = run_dedup(out_dir, fkey, config.dedup)
+    seconds["dedup"] = time.monotonic() - t - sum(seconds.values())
+    wkey, wiki_stats = run_wikipedia(out_dir, dkey)
+    rows = [stage_row("extract", extract_stats), stage_row("filter", filter_stats), stage_row("dedup", dedup_stats),
+            stage_row("wikipedia", wiki_stats)]
+    manifest, done = run_shards(out_dir, wkey, config, rows, config_summary(config))
+    seconds["shards"] = time.monotonic() - t - sum(seconds.values())
+    return BuildResult(manifest, done, seconds)
+
+
+def run_filter_stage(out_dir: Path, extract_key: str, links_path: Path | None, links_key: str | None,
+                     config: BuildConfig) -> tuple[str, dict]:
+    key = filter_key(extract_key, links_key, config)
+    stage_dir = out_dir / "filter"
+    if (stats := completed(stage_dir, key)) is not None:
+        return key, stats
+    begin(stage_dir, key)
+    results = [filter_part(out_dir, part, links_path, config) for part in extract_parts(out_dir)]
+    return key, finish(stage_dir, key, _merge_counts(results))
