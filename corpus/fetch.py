@@ -1,0 +1,750 @@
+"""A polite, safe, resumable HTML fetcher (asyncio + httpx) that archives every page it keeps to WARC.
+
+Politeness: at most `concurrency` URLs in flight, at most `per_host` per host name, and request starts to one host
+spaced by its delay: `min_delay_s`, or the robots.txt Crawl-delay for our User-Agent when larger (capped at
+`max_crawl_delay_s`). robots.txt is fetched once per origin and cached. A frontier hands each worker a URL of a
+host whose turn has come, so a slow or delayed host never holds the other workers.
+
+Safety: all connections go through `corpus.netsafety` (public addresses only, except connect_to targets) and every
+response is bounded: `connect_timeout_s`/`read_timeout_s` per socket operation, `deadline_s` per request (headers and
+body: a server that drips bytes is cut off), `max_bytes` on the body as received and `max_decompressed_bytes` after
+Content-Encoding (gzip bombs). At most `max_redirects` hops, each hop checked again (address, robots.txt, host delay).
+Connection errors, 429 and 5xx are retried `max_retries` times with exponential backoff and jitter; a Retry-After
+up to `max_retry_after_s` is honoured, a longer one ends the URL as http_error.
+
+Output in out_dir: `log.parquet` with exactly one row per URL (see LOG_SCHEMA and OUTCOMES) and `warc/*.warc.gz`
+holding the request and response of every `ok` page. While running, outcomes are appended to `log.journal.jsonl`
+(one flushed line per URL, written after the page's WARC records), and WARC files carry a `.open` suffix. A killed
+run therefore loses only the URLs in flight: the next run cuts open WARC files back to their last logged record,
+merges the journal into log.parquet, and skips every URL already there.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import heapq
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import ssl
+import time
+import zlib
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.robotparser import RobotFileParser
+
+import certifi
+import charset_normalizer
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpus.netsafety import BlockedAddressError, DNSError, SafeTransport
+from corpus.warc import CHARSET_HEADER, RollingWarcWriter, WarcLocation, finalize_open_files, is_html
+
+log = logging.getLogger(__name__)
+
+OUTCOMES: tuple[str, ...] = (
+    "ok", "robots_disallowed", "timeout", "too_large", "unsupported_content_type", "http_error",
+    "too_many_redirects", "blocked_address", "dns_error", "connection_error", "decode_error",
+    "invalid_url",  # not an http(s) URL at all: nothing was requested
+)
+
+LOG_SCHEMA = pa.schema([
+    ("url", pa.string()),            # the URL as given (for the corpus: the canonical link URL)
+    ("outcome", pa.string()),
+    ("http_status", pa.int32()),     # status of the last response, if any
+    ("final_url", pa.string()),      # URL of the last request, after redirects
+    ("bytes", pa.int64()),           # body bytes received, as sent (before Content-Encoding)
+    ("error", pa.string()),
+    ("fetched_at", pa.string()),     # ISO 8601 UTC time of the outcome
+    ("content_type", pa.string()),
+    ("encoding", pa.string()),       # detected charset of ok pages
+    ("attempts", pa.int32()),
+    ("elapsed_s", pa.float64()),
+    ("warc_file", pa.string()),      # ok pages: file under warc/, offset and length of request+response records
+    ("warc_offset", pa.int64()),
+    ("warc_length", pa.int64()),
+])
+
+_ROBOTS_MAX_BYTES = 512 * 1024
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+@dataclass
+class FetchConfig:
+    concurrency: int = 64                    # URLs in flight
+    per_host: int = 2                        # URLs in flight per host name
+    min_delay_s: float = 1.0                 # between request starts to one host
+    max_crawl_delay_s: float = 30.0          # cap on a robots.txt Crawl-delay
+    user_agent: str = "WebTextBot/0.1 (+https://github.com/webtext-gpt2; research crawler)"
+    obey_robots: bool = True
+    connect_to: dict[str, str] = field(default_factory=dict)
+    allow_private_addresses: bool = False
+    ca_file: str | None = None               # extra CA certificates to trust (PEM), besides certifi's
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 20.0             # between two received chunks
+    deadline_s: float = 60.0                 # whole request: headers and body
+    max_bytes: int = 10 * 2**20              # body as received
+    max_decompressed_bytes: int = 40 * 2**20
+    max_redirects: int = 5
+    max_retries: int = 3
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 30.0
+    max_retry_after_s: float = 60.0
+    warc_max_bytes: int = 1 << 30            # roll WARC files past this size
+    progress_interval_s: float = 10.0
+    robots_cache_size: int = 100_000         # origins whose robots.txt is kept in memory
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "per_host", "max_bytes", "max_decompressed_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FetchConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_redirects < 0 or self.max_retries < 0:
+            raise ValueError("FetchConfig.max_redirects and max_retries must be >= 0")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=certifi.where())
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+        return context
+
+
+@dataclass
+class FetchSummary:
+    outcomes: dict[str, int]                 # this run's URLs by outcome
+    fetched: int                             # URLs given an outcome by this run
+    skipped: int                             # URLs of the input already in the log
+    logged: int                              # rows of log.parquet after this run
+    bytes: int
+    elapsed_s: float
+    rate: float                              # URLs per second in this run
+    warc_files: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Capture:
+    request_target: str
+    request_headers: list[tuple[str, str]]
+    status: int
+    reason: str
+    response_headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass
+class _Result:
+    outcome: str
+    http_status: int | None = None
+    final_url: str | None = None
+    bytes: int = 0
+    error: str | None = None
+    content_type: str | None = None
+    encoding: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    capture: _Capture | None = None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Undecodable(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Body handling
+
+
+def decompress(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Undo gzip/deflate Content-Encoding, raising _TooLarge past `limit` output bytes (no bomb gets inflated)."""
+    data = raw
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    for coding in reversed([c for c in codings if c and c != "identity"]):
+        if coding in ("gzip", "x-gzip"):
+            data = _inflate(data, zlib.MAX_WBITS | 16, limit)
+        elif coding == "deflate":
+            try:
+                data = _inflate(data, zlib.MAX_WBITS, limit)
+            except zlib.error:  # servers often send raw deflate under this name
+                data = _inflate(data, -zlib.MAX_WBITS, limit)
+        else:
+            raise _Undecodable(f"unsupported Content-Encoding {coding!r}")
+    if len(data) > limit:
+        raise _TooLarge(f"body exceeds {limit} bytes")
+    return data
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    out = bytearray()
+    while data:
+        inflater = zlib.decompressobj(wbits)
+        chunk = data
+        while chunk:
+            out += inflater.decompress(chunk, limit + 1 - len(out))
+            if len(out) > limit:
+                raise _TooLarge(f"decompressed body exceeds {limit} bytes")
+            chunk = inflater.unconsumed_tail
+        out += inflater.flush()
+        data = inflater.unused_data if wbits & 16 else b""  # a gzip stream may hold several members
+        if len(out) > limit:
+            raise _TooLarge(f"decompressed body exceeds {limit} bytes")
+    return bytes(out)
+
+
+def _mostly_text(text: str) -> bool:
+    return len(_CONTROL.findall(text)) <= len(text) / 100
+
+
+def detect_charset(body: bytes, content_type: str | None) -> str:
+    """The charset a page decodes with: BOM, then HTTP header, then <meta>, then statistical detection.
+
+    A declared charset is accepted with up to 0.1% undecodable bytes (real pages have a few). Raises _Undecodable
+    when nothing yields text (binary served as HTML, or a charset that fits none of the bytes).
+    """
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    declared = []
+    match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type or "", re.IGNORECASE)
+    if match:
+        declared.append(match.group(1))
+    meta = _META_CHARSET.search(body[:4096])
+    if meta:
+        declared.append(meta.group(1).decode("ascii", "replace"))
+    for name in declared:
+        try:
+            codec = codecs.lookup(name).name
+        except LookupError:
+            continue
+        text = body.decode(codec, errors="replace")
+        if text.count("\ufffd") <= len(text) / 1000 and _mostly_text(text):
+            return codec
+    if not body:
+        return "utf-8"
+    best = charset_normalizer.from_bytes(body).best()
+    if best is not None and _mostly_text(str(best)):
+        return best.encoding
+    raise _Undecodable("no charset decodes the body as text" + (f" (declared {', '.join(declared)})" if declared else ""))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _looks_like_html(body: bytes) -> bool:
+    head = body[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frontier: which URL may be requested next
+
+
+@dataclass
+class _Host:
+    name: str
+    delay: float
+    queue: deque[str] = field(default_factory=deque)
+    active: int = 0
+    last_start: float = float("-inf")        # monotonic start time of the latest (possibly future) request
+    next_pop: float = 0.0                    # when the frontier may hand out this host's next URL
+    in_heap: bool = False
+
+    def ready_at(self) -> float:
+        return max(self.next_pop, self.last_start + self.delay)
+
+
+def _host_of(url: str) -> str:
+    try:
+        return httpx.URL(url).host
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return ""
+
+
+class _Frontier:
+    """Buffers input URLs by host and hands out one whose host has a free slot and whose turn has come.
+
+    The spacing itself is enforced by `turn`, which every request (robots.txt, redirect hops and retries included)
+    calls before it starts; the frontier's own schedule only keeps workers from picking a host that is not ready.
+    """
+
+    def __init__(self, urls: Iterator[str], per_host: int, min_delay: float, buffer: int) -> None:
+        self._urls = urls
+        self._exhausted = False
+        self._buffer = buffer
+        self._buffered = 0
+        self._in_flight = 0
+        self._per_host = per_host
+        self._min_delay = min_delay
+        self._hosts: dict[str, _Host] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+
+    def host(self, name: str) -> _Host:
+        host = self._hosts.get(name)
+        if host is None:
+            # URLs without a host end without a request: no reason to space them out
+            host = self._hosts[name] = _Host(name, self._min_delay if name else 0.0)
+        return host
+
+    def _schedule(self, host: _Host) -> None:
+        if host.queue and not host.in_heap and host.active < self._per_host:
+            heapq.heappush(self._heap, (host.ready_at(), next(self._seq), host.name))
+            host.in_heap = True
+
+    def _fill(self) -> None:
+        while not self._exhausted and self._buffered < self._buffer:
+            try:
+                url = next(self._urls)
+            except StopIteration:
+                self._exhausted = True
+                break
+            host = self.host(_host_of(url))
+            host.queue.append(url)
+            self._buffered += 1
+            self._schedule(host)
+
+    async def next(self) -> tuple[_Host, str] | None:
+        """The next URL to visit, with its host. None when every URL is done."""
+        while True:
+            self._wake.clear()
+            self._fill()
+            now = time.monotonic()
+            timeout: float | None = None
+            if self._heap:
+                at, _, name = self._heap[0]
+                host = self._hosts[name]
+                if host.ready_at() > at:  # the host was used since it was queued: requeue at its real time
+                    heapq.heapreplace(self._heap, (host.ready_at(), next(self._seq), name))
+                    continue
+                if at <= now:
+                    heapq.heappop(self._heap)
+                    host.in_heap = False
+                    url = host.queue.popleft()
+                    self._buffered -= 1
+                    self._in_flight += 1
+                    host.active += 1
+                    host.next_pop = now + host.delay
+                    self._schedule(host)
+                    return host, url
+                timeout = at - now
+            elif self._exhausted and self._in_flight == 0:
+                self._wake.set()  # let every other waiting worker see the end too
+                return None
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def release(self, host: _Host) -> None:
+        host.active -= 1
+        self._in_flight -= 1
+        self._schedule(host)
+        self._wake.set()
+
+    async def turn(self, name: str) -> None:
+        """Take the next start time for a request to host `name` and wait for it."""
+        host = self.host(name)
+        now = time.monotonic()
+        start = max(now, host.last_start + host.delay)
+        host.last_start = start
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def hold_off(self, name: str, seconds: float) -> None:
+        """No request to host `name` for `seconds` (it asked us to back off)."""
+        host = self.host(name)
+        until = time.monotonic() + seconds
+        host.next_pop = max(host.next_pop, until)
+        host.last_start = max(host.last_start, until - host.delay)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Crawler
+
+
+@dataclass
+class _Visit:
+    link_url: str
+    current_url: str = ""                    # the URL of the current hop
+
+
+class _Crawler:
+    def __init__(self, config: FetchConfig, client: httpx.AsyncClient, frontier: _Frontier) -> None:
+        self.config = config
+        self.client = client
+        self.frontier = frontier
+        self._robots: OrderedDict[str, RobotFileParser] = OrderedDict()
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+
+    async def visit(self, url: str) -> tuple[_Result, int]:
+        """Fetch one URL, with retries. Returns its result and the number of attempts."""
+        visit = _Visit(url, url)
+        config = self.config
+        attempt = 0
+        while True:
+            attempt += 1
+            result = await self._attempt(visit)
+            if not result.retryable or attempt > config.max_retries:
+                return result, attempt
+            delay = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            if result.retry_after is not None:
+                if result.retry_after > config.max_retry_after_s:
+                    result.error = f"{result.error}; Retry-After {result.retry_after:.0f}s exceeds the bound"
+                    return result, attempt
+                delay = max(delay, result.retry_after)
+            self.frontier.hold_off(_host_of(visit.current_url), delay)
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, visit: _Visit) -> _Result:
+        visit.current_url = visit.link_url
+        try:
+            return await self._follow(visit)
+        except BlockedAddressError as error:
+            return _Result("blocked_address", final_url=visit.current_url, error=str(error))
+        except DNSError as error:
+            return _Result("dns_error", final_url=visit.current_url, error=str(error))
+        except (TimeoutError, httpx.TimeoutException) as error:
+            return _Result("timeout", final_url=visit.current_url, error=f"{type(error).__name__} {error}".strip())
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
+            return _Result("invalid_url", final_url=visit.current_url, error=str(error))
+        except httpx.TransportError as error:
+            return _Result("connection_error", final_url=visit.current_url, retryable=True,
+                           error=f"{type(error).__name__}: {error}")
+
+    async def _follow(self, visit: _Visit) -> _Result:
+        config = self.config
+        for _hop in range(config.max_redirects + 1):
+            url = httpx.URL(visit.current_url)
+            if url.scheme not in ("http", "https") or not url.host:
+                return _Result("invalid_url" if visit.current_url == visit.link_url else "http_error",
+                               final_url=visit.current_url, error=f"not an http(s) URL: {visit.current_url}")
+            if config.obey_robots and not await self._robots_allow(visit, url):
+                return _Result("robots_disallowed", final_url=visit.current_url)
+            await self.frontier.turn(url.host)
+            async with asyncio.timeout(config.deadline_s):
+                response = await self.client.send(self.client.build_request("GET", url), stream=True)
+                try:
+                    if response.is_redirect:
+                        visit.current_url = str(url.join(response.headers["location"]))
+                        continue
+                    return await self._read(visit, response)
+                finally:
+                    await response.aclose()
+        return _Result("too_many_redirects", final_url=visit.current_url,
+                       error=f"more than {config.max_redirects} redirects")
+
+    async def _read(self, visit: _Visit, response: httpx.Response) -> _Result:
+        config = self.config
+        status = response.status_code
+        content_type = response.headers.get("content-type")
+        result = _Result("ok", http_status=status, final_url=visit.current_url, content_type=content_type)
+        if status != 200:
+            result.outcome, result.error = "http_error", f"HTTP {status}"
+            result.retryable = status == 429 or status >= 500
+            result.retry_after = _retry_after(response.headers.get("retry-after"))
+            return result
+        if content_type and not is_html(content_type):
+            result.outcome = "unsupported_content_type"
+            return result
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_bytes:
+            result.outcome, result.error = "too_large", f"Content-Length {declared} exceeds {config.max_bytes}"
+            return result
+        raw = bytearray()
+        async for chunk in response.aiter_raw():
+            raw += chunk
+            result.bytes = len(raw)
+            if len(raw) > config.max_bytes:
+                result.outcome, result.error = "too_large", f"body exceeds {config.max_bytes} bytes"
+                return result
+        try:
+            body = decompress(bytes(raw), response.headers.get("content-encoding"), config.max_decompressed_bytes)
+            if not content_type and not _looks_like_html(body):
+                result.outcome = "unsupported_content_type"
+                return result
+            result.encoding = detect_charset(body, content_type)
+        except _TooLarge as error:
+            result.outcome, result.error = "too_large", str(error)
+            return result
+        except (_Undecodable, zlib.error) as error:
+            result.outcome, result.error = "decode_error", str(error)
+            return result
+        request = response.request
+        result.capture = _Capture(
+            request_target=request.url.raw_path.decode("ascii"),
+            request_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+            status=status, reason=response.reason_phrase,
+            response_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw],
+            body=bytes(raw))
+        return result
+
+    async def _robots_allow(self, visit: _Visit, url: httpx.URL) -> bool:
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        parser = self._robots.get(origin)
+        if parser is None:
+            lock = self._robots_locks.setdefault(origin, asyncio.Lock())
+            async with lock:  # one fetch per origin, however many workers ask
+                parser = self._robots.get(origin)
+                if parser is None:
+                    parser = await self._fetch_robots(visit, origin)
+                    self._robots[origin] = parser
+                    if len(self._robots) > self.config.robots_cache_size:
+                        self._robots.popitem(last=False)
+            self._robots_locks.pop(origin, None)
+            delay = parser.crawl_delay(self.config.user_agent)
+            if delay:
+                self.frontier.host(url.host).delay = min(max(self.config.min_delay_s, float(delay)),
+                                                         self.config.max_crawl_delay_s)
+        else:
+            self._robots.move_to_end(origin)
+        return parser.can_fetch(self.config.user_agent, str(url))
+
+    async def _fetch_robots(self, visit: _Visit, origin: str) -> RobotFileParser:
+        """RFC 9309: 4xx means no rules, 5xx means keep out; redirects are followed (each hop checked)."""
+        parser = RobotFileParser(origin + "/robots.txt")
+        url = httpx.URL(origin + "/robots.txt")
+        status = 404
+        lines: list[str] = []
+        for _hop in range(self.config.max_redirects + 1):
+            await self.frontier.turn(url.host)
+            async with asyncio.timeout(self.config.deadline_s):
+                response = await self.client.send(self.client.build_request("GET", url), stream=True)
+                try:
+                    status = response.status_code
+                    if response.is_redirect:
+                        url = url.join(response.headers["location"])
+                        continue
+                    if status == 200:
+                        body = bytearray()
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) > _ROBOTS_MAX_BYTES:  # RFC 9309: parse at least 500 KiB, ignore the rest
+                                break
+                        lines = bytes(body[:_ROBOTS_MAX_BYTES]).decode("utf-8", "replace").splitlines()
+                finally:
+                    await response.aclose()
+            break
+        if status >= 500:
+            parser.disallow_all = True
+        elif status == 200:
+            parser.parse(lines)
+        else:
+            parser.allow_all = True
+        parser.modified()
+        return parser
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Log store: journal while running, log.parquet when done
+
+
+def _read_journal(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:  # the last line of a killed run may be cut short
+                    continue
+    return rows
+
+
+class _LogStore:
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.log_path = out_dir / "log.parquet"
+        self.journal_path = out_dir / "log.journal.jsonl"
+        self.warc_dir = out_dir / "warc"
+        self.warc_dir.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        self.done: set[str] = set()
+        if self.log_path.exists():
+            self.done.update(pq.read_table(self.log_path, columns=["url"]).column("url").to_pylist())
+        self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def _recover(self) -> None:
+        """Finish what a killed run left: cut open WARC files to their logged records, merge its journal."""
+        rows = _read_journal(self.journal_path)
+        committed: dict[str, int] = {}
+        for row in rows:
+            if row.get("warc_file"):
+                end = row["warc_offset"] + row["warc_length"]
+                committed[row["warc_file"]] = max(committed.get(row["warc_file"], 0), end)
+        kept = finalize_open_files(self.warc_dir, committed)
+        if rows:
+            log.warning("fetch: recovered %d outcomes and %d WARC files from an interrupted run in %s",
+                        len(rows), len(kept), self.out_dir)
+            self._merge(rows)
+        self.journal_path.unlink(missing_ok=True)
+
+    def append(self, row: dict) -> None:
+        self._journal.write(json.dumps(row) + "\n")
+        self._journal.flush()  # the OS has it: a killed process loses nothing logged
+
+    def close(self) -> int:
+        self._journal.close()
+        rows = _read_journal(self.journal_path)
+        total = self._merge(rows)
+        self.journal_path.unlink(missing_ok=True)
+        return total
+
+    def _merge(self, rows: list[dict]) -> int:
+        new = pa.Table.from_pylist(rows, schema=LOG_SCHEMA)
+        tables = [pq.read_table(self.log_path, schema=LOG_SCHEMA)] if self.log_path.exists() else []
+        table = pa.concat_tables([*tables, new])
+        # A crash between writing log.parquet and deleting the journal merges rows twice: keep the first.
+        seen: set[str] = set()
+        keep = [not (url in seen or seen.add(url)) for url in table.column("url").to_pylist()]
+        table = table.filter(pa.array(keep, pa.bool_()))
+        tmp = self.log_path.with_name(f".{self.log_path.name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, self.log_path)
+        return table.num_rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry points
+
+
+def _row(url: str, result: _Result, attempts: int, elapsed: float, location: WarcLocation | None,
+         fetched_at: datetime) -> dict:
+    return {
+        "url": url, "outcome": result.outcome, "http_status": result.http_status, "final_url": result.final_url,
+        "bytes": result.bytes, "error": result.error, "fetched_at": fetched_at.isoformat(),
+        "content_type": result.content_type, "encoding": result.encoding, "attempts": attempts,
+        "elapsed_s": round(elapsed, 4),
+        "warc_file": location.file if location else None,
+        "warc_offset": location.offset if location else None,
+        "warc_length": location.length if location else None,
+    }
+
+
+async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
+                      progress: Callable[[dict], None] | None = None) -> FetchSummary:
+    """Async form of fetch_urls, for callers already inside an event loop."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = _LogStore(out_dir)
+    total = len(urls) if hasattr(urls, "__len__") else None  # type: ignore[arg-type]
+    counts: Counter[str] = Counter()
+    skipped = 0
+    received = 0
+
+    def pending() -> Iterator[str]:
+        nonlocal skipped
+        for url in urls:
+            url = url.strip()
+            if url in store.done:
+                skipped += 1
+            elif url:
+                store.done.add(url)  # also drops repeats within the input
+                yield url
+
+    started = datetime.now(timezone.utc)
+    warc = RollingWarcWriter(store.warc_dir, f"webtext-{started:%Y%m%d%H%M%S}-{os.getpid()}", config.warc_max_bytes)
+    frontier = _Frontier(pending(), config.per_host, config.min_delay_s, buffer=max(1000, 16 * config.concurrency))
+    t0 = time.monotonic()
+
+    def snapshot() -> dict:
+        elapsed = time.monotonic() - t0
+        done = sum(counts.values())
+        return {"done": done, "total": total, "skipped": skipped, "outcomes": dict(counts), "bytes": received,
+                "elapsed_s": round(elapsed, 3), "rate": done / elapsed if elapsed > 0 else 0.0}
+
+    def report() -> None:
+        info = snapshot()
+        log.info("fetch: %d done (%s skipped) %.1f URLs/s, %s", info["done"], info["skipped"], info["rate"],
+                 info["outcomes"])
+        if progress:
+            progress(info)
+
+    async def reporter() -> None:
+        while True:
+            await asyncio.sleep(config.progress_interval_s)
+            report()
+
+    transport = SafeTransport(config.connect_to, config.allow_private_addresses, config.ssl_context(),
+                              max_connections=2 * config.concurrency)
+    timeout = httpx.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s,
+                            write=config.read_timeout_s, pool=None)
+    headers = {"User-Agent": config.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
+               "Accept-Encoding": "gzip, deflate"}
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers,
+                                     follow_redirects=False, trust_env=False) as client:
+            crawler = _Crawler(config, client, frontier)
+
+            async def worker() -> None:
+                nonlocal received
+                while (item := await frontier.next()) is not None:
+                    host, url = item
+                    start = time.monotonic()
+                    try:
+                        result, attempts = await crawler.visit(url)
+                    finally:
+                        frontier.release(host)
+                    fetched_at = datetime.now(timezone.utc)
+                    location = None
+                    if result.capture is not None:
+                        capture = result.capture
+                        location = warc.write_page(
+                            link_url=url, target_uri=result.final_url or url, fetched_at=fetched_at, method="GET",
+                            request_target=capture.request_target, request_headers=capture.request_headers,
+                            status=capture.status, reason=capture.reason,
+                            response_headers=capture.response_headers, body=capture.body,
+                            extra_headers={CHARSET_HEADER: result.encoding or ""})
+                    store.append(_row(url, result, attempts, time.monotonic() - start, location, fetched_at))
+                    counts[result.outcome] += 1
+                    received += result.bytes
+
+            ticker = asyncio.create_task(reporter())
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(config.concurrency):
+                        group.create_task(worker())
+            finally:
+                ticker.cancel()
+    finally:
+        warc.close()
+        logged = store.close()
+    report()
+    info = snapshot()
+    return FetchSummary(outcomes=dict(counts), fetched=info["done"], skipped=skipped, logged=logged,
+                        bytes=received, elapsed_s=info["elapsed_s"], rate=info["rate"], warc_files=warc.finished)
+
+
+def fetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig | None = None,
+               progress: Callable[[dict], None] | None = None) -> FetchSummary:
+    """Fetch every URL not yet in out_dir/log.parquet; write its outcome there and ok pages to out_dir/warc/.
+
+    `progress` receives {"done", "total", "skipped", "outcomes", "bytes", "elapsed_s", "rate"} every
+    `config.progress_interval_s` seconds and at the end. Runs its own event loop (use afetch_urls inside one).
+    """
+    return asyncio.run(afetch_urls(urls, out_dir, config or FetchConfig(), progress))

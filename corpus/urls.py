@@ -1,0 +1,167 @@
+"""URL canonicalization, registered domains and the link blocklists used by link harvesting.
+
+Two submissions count as the same link when their canonical URLs are equal, so karma is summed over
+`http://www.Example.com:80/a/?utm_source=x#top` and `http://example.com/a` alike.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from urllib.parse import urlsplit, urlunsplit
+
+import tldextract
+
+# Query parameters that only track the click and never select content.
+TRACKING_PARAMS: frozenset[str] = frozenset({
+    "fbclid", "gclid", "gclsrc", "dclid", "msclkid", "yclid", "igshid", "mc_cid", "mc_eid", "_ga", "_gl",
+    "mkt_tok", "ref_src", "ref_url", "spm", "wt.mc_id", "trk", "cmpid", "ocid", "s_cid", "__twitter_impression",
+})
+TRACKING_PREFIXES: tuple[str, ...] = ("utm_", "pk_", "hsa_")
+
+# Hosts of Reddit itself: links there are not outbound (WebText kept outbound links only).
+REDDIT_DOMAINS: frozenset[str] = frozenset({
+    "reddit.com", "redd.it", "redditmedia.com", "reddituploads.com", "redditstatic.com", "reddit.app.link",
+})
+
+# Media and link hosts whose pages hold little or no text: images, video, audio, social networks, shorteners.
+# A host is blocked when it equals an entry or is a subdomain of one. News sites, blogs, google.com, github.com and
+# ebay.com are deliberately absent: they are among WebText's top domains (openai/gpt-2 domains.txt).
+# wikipedia.org is absent too: the corpus flow removes Wikipedia in its own stage.
+DOMAIN_BLOCKLIST: frozenset[str] = frozenset({
+    # images
+    "imgur.com", "gfycat.com", "giphy.com", "redgifs.com", "flickr.com", "flic.kr", "gyazo.com", "imgflip.com",
+    "tinypic.com", "photobucket.com", "twimg.com", "instagram.com", "pinterest.com", "deviantart.com", "sli.mg",
+    "imageshack.us", "postimg.cc", "ibb.co", "prnt.sc", "lightshot.com", "500px.com", "9gag.com",
+    # video and streaming
+    "youtube.com", "youtu.be", "youtube-nocookie.com", "vimeo.com", "twitch.tv", "streamable.com",
+    "dailymotion.com", "liveleak.com", "vid.me", "vine.co", "tiktok.com", "video.google.com", "rumble.com",
+    "bitchute.com", "kick.com",
+    # audio
+    "soundcloud.com", "bandcamp.com", "spotify.com", "mixcloud.com", "music.apple.com", "itunes.apple.com",
+    "podcasts.apple.com", "deezer.com",
+    # social networks and chat
+    "facebook.com", "fb.com", "fb.me", "twitter.com", "x.com", "discord.gg", "discord.com", "discordapp.com",
+    "snapchat.com", "linkedin.com", "tumblr.com", "t.me", "telegram.me", "strawpoll.me",
+    # link shorteners
+    "t.co", "bit.ly", "goo.gl", "tinyurl.com", "ow.ly", "is.gd", "buff.ly", "dlvr.it", "tiny.cc", "lnkd.in",
+    "amzn.to", "trib.al", "shorturl.at", "cutt.ly", "rebrand.ly",
+    # adult media hosts (NSFW submissions are dropped separately; these hosts are media whatever the flag says)
+    "pornhub.com", "xvideos.com", "xhamster.com", "erome.com", "xnxx.com", "onlyfans.com",
+})
+
+# File extensions (lower case, matched at the end of the URL path) of media, archives, executables, office files
+# and PDFs: not HTML pages.
+EXTENSION_BLOCKLIST: frozenset[str] = frozenset({
+    # images
+    ".jpg", ".jpeg", ".png", ".gif", ".gifv", ".webp", ".bmp", ".tif", ".tiff", ".svg", ".ico", ".heic", ".avif",
+    # video
+    ".mp4", ".webm", ".mov", ".avi", ".mkv", ".flv", ".wmv", ".m4v", ".mpg", ".mpeg", ".3gp", ".swf",
+    # audio
+    ".mp3", ".wav", ".ogg", ".oga", ".flac", ".m4a", ".aac", ".wma", ".opus", ".mid", ".midi",
+    # archives and disk images
+    ".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".iso", ".dmg", ".torrent",
+    # executables and packages
+    ".exe", ".msi", ".apk", ".deb", ".rpm", ".bin", ".jar", ".dll", ".bat", ".sh", ".appimage",
+    # office documents and PDF
+    ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx", ".odt", ".ods", ".odp", ".rtf", ".epub", ".mobi",
+})
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+# The suffix list bundled with tldextract: never fetched at run time.
+_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def _normalize_escapes(part: str) -> str:
+    """Upper-case percent escapes and decode the ones that stand for unreserved characters (RFC 3986 6.2.2)."""
+    def fix(match: re.Match[str]) -> str:
+        char = chr(int(match.group(0)[1:], 16))
+        return char if char in _UNRESERVED else match.group(0).upper()
+    return _PERCENT_ESCAPE.sub(fix, part).replace(" ", "%20")
+
+
+def _canonical_host(host: str) -> str:
+    host = host.strip().rstrip(".").lower()
+    if not host:
+        raise ValueError("URL has no host")
+    if host.startswith("[") or ":" in host:
+        return "[" + str(ipaddress.IPv6Address(host.strip("[]"))) + "]"
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    if not all(_HOST_LABEL.match(label) for label in host.split(".")):
+        raise ValueError(f"invalid host {host!r}")
+    if host.startswith("www.") and host.count(".") >= 2:
+        host = host[4:]
+    return host
+
+
+def is_tracking_param(name: str) -> bool:
+    name = name.lower()
+    return name in TRACKING_PARAMS or name.startswith(TRACKING_PREFIXES)
+
+
+def canonicalize_url(url: str) -> str:
+    """Return the canonical form of an http(s) URL, or raise ValueError naming the problem.
+
+    Lower-cases scheme and host, drops userinfo, default ports, a leading `www.`, the fragment, tracking parameters
+    (`utm_*`, `fbclid`, `gclid`, ...) and a trailing slash; sorts the query; normalizes percent escapes; undoes the
+    `&amp;` escaping found in older Pushshift dumps.
+    """
+    text = url.strip().replace("&amp;", "&")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    host = _canonical_host(parts.hostname or "")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"invalid port in {url!r}") from error
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    path = _normalize_escapes(parts.path) or "/"
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    pairs = [p for p in parts.query.split("&") if p and not is_tracking_param(p.split("=", 1)[0])]
+    query = "&".join(sorted(_normalize_escapes(p) for p in pairs))
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+@lru_cache(maxsize=1 << 16)
+def registered_domain(host: str) -> str:
+    """The domain under its public suffix (`news.bbc.co.uk` -> `bbc.co.uk`); the host itself for IPs and unknowns."""
+    host = host.lower().strip("[]").rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    return _TLD(host).top_domain_under_public_suffix or host
+
+
+def url_host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _host_in(host: str, domains: frozenset[str]) -> bool:
+    labels = host.split(".")
+    return any(".".join(labels[i:]) in domains for i in range(len(labels)))
+
+
+def is_reddit_url(url: str) -> bool:
+    """True for links to Reddit itself, including the site-relative `/r/...` links of old dumps."""
+    if url.startswith(("/r/", "/u/", "/user/")):
+        return True
+    return _host_in(url_host(url), REDDIT_DOMAINS)
+
+
+def is_blocked_domain(host: str, blocklist: frozenset[str] = DOMAIN_BLOCKLIST) -> bool:
+    return _host_in(host.lower(), blocklist)
+
+
+def has_blocked_extension(url: str, blocklist: frozenset[str] = EXTENSION_BLOCKLIST) -> bool:
+    path = urlsplit(url).path.lower().rstrip("/")
+    dot = path.rfind(".")
+    return dot > path.rfind("/") and path[dot:] in blocklist
