@@ -1,0 +1,210 @@
+"""Library entry: evaluate a checkpoint directory zero-shot on the paper's benchmarks and write the report.
+
+A checkpoint directory holds Hugging Face GPT-2 files (config.json + model.safetensors, ours or OpenAI's) and the
+tokenizer files; the model is loaded with `modeling.hf.from_pretrained`, the tokenizer with
+`corpus.tokenizer.load_tokenizer`. Task data is looked up under `data_dir` at the paths in `TASKS` (the layout of
+the published archives) unless `task_paths` names a path for the task.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from evaluation import lambada as lambada_task
+from evaluation import overlap as overlap_lib
+from evaluation.cbt import evaluate_cbt, read_cbt
+from evaluation.coqa import evaluate_coqa, read_coqa
+from evaluation.language_modeling import LM_TASKS, evaluate_lm_task, evaluate_webtext_val, read_webtext_val
+from evaluation.lm import Scorer, Tokenizer
+from evaluation.nq import evaluate_nq, read_nq
+from evaluation.report import write_report
+from evaluation.summarization import evaluate_summarization, read_cnndm
+from evaluation.translation import evaluate_translation, read_pairs
+from evaluation.wsc import evaluate_wsc, read_wsc
+
+log = logging.getLogger(__name__)
+
+WEBTEXT_VAL = "webtext-val"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    default_path: str  # relative to data_dir
+    run: Callable[[Path, Scorer, Tokenizer, int | None], dict[str, float]]
+    texts: Callable[[Path, int | None], list[str]]  # the test texts, for the overlap analysis
+
+
+def _lm_spec(name: str) -> TaskSpec:
+    task = LM_TASKS[name]
+    return TaskSpec(task.default_path,
+                    lambda p, s, t, n: evaluate_lm_task(task, p, s, t, n, overlap_stride=s.block_size // 2),
+                    lambda p, n: task.read(Path(p), n, False).documents)
+
+
+def _translation_spec(source: str, target: str) -> TaskSpec:
+    return TaskSpec("wmt14-newstest2014-fren",
+                    lambda p, s, t, n: evaluate_translation(p, source, target, s, t, n),
+                    lambda p, n: [a + "\n" + b for a, b in read_pairs(Path(p), source, target)[:n]])
+
+
+TASKS: dict[str, TaskSpec] = {
+    **{name: _lm_spec(name) for name in LM_TASKS},
+    "lambada": TaskSpec("lambada/lambada_test.jsonl",
+                        lambda p, s, t, n: lambada_task.evaluate_lambada(p, s, t, n).metrics,
+                        lambda p, n: [x.context + " " + x.target for x in lambada_task.read_lambada(Path(p), n)]),
+    "cbt-cn": TaskSpec("cbt/cbtest_CN_valid_2000ex.txt", evaluate_cbt,
+                       lambda p, n: [q.context + " " + q.question for q in read_cbt(Path(p), n)]),
+    "cbt-ne": TaskSpec("cbt/cbtest_NE_valid_2000ex.txt", evaluate_cbt,
+                       lambda p, n: [q.context + " " + q.question for q in read_cbt(Path(p), n)]),
+    "wsc273": TaskSpec("wsc/WSCollection.xml", evaluate_wsc,
+                       lambda p, n: [f"{s.before} {s.pronoun} {s.after}" for s in read_wsc(Path(p), n)]),
+    "coqa": TaskSpec("coqa/coqa-dev-v1.0.json", evaluate_coqa,
+                     lambda p, n: sorted({t.prompt.split("\n\n")[0] for t in read_coqa(Path(p), n)})),
+    "cnn_dailymail": TaskSpec("cnn_dailymail/test.jsonl", evaluate_summarization,
+                              lambda p, n: [a for a, _ in read_cnndm(Path(p), n)]),
+    "wmt14-en-fr": _translation_spec("en", "fr"),
+    "wmt14-fr-en": _translation_spec("fr", "en"),
+    "nq": TaskSpec("nq_open/NQ-open.dev.jsonl", evaluate_nq, lambda p, n: [q for q, _ in read_nq(Path(p))[:n]]),
+}
+
+
+def task_path(name: str, data_dir: str | Path | None, task_paths: dict[str, str] | None = None) -> Path:
+    """Where a task's data is: task_paths[name] if given, else data_dir/<published layout>."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}, {WEBTEXT_VAL}")
+    if task_paths and name in task_paths:
+        return Path(task_paths[name])
+    if data_dir is None:
+        raise ValueError(f"task {name!r} needs data_dir or task_paths[{name!r}]")
+    return Path(data_dir) / TASKS[name].default_path
+
+
+def available_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None = None) -> list[str]:
+    """The tasks whose data is present."""
+    found = []
+    for name in TASKS:
+        try:
+            if task_path(name, data_dir, task_paths).exists():
+                found.append(name)
+        except ValueError:
+            continue
+    return found
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Tokenizer, int]:
+    """(model on the device in eval mode, tokenizer, parameter count) from a checkpoint directory."""
+    from corpus.tokenizer import load_tokenizer
+    from modeling.hf import from_pretrained
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"checkpoint {checkpoint} is not a directory (expected config.json, "
+                                "model.safetensors and tokenizer files)")
+    model = from_pretrained(checkpoint).to(resolve_device(device)).eval()
+    n_params = sum(p.numel() for p in model.parameters()) - (model.config.padded_vocab_size -
+                                                             model.config.vocab_size) * model.config.n_embd
+    return model, load_tokenizer(checkpoint), n_params
+
+
+def default_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None, corpus: str | Path | None,
+                  ) -> list[str]:
+    return available_tasks(data_dir, task_paths) + ([WEBTEXT_VAL] if corpus else [])
+
+
+def check_inputs(tasks: list[str], data_dir: str | Path | None, task_paths: dict[str, str] | None,
+                 corpus: str | Path | None) -> dict[str, Path]:
+    """Every task's data path, checked before any work starts; a missing one is an error naming the file."""
+    paths = {}
+    for name in tasks:
+        if name == WEBTEXT_VAL:
+            if corpus is None:
+                raise ValueError(f"task {WEBTEXT_VAL} needs the corpus parameter (a webtext corpus folder)")
+            read_webtext_val(Path(corpus), limit=1)
+            paths[name] = Path(corpus)
+            continue
+        path = task_path(name, data_dir, task_paths)
+        if not path.exists():
+            raise FileNotFoundError(f"{name}: expected {path}; nothing is downloaded at run time. "
+                                    f"Pass task_paths={{{name!r}: ...}} or put the published file there")
+        paths[name] = path
+    return paths
+
+
+def run_task(name: str, path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None,
+             ) -> tuple[dict[str, float], lambada_task.LambadaResult | None]:
+    """The task's metrics, and for LAMBADA its per-passage results (the overlap analysis needs them)."""
+    started = time.perf_counter()
+    detail = None
+    if name == WEBTEXT_VAL:
+        metrics = evaluate_webtext_val(path, scorer, tokenizer, limit)
+    elif name == "lambada":
+        detail = lambada_task.evaluate_lambada(path, scorer, tokenizer, limit)
+        metrics = detail.metrics
+    else:
+        metrics = TASKS[name].run(path, scorer, tokenizer, limit)
+    log.info("%s: %s (%.1f s)", name, {k: round(v, 4) for k, v in metrics.items()}, time.perf_counter() - started)
+    return metrics, detail
+
+
+def overlap_report(corpus: str | Path, paths: dict[str, Path], limit: int | None,
+                   lambada_result: lambada_task.LambadaResult | None = None,
+                   fpr_samples: int = 100_000) -> dict[str, float]:
+    """Percent of each task's test 8-grams found in the corpus' training shards, plus LAMBADA per-example numbers."""
+    bloom = overlap_lib.corpus_bloom(Path(corpus), Path(corpus) / "overlap" / "train-8grams.bloom")
+    report: dict[str, float] = {"bloom_fpr_measured": overlap_lib.measured_false_positive_rate(bloom, fpr_samples)}
+    for name, path in paths.items():
+        if name == WEBTEXT_VAL:
+            texts = read_webtext_val(path, limit).documents
+        else:
+            texts = TASKS[name].texts(path, limit)
+        report[name] = overlap_lib.overlap_percent(bloom, texts)
+    if "lambada" in paths and lambada_result is not None:
+        passages = lambada_task.read_lambada(paths["lambada"], limit)
+        per_example = overlap_lib.per_example_overlap(bloom, [p.context + " " + p.target for p in passages])
+        result = lambada_result
+        clean = [i for i, o in enumerate(per_example) if o == 0]
+        report["lambada_mean_example_overlap"] = sum(per_example) / len(per_example)
+        report["lambada_examples_with_overlap"] = len(per_example) - len(clean)
+        if clean:
+            report["lambada_ppl_without_overlap"] = math.exp(-sum(result.logprobs[i] for i in clean) / len(clean))
+            report["lambada_acc_without_overlap"] = 100 * sum(result.correct[i] for i in clean) / len(clean)
+    return report
+
+
+def evaluate_checkpoint(checkpoint: str | Path, tasks: list[str] | None = None, data_dir: str | Path | None = None,
+                        task_paths: dict[str, str] | None = None, batch_size: int = 8, device: str = "auto",
+                        limit: int | None = None, corpus: str | Path | None = None) -> dict[str, Any]:
+    """Run the tasks, write results.md/json/svg into the checkpoint directory, return everything as a dict."""
+    tasks = list(tasks) if tasks else default_tasks(data_dir, task_paths, corpus)
+    if not tasks:
+        raise ValueError(f"no task to run: no benchmark data under {data_dir} and no corpus given")
+    paths = check_inputs(tasks, data_dir, task_paths, corpus)
+    model, tokenizer, n_params = load_checkpoint(checkpoint, device)
+    scorer = Scorer(model, batch_size=batch_size, device=next(model.parameters()).device)
+    results, lambada_result = {}, None
+    for name in tasks:
+        results[name], detail = run_task(name, paths[name], scorer, tokenizer, limit)
+        lambada_result = detail or lambada_result
+    if corpus is not None:
+        results["overlap"] = overlap_report(corpus, paths, limit, lambada_result)
+    return publish(checkpoint, results, n_params, {"tasks": tasks, "limit": limit, "batch_size": batch_size,
+                                                    "device": str(scorer.device)})
+
+
+def publish(checkpoint: str | Path, results: dict[str, dict[str, float]], n_params: int,
+            meta: dict[str, Any]) -> dict[str, Any]:
+    report = write_report(Path(checkpoint), results, n_params, {"checkpoint": str(checkpoint), **meta})
+    return {"checkpoint": str(checkpoint), "n_params": n_params, "results": results, "rows": report["rows"],
+            "markdown": report["markdown"], "paths": report["paths"]}
