@@ -29,14 +29,17 @@ import logging
 import os
 import random
 import re
+import secrets
 import ssl
 import time
 import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from urllib.robotparser import RobotFileParser
 
@@ -46,7 +49,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus.netsafety import BlockedAddressError, DNSError, SafeTransport
+from corpus.netsafety import BlockedAddressError, ConnectTo, DNSError, SafeTransport
 from corpus.warc import CHARSET_HEADER, RollingWarcWriter, WarcLocation, finalize_open_files, is_html
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,7 @@ class FetchConfig:
                 raise ValueError(f"FetchConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_redirects < 0 or self.max_retries < 0:
             raise ValueError("FetchConfig.max_redirects and max_retries must be >= 0")
+        ConnectTo(self.connect_to)  # fail on a bad mapping now, not at the first connection
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=certifi.where())
@@ -637,7 +641,7 @@ def _row(url: str, result: _Result, attempts: int, elapsed: float, location: War
          fetched_at: datetime) -> dict:
     return {
         "url": url, "outcome": result.outcome, "http_status": result.http_status, "final_url": result.final_url,
-        "bytes": result.bytes, "error": result.error, "fetched_at": fetched_at.isoformat(),
+        "bytes": result.bytes, "error": result.error, "fetched_at": fetched_at.isoformat().replace("+00:00", "Z"),
         "content_type": result.content_type, "encoding": result.encoding, "attempts": attempts,
         "elapsed_s": round(elapsed, 4),
         "warc_file": location.file if location else None,
@@ -668,7 +672,8 @@ async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
                 yield url
 
     started = datetime.now(timezone.utc)
-    warc = RollingWarcWriter(store.warc_dir, f"webtext-{started:%Y%m%d%H%M%S}-{os.getpid()}", config.warc_max_bytes)
+    warc = RollingWarcWriter(store.warc_dir, f"webtext-{started:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", config.warc_max_bytes)
+    writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
     frontier = _Frontier(pending(), config.per_host, config.min_delay_s, buffer=max(1000, 16 * config.concurrency))
     t0 = time.monotonic()
 
@@ -714,12 +719,15 @@ async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
                     location = None
                     if result.capture is not None:
                         capture = result.capture
-                        location = warc.write_page(
+                        # gzip and digests of big pages would stall the event loop: one writer thread (zlib
+                        # releases the GIL), so records stay in order and the journal line follows its record.
+                        location = await asyncio.get_running_loop().run_in_executor(writer_thread, partial(
+                            warc.write_page,
                             link_url=url, target_uri=result.final_url or url, fetched_at=fetched_at, method="GET",
                             request_target=capture.request_target, request_headers=capture.request_headers,
                             status=capture.status, reason=capture.reason,
                             response_headers=capture.response_headers, body=capture.body,
-                            extra_headers={CHARSET_HEADER: result.encoding or ""})
+                            extra_headers={CHARSET_HEADER: result.encoding or ""}))
                     store.append(_row(url, result, attempts, time.monotonic() - start, location, fetched_at))
                     counts[result.outcome] += 1
                     received += result.bytes
@@ -732,6 +740,7 @@ async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
             finally:
                 ticker.cancel()
     finally:
+        writer_thread.shutdown()
         warc.close()
         logged = store.close()
     report()

@@ -61,7 +61,7 @@ def blocked_reason(address: str | IPAddress) -> str | None:
             return f"{reason} (embedded in {ip})" if reason else None
     for reason, flag in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
                          ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-                         ("private", ip.is_private), ("reserved", ip.is_reserved)):
+                         ("reserved", ip.is_reserved), ("private", ip.is_private)):
         if flag:
             return reason
     if not ip.is_global:  # e.g. 100.64.0.0/10 (carrier-grade NAT), documentation and benchmark ranges
@@ -181,14 +181,17 @@ class SafeTransport(httpx.AsyncHTTPTransport):
     a proxy would do its own resolving, out of our sight."""
 
     def __init__(self, connect_to: Mapping[str, str] | None = None, allow_private_addresses: bool = False,
-                 ssl_context: ssl.SSLContext | None = None, max_connections: int = 100) -> None:
+                 ssl_context: ssl.SSLContext | None = None, max_connections: int = 100,
+                 max_keepalive_connections: int = 16, keepalive_expiry: float = 2.0) -> None:
         ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx 0.28 has no parameter for the network backend; swap in a pool built with ours.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=5.0,
+            # httpcore scans every pooled connection on each request: keep few idle ones. A broad crawl reuses a
+            # connection mostly right after robots.txt, so a short expiry loses little.
+            max_keepalive_connections=max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry,
             network_backend=SafeNetworkBackend(ConnectTo(connect_to), allow_private_addresses),
         )

@@ -16,7 +16,7 @@ import io
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
@@ -68,8 +68,11 @@ class RollingWarcWriter:
         self._writer: WARCWriter | None = None
 
     def _open(self) -> None:
-        self._name = f"{self.prefix}-{self._seq:05d}.warc.gz"
-        self._seq += 1
+        while True:  # never reuse a name: os.replace would overwrite a finished file
+            self._name = f"{self.prefix}-{self._seq:05d}.warc.gz"
+            self._seq += 1
+            if not (self.directory / self._name).exists():
+                break
         self._file = open(self.directory / (self._name + OPEN_SUFFIX), "xb")  # noqa: SIM115 - closed in _close
         self._writer = WARCWriter(self._file, gzip=True, warc_version="1.1")
 
@@ -80,6 +83,8 @@ class RollingWarcWriter:
         if self._file is None:
             self._open()
         assert self._file is not None and self._writer is not None and self._name is not None
+        if fetched_at.tzinfo is not None:  # warcio formats naive UTC times
+            fetched_at = fetched_at.astimezone(timezone.utc).replace(tzinfo=None)
         date = datetime_to_iso_date(fetched_at, use_micros=True)
         request = self._writer.create_warc_record(
             target_uri, "request", payload=io.BytesIO(b""),
@@ -147,14 +152,18 @@ def iter_html_records(paths: Iterable[Path]) -> Iterator[WarcPage]:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"WARC file not found: {path}")
+        records = 0
         with open(path, "rb") as stream:
             try:
                 for record in ArchiveIterator(stream):
+                    records += 1
                     page = _html_page(record)
                     if page is not None:
                         yield page
             except ArchiveLoadFailed as error:
                 raise ValueError(f"cannot read WARC file {path}: {error}") from error
+        if records == 0 and path.stat().st_size > 0:  # warcio silently yields nothing from a corrupt gzip
+            raise ValueError(f"cannot read WARC file {path}: no WARC records found")
 
 
 def _html_page(record) -> WarcPage | None:  # record: warcio ArcWarcRecord

@@ -1,0 +1,175 @@
+"""The fetcher against a hostile local server: every failure ends with its own outcome, and ok pages reach the WARC."""
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from corpus.fetch import LOG_SCHEMA, OUTCOMES, FetchConfig, detect_charset, fetch_urls
+from corpus.warc import iter_html_records
+from hostile_server import HostileServer, closed_port, page_for
+
+ROBOTS = {
+    "robots.hostile.test": "User-agent: *\nDisallow: /private\n",
+    "slow.hostile.test": "User-agent: *\nCrawl-delay: 1\n",
+    "ua.hostile.test": "User-agent: WebTextBot\nDisallow: /\n\nUser-agent: *\nDisallow:\n",
+}
+
+
+def fast_config(server: HostileServer, **overrides) -> FetchConfig:
+    """Small timeouts and caps so the whole hostile suite takes seconds."""
+    settings = dict(
+        concurrency=16, per_host=4, min_delay_s=0.0, connect_timeout_s=2.0, read_timeout_s=1.0, deadline_s=1.5,
+        max_bytes=1 << 20, max_decompressed_bytes=1 << 20, max_retries=2, backoff_base_s=0.05, backoff_max_s=0.2,
+        max_retry_after_s=2.0, progress_interval_s=0.5,
+        connect_to={"*.hostile.test": f"127.0.0.1:{server.port}", "refused.test": f"127.0.0.1:{closed_port()}"},
+    )
+    settings.update(overrides)
+    return FetchConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with HostileServer(robots=ROBOTS) as running:
+        yield running
+
+
+def h(host: str, path: str) -> str:
+    return f"http://{host}.hostile.test{path}"
+
+
+@pytest.fixture(scope="module")
+def hostile_run(server, tmp_path_factory):
+    """One crawl over every hostile endpoint (they run concurrently, so the suite takes a few seconds)."""
+    expected = {
+        h("ok", "/ok"): ("ok", 200, 1),
+        h("drip", "/drip"): ("timeout", None, 1),
+        h("endless", "/endless"): ("too_large", 200, 1),
+        h("bomb", "/gzip-bomb"): ("too_large", 200, 1),
+        h("loop", "/loop"): ("too_many_redirects", None, 1),
+        h("redir", "/to-loopback"): ("blocked_address", None, 1),
+        h("redir", "/to-metadata"): ("blocked_address", None, 1),
+        h("redir", "/to-ipv6-loopback"): ("blocked_address", None, 1),
+        h("robots", "/private/page"): ("robots_disallowed", None, 1),
+        h("robots", "/public"): ("ok", 200, 1),
+        h("ua", "/anything"): ("robots_disallowed", None, 1),
+        h("retry", "/retry-after"): ("ok", 200, 2),
+        h("retry", "/always-429"): ("http_error", 429, 3),
+        h("retry", "/retry-after-long"): ("http_error", 429, 1),
+        h("flaky", "/unavailable-once"): ("ok", 200, 2),
+        h("media", "/image.png"): ("unsupported_content_type", 200, 1),
+        h("charset", "/bad-charset"): ("decode_error", 200, 1),
+        h("ok", "/not-found"): ("http_error", 404, 1),
+        h("slow", "/a"): ("ok", 200, 1),
+        h("slow", "/b"): ("ok", 200, 1),
+        h("slow", "/c"): ("ok", 200, 1),
+        "http://does-not-exist.invalid/": ("dns_error", None, 1),
+        "http://refused.test/": ("connection_error", None, 3),
+        f"http://localhost:{server.port}/ok": ("blocked_address", None, 1),
+        f"http://127.0.0.1:{server.port}/ok": ("blocked_address", None, 1),
+        "http://10.1.2.3/": ("blocked_address", None, 1),
+        "http://[::ffff:127.0.0.1]/": ("blocked_address", None, 1),
+        "ftp://example.com/file": ("invalid_url", None, 1),
+    }
+    out = tmp_path_factory.mktemp("hostile")
+    reports: list[dict] = []
+    summary = fetch_urls(list(expected) + [h("ok", "/ok")], out, fast_config(server), progress=reports.append)
+    rows = {row["url"]: row for row in pq.read_table(out / "log.parquet").to_pylist()}
+    return expected, out, summary, rows, reports
+
+
+def test_every_hostile_endpoint_ends_with_its_outcome(hostile_run):
+    expected, _, summary, rows, _ = hostile_run
+    assert set(rows) == set(expected), "exactly one row per distinct URL (the repeated /ok is not fetched twice)"
+    got = {url: (row["outcome"], row["http_status"], row["attempts"]) for url, row in rows.items()}
+    assert got == expected
+    assert all(row["outcome"] in OUTCOMES for row in rows.values())
+    assert sum(summary.outcomes.values()) == len(expected) == summary.fetched == summary.logged
+
+
+def test_log_schema_and_errors_explain_failures(hostile_run):
+    _, out, _, rows, _ = hostile_run
+    assert pq.read_schema(out / "log.parquet").names == LOG_SCHEMA.names
+    assert "169.254.169.254" in rows[h("redir", "/to-metadata")]["error"]
+    assert rows[h("redir", "/to-metadata")]["final_url"].startswith("http://169.254.169.254/")
+    assert "::1" in rows[h("redir", "/to-ipv6-loopback")]["error"]
+    assert "decompressed" in rows[h("bomb", "/gzip-bomb")]["error"]
+    assert rows[h("endless", "/endless")]["bytes"] > 1 << 20
+    assert rows[h("bomb", "/gzip-bomb")]["bytes"] < 100_000
+    for row in rows.values():
+        assert row["fetched_at"].endswith("Z")
+        assert (row["warc_file"] is not None) == (row["outcome"] == "ok")
+
+
+def test_ok_pages_are_in_the_warc_with_their_link_url(hostile_run):
+    expected, out, summary, rows, _ = hostile_run
+    assert not list((out / "warc").glob("*.open")) and not (out / "log.journal.jsonl").exists()
+    pages = list(iter_html_records(sorted((out / "warc").glob("*.warc.gz"))))
+    ok = {url for url, (outcome, _, _) in expected.items() if outcome == "ok"}
+    assert sorted(page.link_url for page in pages) == sorted(ok)
+    for page in pages:
+        host = page.url.split("/")[2]
+        path = "/" + page.url.split("/", 3)[3]
+        assert page.url == page.link_url and page.status == 200
+        assert page.body == page_for(host, path)
+        assert page.charset == "utf-8" and page.content_type.startswith("text/html")
+
+
+def test_robots_fetched_once_per_host_and_crawl_delay_honoured(server, hostile_run):
+    assert server.hits[("slow.hostile.test", "/robots.txt")] == 1
+    assert server.hits[("robots.hostile.test", "/robots.txt")] == 1
+    times = server.request_times("slow.hostile.test")
+    assert len(times) == 3
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.95, gaps  # Crawl-delay: 1 (measured at the server, so allow for network jitter)
+
+
+def test_progress_reports_counts_and_rate(hostile_run):
+    expected, _, _, _, reports = hostile_run
+    final = reports[-1]
+    assert final["done"] == len(expected) and final["total"] == len(expected) + 1 and final["skipped"] == 1
+    assert sum(final["outcomes"].values()) == final["done"] and final["rate"] > 0
+
+
+def test_private_addresses_allowed_when_asked(server, tmp_path):
+    url = f"http://127.0.0.1:{server.port}/ok"
+    summary = fetch_urls([url], tmp_path, fast_config(server, allow_private_addresses=True))
+    assert summary.outcomes == {"ok": 1}
+
+
+def test_min_delay_spaces_requests_to_one_host(server, tmp_path):
+    urls = [h("paced", f"/p{i}") for i in range(5)] + [h(f"other{i}", "/ok") for i in range(5)]
+    summary = fetch_urls(urls, tmp_path, fast_config(server, min_delay_s=0.3, per_host=2))
+    assert summary.outcomes == {"ok": 10}
+    times = server.request_times("paced.hostile.test")
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 5 and min(gaps) >= 0.25, gaps
+
+
+def test_rerun_skips_urls_with_an_outcome(server, tmp_path):
+    urls = [h("again", f"/r{i}") for i in range(4)]
+    first = fetch_urls(urls[:2], tmp_path, fast_config(server))
+    second = fetch_urls(urls, tmp_path, fast_config(server))
+    assert (first.fetched, second.fetched, second.skipped, second.logged) == (2, 2, 2, 4)
+    assert server.hits[("again.hostile.test", "/r0")] == 1
+    pages = list(iter_html_records(sorted((tmp_path / "warc").glob("*.warc.gz"))))
+    assert sorted(page.link_url for page in pages) == sorted(urls)
+
+
+@pytest.mark.parametrize("body, content_type, expected", [
+    ("héllo wörld".encode("utf-8"), "text/html; charset=utf-8", {"utf-8"}),
+    ("héllo wörld".encode("latin-1"), "text/html; charset=ISO-8859-1", {"iso8859-1"}),
+    (b'<meta charset="windows-1252"><p>caf\xe9</p>', "text/html", {"cp1252"}),
+    (b"\xef\xbb\xbf<p>bom</p>", "text/html; charset=latin-1", {"utf-8-sig"}),
+    # an unknown declared charset falls through to detection (cp932 is Microsoft's superset of Shift JIS)
+    ("<p>日本語のページです。これはテストです。</p>".encode("shift_jis") * 20, "text/html; charset=bogus",
+     {"shift_jis", "cp932"}),
+], ids=["header", "latin-1", "meta", "bom", "detected"])
+def test_charset_detection(body, content_type, expected):
+    assert detect_charset(body, content_type) in expected
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="concurrency"):
+        FetchConfig(concurrency=0)
+    with pytest.raises(ValueError, match="connect_to"):
+        FetchConfig(connect_to={"a.test": "nope"})
