@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from corpus.reddit import write_submissions
-from infra.miniweb.prose import Block, Passage, load_passages, source_fingerprint
+from infra.miniweb.prose import Block, Passage, jaccard, load_passages, source_fingerprint
 from infra.miniweb.sites import BOILERPLATE_MARKERS, RENDERERS, Article, Site, render_index
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 5
 MIN_ARTICLES = 16  # enough passages for one link of every role
 MIN_KARMA = 3
 CUTOFF_UTC = 1514764800  # 2018-01-01, WebText's cut-off
@@ -208,16 +208,6 @@ def _near_copy(blocks: tuple[Block, ...], rng: random.Random, source_name: str) 
     return (credit, *edited)
 
 
-def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
-
-
-def jaccard(a: str, b: str) -> float:
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / len(sa | sb)
-
-
 class _Planner:
     """Decides every page and link of one mini web from a seed."""
 
@@ -349,16 +339,16 @@ class _Planner:
         for i, p in enumerate(take("article")):
             link = site_link("article", p, main_hosts[i % len(main_hosts)])
             link.posts.append(self.post(link.url, self.karma(), p.title))
-            if i % 4 == 1:  # reposted elsewhere as a variant URL: the karma adds up
+            if i % 4 == 2:  # reposted elsewhere as a variant URL: the karma adds up
                 link.posts.append(self.post(self.variant(link.url), self.rng.randint(0, 40), p.title))
         # An old permalink that redirects to the article's current address.
-        moved = next(link for link in self.links if link.role == "article" and "/posts/" in link.url)
+        moved = next(link for link in self.links
+                     if link.role == "article" and "/posts/" in link.url and len(link.posts) == 1)
         old_path = f"/archives/{1000 + len(self.links)}"
         self.pages[("blog.example.org", old_path)] = Page("blog.example.org", old_path, "redirect",
                                                           location=moved.url.removeprefix("http://blog.example.org"))
         moved.final_url, moved.url = moved.url, f"http://blog.example.org{old_path}"
-        for post in moved.posts:
-            post["url"] = post["url"].replace(moved.final_url, moved.url)
+        moved.posts[0]["url"] = moved.url
 
         for p in take("split_karma"):
             link = site_link("split_karma", p, self.rng.choice(main_hosts))
@@ -506,6 +496,7 @@ def _expectations(planner: _Planner) -> dict[str, Any]:
         "boilerplate_markers": list(BOILERPLATE_MARKERS),
         "links": [
             {"url": l.url, "final_url": l.final_url or l.url, "role": l.role, "karma": l.karma, "title": l.title,
+             "passage": l.passage,
              "posted_urls": sorted({p["url"] for p in l.posts}), **l.expect}
             for l in sorted(links, key=lambda l: l.url)
         ],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +43,14 @@ class Passage:
         return "\n\n".join(b.text for b in self.blocks)
 
 
+def _is_prose(lines: list[str]) -> bool:
+    """An indented block that is sentences (a method's description), not a code sample or a grammar rule."""
+    text = " ".join(line.strip() for line in lines)
+    tokens = text.split()
+    wordlike = sum(bool(re.fullmatch(r"[A-Za-z][a-z]*[,.;:]?", t)) for t in tokens)
+    return len(tokens) >= 8 and wordlike / len(tokens) >= 0.7 and not re.search(r">>>|::=|^\s*[#@]", text)
+
+
 def _blocks(page: str) -> tuple[str, list[Block]]:
     """Split one topic page into its title and blocks (paragraphs separated by blank lines)."""
     chunks = [c for c in re.split(r"\n\s*\n", page.strip("\n")) if c.strip()]
@@ -55,7 +64,7 @@ def _blocks(page: str) -> tuple[str, list[Block]]:
             blocks.append(Block("heading", lines[0].strip()))
         elif _ITEM.match(lines[0]):
             blocks.append(Block("item", " ".join(line.strip() for line in lines)[2:].strip()))
-        elif all(line.startswith("   ") for line in lines):
+        elif all(line.startswith("   ") for line in lines) and not _is_prose(lines):
             blocks.append(Block("code", "\n".join(line[3:] for line in lines)))
         else:
             blocks.append(Block("paragraph", " ".join(line.strip() for line in lines)))
@@ -66,7 +75,8 @@ def _prose_words(blocks: list[Block]) -> int:
     return sum(len(b.text.split()) for b in blocks if b.kind != "code")
 
 
-def load_passages(target_words: int = 240, min_words: int = 160) -> list[Passage]:
+@lru_cache(maxsize=4)
+def load_passages(target_words: int = 240, min_words: int = 160) -> tuple[Passage, ...]:
     """All passages of the bundled documentation, in a fixed order (by topic name, then position).
 
     A passage closes at the first heading after `target_words` words of prose, or at any paragraph after twice that;
@@ -94,7 +104,34 @@ def load_passages(target_words: int = 240, min_words: int = 160) -> list[Passage
                 passage_title = f"{title}: {section}" if section else title
                 passages.append(Passage(key=f"{name}-{i}", title=passage_title, blocks=tuple(body)))
             section = next((b.text for b in reversed(group) if b.kind == "heading"), section)
-    return _unique_titles(passages)
+    return tuple(_unique_titles(_distinct(passages)))
+
+
+def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
+    """Word n-grams of the lower-cased text: what near-duplicate detection compares."""
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def _distinct(passages: list[Passage], max_overlap: float = 0.05) -> list[Passage]:
+    """Drop passages that repeat another: the reference pages overlap (the "compound" page holds the "try" page).
+
+    Only unplanned duplicates would confuse the ground truth, so every pair of passages kept shares almost no 5-gram.
+    Passages of short, single-subject topics are kept first; the collections that repeat them go.
+    """
+    topic_size = {name: len(text) for name, text in topics.items()}
+    kept: list[tuple[Passage, set[tuple[str, ...]]]] = []
+    for p in sorted(passages, key=lambda p: (topic_size[p.key.rsplit("-", 1)[0]], p.key)):
+        own = shingles(p.plain_text())
+        if all(len(own & other) / len(own | other) < max_overlap for _, other in kept):
+            kept.append((p, own))
+    chosen = {p.key for p, _ in kept}
+    return [p for p in passages if p.key in chosen]
 
 
 def _unique_titles(passages: list[Passage]) -> list[Passage]:

@@ -263,8 +263,8 @@ def render_forum(site: Site, a: Article) -> str:
         _head(site, a)
         + '<body id="phpbb" class="section-viewtopic">\n<div id="wrap">\n'
         + f"""<div class="headerbar"><a href="/" class="logo">{_esc(site.name)}</a><p class="site-description">{_esc(site.tagline)}</p></div>
-<div class="navbar"><ul><li><a href="/faq">FAQ</a></li><li><a href="/register">Register</a></li><li><a href="/login">Login</a></li></ul>
-<p class="breadcrumbs"><a href="/">Board index</a> &lsaquo; <a href="/f/{a.section.lower()}">{_esc(a.section)}</a></p></div>
+<nav class="navbar"><ul><li><a href="/faq">FAQ</a></li><li><a href="/register">Register</a></li><li><a href="/login">Login</a></li></ul>
+<p class="breadcrumbs"><a href="/">Board index</a> &lsaquo; <a href="/f/{a.section.lower()}">{_esc(a.section)}</a></p></nav>
 <div id="page-body">
 <h2 class="topic-title"><a href="{_esc(a.path)}">{_esc(a.title)}</a></h2>
 <div class="action-bar"><a class="button" href="#reply">Post Reply</a> <span class="pagination">{len(a.comments) + 1} posts &bull; Page 1 of 1</span></div>
@@ -293,7 +293,9 @@ def render_docs(site: Site, a: Article) -> str:
     )
     return (
         _head(site, a)
-        + '<body class="wy-body-for-nav">\n<div class="wy-grid-for-nav">\n'
+        + '<body class="wy-body-for-nav">\n'
+        + _cookie_banner(site)
+        + '<div class="wy-grid-for-nav">\n'
         + f"""<nav class="wy-nav-side"><div class="wy-side-nav-search"><a href="/" class="icon icon-home">{_esc(site.name)}</a>
 <div class="version">3.6</div><form id="rtd-search-form" action="/search.html"><input name="q" placeholder="Search docs"></form></div>
 <div class="wy-menu wy-menu-vertical" role="navigation"><p class="caption">Contents</p><ul>
