@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +101,7 @@ def main() -> None:
 
     rows: list[tuple[str, int, float, int]] = []
     pairs = [
-        (f"encode_batch / encode_ordinary_batch", threads,
+        ("encode_batch / encode_ordinary_batch", threads,
          lambda threads=threads: sum(map(len, ours.encode_batch(texts, threads=threads))),
          lambda threads=threads: sum(map(len, peer.encode_ordinary_batch(texts, num_threads=threads))))
         for threads in (1, 2)
@@ -132,6 +133,29 @@ def main() -> None:
         ratio = peer_s / ours_s
         verdict = "met" if ratio >= 0.9 else "NOT met"
         print(f"{name} / {peer_name} at {threads} thread(s): {ratio:.2f}x (target >= 0.90x): {verdict}")
+    shard_pipeline(texts, ours, peer, args.repeat)
+
+
+def shard_pipeline(texts: list[str], ours: BPETokenizer, peer: tiktoken.Encoding, repeat: int) -> None:
+    """Whole encode_corpus (Parquet in, llm.c shards out) against bare tiktoken on the same texts, 2 threads."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from corpus.tokens import encode_corpus
+
+    (REPO / ".tmp").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=REPO / ".tmp") as tmp:
+        (Path(tmp) / "corpus" / "shards").mkdir(parents=True)
+        pq.write_table(pa.table({"text": texts}), Path(tmp) / "corpus" / "shards" / "train-00000-of-00001.parquet")
+        runs = iter(range(repeat))
+        (corpus_s, _), (peer_s, _) = best_of_interleaved(
+            repeat,
+            lambda: encode_corpus(Path(tmp) / "corpus", ours, Path(tmp) / f"tokens{next(runs)}", workers=2)["train"]["tokens"],
+            lambda: sum(map(len, peer.encode_ordinary_batch(texts, num_threads=2))),
+        )
+    print(f"\nencode_corpus (Parquet -> .bin shards, 2 threads): {corpus_s:.2f} s; bare tiktoken batch: {peer_s:.2f} s;"
+          f" pipeline throughput {peer_s / corpus_s:.2f}x of bare encoding")
+
 
 if __name__ == "__main__":
     main()
