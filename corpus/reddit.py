@@ -101,7 +101,7 @@ def _create_binary(path: Path, suffix: str) -> Iterator[IO[bytes]]:
     suffix = suffix.lower()
     with open(path, "wb") as raw:
         if suffix == ".zst":
-            with zstandard.ZstdCompressor(level=10).stream_writer(raw, closefd=False) as writer:
+            with zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False) as writer:
                 yield writer  # type: ignore[misc]
         elif suffix == ".bz2":
             with bz2.open(raw, "wb") as writer:
