@@ -42,7 +42,8 @@ def deploy_all(work_pool: str, source: str) -> list[str]:
         load_flow(spec)  # check the flow's name and defaults here, before anything is registered
         flow = Flow.from_source(source=source, entrypoint=spec.entrypoint)
         flow.deploy(name=spec.name, work_pool_name=work_pool, parameters=spec.parameters,
-                    description=spec.description, tags=["webtext-gpt2"], print_next_steps=False)
+                    description=spec.description, tags=["webtext-gpt2"], print_next_steps=False,
+                    ignore_warnings=True)
         names.append(spec.full_name)
         print(f"registered {spec.full_name} ({spec.entrypoint}) to work pool {work_pool!r}")
     return names

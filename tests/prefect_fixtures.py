@@ -93,10 +93,11 @@ def _registered(server: PrefectServer, full_name: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def served_deployments(prefect_server: PrefectServer) -> Iterator[ServedDeployments]:
+def served_deployments(request: pytest.FixtureRequest) -> Iterator[ServedDeployments]:
     names = [spec.full_name for spec in present_specs()]
     if not names:
         pytest.skip("no flow module exists under flows/ yet, so there is nothing to serve")
+    prefect_server: PrefectServer = request.getfixturevalue("prefect_server")  # only started when needed
     log_path = prefect_server.home / "serve.log"
     # Poll for scheduled runs every second instead of every 10 (pick-up lag is most of a short run's time).
     env = prefect_server.client_env(PREFECT_RUNNER_POLL_FREQUENCY="1")
@@ -178,7 +179,7 @@ def read_artifacts(server: PrefectServer, flow_run_id: str, include_subflows: bo
     """
     run_ids = [flow_run_id, *(_subflow_ids(server, flow_run_id) if include_subflows else [])]
     artifacts = api(server, "POST", "artifacts/filter",
-                    {"artifacts": {"flow_run_id": {"any_": run_ids}}, "sort": "CREATED_ASC", "limit": 200})
+                    {"artifacts": {"flow_run_id": {"any_": run_ids}}, "sort": "CREATED_DESC", "limit": 200})[::-1]
     for artifact in artifacts:
         if artifact["type"] == "table" and isinstance(artifact["data"], str):
             artifact["data"] = json.loads(artifact["data"])
