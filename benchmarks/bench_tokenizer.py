@@ -51,10 +51,13 @@ def our_tokenizer(texts: list[str]) -> tuple[BPETokenizer, str]:
 def tiktoken_peer(ours: BPETokenizer) -> tiktoken.Encoding:
     """tiktoken's own encoding of the same vocabulary, built by tiktoken's loader when GPT-2's files are used."""
     if (GPT2_DIR / "encoder.json").is_file():
-        ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(GPT2_DIR / "vocab.bpe"), str(GPT2_DIR / "encoder.json"))
+        ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+            str(GPT2_DIR / "vocab.bpe"), str(GPT2_DIR / "encoder.json")
+        )
     else:
         ranks = dict(ours.ranks)
-    return tiktoken.Encoding(name="peer", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: ours.eot_token})
+    special = {EOT: ours.eot_token}
+    return tiktoken.Encoding(name="peer", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special)
 
 
 def best_of(repeat: int, encode: Callable[[], int]) -> tuple[float, int]:
@@ -79,7 +82,7 @@ def hf_child(args: argparse.Namespace) -> None:
     """Runs in a subprocess: rayon's thread count is fixed per process by RAYON_NUM_THREADS."""
     texts = stdlib_texts(args.mb)
     hf = our_tokenizer(texts)[0].to_hf()
-    seconds, n = best_of(args.repeat, lambda: sum(len(ids) for ids in hf.encode_batch_fast(texts, add_special_tokens=False)))
+    seconds, n = best_of(args.repeat, lambda: sum(map(len, hf.encode_batch_fast(texts, add_special_tokens=False))))
     print(json.dumps({"seconds": seconds, "tokens": n}))
 
 
@@ -127,7 +130,8 @@ def main() -> None:
     print(f"\n{'method':34s} {'threads':>7s} {'M tok/s':>8s} {'MB/s':>6s} {'vs tiktoken batch':>18s}")
     for name, threads, seconds, n in rows:
         rate = n / seconds
-        print(f"{name:34s} {threads:7d} {rate / 1e6:8.2f} {megabytes / seconds:6.1f} {rate / tiktoken_rate[threads]:17.2f}x")
+        relative = rate / tiktoken_rate[threads]
+        print(f"{name:34s} {threads:7d} {rate / 1e6:8.2f} {megabytes / seconds:6.1f} {relative:17.2f}x")
     for i in range(0, 6, 2):
         (name, threads, ours_s, _), (peer_name, _, peer_s, _) = rows[i], rows[i + 1]
         ratio = peer_s / ours_s
@@ -145,12 +149,13 @@ def shard_pipeline(texts: list[str], ours: BPETokenizer, peer: tiktoken.Encoding
 
     (REPO / ".tmp").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=REPO / ".tmp") as tmp:
-        (Path(tmp) / "corpus" / "shards").mkdir(parents=True)
-        pq.write_table(pa.table({"text": texts}), Path(tmp) / "corpus" / "shards" / "train-00000-of-00001.parquet")
+        corpus = Path(tmp) / "corpus"
+        (corpus / "shards").mkdir(parents=True)
+        pq.write_table(pa.table({"text": texts}), corpus / "shards" / "train-00000-of-00001.parquet")
         runs = iter(range(repeat))
         (corpus_s, _), (peer_s, _) = best_of_interleaved(
             repeat,
-            lambda: encode_corpus(Path(tmp) / "corpus", ours, Path(tmp) / f"tokens{next(runs)}", workers=2)["train"]["tokens"],
+            lambda: encode_corpus(corpus, ours, Path(tmp) / f"tokens{next(runs)}", workers=2)["train"]["tokens"],
             lambda: sum(map(len, peer.encode_ordinary_batch(texts, num_threads=2))),
         )
     print(f"\nencode_corpus (Parquet -> .bin shards, 2 threads): {corpus_s:.2f} s; bare tiktoken batch: {peer_s:.2f} s;"

@@ -92,6 +92,8 @@ def _check_tiktoken_exact(ranks: dict[bytes, int], merges: Sequence[tuple[bytes,
     and by (c) the only two-token state on that path is t's own merge: (x, y) was listed after all. (c) also makes
     tiktoken's whole-piece shortcut agree.
     """
+    if len(set(ranks.values())) != len(ranks):
+        raise ValueError(f"{source}: several tokens share an id")
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:
         raise ValueError(f"{source}: the vocabulary lacks single-byte tokens for bytes {missing[:10]}")
@@ -99,7 +101,9 @@ def _check_tiktoken_exact(ranks: dict[bytes, int], merges: Sequence[tuple[bytes,
     previous = -1
     for i, (a, b) in enumerate(merges):
         if a not in ranks or b not in ranks or a + b not in ranks:
-            raise ValueError(f"{source}: merge {i} ({_to_str(a)!r} {_to_str(b)!r}) uses or makes a token not in the vocabulary")
+            raise ValueError(
+                f"{source}: merge {i} ({_to_str(a)!r} {_to_str(b)!r}) uses or makes a token not in the vocabulary"
+            )
         rank = ranks[a + b]
         if rank <= previous:
             raise ValueError(
@@ -109,11 +113,12 @@ def _check_tiktoken_exact(ranks: dict[bytes, int], merges: Sequence[tuple[bytes,
         merge_ranks[(a, b)] = previous = rank
     n_multibyte = sum(1 for t in ranks if len(t) > 1)
     if n_multibyte != len(merges):
-        raise ValueError(f"{source}: {n_multibyte} multi-byte tokens but {len(merges)} merges; each token needs one merge")
+        raise ValueError(f"{source}: {n_multibyte} multi-byte tokens but {len(merges)} merges; each needs one merge")
     for a, b in merges:
         if _reference_bpe(a + b, merge_ranks) != [a + b]:
             raise ValueError(
-                f"{source}: token {_to_str(a + b)!r} does not BPE-encode to itself; tiktoken would encode it differently"
+                f"{source}: token {_to_str(a + b)!r} does not BPE-encode to itself; tiktoken would encode it"
+                " differently"
             )
 
 
@@ -306,7 +311,8 @@ def load_tokenizer(directory: str | Path) -> BPETokenizer:
         path = directory / "tokenizer.json"
         return BPETokenizer.from_hf(Tokenizer.from_file(str(path)), source=str(path))
     raise FileNotFoundError(
-        f"{directory}: no tokenizer files (expected encoder.json + vocab.bpe, vocab.json + merges.txt, or tokenizer.json)"
+        f"{directory}: no tokenizer files (expected encoder.json + vocab.bpe, vocab.json + merges.txt,"
+        " or tokenizer.json)"
     )
 
 

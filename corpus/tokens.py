@@ -84,7 +84,9 @@ class _ShardWriter:
         os.replace(self.tmp, self.path)
 
 
-def _iter_batches(paths: Sequence[Path], start_file: int, start_row: int, rows: int) -> Iterator[tuple[int, int, list[str]]]:
+def _iter_batches(
+    paths: Sequence[Path], start_file: int, start_row: int, rows: int
+) -> Iterator[tuple[int, int, list[str]]]:
     """(file index, row index of the batch's first text, texts) from (start_file, start_row) on."""
     for file_index in range(start_file, len(paths)):
         shard = pq.ParquetFile(paths[file_index])

@@ -135,8 +135,9 @@ def test_gpt2_save_round_trip_in_gpt2_format(
 ) -> None:
     gpt2.save(tmp_path)
     # Our encoder.json/vocab.bpe have exactly OpenAI's content (tiktoken's loader asserts the two files agree).
-    assert json.loads((tmp_path / "encoder.json").read_text()) == json.loads((gpt2_bpe_dir / "encoder.json").read_text())
-    assert (tmp_path / "vocab.bpe").read_text().split("\n")[1:] == (gpt2_bpe_dir / "vocab.bpe").read_text().split("\n")[1:]
+    saved, original = tmp_path, gpt2_bpe_dir
+    assert json.loads((saved / "encoder.json").read_text()) == json.loads((original / "encoder.json").read_text())
+    assert (saved / "vocab.bpe").read_text().split("\n")[1:] == (original / "vocab.bpe").read_text().split("\n")[1:]
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
     ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(tmp_path / "vocab.bpe"), str(tmp_path / "encoder.json"))
     assert ranks == gpt2.ranks

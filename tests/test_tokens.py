@@ -73,7 +73,9 @@ def _shards(out_dir: Path, split: str) -> list[Path]:
     return sorted(out_dir.glob(f"{split}_*.bin"))
 
 
-def test_one_shard_per_split_is_byte_exact_llmc_layout(corpus_dir: Path, tokenizer: BPETokenizer, tmp_path: Path) -> None:
+def test_one_shard_per_split_is_byte_exact_llmc_layout(
+    corpus_dir: Path, tokenizer: BPETokenizer, tmp_path: Path
+) -> None:
     result = encode_corpus(corpus_dir, tokenizer, tmp_path / "tokens", workers=2)
     for split, files in (("train", TRAIN_FILES), ("val", VAL_FILES)):
         (path,) = _shards(tmp_path / "tokens", split)
