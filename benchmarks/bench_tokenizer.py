@@ -72,6 +72,7 @@ def best_of(repeat: int, encode: Callable[[], int]) -> tuple[float, int]:
 def best_of_interleaved(repeat: int, a: Callable[[], int], b: Callable[[], int]) -> tuple[tuple[float, int], ...]:
     """Alternate a and b run by run, so both see the same background load (shared machines are noisy)."""
     runs: list[list[tuple[float, int]]] = [[], []]
+    a(), b()  # warm-up, untimed
     for _ in range(repeat):
         for i, encode in enumerate((a, b)):
             runs[i].append(best_of(1, encode))
