@@ -274,7 +274,8 @@ class _Host:
     delay: float
     queue: deque[str] = field(default_factory=deque)
     active: int = 0
-    last_start: float = float("-inf")        # monotonic start time of the latest (possibly future) request
+    last_start: float = float("-inf")        # monotonic start time of the latest request
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     next_pop: float = 0.0                    # when the frontier may hand out this host's next URL
     in_heap: bool = False
 
@@ -372,13 +373,16 @@ class _Frontier:
         self._wake.set()
 
     async def turn(self, name: str) -> None:
-        """Take the next start time for a request to host `name` and wait for it."""
+        """Wait until a request to host `name` may start: `delay` after the previous one actually started.
+
+        Requests to one host queue on its lock, and the start time is taken after the wait, so an event loop
+        that wakes a sleeper late cannot squeeze the next request closer to it."""
         host = self.host(name)
-        now = time.monotonic()
-        start = max(now, host.last_start + host.delay)
-        host.last_start = start
-        if start > now:
-            await asyncio.sleep(start - now)
+        async with host.lock:
+            wait = host.last_start + host.delay - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            host.last_start = time.monotonic()
 
     def hold_off(self, name: str, seconds: float) -> None:
         """No request to host `name` for `seconds` (it asked us to back off)."""
