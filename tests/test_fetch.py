@@ -120,7 +120,9 @@ def test_robots_fetched_once_per_host_and_crawl_delay_honoured(server, hostile_r
     times = server.request_times("slow.hostile.test")
     assert len(times) == 3
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 0.95, gaps  # Crawl-delay: 1 (measured at the server, so allow for network jitter)
+    # Crawl-delay: 1. Measured at the server, so each gap carries scheduling jitter of a loaded machine; the span
+    # of all requests does not.
+    assert times[-1] - times[0] >= 2 * 1.0 - 0.05 and min(gaps) >= 0.8, gaps
 
 
 def test_progress_reports_counts_and_rate(hostile_run):
@@ -142,7 +144,7 @@ def test_min_delay_spaces_requests_to_one_host(server, tmp_path):
     assert summary.outcomes == {"ok": 10}
     times = server.request_times("paced.hostile.test")
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert len(times) == 5 and min(gaps) >= 0.25, gaps
+    assert len(times) == 5 and times[-1] - times[0] >= 4 * 0.3 - 0.05 and min(gaps) >= 0.8 * 0.3, gaps
 
 
 def test_rerun_skips_urls_with_an_outcome(server, tmp_path):
