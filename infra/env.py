@@ -58,8 +58,9 @@ def service_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 base: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Full environment for a long-running service (server, serve, worker) and the flow runs it spawns.
 
-    Scratch files (Prefect's runner storage, Dask spill, torch inductor, newspaper, tldextract, Chromium) are kept
-    inside the stack's home instead of /tmp and ~, and the checkout is importable so `flows.*` resolves.
+    Scratch files (Prefect's runner storage, Dask spill, torch inductor, newspaper) go to the stack's home instead of
+    /tmp, caches and configs (tldextract, Hugging Face, Chromium) to the checkout's .cache instead of ~, nothing
+    downloads models, and the checkout is importable so `flows.*` resolves.
     """
     env = dict(base)
     env.update(prefect_env(home, host, port))
@@ -68,8 +69,9 @@ def service_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     env["TMPDIR"] = str(scratch)
     # Each server copies the UI bundle here instead of into site-packages: parallel servers never race on one copy.
     env["PREFECT_SERVER_UI_STATIC_DIRECTORY"] = str(home / "ui")
-    env.setdefault("XDG_CACHE_HOME", str(REPO / ".cache"))
-    env.setdefault("XDG_CONFIG_HOME", str(REPO / ".cache" / "config"))
+    env["XDG_CACHE_HOME"] = str(REPO / ".cache")
+    env["XDG_CONFIG_HOME"] = str(REPO / ".cache" / "config")
+    env["HF_HUB_OFFLINE"] = "1"  # a checkpoint name that is not a local folder must fail, not download
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the log files as they happen
     return env

@@ -3,7 +3,8 @@
 `up` starts the Prefect server (SQLite under PREFECT_HOME, default .prefect/, on WEBTEXT_HOST:WEBTEXT_PORT, default
 127.0.0.1:4200) and the serve process of the deployments, records both by PID file under PREFECT_HOME/run/, and
 returns once the server is healthy and the deployments are registered. Running it again while the stack is up does
-nothing. `down` stops every process tree that `up` started (served flow runs included) and is safe to repeat.
+nothing. `down` stops every process tree recorded there (served flow runs included; other tools such as the demo may
+record theirs with `Stack.pid_file(name)` and `infra.processes.write_pid_file`) and is safe to repeat.
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class Stack:
 
     def pid_file(self, name: str) -> Path:
         return self.home / "run" / f"{name}.pid"
+
+    def other_pid_files(self) -> list[str]:
+        """Names of the PID files besides the server's and the serve process's (e.g. the demo's)."""
+        return sorted(p.stem for p in (self.home / "run").glob("*.pid") if p.stem not in ("serve", "server"))
 
     def log_file(self, name: str) -> Path:
         return self.home / "logs" / f"{name}.log"
@@ -116,19 +121,21 @@ def up(stack: Stack) -> None:
 
 
 def down(stack: Stack) -> None:
-    for name in ("serve", "server"):  # serve first: it reports its runs' ends to the server
+    """Stop every process recorded under PREFECT_HOME/run/ (the demo may record its own there too), server last."""
+    for name in ("serve", *stack.other_pid_files(), "server"):  # the server last: the others report their ends to it
         stopped = stop_pid_file(stack.pid_file(name))
         print(f"{name}: stopped pids {stopped}" if stopped else f"{name}: not running")
 
 
 def status(stack: Stack) -> int:
-    up_count = 0
-    for name in ("server", "serve"):
+    """Print what runs; 0 when the server and the serve process both do."""
+    running = {}
+    for name in ("server", "serve", *stack.other_pid_files()):
         proc = read_pid_file(stack.pid_file(name))
-        up_count += proc is not None
+        running[name] = proc is not None
         print(f"{name}: " + (f"running (pid {proc.pid})" if proc else "not running"))
     print(f"api {stack.api_url}: " + ("healthy" if is_healthy(stack.api_url) else "not answering"))
-    return 0 if up_count == 2 else 1
+    return 0 if running["server"] and running["serve"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,7 +136,10 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
         server, serve = (read_pid_file(home / "run" / f"{n}.pid") for n in ("server", "serve"))
         assert server is not None and serve is not None
         assert (home / "prefect.db").exists()  # the SQLite database lives in the stack's home
-        pids = _tree(server.pid) | _tree(serve.pid)
+        # Another tool (the demo) may record a helper process of its own; `make down` stops it too.
+        extra = spawn(["sleep", "300"], dict(_OUTER), home / "logs" / "extra.log", cwd=tmp_path)
+        write_pid_file(home / "run" / "extra.pid", extra.pid)
+        pids = _tree(server.pid) | _tree(serve.pid) | {extra.pid}
 
         again = make("up", env)  # idempotent: nothing new starts
         assert again.returncode == 0, again.stderr
@@ -155,6 +158,7 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
 
         down = make("down", env)
         assert down.returncode == 0, down.stderr
+        assert extra.wait(timeout=10) is not None
         assert not [pid for pid in pids if psutil.pid_exists(pid)
                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
         assert not list((home / "run").glob("*.pid"))
