@@ -452,7 +452,7 @@ class _Crawler:
             if url.scheme not in ("http", "https") or not url.host:
                 return _Result("invalid_url" if visit.current_url == visit.link_url else "http_error",
                                final_url=visit.current_url, error=f"not an http(s) URL: {visit.current_url}")
-            if config.obey_robots and not await self._robots_allow(visit, url):
+            if config.obey_robots and not await self._robots_allow(url):
                 return _Result("robots_disallowed", final_url=visit.current_url)
             await self.frontier.turn(url.host)
             async with asyncio.timeout(config.deadline_s):
@@ -512,7 +512,7 @@ class _Crawler:
             body=bytes(raw))
         return result
 
-    async def _robots_allow(self, visit: _Visit, url: httpx.URL) -> bool:
+    async def _robots_allow(self, url: httpx.URL) -> bool:
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         parser = self._robots.get(origin)
         if parser is None:
@@ -520,7 +520,7 @@ class _Crawler:
             async with lock:  # one fetch per origin, however many workers ask
                 parser = self._robots.get(origin)
                 if parser is None:
-                    parser = await self._fetch_robots(visit, origin)
+                    parser = await self._fetch_robots(origin)
                     self._robots[origin] = parser
                     if len(self._robots) > self.config.robots_cache_size:
                         self._robots.popitem(last=False)
@@ -533,7 +533,21 @@ class _Crawler:
             self._robots.move_to_end(origin)
         return parser.can_fetch(self.config.user_agent, str(url))
 
-    async def _fetch_robots(self, visit: _Visit, origin: str) -> RobotFileParser:
+    @staticmethod
+    async def _robots_lines(response: httpx.Response) -> list[str]:
+        """The first 512 KiB of a robots.txt (RFC 9309 asks for at least 500 KiB), bombs and garbage giving none."""
+        raw = bytearray()
+        async for chunk in response.aiter_raw():
+            raw += chunk
+            if len(raw) > _ROBOTS_MAX_BYTES:
+                break
+        try:
+            body = decompress(bytes(raw), response.headers.get("content-encoding"), 8 * _ROBOTS_MAX_BYTES)
+        except (_TooLarge, _Undecodable, zlib.error):
+            return []
+        return body[:_ROBOTS_MAX_BYTES].decode("utf-8", "replace").splitlines()
+
+    async def _fetch_robots(self, origin: str) -> RobotFileParser:
         """RFC 9309: 4xx means no rules, 5xx means keep out; redirects are followed (each hop checked)."""
         parser = RobotFileParser(origin + "/robots.txt")
         url = httpx.URL(origin + "/robots.txt")
@@ -549,12 +563,7 @@ class _Crawler:
                         url = url.join(response.headers["location"])
                         continue
                     if status == 200:
-                        body = bytearray()
-                        async for chunk in response.aiter_bytes():
-                            body += chunk
-                            if len(body) > _ROBOTS_MAX_BYTES:  # RFC 9309: parse at least 500 KiB, ignore the rest
-                                break
-                        lines = bytes(body[:_ROBOTS_MAX_BYTES]).decode("utf-8", "replace").splitlines()
+                        lines = await self._robots_lines(response)
                 finally:
                     await response.aclose()
             break

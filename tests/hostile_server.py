@@ -5,6 +5,8 @@ plus static pages served under their original URLs (routed by the Host header; r
     /endless              a body that never ends (must hit the size cap)
     /gzip-bomb            32 MiB of zeros gzipped to ~32 KiB (must hit the decompressed cap)
     /loop                 redirects to itself forever
+    /hop?n=N              N redirects, then the page
+    /gzipped              the page, gzip Content-Encoding
     /to-loopback          redirects to http://127.0.0.1:PORT/ok
     /to-metadata          redirects to http://169.254.169.254/latest/meta-data/
     /to-ipv6-loopback     redirects to http://[::1]:PORT/ok
@@ -17,7 +19,7 @@ plus static pages served under their original URLs (routed by the Host header; r
     /not-found            404
     /slow?ms=N            the page after N ms
     anything else         a small HTML page
-    /robots.txt           the text given for that Host in `robots`, else 404
+    /robots.txt           the text given for that Host in `robots`, else 404 (a gzip bomb for robotsbomb.*)
 """
 from __future__ import annotations
 
@@ -131,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         if key in owner.pages:
             body, content_type = owner.pages[key]
             self._send(200, body, content_type)
+        elif path == "/robots.txt" and host.startswith("robotsbomb."):
+            self._send(200, owner.gzip_bomb(), "text/plain", {"Content-Encoding": "gzip"})
         elif path == "/robots.txt":
             text = owner.robots.get(host)
             self._send(200, text.encode(), "text/plain") if text is not None else self._send(404, b"no robots")
@@ -142,6 +146,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, owner.gzip_bomb(), headers={"Content-Encoding": "gzip"})
         elif path == "/loop":
             self._redirect(f"/loop?n={int(parse_qs(parts.query).get('n', ['0'])[0]) + 1}")
+        elif path == "/hop":
+            left = int(parse_qs(parts.query).get("n", ["0"])[0])
+            self._redirect(f"/hop?n={left - 1}") if left > 0 else self._send(200, page_for(host, self.path))
+        elif path == "/gzipped":
+            self._send(200, gzip.compress(page_for(host, self.path)), headers={"Content-Encoding": "gzip"})
         elif path == "/to-loopback":
             self._redirect(f"http://127.0.0.1:{owner.port}/ok")
         elif path == "/to-metadata":

@@ -46,6 +46,9 @@ def hostile_run(server, tmp_path_factory):
         h("endless", "/endless"): ("too_large", 200, 1),
         h("bomb", "/gzip-bomb"): ("too_large", 200, 1),
         h("loop", "/loop"): ("too_many_redirects", None, 1),
+        h("hops", "/hop?n=5"): ("ok", 200, 1),
+        h("gzip", "/gzipped"): ("ok", 200, 1),
+        h("robotsbomb", "/ok"): ("ok", 200, 1),
         h("redir", "/to-loopback"): ("blocked_address", None, 1),
         h("redir", "/to-metadata"): ("blocked_address", None, 1),
         h("redir", "/to-ipv6-loopback"): ("blocked_address", None, 1),
@@ -95,6 +98,7 @@ def test_log_schema_and_errors_explain_failures(hostile_run):
     assert "decompressed" in rows[h("bomb", "/gzip-bomb")]["error"]
     assert rows[h("endless", "/endless")]["bytes"] > 1 << 20
     assert rows[h("bomb", "/gzip-bomb")]["bytes"] < 100_000
+    assert rows[h("gzip", "/gzipped")]["bytes"] < len(page_for("gzip.hostile.test", "/gzipped"))
     for row in rows.values():
         assert row["fetched_at"].endswith("Z")
         assert (row["warc_file"] is not None) == (row["outcome"] == "ok")
@@ -106,10 +110,13 @@ def test_ok_pages_are_in_the_warc_with_their_link_url(hostile_run):
     pages = list(iter_html_records(sorted((out / "warc").glob("*.warc.gz"))))
     ok = {url for url, (outcome, _, _) in expected.items() if outcome == "ok"}
     assert sorted(page.link_url for page in pages) == sorted(ok)
+    assert next(p.url for p in pages if "hops" in p.link_url) == h("hops", "/hop?n=0")  # the final URL
+    assert rows[h("hops", "/hop?n=5")]["final_url"] == h("hops", "/hop?n=0")
     for page in pages:
         host = page.url.split("/")[2]
         path = "/" + page.url.split("/", 3)[3]
-        assert page.url == page.link_url and page.status == 200
+        assert page.url == page.link_url or "hops" in page.link_url
+        assert page.status == 200
         assert page.body == page_for(host, path)
         assert page.charset == "utf-8" and page.content_type.startswith("text/html")
 
