@@ -92,6 +92,7 @@ class FetchConfig:
     max_crawl_delay_s: float = 30.0          # cap on a robots.txt Crawl-delay
     user_agent: str = "WebTextBot/0.1 (+https://github.com/webtext-gpt2; research crawler)"
     obey_robots: bool = True
+    www_fallback: bool = True                # a host that does not resolve is tried once more as www.host
     connect_to: dict[str, str] = field(default_factory=dict)
     allow_private_addresses: bool = False
     ca_file: str | None = None               # extra CA certificates to trust (PEM), besides certifi's
@@ -399,7 +400,20 @@ class _Frontier:
 @dataclass
 class _Visit:
     link_url: str
+    start_url: str                           # the first hop: link_url, or its www. form after a DNS miss
     current_url: str = ""                    # the URL of the current hop
+
+
+def _www_form(url: str) -> str | None:
+    """`http://example.com/a` -> `http://www.example.com/a`; None when that makes no sense (IPs, www. already)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    host = parsed.host
+    if not host or host.startswith("www.") or "." not in host or host.replace(".", "").isdigit() or ":" in host:
+        return None
+    return str(parsed.copy_with(host="www." + host))
 
 
 class _Crawler:
@@ -418,6 +432,11 @@ class _Crawler:
         while True:
             attempt += 1
             result = await self._attempt(visit)
+            if (result.outcome == "dns_error" and config.www_fallback and visit.start_url == url
+                    and result.final_url == url and (www := _www_form(url))):
+                visit.start_url = www  # canonical link URLs lose their www.; some sites only resolve with it
+                attempt -= 1
+                continue
             if not result.retryable or attempt > config.max_retries:
                 return result, attempt
             delay = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
@@ -430,7 +449,7 @@ class _Crawler:
             await asyncio.sleep(delay)
 
     async def _attempt(self, visit: _Visit) -> _Result:
-        visit.current_url = visit.link_url
+        visit.current_url = visit.start_url
         try:
             return await self._follow(visit)
         except BlockedAddressError as error:
@@ -450,7 +469,7 @@ class _Crawler:
         for _hop in range(config.max_redirects + 1):
             url = httpx.URL(visit.current_url)
             if url.scheme not in ("http", "https") or not url.host:
-                return _Result("invalid_url" if visit.current_url == visit.link_url else "http_error",
+                return _Result("invalid_url" if visit.current_url == visit.start_url else "http_error",
                                final_url=visit.current_url, error=f"not an http(s) URL: {visit.current_url}")
             if config.obey_robots and not await self._robots_allow(url):
                 return _Result("robots_disallowed", final_url=visit.current_url)

@@ -21,7 +21,8 @@ def fast_config(server: HostileServer, **overrides) -> FetchConfig:
         concurrency=16, per_host=4, min_delay_s=0.0, connect_timeout_s=2.0, read_timeout_s=1.0, deadline_s=1.5,
         max_bytes=1 << 20, max_decompressed_bytes=1 << 20, max_retries=2, backoff_base_s=0.05, backoff_max_s=0.2,
         max_retry_after_s=2.0, progress_interval_s=0.5,
-        connect_to={"*.hostile.test": f"127.0.0.1:{server.port}", "refused.test": f"127.0.0.1:{closed_port()}"},
+        connect_to={"*.hostile.test": f"127.0.0.1:{server.port}", "refused.test": f"127.0.0.1:{closed_port()}",
+                    "www.wwwonly.test": f"127.0.0.1:{server.port}"},
     )
     settings.update(overrides)
     return FetchConfig(**settings)
@@ -66,6 +67,7 @@ def hostile_run(server, tmp_path_factory):
         h("slow", "/b"): ("ok", 200, 1),
         h("slow", "/c"): ("ok", 200, 1),
         "http://does-not-exist.invalid/": ("dns_error", None, 1),
+        "http://wwwonly.test/ok": ("ok", 200, 1),  # only www.wwwonly.test resolves: the www. fallback
         "http://refused.test/": ("connection_error", None, 3),
         f"http://localhost:{server.port}/ok": ("blocked_address", None, 1),
         f"http://127.0.0.1:{server.port}/ok": ("blocked_address", None, 1),
@@ -112,10 +114,11 @@ def test_ok_pages_are_in_the_warc_with_their_link_url(hostile_run):
     assert sorted(page.link_url for page in pages) == sorted(ok)
     assert next(p.url for p in pages if "hops" in p.link_url) == h("hops", "/hop?n=0")  # the final URL
     assert rows[h("hops", "/hop?n=5")]["final_url"] == h("hops", "/hop?n=0")
+    assert rows["http://wwwonly.test/ok"]["final_url"] == "http://www.wwwonly.test/ok"
     for page in pages:
         host = page.url.split("/")[2]
         path = "/" + page.url.split("/", 3)[3]
-        assert page.url == page.link_url or "hops" in page.link_url
+        assert page.url == page.link_url or "hops" in page.link_url or "wwwonly" in page.link_url
         assert page.status == 200
         assert page.body == page_for(host, path)
         assert page.charset == "utf-8" and page.content_type.startswith("text/html")
