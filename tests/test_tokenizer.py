@@ -253,6 +253,9 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
         load_tokenizer(tmp_path)
     with pytest.raises(FileNotFoundError, match="not found"):
         load_tokenizer(tmp_path / "missing")
+    url = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+    with pytest.raises(FileNotFoundError, match="not found"):  # local files only: a URL is never fetched
+        load_gpt2(url + "encoder.json", url + "vocab.bpe")
     (tmp_path / "encoder.json").write_text(json.dumps(_byte_vocab() | {EOT: 256}))
     (tmp_path / "vocab.bpe").write_text("#version: 0.2\nabc\n")
     with pytest.raises(ValueError, match=r"vocab\.bpe:2"):
