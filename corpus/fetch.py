@@ -786,6 +786,13 @@ def fetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig | None = 
     """Fetch every URL not yet in out_dir/log.parquet; write its outcome there and ok pages to out_dir/warc/.
 
     `progress` receives {"done", "total", "skipped", "outcomes", "bytes", "elapsed_s", "rate"} every
-    `config.progress_interval_s` seconds and at the end. Runs its own event loop (use afetch_urls inside one).
+    `config.progress_interval_s` seconds and at the end. Runs its own event loop, in a helper thread when the caller's
+    thread already has one (async callers can await afetch_urls instead).
     """
-    return asyncio.run(afetch_urls(urls, out_dir, config or FetchConfig(), progress))
+    run = partial(asyncio.run, afetch_urls(urls, out_dir, config or FetchConfig(), progress))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch") as thread:
+        return thread.submit(run).result()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
@@ -166,7 +167,7 @@ def iter_html_records(paths: Iterable[Path]) -> Iterator[WarcPage]:
             raise ValueError(f"cannot read WARC file {path}: no WARC records found")
 
 
-def _html_page(record) -> WarcPage | None:  # record: warcio ArcWarcRecord
+def _html_page(record: ArcWarcRecord) -> WarcPage | None:
     if record.rec_type != "response" or record.http_headers is None:
         return None
     status = record.http_headers.get_statuscode()

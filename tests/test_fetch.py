@@ -1,6 +1,8 @@
 """The fetcher against a hostile local server: every failure ends with its own outcome, and ok pages reach the WARC."""
 from __future__ import annotations
 
+import asyncio
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -185,3 +187,9 @@ def test_config_rejects_nonsense():
         FetchConfig(concurrency=0)
     with pytest.raises(ValueError, match="connect_to"):
         FetchConfig(connect_to={"a.test": "nope"})
+
+
+def test_fetch_urls_from_inside_a_running_event_loop(server, tmp_path):
+    async def caller():
+        return fetch_urls([h("loopy", "/ok")], tmp_path, fast_config(server))
+    assert asyncio.run(caller()).outcomes == {"ok": 1}
