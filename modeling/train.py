@@ -1,0 +1,259 @@
+"""Train GPT-2 on llm.c token shards with Lightning: `train(TrainConfig(...))`, or `python -m modeling.train`.
+
+Run directory layout (out_dir):
+  checkpoints/stepNNNNNNN.ckpt   Lightning checkpoints (model, optimizer, scheduler, data position, RNG); the newest
+                                 is kept, written atomically; `resume=True` continues from it exactly
+  logs/version_K/metrics.csv     CSVLogger (one version per launch); tensorboard/version_K/  TensorBoardLogger
+  loss_curve.svg                 train and val loss by step
+  model/                         final export: Hugging Face GPT2LMHeadModel files (+ tokenizer files when given)
+  summary.json                   what the run did
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from modeling.data import TokenDataModule
+from modeling.hf import save_pretrained
+from modeling.model import GPT, Block, get_config
+from modeling.plots import write_loss_curve
+from modeling.training import AtomicCheckpointIO, GPTModule, NonFiniteLossError, export_state_dict
+
+log = logging.getLogger(__name__)
+
+# Dense bf16 peak FLOP/s per device, for MFU. H100 and H200 SXM share the same tensor cores.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+class SavableTokenizer(Protocol):
+    eot_token: int
+
+    def save(self, directory: str | Path) -> Any: ...
+
+
+@dataclass
+class TrainConfig:
+    tokens_dir: str  # directory of train_*.bin / val_*.bin llm.c token shards
+    out_dir: str
+    model: str = "mini"  # a name from modeling.model.CONFIGS
+    vocab_size: int | None = None  # None: the config's (50257); set it to the tokenizer's n_vocab
+    block_size: int | None = None  # None: the config's context length
+    max_steps: int | None = None
+    max_tokens: int | None = None  # alternative to max_steps: steps = ceil(max_tokens / batch_tokens)
+    batch_tokens: int = 512 * 1024  # the paper's 512 sequences x 1024 tokens
+    micro_batch: int = 8
+    lr: float = 6e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int | None = None  # None: 5% of the steps
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    dropout: float = 0.0
+    val_interval: int = 250  # optimizer steps between val-loss evaluations
+    val_batches: int = 20
+    checkpoint_interval: int = 500
+    log_interval: int = 10
+    seed: int = 1337
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # "auto", "ddp", "fsdp" or any Lightning strategy name
+    precision: str = "auto"  # "auto": bf16-mixed on GPU, 32-true on CPU
+    compile: bool = False
+    resume: bool | str = False  # True: newest checkpoint in out_dir/checkpoints; or a checkpoint path
+    peak_flops: float | None = None  # per device, for MFU; None: looked up for H100/H200/A100
+    progress_bar: bool = False
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    export_dir: str
+    checkpoint: str
+    loss_curve: str
+    steps: int
+    tokens: int
+    params: int
+    final_train_loss: float | None
+    final_val_loss: float | None
+    tokens_per_s: float | None
+    mfu: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest step in checkpoint_dir (temporary files of interrupted writes ignored)."""
+    found = [(int(m.group(1)), p) for p in Path(checkpoint_dir).glob("step*.ckpt")
+             if (m := re.fullmatch(r"step(\d+)\.ckpt", p.name))]
+    return max(found)[1] if found else None
+
+
+def _precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def _strategy(strategy: str) -> Any:
+    if strategy == "fsdp":  # shard per transformer block, save full (HF-exportable) checkpoints
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full")
+    return strategy
+
+
+def _peak_flops(config: TrainConfig) -> float | None:
+    if config.peak_flops or not torch.cuda.is_available():
+        return config.peak_flops
+    name = torch.cuda.get_device_name()
+    return next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
+
+
+def gradient_accumulation(batch_tokens: int, micro_batch: int, block_size: int, world_size: int) -> int:
+    per_pass = micro_batch * block_size * world_size
+    if batch_tokens % per_pass:
+        raise ValueError(
+            f"batch_tokens={batch_tokens} is not a multiple of micro_batch x block_size x devices x nodes = "
+            f"{micro_batch} x {block_size} x {world_size} = {per_pass}"
+        )
+    return batch_tokens // per_pass
+
+
+def train(
+    config: TrainConfig,
+    tokenizer: SavableTokenizer | None = None,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train (or resume), then export the final model in Hugging Face format to out_dir/model."""
+    overrides: dict[str, Any] = {"dropout": config.dropout}
+    if config.vocab_size is not None:
+        overrides["vocab_size"] = config.vocab_size
+    if config.block_size is not None:
+        overrides["block_size"] = config.block_size
+    model_config = get_config(config.model, **overrides)
+    if (config.max_steps is None) == (config.max_tokens is None):
+        raise ValueError("give exactly one of max_steps and max_tokens")
+    max_steps = config.max_steps or math.ceil(config.max_tokens / config.batch_tokens)  # type: ignore[operator]
+    out_dir = Path(config.out_dir)
+    checkpoint_dir = out_dir / "checkpoints"
+    data = TokenDataModule(config.tokens_dir, model_config.block_size, config.micro_batch, config.seed)
+
+    resume_from: Path | None = None
+    if config.resume is True:
+        resume_from = latest_checkpoint(checkpoint_dir)
+    elif config.resume:
+        resume_from = Path(config.resume)
+        if not resume_from.is_file():
+            raise FileNotFoundError(f"checkpoint to resume from {resume_from} does not exist")
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    trainer_args: dict[str, Any] = dict(
+        accelerator="auto", devices=config.devices, num_nodes=config.num_nodes, precision=_precision(config.precision),
+    )
+    world_size = L.Trainer(**trainer_args, strategy=_strategy(config.strategy), logger=False,
+                           enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).world_size
+    accumulate = gradient_accumulation(config.batch_tokens, config.micro_batch, model_config.block_size, world_size)
+    warmup = config.warmup_steps if config.warmup_steps is not None else max_steps // 20
+
+    module = GPTModule(
+        asdict(model_config), lr=config.lr, max_steps=max_steps, warmup_steps=warmup,
+        min_lr_ratio=config.min_lr_ratio, weight_decay=config.weight_decay, batch_tokens=config.batch_tokens,
+        peak_flops=_peak_flops(config), compile=config.compile, log_interval=config.log_interval, on_step=on_step,
+    )
+    checkpointing = ModelCheckpoint(dirpath=checkpoint_dir, filename="step{step:07d}", auto_insert_metric_name=False,
+                                    every_n_train_steps=config.checkpoint_interval, save_top_k=1)
+    has_val = data.has_val
+    trainer = L.Trainer(
+        **trainer_args,
+        strategy=_strategy(config.strategy),
+        max_steps=max_steps,
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=config.grad_clip,
+        val_check_interval=config.val_interval * accumulate,
+        check_val_every_n_epoch=None,
+        limit_val_batches=config.val_batches if has_val else 0,
+        num_sanity_val_steps=0,
+        logger=[CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tensorboard")],
+        callbacks=[checkpointing],
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=out_dir,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+    )
+    log.info("training %s (%.1fM params) for %d steps of %d tokens (%d micro-batches of %d x %d on %d devices)",
+             config.model, module.model.num_params() / 1e6, max_steps, config.batch_tokens, accumulate,
+             config.micro_batch, model_config.block_size, world_size)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    except NonFiniteLossError as err:
+        last_good = latest_checkpoint(checkpoint_dir)
+        raise RuntimeError(
+            f"training stopped: {err}; last good checkpoint: {last_good or 'none written yet'} "
+            f"(lower the learning rate or resume from it)"
+        ) from err
+
+    final_val = None
+    if has_val and module.last_val_step != trainer.global_step:
+        trainer.validate(module, datamodule=data, verbose=False)
+    if has_val:
+        final_val = trainer.callback_metrics["val/loss"].item()
+    final_checkpoint = checkpoint_dir / f"step{trainer.global_step:07d}.ckpt"
+    trainer.save_checkpoint(final_checkpoint)
+
+    export_dir = out_dir / "model"
+    if trainer.is_global_zero:
+        gpt_config, state = export_state_dict(final_checkpoint)
+        model = GPT(gpt_config)
+        model.load_state_dict(state)
+        save_pretrained(model, export_dir, eos_token_id=tokenizer.eot_token if tokenizer is not None else None)
+        if tokenizer is not None:
+            tokenizer.save(export_dir)
+        write_loss_curve(out_dir / "logs", out_dir / "loss_curve.svg", title=f"{config.model} loss")
+    result = TrainResult(
+        out_dir=str(out_dir), export_dir=str(export_dir), checkpoint=str(final_checkpoint),
+        loss_curve=str(out_dir / "loss_curve.svg"), steps=trainer.global_step,
+        tokens=trainer.global_step * config.batch_tokens, params=module.model.num_params(),
+        final_train_loss=module.last_train_loss, final_val_loss=final_val,
+        tokens_per_s=(tps := module.mean_tokens_per_s()), mfu=module.mfu(tps) if tps else None,
+    )
+    if trainer.is_global_zero:
+        (out_dir / "summary.json").write_text(json.dumps({"config": asdict(config), "result": result.to_dict()},
+                                                         indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line over TrainConfig; needed for multi-process DDP/FSDP launches (torchrun, SLURM, Lightning)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, field in TrainConfig.__dataclass_fields__.items():
+        flag = "--" + name.replace("_", "-")
+        if field.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        elif name in ("tokens_dir", "out_dir"):
+            parser.add_argument(flag, required=True)
+        else:
+            kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(field.type), str)
+            parser.add_argument(flag, type=kind, default=field.default)
+    args = vars(parser.parse_args(argv))
+    if args["resume"] in ("true", "True"):
+        args["resume"] = True
+    if isinstance(args["devices"], str) and args["devices"].isdigit():
+        args["devices"] = int(args["devices"])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    result = train(TrainConfig(**args), on_step=lambda m: log.info("%s", {k: round(v, 5) for k, v in m.items()}))
+    print(json.dumps(result.to_dict(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

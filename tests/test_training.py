@@ -1,0 +1,193 @@
+"""Lightning training on real token shards: data stream, run outputs, exact resume after SIGKILL, clear errors."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+from modeling.data import RandomWindows, SequentialWindows, TokenDataModule, read_token_shard, write_token_shard
+from modeling.hf import from_pretrained
+from modeling.train import TrainConfig, gradient_accumulation, latest_checkpoint, train
+from modeling.training import export_state_dict, lr_multiplier
+
+REPO = Path(__file__).resolve().parents[1]
+VOCAB = 300
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared, loaded machine makes OpenMP spin-waits very slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_shards(directory: Path, n_train: int = 20_000, n_val: int = 3_000) -> Path:
+    """A learnable stream: a fixed 50-token pattern repeated with 10% random substitutions."""
+    rng = np.random.default_rng(0)
+    pattern = rng.integers(0, VOCAB, 50)
+    tokens = np.tile(pattern, (n_train + n_val) // 50 + 1)[: n_train + n_val]
+    noise = rng.random(tokens.size) < 0.1
+    tokens[noise] = rng.integers(0, VOCAB, noise.sum())
+    directory.mkdir(parents=True, exist_ok=True)
+    write_token_shard(directory / "train_000000.bin", tokens[: n_train // 2])
+    write_token_shard(directory / "train_000001.bin", tokens[n_train // 2 : n_train])
+    write_token_shard(directory / "val_000000.bin", tokens[n_train:])
+    return directory
+
+
+def tiny_config(tokens: Path, out: Path, **overrides: object) -> TrainConfig:
+    settings: dict = dict(tokens_dir=str(tokens), out_dir=str(out), model="tiny", vocab_size=VOCAB, max_steps=24,
+                          batch_tokens=2 * 4 * 64, micro_batch=4, lr=3e-3, val_interval=8, val_batches=3,
+                          checkpoint_interval=4, log_interval=1)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def read_metric(out: Path, name: str, version: int | None = None) -> dict[int, float]:
+    files = sorted((out / "logs").glob("version_*/metrics.csv")) if version is None else \
+        [out / "logs" / f"version_{version}" / "metrics.csv"]
+    values: dict[int, float] = {}
+    for path in files:
+        for row in csv.DictReader(open(path)):
+            if row.get(name):
+                values[int(row["step"])] = float(row[name])
+    return values
+
+
+def test_token_shards_and_windows(tmp_path: Path) -> None:
+    big = np.arange(70_000, dtype=np.int64) % 66_000  # needs uint32
+    write_token_shard(tmp_path / "a.bin", big)
+    assert read_token_shard(tmp_path / "a.bin").dtype == np.uint32
+    np.testing.assert_array_equal(read_token_shard(tmp_path / "a.bin"), big)
+    with open(tmp_path / "a.bin", "r+b") as f:
+        f.truncate(5000)
+    with pytest.raises(ValueError, match="truncated"):
+        read_token_shard(tmp_path / "a.bin")
+
+    shards = [write_token_shard(tmp_path / f"train_{i:06d}.bin", np.arange(i * 1000, i * 1000 + 500)) for i in (1, 2)]
+    assert read_token_shard(shards[0]).dtype == np.uint16
+    windows = RandomWindows(shards, block_size=16, micro_batch=8, seed=7)
+    x, y = windows.batch(3)
+    assert x.shape == y.shape == (8, 16) and x.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    assert torch.all(y[:, -1] - x[:, 0] == 16)  # a window never crosses a shard boundary
+    assert {int(v) // 1000 for v in x[:, 0]} <= {1, 2}
+    # reproducible from the seed, position-addressable (so resumable), different across batches and seeds
+    resumed = next(iter(RandomWindows(shards, 16, 8, seed=7, start=3)))
+    assert torch.equal(resumed[0], x) and resumed[2] == 3
+    assert not torch.equal(windows.batch(4)[0], x)
+    assert not torch.equal(RandomWindows(shards, 16, 8, seed=8).batch(3)[0], x)
+
+    val = SequentialWindows(shards, block_size=16)
+    assert len(val) == 2 * (499 // 16)
+    assert int(val[len(val) - 1][0][0]) == 2000 + (499 // 16 - 1) * 16
+
+
+def test_lr_schedule() -> None:
+    assert lr_multiplier(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_multiplier(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_multiplier(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_multiplier(55, 10, 100, 0.1) == pytest.approx(0.55)
+    assert lr_multiplier(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_multiplier(500, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TokenDataModule(tmp_path / "missing", 64, 4)
+    with pytest.raises(FileNotFoundError, match="no training token shards"):
+        TokenDataModule(tmp_path, 64, 4)
+    tokens = make_shards(tmp_path / "tokens", n_train=2000, n_val=500)
+    with pytest.raises(ValueError, match="unknown model config 'gpt5'.*gpt2-medium"):
+        train(tiny_config(tokens, tmp_path / "run", model="gpt5"))
+    with pytest.raises(ValueError, match="not a multiple of micro_batch x block_size"):
+        train(tiny_config(tokens, tmp_path / "run", batch_tokens=1000))
+    with pytest.raises(ValueError, match="exactly one of max_steps and max_tokens"):
+        train(tiny_config(tokens, tmp_path / "run", max_tokens=10_000))
+    assert gradient_accumulation(524288, 16, 1024, 8) == 4
+
+
+def test_training_run_learns_logs_and_exports(tmp_path: Path) -> None:
+    tokens = make_shards(tmp_path / "tokens")
+    out = tmp_path / "run"
+    result = train(tiny_config(tokens, out, max_steps=None, max_tokens=24 * 512, dropout=0.0))
+    assert result.steps == 24 and result.tokens == 24 * 512
+    losses = read_metric(out, "train/loss")
+    assert sorted(losses) == list(range(1, 25))
+    assert losses[24] < losses[1] - 1.5  # it learns the repeated pattern
+    val = read_metric(out, "val/loss")
+    assert {8, 16, 24} <= set(val) and val[24] < val[8]
+    assert result.final_val_loss == pytest.approx(val[24])
+    assert set(read_metric(out, "perf/tokens_per_s")) == set(losses)
+    assert list((out / "tensorboard").glob("version_0/events.out.tfevents.*"))
+    svg = (out / "loss_curve.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+
+    # The export is a Hugging Face checkpoint with the trained weights.
+    hf = GPT2LMHeadModel.from_pretrained(out / "model").eval()
+    ours = from_pretrained(out / "model")
+    config, state = export_state_dict(result.checkpoint)
+    assert config.vocab_size == VOCAB and config.n_layer == 2
+    torch.testing.assert_close(ours.transformer.h[1].mlp.c_fc.weight, state["transformer.h.1.mlp.c_fc.weight"])
+    x = torch.from_numpy(read_token_shard(tokens / "val_000000.bin")[:64].astype(np.int64))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits, ours(x), rtol=0, atol=1e-5)
+
+
+def test_resume_after_sigkill_gives_identical_losses(tmp_path: Path) -> None:
+    tokens = make_shards(tmp_path / "tokens")
+    # dropout on, so the restored RNG state matters too; accumulation of 2 micro-batches per step
+    common = dict(max_steps=16, dropout=0.1, checkpoint_interval=4, micro_batch=4, batch_tokens=2 * 4 * 64)
+    reference = tmp_path / "reference"
+    train(tiny_config(tokens, reference, **common))
+    expected = read_metric(reference, "train/loss")
+    assert sorted(expected) == list(range(1, 17))
+
+    killed = tmp_path / "killed"
+    args = [sys.executable, "-m", "modeling.train", "--tokens-dir", str(tokens), "--out-dir", str(killed)]
+    for key, value in dict(vars(tiny_config(tokens, killed, **common))).items():
+        if key not in ("tokens_dir", "out_dir") and not isinstance(value, bool) and value is not None:
+            args += ["--" + key.replace("_", "-"), str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as this process: same float reductions
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while latest_checkpoint(killed / "checkpoints") is None and proc.poll() is None:
+            assert time.monotonic() < deadline, "the training subprocess wrote no checkpoint"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    checkpoint = latest_checkpoint(killed / "checkpoints")
+    resumed_from = int(checkpoint.stem.removeprefix("step"))
+    assert resumed_from < 16, "the run finished before it could be killed"
+
+    train(tiny_config(tokens, killed, resume=True, **common))
+    after = read_metric(killed, "train/loss", version=1)
+    assert sorted(after) == list(range(resumed_from + 1, 17))
+    assert after == {step: expected[step] for step in after}  # bit-identical, every later step
+    val_expected, val_after = read_metric(reference, "val/loss"), read_metric(killed, "val/loss", version=1)
+    assert val_after and val_after == {step: val_expected[step] for step in val_after}
+
+
+def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path: Path) -> None:
+    tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
+    with pytest.raises(RuntimeError, match=r"loss is (nan|inf) at step (\d+); last good checkpoint: .*step\d+\.ckpt") as err:
+        train(tiny_config(tokens, tmp_path / "run", lr=1e6, warmup_steps=0, max_steps=50, checkpoint_interval=1))
+    step = int(str(err.value).split(" at step ")[1].split(";")[0])
+    last_good = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert last_good.name == f"step{step - 1:07d}.ckpt"
+    _, state = export_state_dict(last_good)
+    assert all(torch.isfinite(t).all() for t in state.values())
