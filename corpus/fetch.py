@@ -109,6 +109,7 @@ class FetchConfig:
     warc_max_bytes: int = 1 << 30            # roll WARC files past this size
     progress_interval_s: float = 10.0
     robots_cache_size: int = 100_000         # origins whose robots.txt is kept in memory
+    frontier_max_urls: int = 1_000_000       # URLs read ahead of the workers at most, to find hosts that are ready
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "per_host", "max_bytes", "max_decompressed_bytes"):
@@ -298,10 +299,13 @@ class _Frontier:
     calls before it starts; the frontier's own schedule only keeps workers from picking a host that is not ready.
     """
 
-    def __init__(self, urls: Iterator[str], per_host: int, min_delay: float, buffer: int) -> None:
+    def __init__(self, urls: Iterator[str], per_host: int, min_delay: float, buffer: int, want_hosts: int,
+                 max_buffer: int) -> None:
         self._urls = urls
         self._exhausted = False
         self._buffer = buffer
+        self._want_hosts = want_hosts
+        self._max_buffer = max_buffer
         self._buffered = 0
         self._in_flight = 0
         self._per_host = per_host
@@ -324,7 +328,10 @@ class _Frontier:
             host.in_heap = True
 
     def _fill(self) -> None:
-        while not self._exhausted and self._buffered < self._buffer:
+        # Read `buffer` URLs ahead, and further (up to `max_buffer`) while fewer than `want_hosts` hosts could take a
+        # request: input sorted by URL comes host by host, and one host alone cannot keep the workers busy.
+        while not self._exhausted and self._buffered < self._max_buffer and (
+                self._buffered < self._buffer or len(self._heap) < self._want_hosts):
             try:
                 url = next(self._urls)
             except StopIteration:
@@ -706,7 +713,8 @@ async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
     started = datetime.now(timezone.utc)
     warc = RollingWarcWriter(store.warc_dir, f"webtext-{started:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", config.warc_max_bytes)
     writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
-    frontier = _Frontier(pending(), config.per_host, config.min_delay_s, buffer=max(1000, 16 * config.concurrency))
+    frontier = _Frontier(pending(), config.per_host, config.min_delay_s, buffer=16 * config.concurrency,
+                         want_hosts=2 * config.concurrency, max_buffer=config.frontier_max_urls)
     t0 = time.monotonic()
 
     def snapshot() -> dict:

@@ -193,3 +193,14 @@ def test_fetch_urls_from_inside_a_running_event_loop(server, tmp_path):
     async def caller():
         return fetch_urls([h("loopy", "/ok")], tmp_path, fast_config(server))
     assert asyncio.run(caller()).outcomes == {"ok": 1}
+
+
+def test_url_sorted_input_does_not_starve_other_hosts(server, tmp_path):
+    """links.parquet is sorted by URL, so one big site comes as one block: the frontier reads past it."""
+    big = [h("big", f"/{i:02d}") for i in range(40)]  # more than the 32 URLs read ahead at concurrency 2
+    small = [h(f"small{i}", "/ok") for i in range(6)]
+    summary = fetch_urls(big + small, tmp_path, fast_config(server, concurrency=2, per_host=1, min_delay_s=0.1))
+    assert summary.outcomes == {"ok": 46}
+    big_times = server.request_times("big.hostile.test")
+    small_times = [t for i in range(6) for t in server.request_times(f"small{i}.hostile.test")]
+    assert max(small_times) < big_times[8]
