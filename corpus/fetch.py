@@ -17,6 +17,10 @@ holding the request and response of every `ok` page. While running, outcomes are
 (one flushed line per URL, written after the page's WARC records), and WARC files carry a `.open` suffix. A killed
 run therefore loses only the URLs in flight: the next run cuts open WARC files back to their last logged record,
 merges the journal into log.parquet, and skips every URL already there.
+
+Memory: the set of URLs already logged or seen in this run (~150 bytes each: 10 M URLs ~ 1.5 GB), the frontier's
+read-ahead (`frontier_max_urls`), one robots.txt parser per origin up to `robots_cache_size`, and one small record
+per host name seen.
 """
 from __future__ import annotations
 
