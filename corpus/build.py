@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from corpus.card import render_card
 from corpus.dedup import DedupConfig, Deduplicator, signature, text_hash
-from corpus.extract import ExtractConfig, extract_pages
+from corpus.extract import ExtractConfig, extract_pages, shared_pool
 from corpus.filters import FilterConfig, drop_reason
 from corpus.shards import SCHEMA, ShardConfig, split_of, write_shards
 from corpus.wikipedia import is_wikipedia
@@ -163,7 +163,12 @@ def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callab
     begin(stage_dir, key)  # fetch_urls itself resumes from its log
     urls = pq.read_table(out_dir / "links" / "links.parquet", columns=["url"]).column("url").to_pylist()
     summary = fetch_urls(urls, stage_dir, fetch_config, progress=progress)
-    return key, finish(stage_dir, key, summary.to_dict())
+    # outcomes of every URL in the log, also those fetched by an earlier, interrupted run
+    outcomes = Counter(pq.read_table(stage_dir / "log.parquet", columns=["outcome"]).column("outcome").to_pylist())
+    stats = {"in": len(urls), "out": outcomes.get("ok", 0),
+             "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
+             "outcomes": dict(sorted(outcomes.items())), "summary": summary.to_dict()}
+    return key, finish(stage_dir, key, stats)
 
 
 def fetched_warcs(out_dir: Path) -> list[Path]:
@@ -220,7 +225,8 @@ def extract_unit(out_dir: Path, unit: ExtractUnit, config: ExtractConfig) -> dic
                 break
             if i >= unit.start:
                 pages[i] = page
-        results = dict(extract_pages(((i, p.body, p.url) for i, p in pages.items()), config))
+        pages_in = ((i, p.body, p.url) for i, p in pages.items())
+        results = dict(extract_pages(pages_in, config, pool=shared_pool(config)))
         rows = [
             {"record": i, "url": p.url, "link_url": p.link_url, "fetched_at": p.fetched_at, "html_bytes": len(p.body),
              "outcome": results[i].outcome, "extractor": results[i].extractor, "text": results[i].text,
@@ -447,6 +453,23 @@ def config_summary(config: BuildConfig, link_config: Any = None, **extra: Any) -
                          "dedup": config.dedup, "shards": config.shards, "pages_per_part": config.pages_per_part})
     summary["dedup"].pop("lsh_storage", None)  # may hold a Redis address; not a property of the data
     return {**summary, **_jsonable(extra)}
+
+
+REQUEST_FILE = "_REQUEST"
+
+
+def finished_build(out_dir: Path, request_key: str) -> dict | None:
+    """manifest.json of a build finished from the same inputs and settings, or None."""
+    manifest, request = out_dir / "manifest.json", out_dir / REQUEST_FILE
+    if manifest.exists() and request.exists() and request.read_text() == request_key and (out_dir / "shards").is_dir():
+        return json.loads(manifest.read_text())
+    return None
+
+
+def record_request(out_dir: Path, request_key: str) -> None:
+    tmp = out_dir / f".{REQUEST_FILE}.tmp"
+    tmp.write_text(request_key)
+    os.replace(tmp, out_dir / REQUEST_FILE)
 
 
 def stage_row(stage: str, stats: dict) -> dict:

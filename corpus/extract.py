@@ -12,6 +12,7 @@ periodically.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing as mp
 import os
@@ -107,10 +108,15 @@ def extract_main_text(html: str | bytes, url: str | None = None) -> str | None:
 
 # ---- worker pool with a per-page deadline ---------------------------------------------------------------------
 
+_READY = "ready"
+
 
 def _worker(conn: Connection, config: ExtractConfig) -> None:
+    import newspaper  # noqa: F401  (imported before "ready": the deadline must not count start-up)
+    import trafilatura  # noqa: F401
     from trafilatura.meta import reset_caches
 
+    conn.send(_READY)
     done = 0
     while True:
         task = conn.recv()
@@ -128,19 +134,27 @@ def _worker(conn: Connection, config: ExtractConfig) -> None:
 
 
 class _Slot:
-    """One worker process and the task it is working on."""
+    """One worker process and the page it is working on; the deadline runs from when the worker is ready."""
 
     def __init__(self, ctx: Any, config: ExtractConfig) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(child, config), daemon=True)
         self.proc.start()
         child.close()
+        self.ready = False
         self.task: tuple[Any, str | None] | None = None  # (key, url)
-        self.deadline = 0.0
+        self.deadline = float("inf")
+        self.timeout_s = config.timeout_s
 
-    def submit(self, key: Any, html: str | bytes, url: str | None, timeout_s: float) -> None:
+    def submit(self, key: Any, html: str | bytes, url: str | None) -> None:
         self.conn.send((key, html, url))
-        self.task, self.deadline = (key, url), time.monotonic() + timeout_s
+        self.task = (key, url)
+        self.deadline = time.monotonic() + self.timeout_s if self.ready else float("inf")
+
+    def mark_ready(self) -> None:
+        self.ready = True
+        if self.task is not None:
+            self.deadline = time.monotonic() + self.timeout_s
 
     def kill(self) -> None:
         self.proc.kill()
@@ -157,61 +171,102 @@ class _Slot:
             self.kill()
 
 
-def extract_pages(
-    pages: Iterable[tuple[Any, str | bytes, str | None]], config: ExtractConfig = ExtractConfig()
-) -> Iterator[tuple[Any, Extraction]]:
-    """Extract (key, html, url) pages in parallel; yields (key, Extraction) in completion order.
+class ExtractorPool:
+    """Worker processes that extract pages under a per-page deadline; a stuck or dead worker is replaced.
 
-    A page that runs past `config.timeout_s` yields outcome "timeout" and its worker is replaced; a worker that dies
-    (segfault, out of memory) yields outcome "error" for its page.
+    Reuse one pool for many batches (`extract_pages(..., pool=...)`, or `shared_pool`) to pay start-up once.
     """
-    n = config.workers or os.cpu_count() or 1
-    ctx = mp.get_context("spawn")  # no fork of a parent holding threads (Dask, Prefect)
-    slots = [_Slot(ctx, config) for _ in range(n)]
-    source = iter(pages)
-    exhausted = False
-    try:
+
+    def __init__(self, config: ExtractConfig = ExtractConfig()) -> None:
+        self.config = config
+        self._ctx = mp.get_context("spawn")  # no fork of a parent holding threads (Dask, Prefect)
+        self._slots = [_Slot(self._ctx, config) for _ in range(config.workers or os.cpu_count() or 1)]
+
+    def imap(self, pages: Iterable[tuple[Any, str | bytes, str | None]]) -> Iterator[tuple[Any, Extraction]]:
+        """Yields (key, Extraction) for every (key, html, url), in completion order."""
+        slots, config = self._slots, self.config
+        source = iter(pages)
+        exhausted = False
         while True:
             for i, slot in enumerate(slots):
                 if slot.task is None and not exhausted:
                     item = next(source, None)
                     if item is None:
                         exhausted = True
-                    else:
-                        try:
-                            slot.submit(*item, config.timeout_s)
-                        except (BrokenPipeError, OSError):
-                            slot.kill()
-                            slots[i] = slot = _Slot(ctx, config)
-                            slot.submit(*item, config.timeout_s)
-            busy = [s for s in slots if s.task is not None]
-            if not busy:
+                        break
+                    try:
+                        slot.submit(*item)
+                    except OSError:  # the worker died while idle
+                        slot.kill()
+                        slots[i] = slot = _Slot(self._ctx, config)
+                        slot.submit(*item)
+            busy = [s for s in slots if s.task is not None or not s.ready]
+            if not any(s.task is not None for s in slots):
                 return
             timeout = max(0.0, min(s.deadline for s in busy) - time.monotonic())
-            ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout))
+            ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], min(timeout, 3600.0)))
             now = time.monotonic()
             for i, slot in enumerate(slots):
-                if slot.task is None:
-                    continue
-                key, url = slot.task
                 if slot.conn in ready:
                     try:
-                        got_key, result = slot.conn.recv()
-                        slot.task = None
-                        yield got_key, result
-                        continue
+                        message = slot.conn.recv()
                     except (EOFError, OSError):
-                        result = Extraction(None, None, "error", "worker died")
+                        message = None
+                    if message == _READY:
+                        slot.mark_ready()
+                        continue
+                    if message is not None:
+                        slot.task = None
+                        yield message
+                        continue
+                    result = Extraction(None, None, "error", "worker died")
                 elif slot.proc.sentinel in ready:
                     result = Extraction(None, None, "error", f"worker died (exit code {slot.proc.exitcode})")
-                elif now >= slot.deadline:
-                    log.warning("extraction of %s passed %.0f s; restarting its worker", url, config.timeout_s)
+                elif slot.task is not None and now >= slot.deadline:
+                    log.warning("extraction of %s passed %.0f s; restarting its worker", slot.task[1], config.timeout_s)
                     result = Extraction(None, None, "timeout", f"over {config.timeout_s} s")
                 else:
                     continue
+                task = slot.task
                 slot.kill()
-                slots[i] = _Slot(ctx, config)
-                yield key, result
-    finally:
-        for slot in slots:
+                slots[i] = _Slot(self._ctx, config)
+                if task is not None:
+                    yield task[0], result
+
+    def close(self) -> None:
+        for slot in self._slots:
             slot.stop()
+
+    def __enter__(self) -> ExtractorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_shared: dict[ExtractConfig, ExtractorPool] = {}
+
+
+def shared_pool(config: ExtractConfig) -> ExtractorPool:
+    """A pool kept for the life of this process (e.g. a Dask worker running many extraction tasks)."""
+    if config not in _shared:
+        _shared[config] = ExtractorPool(config)
+        atexit.register(_shared[config].close)
+    return _shared[config]
+
+
+def extract_pages(
+    pages: Iterable[tuple[Any, str | bytes, str | None]],
+    config: ExtractConfig = ExtractConfig(),
+    pool: ExtractorPool | None = None,
+) -> Iterator[tuple[Any, Extraction]]:
+    """Extract (key, html, url) pages in parallel; yields (key, Extraction) in completion order.
+
+    A page that runs past `config.timeout_s` yields outcome "timeout" and its worker is replaced; a worker that dies
+    (segfault, out of memory) yields outcome "error" for its page.
+    """
+    if pool is not None:
+        yield from pool.imap(pages)
+        return
+    with ExtractorPool(config) as own:
+        yield from own.imap(pages)

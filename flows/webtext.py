@@ -1,0 +1,223 @@
+"""Flow `webtext` (deployment `webtext/build-corpus`): Reddit dumps -> links -> fetch -> extract -> filter -> dedup ->
+Wikipedia removal -> Parquet shards.
+
+The stages are the resumable functions of `corpus.build`; this file adds Prefect tasks, retries, progress logs and
+artifacts. Extraction and filtering are mapped over parts on a Dask cluster (prefect-dask's DaskTaskRunner: a local
+cluster of worker processes by default, an existing cluster when `dask_address` is given). A re-run after a crash
+keeps every finished stage and part; a re-run of a finished build does nothing and says so.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+
+from corpus import build
+from corpus.dedup import DedupConfig
+from corpus.extract import ExtractConfig
+from corpus.filters import FilterConfig
+from corpus.shards import ShardConfig
+
+
+@task(name="links", cache_policy=NO_CACHE)
+def links_task(dumps: list[Path], out_dir: Path, link_config: Any) -> tuple[str, dict]:
+    key, stats = build.run_links(dumps, out_dir, link_config)
+    get_run_logger().info("links: %d submissions -> %d links (dropped: %s)", stats["submissions"], stats["kept"],
+                          stats["dropped"])
+    return key, stats
+
+
+@task(name="fetch", cache_policy=NO_CACHE)
+def fetch_task(out_dir: Path, links_key: str, fetch_config: Any) -> tuple[str, dict]:
+    logger = get_run_logger()
+
+    def progress(p: dict) -> None:
+        logger.info("fetch: %d/%d URLs, %.1f URLs/s, outcomes %s", p["done"], p["total"], p["rate"], p["outcomes"])
+
+    key, stats = build.run_fetch(out_dir, links_key, fetch_config, progress)
+    logger.info("fetch: %d URLs -> %d pages; outcomes %s", stats["in"], stats["out"], stats["outcomes"])
+    return key, stats
+
+
+@task(name="plan-extract", cache_policy=NO_CACHE)
+def plan_task(out_dir: Path, warcs: list[Path], upstream: str, config: build.BuildConfig) -> tuple[str, list]:
+    return build.plan_extract(out_dir, warcs, upstream, config)
+
+
+@task(name="extract", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def extract_task(out_dir: Path, unit: build.ExtractUnit, config: ExtractConfig) -> dict[str, int]:
+    return build.extract_unit(out_dir, unit, config)
+
+
+@task(name="filter", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def filter_task(out_dir: Path, part: Path, links_path: Path | None, config: build.BuildConfig) -> dict:
+    return build.filter_part(out_dir, part, links_path, config)
+
+
+@task(name="dedup", cache_policy=NO_CACHE)
+def dedup_task(out_dir: Path, upstream: str, config: DedupConfig) -> tuple[str, dict]:
+    return build.run_dedup(out_dir, upstream, config)
+
+
+@task(name="wikipedia", cache_policy=NO_CACHE)
+def wikipedia_task(out_dir: Path, upstream: str) -> tuple[str, dict]:
+    return build.run_wikipedia(out_dir, upstream)
+
+
+@task(name="shards", cache_policy=NO_CACHE)
+def shards_task(out_dir: Path, upstream: str, config: build.BuildConfig, rows: list[dict], run_config: dict
+                ) -> tuple[dict, bool]:
+    return build.run_shards(out_dir, upstream, config, rows, run_config)
+
+
+def _run_mapped(label: str, futures: list, total_pages: int | None = None) -> list:
+    """Wait for mapped tasks, logging progress with counts and rate and updating a progress artifact."""
+    logger = get_run_logger()
+    start, results = time.monotonic(), []
+    artifact = create_progress_artifact(0.0, key=f"webtext-{label}-progress", description=f"{label} parts done")
+    for n, future in enumerate(as_completed(futures), 1):
+        results.append(future.result())
+        elapsed = time.monotonic() - start
+        update_progress_artifact(artifact, 100.0 * n / len(futures))
+        logger.info("%s: %d/%d parts done, %.2f parts/s", label, n, len(futures), n / max(elapsed, 1e-9))
+    return results
+
+
+@flow(name="webtext-stages", validate_parameters=False)
+def build_stages(
+    out_dir: Path, links_path: Path | None, links_key: str | None, warcs: list[Path], upstream: str,
+    config: build.BuildConfig, stage_rows: list[dict], run_config: dict,
+) -> dict:
+    """Extract -> filter -> dedup -> wikipedia -> shards, with extract and filter mapped over the Dask cluster."""
+    logger = get_run_logger()
+    stage_rows = list(stage_rows)
+    ekey, units = plan_task(out_dir, warcs, upstream, config)
+    if units:
+        logger.info("extract: %d parts of up to %d pages to do", len(units), config.pages_per_part)
+        start = time.monotonic()
+        outcomes = _run_mapped("extract", extract_task.map(out_dir, units, config.extract))
+        pages = sum(sum(o.values()) for o in outcomes)
+        logger.info("extract: %d pages in %.1f s (%.1f pages/s)", pages, time.monotonic() - start,
+                    pages / max(time.monotonic() - start, 1e-9))
+    extract_stats = build.finish_extract(out_dir, ekey)
+    stage_rows.append(build.stage_row("extract", extract_stats))
+
+    fkey = build.filter_key(ekey, links_key, config)
+    filter_stats = build.completed(out_dir / "filter", fkey)
+    if filter_stats is None:
+        build.begin(out_dir / "filter", fkey)
+        parts = build.extract_parts(out_dir)
+        results = _run_mapped("filter", filter_task.map(out_dir, parts, links_path, config))
+        filter_stats = build.finish(out_dir / "filter", fkey, build._merge_counts(results))
+    stage_rows.append(build.stage_row("filter", filter_stats))
+
+    dkey, dedup_stats = dedup_task(out_dir, fkey, config.dedup)
+    stage_rows.append(build.stage_row("dedup", dedup_stats))
+    wkey, wiki_stats = wikipedia_task(out_dir, dkey)
+    stage_rows.append(build.stage_row("wikipedia", wiki_stats))
+    manifest, _ = shards_task(out_dir, wkey, config, stage_rows, run_config)
+    return manifest
+
+
+def _task_runner(dask_address: str | None, n_workers: int | None) -> Any:
+    import dask
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)  # its workers must run non-daemonic (see README)
+    # Extraction puts each page in a child process (to kill a stuck one): Dask workers must be allowed children.
+    dask.config.set({"distributed.worker.daemon": False})
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers or os.cpu_count() or 1, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": ":0"})
+
+
+@flow(name="webtext")
+def webtext(
+    dumps: list[str] | None = None,
+    out_dir: str = "data/webtext",
+    min_karma: int = 3,
+    connect_to: dict[str, str] | None = None,
+    allow_private_addresses: bool = False,
+    warc_inputs: list[str] | None = None,
+    val_fraction: float = 0.005,
+    dask_address: str | None = None,
+    cutoff: str | None = "2018-01-01",
+    languages: list[str] | None = None,
+    min_words: int = 128,
+    dedup_threshold: float = 0.7,
+    fetch_concurrency: int = 64,
+    per_host: int = 2,
+    min_delay_s: float = 1.0,
+    pages_per_part: int = 128,
+    extract_timeout_s: float = 30.0,
+    n_workers: int | None = None,
+) -> dict:
+    """Build the corpus in `out_dir`: `dumps` (paths or globs of Reddit submission dumps) for links; pages are
+    fetched, or read from `warc_inputs` (paths or globs of WARC files) when given. Returns manifest.json's content."""
+    from corpus.fetch import FetchConfig
+    from corpus.links import LinkConfig
+
+    logger = get_run_logger()
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    out = Path(out_dir).resolve()
+    dump_paths = build.resolve_inputs(dumps, "Reddit dump")
+    warc_paths = build.resolve_inputs(warc_inputs, "WARC input")
+    if not dump_paths and not warc_paths:
+        raise ValueError("webtext needs `dumps` (Reddit submission dumps) or `warc_inputs` (WARC files), got neither")
+    out.mkdir(parents=True, exist_ok=True)
+    config = build.BuildConfig(
+        extract=ExtractConfig(workers=1, timeout_s=extract_timeout_s),  # one page process per Dask worker
+        filter=FilterConfig(min_words=min_words, languages=tuple(languages or ())),
+        dedup=DedupConfig(threshold=dedup_threshold),
+        shards=ShardConfig(val_fraction=val_fraction),
+        pages_per_part=pages_per_part,
+    )
+    link_config = LinkConfig(min_karma=min_karma, cutoff=cutoff)
+    fetch_config = FetchConfig(concurrency=fetch_concurrency, per_host=per_host, min_delay_s=min_delay_s,
+                               connect_to=dict(connect_to or {}), allow_private_addresses=allow_private_addresses)
+    run_config = build.config_summary(config, link_config if dump_paths else None,
+                                      dumps=[str(p) for p in dump_paths], warc_inputs=[str(p) for p in warc_paths])
+    request_key = build.stage_key("request", build.file_fingerprint(dump_paths), build.file_fingerprint(warc_paths),
+                                  run_config)
+    done = build.finished_build(out, request_key)
+    if done is not None:
+        logger.info("webtext: %s is already built from these inputs and settings (%d documents); nothing to do",
+                    out, done["totals"]["documents"])
+        return done
+
+    stage_rows: list[dict] = []
+    links_path, links_key = None, None
+    if dump_paths:
+        links_key, link_stats = links_task(dump_paths, out, link_config)
+        links_path = out / "links" / "links.parquet"
+        stage_rows.append({"stage": "links", "in": link_stats["submissions"], "out": link_stats["kept"],
+                           "dropped": link_stats["dropped"]})
+    if warc_paths:
+        warcs, upstream = warc_paths, build.stage_key("warc_inputs", links_key, build.file_fingerprint(warc_paths))
+    else:
+        fetch_key, fetch_stats = fetch_task(out, links_key, fetch_config)
+        stage_rows.append(build.stage_row("fetch", fetch_stats))
+        create_table_artifact(key="webtext-fetch-outcomes", description="Fetch outcome of every link",
+                              table=[{"outcome": k, "urls": v} for k, v in fetch_stats["outcomes"].items()])
+        warcs, upstream = build.fetched_warcs(out), fetch_key
+
+    stages = build_stages.with_options(task_runner=_task_runner(dask_address, n_workers))
+    manifest = stages(out, links_path, links_key, warcs, upstream, config, stage_rows, run_config)
+    build.record_request(out, request_key)
+
+    create_table_artifact(key="webtext-stage-counts", description="Documents in and out of every stage",
+                          table=[{"stage": r["stage"], "in": r["in"], "out": r["out"],
+                                  "dropped": ", ".join(f"{k}: {v}" for k, v in r["dropped"].items())}
+                                 for r in manifest["stages"]])
+    create_markdown_artifact(key="webtext-dataset-card", description="Dataset card (shards/README.md)",
+                             markdown=(out / "shards" / "README.md").read_text())
+    logger.info("webtext: %d documents in %d shards under %s", manifest["totals"]["documents"],
+                len(manifest["shards"]), out / "shards")
+    return manifest
