@@ -1,0 +1,99 @@
+"""Parquet shards: contract columns, deterministic split and bytes, shard and row-group sizes; manifest and card."""
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from corpus.card import render_card
+from corpus.shards import SCHEMA, ShardConfig, iter_shard_rows, split_of, write_shards
+
+CONTRACT_COLUMNS = {"id", "url", "domain", "title", "text", "karma", "subreddits", "created_utc", "fetched_at",
+                    "extractor", "n_words"}
+
+
+def make_docs(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        doc_id = hashlib.blake2b(f"https://site{i % 7}.example.com/{i}".encode(), digest_size=8).hexdigest()
+        text = " ".join(rng.choice(["alpha", "beta", "gamma", "delta", "epsilon"]) for _ in range(rng.randint(50, 400)))
+        docs.append({"id": doc_id, "url": f"https://site{i % 7}.example.com/{i}", "link_url": f"https://site{i % 7}.example.com/{i}",
+                     "domain": f"site{i % 7}.example.com", "title": f"Title {i}", "text": text, "karma": rng.randint(3, 500),
+                     "subreddits": sorted(rng.sample(["news", "science", "python", "books"], 2)),
+                     "created_utc": 1_400_000_000 + i, "fetched_at": "2026-11-28T12:00:00Z", "extractor": "trafilatura",
+                     "n_words": len(text.split())})
+    return docs
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_contract_columns_split_and_byte_identical_output(tmp_path):
+    docs = make_docs(600)
+    config = ShardConfig(val_fraction=0.1, shard_text_bytes=200_000, row_group_rows=64)
+    files = write_shards(lambda: iter(docs), tmp_path / "a", config)
+    shuffled = docs[::-1]
+    write_shards(lambda: iter(shuffled), tmp_path / "b", config)  # input order must not matter
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+
+    names = sorted(f.name for f in files)
+    train = [n for n in names if n.startswith("train-")]
+    assert len(train) > 1 and all(n.endswith(f"-of-{len(train):05d}.parquet") for n in train)
+    assert any(n.startswith("val-00000-of-") for n in names)
+    table = pq.read_table(tmp_path / "a" / train[0])
+    assert CONTRACT_COLUMNS <= set(table.column_names)
+    assert table.schema.equals(SCHEMA)
+    meta = pq.ParquetFile(tmp_path / "a" / train[0]).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert all(meta.row_group(i).num_rows <= 64 for i in range(meta.num_row_groups))
+
+    val_ids = {r["id"] for r in iter_shard_rows(tmp_path / "a", "val", ["id"])}
+    train_ids = {r["id"] for r in iter_shard_rows(tmp_path / "a", "train", ["id"])}
+    assert val_ids == {d["id"] for d in docs if split_of(d["id"], 0.1) == "val"}
+    assert train_ids | val_ids == {d["id"] for d in docs} and not train_ids & val_ids
+    assert 0.04 < len(val_ids) / len(docs) < 0.2
+    ids = [r["id"] for r in iter_shard_rows(tmp_path / "a", "train", ["id"])]
+    assert sum(f.rows for f in files) == len(docs) == len(set(ids)) + len(val_ids)
+
+
+def test_split_is_stable_when_the_corpus_grows(tmp_path):
+    small, big = make_docs(100), make_docs(300)
+    assert all(split_of(d["id"], 0.2) == split_of(d["id"], 0.2) for d in small)
+    write_shards(lambda: iter(small), tmp_path / "s", ShardConfig(val_fraction=0.2))
+    write_shards(lambda: iter(big), tmp_path / "b", ShardConfig(val_fraction=0.2))
+    small_val = {r["id"] for r in iter_shard_rows(tmp_path / "s", "val", ["id"])}
+    big_val = {r["id"] for r in iter_shard_rows(tmp_path / "b", "val", ["id"])}
+    assert small_val <= big_val
+
+
+def test_duplicate_ids_keep_the_first_and_bad_fraction_is_rejected(tmp_path):
+    docs = make_docs(10)
+    again = dict(docs[3], text="a later copy of the same link")
+    write_shards(lambda: iter(docs + [again]), tmp_path / "d", ShardConfig(val_fraction=0.0))
+    rows = list(iter_shard_rows(tmp_path / "d", "train"))
+    assert len(rows) == 10
+    assert next(r for r in rows if r["id"] == docs[3]["id"])["text"] == docs[3]["text"]
+    with pytest.raises(ValueError, match="val_fraction"):
+        ShardConfig(val_fraction=1.0)
+
+
+def test_card_renders_the_manifest():
+    manifest = {
+        "config": {"links": {"min_karma": 3, "cutoff": "2018-01-01", "drop_nsfw": True},
+                   "extract": {"newspaper_ratio": 2.0}, "filter": {"min_words": 128, "min_alpha_fraction": 0.6,
+                                                                   "languages": []},
+                   "dedup": {"shingle_words": 5, "num_perm": 128, "threshold": 0.7},
+                   "shards": {"val_fraction": 0.01, "row_group_rows": 1024}},
+        "totals": {"documents": 2, "words": 300, "text_bytes": 2000, "train_documents": 2, "val_documents": 0},
+        "stages": [{"stage": "dedup", "in": 3, "out": 2, "dropped": {"near_duplicate": 1}}],
+        "extractors": {"trafilatura": 2}, "top_domains": [["example.com", 2]], "versions": {"pyarrow": "26"},
+        "shards": [{"name": "train-00000-of-00001.parquet", "rows": 2, "bytes": 1234, "sha256": "ab" * 32}],
+    }
+    card = render_card(manifest)
+    assert "at least 3 karma" in card and "near_duplicate: 1" in card and "| example.com | 2 |" in card
+    assert "train-00000-of-00001.parquet" in card
