@@ -41,12 +41,12 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         flow_name="webtext", name="build-corpus", module="flows.webtext", function="webtext",
         description="Reddit dumps -> karma-filtered links -> fetch -> extract -> dedup -> Wikipedia removal "
-                    "-> Parquet shards.",
-        parameters={"out_dir": "data/webtext"},
+                    "-> Parquet shards (in data/webtext unless out_dir says otherwise).",
     ),
     DeploymentSpec(
         flow_name="gpt2", name="train", module="flows.train", function="train",
         description="Tokenize the corpus shards, train GPT-2 with Lightning, export a checkpoint, then evaluate it.",
+        parameters={"corpus": "data/webtext"},  # what build-corpus writes by default: the DAG's next step
     ),
     DeploymentSpec(
         flow_name="gpt2", name="evaluate", module="flows.evaluate", function="evaluate",

@@ -4,6 +4,7 @@ Every stack here runs on a free ephemeral port with its own PREFECT_HOME under t
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from infra.deployments import DEPLOYMENTS, present_specs
+from infra.deployments import DEPLOYMENTS, is_present, load_flow, present_specs
 from infra.env import REPO, local_stack_env
 from infra.processes import read_pid_file, spawn, stop_tree, write_pid_file
 from infra.server import free_port
@@ -112,6 +113,17 @@ def test_pid_file_ignores_a_dead_or_reused_pid(tmp_path: Path) -> None:
     assert read_pid_file(pid_file) is None
 
 
+def test_a_deployment_whose_flow_breaks_its_contract_is_refused() -> None:
+    spec = next(s for s in DEPLOYMENTS if s.full_name == "webtext/build-corpus")
+    if not is_present(spec):
+        pytest.skip("flows/webtext.py does not exist yet")
+    assert load_flow(spec).name == "webtext"
+    with pytest.raises(ValueError, match="is a flow named 'webtext', but deployment gpt2/build-corpus needs"):
+        load_flow(dataclasses.replace(spec, flow_name="gpt2"))
+    with pytest.raises(ValueError, match=r"sets default parameters \['no_such_parameter'\] that flows/webtext.py"):
+        load_flow(dataclasses.replace(spec, parameters={"no_such_parameter": 1}))
+
+
 def _tree(pid: int) -> set[int]:
     proc = psutil.Process(pid)
     return {pid, *(child.pid for child in proc.children(recursive=True))}
@@ -131,8 +143,9 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
         assert first.returncode == 0, first.stdout + first.stderr
         assert f"Prefect UI:   http://127.0.0.1:{port}" in first.stdout
         assert httpx.get(f"{api}/health").json() is True
-        for name in names:
-            assert httpx.get(f"{api}/deployments/name/{name}").status_code == 200, name
+        for spec in present_specs():  # registered with the table's default parameters
+            deployment = httpx.get(f"{api}/deployments/name/{spec.full_name}").json()
+            assert deployment["parameters"] == spec.parameters, spec.full_name
         server, serve = (read_pid_file(home / "run" / f"{n}.pid") for n in ("server", "serve"))
         assert server is not None and serve is not None
         assert (home / "prefect.db").exists()  # the SQLite database lives in the stack's home
