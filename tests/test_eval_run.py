@@ -61,11 +61,11 @@ def _corpus(root: Path) -> Path:
 
 def test_evaluate_checkpoint_end_to_end(checkpoint: Path, eval_data_dir: Path, tmp_path: Path) -> None:
     corpus = _corpus(tmp_path)
-    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273", "wmt14-fr-en", "webtext-val"],
+    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273", "webtext-val"],
                               data_dir=eval_data_dir, limit=3, batch_size=4, device="cpu", corpus=corpus)
     results = out["results"]
     assert results["lambada"]["examples"] == 3 and results["lambada"]["ppl"] > 1000  # random weights
-    assert results["wsc273"]["examples"] == 3 and results["wmt14-fr-en"]["examples"] == 3
+    assert results["wsc273"]["examples"] == 3
     assert results["webtext-val"]["ppl"] > 1000 and results["webtext-val"]["bpb"] > 1
     overlap = results["overlap"]
     assert overlap["lambada_examples_with_overlap"] == 1 and overlap["lambada"] > 20

@@ -106,7 +106,7 @@ def brute_force_logprob(model: GPT, doc: list[int], prefix: int, block: int, str
 def test_rolling_logprob_matches_brute_force(stride: int) -> None:
     model = tiny_gpt()
     generator = torch.Generator().manual_seed(1)
-    docs = [torch.randint(1, 97, (n,), generator=generator).tolist() for n in (45, 3, 33)]
+    docs = [torch.randint(1, 97, (n,), generator=generator).tolist() for n in (37, 3)]
     scorer = Scorer(model, batch_size=3)
     got = scorer.rolling_logprob(docs, prefix_token=0, stride=stride)
     want = [brute_force_logprob(model, d, 0, 32, stride) for d in docs]
