@@ -11,4 +11,15 @@ else
     _webtext_python=python3
 fi
 eval "$("$_webtext_python" "$_webtext_root/infra/env.py")"
+_WEBTEXT_ROOT="$_webtext_root" _WEBTEXT_PYTHON="$_webtext_python"  # shell variables for the function below
 unset _webtext_root _webtext_python
+
+# `prefect` commands that talk to the API first check that the server answers, and otherwise say to `make up`
+# (instead of a connection traceback). `command prefect ...` skips the check.
+prefect() {
+    case "${1:-}" in
+        ""|-*|server|version|config|profile|profiles) ;;
+        *) PYTHONPATH="$_WEBTEXT_ROOT" "$_WEBTEXT_PYTHON" -m infra.server || return 1 ;;
+    esac
+    command prefect "$@"
+}

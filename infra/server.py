@@ -5,6 +5,7 @@ Used by `make up` (infra/services.py) and by the test fixtures (tests/prefect_fi
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import subprocess
 import sys
@@ -118,3 +119,22 @@ def wait_healthy(api_url: str, process: subprocess.Popen | psutil.Process, log_p
         time.sleep(0.5)
     raise ServerStartError(f"the Prefect server at {api_url} was not healthy after {timeout:.0f} s; end of "
                            f"{log_path}:\n{log_tail(log_path)}")
+
+
+def main() -> int:
+    """`python -m infra.server`: exit 0 when the server at PREFECT_API_URL is healthy, else say what to do."""
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        print("error: PREFECT_API_URL is not set; run `source infra/env.sh` (the local stack) or point it at your "
+              "server", file=sys.stderr)
+        return 1
+    try:
+        require_server(url)
+    except ServerDownError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

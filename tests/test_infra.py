@@ -76,6 +76,15 @@ def test_running_a_deployment_with_the_server_down_says_make_up(tmp_path: Path) 
     assert "make up" in result.stderr
 
 
+def test_the_sourced_prefect_cli_says_make_up_when_the_server_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    result = run(["bash", "-c", "source infra/env.sh && prefect deployment run webtext/build-corpus"],
+                 stack_env(tmp_path, port))
+    assert result.returncode == 1
+    assert f"no Prefect server answers at http://127.0.0.1:{port}/api" in result.stderr and "make up" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_running_an_unknown_deployment_lists_the_real_ones(tmp_path: Path) -> None:
     result = run([sys.executable, "-m", "infra.run", "webtext/train"], stack_env(tmp_path, free_port()))
     assert result.returncode == 1
