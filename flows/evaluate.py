@@ -34,9 +34,9 @@ def _artifact_key(checkpoint: str) -> str:
 
 
 @flow(name="gpt2", log_prints=True)
-def evaluate(checkpoint: str, tasks: list[str] | None = None, data_dir: str | None = None,
+def evaluate(checkpoint: str | Path, tasks: list[str] | None = None, data_dir: str | Path | None = None,
              task_paths: dict[str, str] | None = None, batch_size: int = 8, device: str = "auto",
-             limit: int | None = None, corpus: str | None = None) -> dict:
+             limit: int | None = None, corpus: str | Path | None = None) -> dict:
     """Evaluate `checkpoint` (a Hugging Face GPT-2 directory with tokenizer files, ours or OpenAI's).
 
     tasks: names from evaluation.run.TASKS plus "webtext-val"; default: every task whose data is found under
@@ -44,6 +44,7 @@ def evaluate(checkpoint: str, tasks: list[str] | None = None, data_dir: str | No
     folder, for webtext-val and the 8-gram overlap analysis. limit: examples per task, for quick runs.
     """
     logger = get_run_logger()
+    checkpoint, corpus = str(checkpoint), None if corpus is None else str(corpus)
     tasks = list(tasks) if tasks else evaluation.default_tasks(data_dir, task_paths, corpus)
     if not tasks:
         raise ValueError(f"no task to run: no benchmark data under {data_dir} and no corpus given")
