@@ -1,7 +1,7 @@
 """Training data: llm.c-format token shards -> random context windows, reproducible from a seed and resumable.
 
-Shard layout (llm.c, also written by corpus.tokens): a header of 256 int32 (magic 20240520, version 1 = uint16
-tokens or 2 = uint32 tokens, token count), then the tokens.
+Shard layout (llm.c's, written by corpus.tokens.encode_corpus and read by its read_token_shard): a header of 256
+int32 (magic 20240520, version 1 = uint16 tokens or 2 = uint32 tokens, token count), then the tokens.
 
 Micro-batch number b on rank r is drawn from its own generator seeded with (seed, r, b), so the stream needs no
 hidden state: its position is just the next b, which the DataModule saves in every Lightning checkpoint and restores
@@ -19,25 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-MAGIC = 20240520
-HEADER_INTS = 256
-TOKEN_DTYPES = {1: np.uint16, 2: np.uint32}
+from corpus.tokens import HEADER_INTS, MAGIC, TOKEN_DTYPES, read_token_shard
 
-
-def read_token_shard(path: str | Path) -> np.ndarray:
-    """The tokens of one shard as a read-only memmap (uint16 or uint32)."""
-    path = Path(path)
-    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if header.size < HEADER_INTS or header[0] != MAGIC:
-        raise ValueError(f"{path} is not an llm.c token shard (bad header or magic)")
-    if header[1] not in TOKEN_DTYPES:
-        raise ValueError(f"{path} has unsupported token shard version {header[1]}")
-    dtype = np.dtype(TOKEN_DTYPES[int(header[1])])
-    n_tokens = int(header[2])
-    expected = HEADER_INTS * 4 + n_tokens * dtype.itemsize
-    if path.stat().st_size != expected:
-        raise ValueError(f"{path} is {path.stat().st_size} bytes but its header promises {expected}: truncated?")
-    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_INTS * 4, shape=(n_tokens,))
+__all__ = ["read_token_shard", "write_token_shard", "find_shards", "RandomWindows", "SequentialWindows",
+           "TokenDataModule"]
 
 
 def write_token_shard(path: str | Path, tokens: np.ndarray) -> Path:

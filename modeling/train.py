@@ -73,6 +73,16 @@ class TrainConfig:
     peak_flops: float | None = None  # per device, for MFU; None: looked up for H100/H200/A100
     progress_bar: bool = False
 
+    def __post_init__(self) -> None:
+        get_config(self.model)  # unknown names fail here, before any work, listing the valid ones
+        if (self.max_steps is None) == (self.max_tokens is None):
+            raise ValueError("give exactly one of max_steps and max_tokens")
+        for name in ("max_steps", "max_tokens", "batch_tokens", "micro_batch", "val_interval", "checkpoint_interval",
+                     "log_interval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {value}")
+
 
 @dataclass
 class TrainResult:
@@ -142,8 +152,6 @@ def train(
     if config.block_size is not None:
         overrides["block_size"] = config.block_size
     model_config = get_config(config.model, **overrides)
-    if (config.max_steps is None) == (config.max_tokens is None):
-        raise ValueError("give exactly one of max_steps and max_tokens")
     max_steps = config.max_steps or math.ceil(config.max_tokens / config.batch_tokens)  # type: ignore[operator]
     out_dir = Path(config.out_dir)
     checkpoint_dir = out_dir / "checkpoints"

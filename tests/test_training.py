@@ -72,7 +72,7 @@ def test_token_shards_and_windows(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_token_shard(tmp_path / "a.bin"), big)
     with open(tmp_path / "a.bin", "r+b") as f:
         f.truncate(5000)
-    with pytest.raises(ValueError, match="truncated"):
+    with pytest.raises(ValueError, match="header promises"):
         read_token_shard(tmp_path / "a.bin")
 
     shards = [write_token_shard(tmp_path / f"train_{i:06d}.bin", np.arange(i * 1000, i * 1000 + 500)) for i in (1, 2)]
@@ -109,12 +109,16 @@ def test_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no training token shards"):
         TokenDataModule(tmp_path, 64, 4)
     tokens = make_shards(tmp_path / "tokens", n_train=2000, n_val=500)
-    with pytest.raises(ValueError, match="unknown model config 'gpt5'.*gpt2-medium"):
-        train(tiny_config(tokens, tmp_path / "run", model="gpt5"))
-    with pytest.raises(ValueError, match="not a multiple of micro_batch x block_size"):
-        train(tiny_config(tokens, tmp_path / "run", batch_tokens=1000))
+    with pytest.raises(ValueError, match="unknown model config 'gpt5'; valid names: gpt2, gpt2-medium"):
+        tiny_config(tokens, tmp_path / "run", model="gpt5")
     with pytest.raises(ValueError, match="exactly one of max_steps and max_tokens"):
-        train(tiny_config(tokens, tmp_path / "run", max_tokens=10_000))
+        tiny_config(tokens, tmp_path / "run", max_tokens=10_000)
+    with pytest.raises(ValueError, match=r"batch_tokens=1000 is not a multiple of micro_batch x block_size x devices"
+                                         r" x nodes = 4 x 64 x 1 = 256"):
+        train(tiny_config(tokens, tmp_path / "run", batch_tokens=1000))
+    with pytest.raises(FileNotFoundError, match="checkpoint to resume from .*nope.ckpt does not exist"):
+        train(tiny_config(tokens, tmp_path / "run", resume=str(tmp_path / "nope.ckpt")))
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was started
     assert gradient_accumulation(524288, 16, 1024, 8) == 4
 
 
@@ -191,3 +195,55 @@ def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path: Path) -> Non
     assert last_good.name == f"step{step - 1:07d}.ckpt"
     _, state = export_state_dict(last_good)
     assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def make_corpus(directory: Path) -> Path:
+    """A build-corpus output in the contract-5 layout (only the columns the tokenizer and encoder read matter)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    words = "the cat sat on a mat while dogs ran past the old red barn and birds sang in tall green trees".split()
+    (directory / "shards").mkdir(parents=True)
+    for split, n_docs in (("train", 300), ("val", 30)):
+        texts = [" ".join(rng.choice(words, size=rng.integers(40, 120))) + "." for _ in range(n_docs)]
+        table = pa.table({"id": [f"{split}{i}" for i in range(n_docs)], "url": ["http://example.com/"] * n_docs,
+                          "text": texts, "n_words": [len(t.split()) for t in texts]})
+        pq.write_table(table, directory / "shards" / f"{split}-00000-of-00001.parquet")
+    return directory
+
+
+@pytest.mark.slow
+def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_server, tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from corpus.tokenizer import load_tokenizer
+    from flows.train import train as train_flow
+    from prefect_fixtures import read_artifacts
+
+    corpus = make_corpus(tmp_path / "corpus")
+    params = dict(corpus=str(corpus), tokenizer="train", tokenizer_vocab_size=400, model="tiny", max_steps=6,
+                  batch_tokens=4 * 64, micro_batch=4, lr=3e-3, out_dir=str(tmp_path / "run"), val_interval=3,
+                  checkpoint_interval=3, log_interval=1, eval_limit=5)
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        with pytest.raises(FileNotFoundError, match="has no training shards"):
+            train_flow(**{**params, "corpus": str(tmp_path)})
+        state = train_flow(**params, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    export = Path(summary["train"]["export_dir"])
+    assert summary["train"]["steps"] == 6
+    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt"} <= \
+        {p.name for p in export.iterdir()}
+    tokenizer = load_tokenizer(export)
+    assert GPT2LMHeadModel.from_pretrained(export).config.vocab_size == tokenizer.n_vocab <= 400
+    assert "evaluate" in summary and (export / "results.json").is_file()
+    artifacts = {a["key"]: a for a in read_artifacts(prefect_server, str(state.state_details.flow_run_id))}
+    assert "data:image/svg+xml;base64," in artifacts["gpt2-train-loss-curve"]["data"]
+    table = {row["item"]: row["value"] for row in artifacts["gpt2-train-summary"]["data"]}
+    assert table["steps"] == 6 and table["model"] == "tiny"
+
+    # A second run finds the tokenizer and token shards made by the first and resumes from its final checkpoint.
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        again = train_flow(**{**params, "max_steps": 8, "resume": True, "run_eval": False})
+    assert again["train"]["steps"] == 8
