@@ -158,9 +158,14 @@ def webtext(
     pages_per_part: int = 128,
     extract_timeout_s: float = 30.0,
     n_workers: int | None = None,
+    ca_file: str | None = None,
 ) -> dict:
     """Build the corpus in `out_dir`: `dumps` (paths or globs of Reddit submission dumps) for links; pages are
-    fetched, or read from `warc_inputs` (paths or globs of WARC files) when given. Returns manifest.json's content."""
+    fetched, or read from `warc_inputs` (paths or globs of WARC files) when given. Returns manifest.json's content.
+
+    `connect_to` routes host names to addresses like curl's --connect-to ({"news.example.com:443": "10.0.0.5:8443"});
+    `ca_file` adds CA certificates to trust (PEM); `n_workers` sizes the local Dask cluster (default: one per core).
+    """
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig
 
@@ -181,7 +186,8 @@ def webtext(
     )
     link_config = LinkConfig(min_karma=min_karma, cutoff=cutoff)
     fetch_config = FetchConfig(concurrency=fetch_concurrency, per_host=per_host, min_delay_s=min_delay_s,
-                               connect_to=dict(connect_to or {}), allow_private_addresses=allow_private_addresses)
+                               connect_to=dict(connect_to or {}), allow_private_addresses=allow_private_addresses,
+                               ca_file=ca_file)
     run_config = build.config_summary(config, link_config if dump_paths else None,
                                       dumps=[str(p) for p in dump_paths], warc_inputs=[str(p) for p in warc_paths])
     request_key = build.stage_key("request", build.file_fingerprint(dump_paths), build.file_fingerprint(warc_paths),
