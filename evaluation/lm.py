@@ -76,10 +76,12 @@ class Scorer:
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16
                     else contextlib.nullcontext())
         rows, cols = rows.to(self.device), cols.to(self.device)
+        if self._split is not None:
+            hidden, head = self._split
+            with autocast:
+                states = hidden(idx)[rows, cols]
+            return head(states.float())  # the output head in fp32: bf16 logits would blur the log-probs
         with autocast:
-            if self._split is not None:
-                hidden, head = self._split
-                return head(hidden(idx)[rows, cols]).float()
             out = self.model(idx)
         logits = out.logits if hasattr(out, "logits") else out[0] if isinstance(out, tuple) else out
         if logits.shape[:2] != idx.shape:

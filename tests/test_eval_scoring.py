@@ -189,3 +189,12 @@ def test_perplexity_of_a_known_distribution() -> None:
 
     (total,) = Scorer(Fixed()).rolling_logprob([[1, 2, 0, 0, 1, 0, 2]], prefix_token=0)
     assert total == pytest.approx(3 * math.log(0.5) + 4 * math.log(0.25))
+
+
+def test_bf16_autocast_stays_close_to_fp32() -> None:
+    """The GPU setting (bf16 body, fp32 output head), run here with CPU autocast."""
+    model = tiny_gpt()
+    docs = [torch.randint(1, 97, (40,), generator=torch.Generator().manual_seed(4)).tolist()]
+    exact, = Scorer(model, bf16=False).rolling_logprob(docs, prefix_token=0)
+    fast, = Scorer(model, bf16=True).rolling_logprob(docs, prefix_token=0)
+    assert fast == pytest.approx(exact, rel=1e-2)
