@@ -54,7 +54,7 @@ def evaluate_summarization(path: Path, scorer: Scorer, tokenizer: Tokenizer, lim
                            max_new_tokens: int = 100, top_k: int = 2, seed: int = 0) -> dict[str, float]:
     records = read_cnndm(Path(path), limit)
     suffix = tokenizer.encode(PROMPT_SUFFIX)
-    room = scorer.block_size - max_new_tokens - len(suffix) - 1
+    room = max(0, scorer.block_size - max_new_tokens - len(suffix) - 1)  # article tokens that fit
     prompts = [[tokenizer.eot_token] + tokenizer.encode(article)[:room] + suffix for article, _ in records]
     outputs = scorer.generate(prompts, max_new_tokens, tokenizer, top_k=top_k, seed=seed)
     summaries = ["\n".join(split_sentences(tokenizer.decode(o))[:3]) for o in outputs]
