@@ -20,10 +20,12 @@ import zstandard
 
 from corpus.fetch import FetchConfig, fetch_urls
 from corpus.links import harvest_links
+from corpus.netsafety import ConnectTo
 from corpus.reddit import iter_submissions
 from corpus.urls import canonicalize_url
 from infra.env import REPO
-from infra.miniweb import SMALL_ARTICLES, MiniWeb, MiniWebServer, build_miniweb, serve_miniweb
+from infra.miniweb import (DEFAULT_ARTICLES, SMALL_ARTICLES, MiniWeb, MiniWebServer, build_miniweb,
+                           serve_miniweb)
 from infra.miniweb.build import MIN_ARTICLES
 from infra.miniweb.prose import jaccard, load_passages
 from infra.miniweb.sites import COOKIE_NOTICE
@@ -50,7 +52,8 @@ def server(web: MiniWeb):
 def get(server: MiniWebServer, url: str, **kwargs) -> httpx.Response:
     """GET `url` the way the fetcher does: TCP to the address connect_to names, the URL's host in the Host header."""
     parts = urlsplit(url)
-    address = server.connect_to[parts.hostname]
+    target_address = ConnectTo(server.connect_to).lookup(parts.hostname, parts.port or 80)
+    address = f"{target_address.host}:{target_address.port}"
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     return httpx.get(f"http://{address}{target}", headers={"Host": parts.netloc}, timeout=5, **kwargs)
 
@@ -219,7 +222,7 @@ def test_the_real_fetcher_meets_the_ground_truth(web: MiniWeb, tmp_path: Path) -
 
 def test_the_prose_is_real_english() -> None:
     passages = load_passages()
-    assert len(passages) >= 100
+    assert len(passages) >= DEFAULT_ARTICLES
     for passage in passages:
         assert passage.n_words >= 150, passage.key
         words = re.findall(r"[a-z]+", " ".join(b.text for b in passage.blocks if b.kind != "code").lower())
@@ -285,7 +288,8 @@ def test_the_command_line_generates_the_same_web_and_serves_it(web: MiniWeb, tmp
         connect_to = json.loads(lines[-1])
         url = web.expectations()["corpus_urls"][0]
         parts = urlsplit(url)
-        page = httpx.get(f"http://{connect_to[parts.hostname]}{parts.path}", headers={"Host": parts.hostname},
+        target = ConnectTo(connect_to).lookup(parts.hostname, 80)
+        page = httpx.get(f"http://{target.host}:{target.port}{parts.path}", headers={"Host": parts.hostname},
                          timeout=5)
         assert page.status_code == 200
     finally:

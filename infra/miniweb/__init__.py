@@ -8,7 +8,7 @@ from infra.miniweb.build import MiniWeb, build_miniweb
 from infra.miniweb.server import MiniWebServer, serve_miniweb
 
 DEFAULT_SEED = 20190214  # GPT-2's announcement day
-DEFAULT_ARTICLES = 96  # the demo: about 70 documents reach the corpus
+DEFAULT_ARTICLES = 90  # the demo: about 65 documents reach the corpus
 SMALL_ARTICLES = 20  # tests
 
 __all__ = ["DEFAULT_ARTICLES", "DEFAULT_SEED", "SMALL_ARTICLES", "MiniWeb", "MiniWebServer", "build_miniweb",

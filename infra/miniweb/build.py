@@ -24,7 +24,7 @@ from corpus.reddit import write_submissions
 from infra.miniweb.prose import Block, Passage, jaccard, load_passages, source_fingerprint
 from infra.miniweb.sites import BOILERPLATE_MARKERS, RENDERERS, Article, Site, render_index
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 MIN_ARTICLES = 16  # enough passages for one link of every role
 MIN_KARMA = 3
 CUTOFF_UTC = 1514764800  # 2018-01-01, WebText's cut-off

@@ -71,6 +71,12 @@ def _blocks(page: str) -> tuple[str, list[Block]]:
     return title, blocks
 
 
+def _mostly_letters(blocks: list[Block], least: float = 0.72) -> bool:
+    """Letters are most of the visible characters: tables of operators and format codes are not articles."""
+    chars = [c for b in blocks for c in b.text if not c.isspace()]
+    return sum(c.isalpha() for c in chars) >= least * len(chars)
+
+
 def _prose_words(blocks: list[Block]) -> int:
     return sum(len(b.text.split()) for b in blocks if b.kind != "code")
 
@@ -100,7 +106,7 @@ def load_passages(target_words: int = 240, min_words: int = 160) -> tuple[Passag
             body = list(group)
             while body and body[-1].kind == "heading":
                 body.pop()
-            if _prose_words(body) >= min_words:
+            if _prose_words(body) >= min_words and _mostly_letters(body):
                 passage_title = f"{title}: {section}" if section else title
                 passages.append(Passage(key=f"{name}-{i}", title=passage_title, blocks=tuple(body)))
             section = next((b.text for b in reversed(group) if b.kind == "heading"), section)

@@ -149,14 +149,17 @@ class MiniWebServer:
 
     @property
     def connect_to(self) -> dict[str, str]:
-        """Host -> 'ADDRESS:PORT' for every host of the dump (FetchConfig.connect_to)."""
-        dead = set(self.miniweb.manifest["refused_hosts"])
-        mapping = {}
+        """FetchConfig.connect_to: every domain of the dump -> this server, the dead hosts -> the refusing port.
+
+        `*.domain` covers the subdomains (exact entries win over it), so the map stays short whatever the size.
+        Media and Reddit hosts are mapped too, though harvesting drops their links: nothing may leave loopback.
+        """
+        address, dead = f"{self.host}:{self.port}", f"{self.host}:{self.dead_port}"
+        mapping: dict[str, str] = {}
         for host in self.miniweb.hosts:
-            port = self.dead_port if host.removeprefix("www.") in dead else self.port
-            mapping[host] = f"{self.host}:{port}"
-            mapping[host.removeprefix("www.")] = f"{self.host}:{port}"
-            mapping["www." + host.removeprefix("www.")] = f"{self.host}:{port}"
+            domain = ".".join(host.split(".")[-2:])
+            mapping[domain] = mapping[f"*.{domain}"] = address
+        mapping.update({host: dead for host in self.miniweb.manifest["refused_hosts"]})
         return dict(sorted(mapping.items()))
 
     def hits(self, host: str, path: str) -> int:

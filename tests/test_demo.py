@@ -1,0 +1,57 @@
+"""The demo's pipeline at its small size, through a real Prefect server and the served deployments: the mini web's
+dump -> `webtext/build-corpus` -> `gpt2/train` -> `gpt2/evaluate`, checked through the Prefect API (states and
+artifacts) and against the mini web's ground truth."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.demo import CORPUS, EVALUATE, SIZES, TRAIN, ground_truth_diff, run_pipeline
+from infra.miniweb import build_miniweb, serve_miniweb
+from prefect_fixtures import read_artifacts, read_logs, run_deployment
+
+SEED = 11
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_the_demo_pipeline_runs_through_the_deployments(prefect_server, served_deployments, tmp_path: Path) -> None:
+    size = SIZES["small"]
+    web = build_miniweb(SEED, size.articles, tmp_path / "miniweb")
+    expected = web.expectations()["counts"]
+
+    def run(name: str, params: dict) -> dict:
+        return run_deployment(prefect_server, name, params, timeout=400)
+
+    with serve_miniweb(web) as server:
+        try:
+            runs = run_pipeline(run, prefect_server.api_url, web, server.connect_to, tmp_path, size)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}\nserve log:\n{served_deployments.log()[-4000:]}")
+    for name in (CORPUS, TRAIN, EVALUATE):
+        assert runs[name]["state_type"] == "COMPLETED", (name, read_logs(prefect_server, runs[name]["id"])[-20:])
+    assert runs[TRAIN]["deployment_id"] and runs[CORPUS]["deployment_id"]
+
+    corpus = {a["key"]: a for a in read_artifacts(prefect_server, runs[CORPUS]["id"])}
+    stages = {row["stage"]: row for row in corpus["webtext-stage-counts"]["data"]}
+    assert stages["links"]["in"] == expected["submissions"]
+    assert stages["links"]["out"] == expected["links_kept"]
+    assert stages["fetch"]["out"] == expected["fetch"]["ok"]
+    assert stages["shards"]["out"] == expected["documents"]
+    assert {row["outcome"]: row["urls"] for row in corpus["webtext-fetch-outcomes"]["data"]} == expected["fetch"]
+    card = corpus["webtext-dataset-card"]
+    assert card["type"] == "markdown" and str(expected["documents"]) in card["data"]
+    missing, extra = ground_truth_diff(web, tmp_path / "corpus")
+    assert not missing and not extra, f"corpus vs ground truth: missing {missing}, unexpected {extra}"
+
+    train = read_artifacts(prefect_server, runs[TRAIN]["id"])
+    assert any(a["type"] == "markdown" and ("<svg" in a["data"] or "image/png" in a["data"]) for a in train), \
+        "a loss-curve picture"
+    assert any(a["type"] == "table" for a in train)
+
+    evaluation = read_artifacts(prefect_server, runs[EVALUATE]["id"])
+    table = next(a for a in evaluation if a["type"] == "table")
+    assert any("webtext-val" in json.dumps(row) for row in table["data"])
+    assert list((tmp_path / "model").rglob("results.md")), "results.md next to the checkpoint"
