@@ -50,23 +50,31 @@ def build_bloom(texts: Iterable[str], expected_items: int, false_positive_rate: 
     return bloom
 
 
-def _train_texts(corpus_dir: Path) -> Iterator[str]:
+def _train_shards(corpus_dir: Path) -> list[Path]:
     shards = sorted((Path(corpus_dir) / "shards").glob("train-*.parquet"))
     if not shards:
         raise FileNotFoundError(f"overlap: no training shards {corpus_dir}/shards/train-*.parquet")
+    return shards
+
+
+def _train_texts(shards: list[Path]) -> Iterator[str]:
     for shard in shards:
         for batch in pq.ParquetFile(shard).iter_batches(columns=["text"], batch_size=1024):
             yield from (t for t in batch.column("text").to_pylist() if t)
 
 
-def corpus_bloom(corpus_dir: Path, cache: Path | None = None,
+def corpus_bloom(corpus_dir: Path, cache_dir: Path | None = None,
                  false_positive_rate: float = FALSE_POSITIVE_RATE) -> Bloom:
-    """The Bloom filter of a corpus' training 8-grams; saved to `cache` and loaded from it on later runs."""
+    """The Bloom filter of a corpus' training 8-grams, cached in cache_dir under a name that changes with the shards."""
+    shards = _train_shards(corpus_dir)
+    fingerprint = hashlib.blake2b(repr([(s.name, s.stat().st_size, s.stat().st_mtime_ns) for s in shards]
+                                       + [false_positive_rate]).encode(), digest_size=8).hexdigest()
+    cache = None if cache_dir is None else Path(cache_dir) / f"train-8grams-{fingerprint}.bloom"
     if cache is not None and cache.is_file():
         return Bloom.load(str(cache), stable_hash)
-    expected = count_ngrams(_train_texts(corpus_dir))  # an upper bound on distinct 8-grams
+    expected = count_ngrams(_train_texts(shards))  # an upper bound on distinct 8-grams
     log.info("overlap: building a Bloom filter for %d training 8-grams of %s", expected, corpus_dir)
-    bloom = build_bloom(_train_texts(corpus_dir), expected, false_positive_rate)
+    bloom = build_bloom(_train_texts(shards), expected, false_positive_rate)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_name(cache.name + f".tmp{os.getpid()}")

@@ -57,7 +57,7 @@ PAPER: dict[tuple[str, str], PaperNumber] = {
 # size); LAMBADA's average per-example overlap from section 4.
 OVERLAP_WEBTEXT: dict[str, float] = {"ptb": 0.88, "wikitext2": 1.63, "enwik8": 6.31, "text8": 3.94,
                                      "wikitext103": 2.42, "1bw": 3.75}
-PAPER.update({("overlap", task): PaperNumber({"WebText": value}, "Table 6", False)
+PAPER.update({("overlap", f"{task}_8grams_in_train_pct"): PaperNumber({"WebText": value}, "Table 6", False)
               for task, value in OVERLAP_WEBTEXT.items()})
 PAPER[("overlap", "lambada_mean_example_overlap")] = PaperNumber({"WebText": 1.2}, "section 4", False)
 

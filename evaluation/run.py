@@ -162,14 +162,14 @@ def overlap_report(corpus: str | Path, paths: dict[str, Path], limit: int | None
                    lambada_result: lambada_task.LambadaResult | None = None,
                    fpr_samples: int = 100_000) -> dict[str, float]:
     """Percent of each task's test 8-grams found in the corpus' training shards, plus LAMBADA per-example numbers."""
-    bloom = overlap_lib.corpus_bloom(Path(corpus), Path(corpus) / "overlap" / "train-8grams.bloom")
+    bloom = overlap_lib.corpus_bloom(Path(corpus), Path(corpus) / "overlap")
     report: dict[str, float] = {"bloom_fpr_measured": overlap_lib.measured_false_positive_rate(bloom, fpr_samples)}
     for name, path in paths.items():
         if name == WEBTEXT_VAL:
             texts = read_webtext_val(path, limit).documents
         else:
             texts = TASKS[name].texts(path, limit)
-        report[name] = overlap_lib.overlap_percent(bloom, texts)
+        report[f"{name}_8grams_in_train_pct"] = overlap_lib.overlap_percent(bloom, texts)
     if "lambada" in paths and lambada_result is not None:
         passages = lambada_task.read_lambada(paths["lambada"], limit)
         per_example = overlap_lib.per_example_overlap(bloom, [p.context + " " + p.target for p in passages])

@@ -37,10 +37,15 @@ def test_corpus_bloom_is_saved_and_reloaded(tmp_path: Path) -> None:
     shards.mkdir(parents=True)
     text = "the quick brown fox jumps over the lazy dog near the river bank"
     pq.write_table(pa.table({"text": [text, None, "tiny"]}), shards / "train-00000-of-00001.parquet")
-    cache = tmp_path / "corpus" / "overlap" / "train-8grams.bloom"
+    cache = tmp_path / "corpus" / "overlap"
     bloom = corpus_bloom(tmp_path / "corpus", cache)
-    assert cache.is_file()
+    (saved,) = cache.glob("train-8grams-*.bloom")
     again = corpus_bloom(tmp_path / "corpus", cache)  # loaded from the file, in a fresh filter object
     assert overlap_percent(again, [text]) == overlap_percent(bloom, [text]) == 100.0
+    assert list(cache.iterdir()) == [saved]
+    pq.write_table(pa.table({"text": ["a different corpus now, with other words in it than before"]}),
+                   shards / "train-00000-of-00001.parquet")
+    rebuilt = corpus_bloom(tmp_path / "corpus", cache)  # the shards changed: a new filter, not the stale one
+    assert overlap_percent(rebuilt, [text]) == 0.0 and len(list(cache.glob("*.bloom"))) == 2
     with pytest.raises(FileNotFoundError, match="train-"):
         corpus_bloom(tmp_path / "elsewhere")
