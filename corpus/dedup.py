@@ -12,10 +12,11 @@ smallest id). The best one is kept and everything verified as its duplicate is r
 is not removed is kept, and so on. Every removed document thus has a kept document it is verified to duplicate, and
 the result does not depend on input order.
 
-Memory: the in-memory LSH holds, per document, its key in each band's hash table (measured by
-`benchmarks/bench_dedup.py`: about 1.5 KB per document with 128 permutations). For runs spread over several
-workers, `DedupConfig.lsh_storage` takes datasketch's storage config, e.g.
-`{"type": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}`, so the index lives in one Redis server.
+Memory: the in-memory index holds, per document, its key in each LSH band's hash table plus its id, rank and
+text hash: about 4.5 KB per document with 128 permutations (`benchmarks/bench_dedup.py`), i.e. ~4.5 GB for 1M
+documents; signatures and texts are not kept. For larger runs, or runs spread over several workers,
+`DedupConfig.lsh_storage` takes datasketch's storage config, e.g.
+`{"type": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}`, so the band tables live in one Redis server.
 
 Usage is two passes over the documents, neither of which holds the corpus in memory:
     dd = Deduplicator(config)

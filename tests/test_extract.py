@@ -25,7 +25,7 @@ def test_extract_main_text_keeps_article_and_drops_boilerplate(web_pages_dir):
 
 
 def test_combination_is_never_worse_than_trafilatura_on_real_pages(web_pages_dir):
-    entries = _pages(web_pages_dir, 25)
+    entries = _pages(web_pages_dir, 12)
     scores = {}
     for method in ("trafilatura", "combined"):
         hits = 0
@@ -45,7 +45,7 @@ def test_empty_and_oversized_pages_have_outcomes():
 
 
 def test_pool_extracts_in_parallel_and_records_the_extractor(web_pages_dir):
-    entries = _pages(web_pages_dir, 8)
+    entries = _pages(web_pages_dir, 4)
     pages = [(e["file"], (web_pages_dir / e["file"]).read_bytes(), e["url"]) for e in entries]
     results = dict(extract_pages(pages, ExtractConfig(workers=2)))
     assert set(results) == {e["file"] for e in entries}
