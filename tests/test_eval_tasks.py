@@ -245,3 +245,30 @@ def test_character_level_sets_score_the_last_five_million_units(tmp_path: Path, 
     n_tokens = len(tokenizer.encode(tail[:3000]))
     result = evaluate_lm_task(LM_TASKS[name], path, Scorer(Uniform(4000, block_size=64)), tokenizer, limit=3)
     assert result[unit_bits] == pytest.approx(n_tokens * math.log2(4000) / 3000)
+
+
+def test_one_billion_word_sentences_are_separate_documents(tmp_path: Path) -> None:
+    path = tmp_path / "news.en.heldout-00000-of-00050"
+    path.write_text("It 's cold , he said .\nPrices rose 5 % in the U.S. .\n", encoding="utf-8")
+    corpus = LM_TASKS["1bw"].read(path, None, True)
+    assert corpus.documents == ["It's cold, he said.", "Prices rose 5% in the U.S.."]
+    assert corpus.units == 7 + 8 and corpus.detokenized_fraction == 1.0
+
+
+def test_cbt_rejects_a_malformed_question_line(tmp_path: Path) -> None:
+    path = tmp_path / "cbtest_NE_valid_2000ex.txt"
+    path.write_text(_cbt_example("The cat went home .", "home", ["home"] * 10), encoding="utf-8")  # no XXXXX
+    with pytest.raises(ValueError, match=r"cbtest_NE_valid_2000ex\.txt:21"):
+        evaluate_cbt(path, Scorer(Uniform(4000)), PieceTokenizer())
+
+
+def test_summarization_reads_a_folder_of_story_files(tmp_path: Path) -> None:
+    (tmp_path / "0001.story").write_text("A cat sat.\n\n@highlight\n\nThe cat sat\n", encoding="utf-8")
+    (tmp_path / "0002.story").write_text("A dog ran.\n\n@highlight\n\nThe dog ran\n", encoding="utf-8")
+    tokenizer = PieceTokenizer()
+    model = PreferModel(tokenizer, ["A cat sat.\nTL;DR: The cat sat.", "A dog ran.\nTL;DR: The dog ran."], boost=30.0)
+    result = evaluate_summarization(tmp_path, Scorer(model, block_size=512), tokenizer)
+    assert result["examples"] == 2 and result["rouge1"] == pytest.approx(100.0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .story files"):
+        evaluate_summarization(tmp_path / "empty", Scorer(model, block_size=512), tokenizer)
