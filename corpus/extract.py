@@ -281,6 +281,12 @@ def shared_pool(config: ExtractConfig) -> ExtractorPool:
     return _shared[config]
 
 
+def close_shared_pools() -> None:
+    """Stop the pools of `shared_pool` (also done at exit)."""
+    while _shared:
+        _shared.popitem()[1].close()
+
+
 def extract_pages(
     pages: Iterable[tuple[Any, str | bytes, str | None]],
     config: ExtractConfig = ExtractConfig(),
