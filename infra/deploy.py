@@ -5,6 +5,9 @@ registered with a work pool and any number of `prefect worker start --pool NAME`
 project installed and PREFECT_API_URL pointing at the shared server) pick their runs up. Names, entrypoints and default
 parameters are the same table `infra.serve` uses; re-running updates the deployments in place.
 
+WEBTEXT_DEPLOYMENTS=NAME,... registers only those, so each stage can go to the pool of the machines it needs:
+`WEBTEXT_DEPLOYMENTS=gpt2/train python -m infra.deploy --work-pool gpu`.
+
 `--source` says where workers get the code: by default this checkout's absolute path (workers need the project at the
 same path, e.g. a shared filesystem), or a git URL that each run clones.
 """
@@ -14,7 +17,7 @@ import argparse
 import os
 import sys
 
-from infra.deployments import DEPLOYMENTS, load_flow, present_specs
+from infra.deployments import load_flow, present_specs
 from infra.env import REPO, local_stack_env
 from infra.server import ServerDownError, require_server
 
@@ -67,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)
     if args.create_pool and ensure_process_pool(args.work_pool):
         print(f"created process work pool {args.work_pool!r}")
-    names = deploy_all(args.work_pool, args.source)
-    missing = [spec.full_name for spec in DEPLOYMENTS if spec.full_name not in names]
-    print(f"start workers with: prefect worker start --pool {args.work_pool}"
-          + (f"\n(not registered, flow file missing: {', '.join(missing)})" if missing else ""))
+    try:
+        names = deploy_all(args.work_pool, args.source)
+    except ValueError as exc:  # an unknown name in WEBTEXT_DEPLOYMENTS, or a flow that breaks its contract
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"start workers with: prefect worker start --pool {args.work_pool}")
     return 0
 
 

@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -89,10 +91,13 @@ def load_flow(spec: DeploymentSpec) -> Flow:
     return flow
 
 
-def present_specs() -> list[DeploymentSpec]:
-    """The deployments whose flow file exists; the missing ones are logged and left out."""
+def present_specs(environ: Mapping[str, str] = os.environ) -> list[DeploymentSpec]:
+    """The deployments to serve or register: those named in WEBTEXT_DEPLOYMENTS (comma-separated; default all, so
+    that e.g. a GPU machine can serve only gpt2/train) whose flow file exists. Missing flow files are logged."""
+    wanted = [name.strip() for name in environ.get("WEBTEXT_DEPLOYMENTS", "").split(",") if name.strip()]
+    specs = [find(name) for name in wanted] if wanted else list(DEPLOYMENTS)
     present = []
-    for spec in DEPLOYMENTS:
+    for spec in specs:
         if is_present(spec):
             present.append(spec)
         else:

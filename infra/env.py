@@ -8,6 +8,8 @@ configured by three variables of our own:
     WEBTEXT_PORT         its port (default 4200)
     WEBTEXT_PREFECT_HOME Prefect's home: SQLite database, logs, PID files (default <checkout>/.prefect)
 
+WEBTEXT_DEPLOYMENTS (comma-separated names) limits which deployments a machine serves or registers (infra/deployments.py).
+
 `python infra/env.py` prints the settings as `export` lines; `infra/env.sh` sources them into a shell.
 This module imports nothing heavy (no prefect) so that it is cheap to run from the shell.
 """

@@ -3,6 +3,7 @@
 Registers `webtext/build-corpus`, `gpt2/train` and `gpt2/evaluate` with the Prefect server at PREFECT_API_URL
 (re-running updates them in place) and then runs their flow runs as subprocesses until stopped. No work pool is needed.
 Run it with the environment of infra/env.py (`make up` does); flows run with the checkout as working directory.
+WEBTEXT_DEPLOYMENTS=gpt2/train,... serves only those (e.g. the GPU machine serves training).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ log = logging.getLogger("infra.serve")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("infra").setLevel(logging.INFO)  # ours at INFO; httpx would log every 2-second poll
     if "PREFECT_API_URL" not in os.environ:
         sys.exit("PREFECT_API_URL is not set: run `source infra/env.sh` first (or use `make up`), otherwise Prefect "
                  "would register the deployments with a throw-away temporary server.")
@@ -30,8 +32,12 @@ def main() -> None:
 
     from prefect import serve
 
+    try:
+        specs = present_specs()
+    except ValueError as exc:  # an unknown name in WEBTEXT_DEPLOYMENTS
+        sys.exit(str(exc))
     deployments = []
-    for spec in present_specs():
+    for spec in specs:
         flow = load_flow(spec)
         deployments.append(flow.to_deployment(name=spec.name, description=spec.description,
                                               parameters=spec.parameters, tags=["webtext-gpt2"]))

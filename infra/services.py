@@ -9,12 +9,15 @@ record theirs with `Stack.pid_file(name)` and `infra.processes.write_pid_file`) 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import psutil
 
 from infra.deployments import present_specs
 from infra.env import REPO, service_env, stack_home, stack_host, stack_port
@@ -58,11 +61,27 @@ class StackError(RuntimeError):
     """`up` could not bring the stack up; the message says why and what to do."""
 
 
-def _registered(api_url: str, full_name: str) -> bool:
+def _registered_since(api_url: str, full_name: str, since: datetime) -> bool:
+    """Whether deployment `full_name` was created or updated at or after `since` (rows from an earlier run of the
+    same database do not count: the serve process just started must have registered it)."""
     try:
-        return httpx.get(f"{api_url}/deployments/name/{full_name}", timeout=5.0).status_code == 200
+        response = httpx.get(f"{api_url}/deployments/name/{full_name}", timeout=5.0)
     except httpx.HTTPError:
         return False
+    return response.status_code == 200 and datetime.fromisoformat(response.json()["updated"]) >= since
+
+
+def wait_registered(api_url: str, names: list[str], process: subprocess.Popen, log_path: Path,
+                    timeout: float = SERVE_TIMEOUT) -> None:
+    """Wait until the serve `process` (just started) has registered every deployment in `names`."""
+    since = datetime.fromtimestamp(psutil.Process(process.pid).create_time(), timezone.utc) - timedelta(seconds=1)
+    deadline = time.monotonic() + timeout
+    while not all(_registered_since(api_url, name, since) for name in names):
+        if process.poll() is not None or time.monotonic() > deadline:
+            why = f"exited with code {process.returncode}" if process.returncode is not None else \
+                f"did not register {names} within {timeout:.0f} s"
+            raise StackError(f"`python -m infra.serve` {why}; end of {log_path}:\n{log_tail(log_path)}")
+        time.sleep(0.5)
 
 
 def _ensure_server(stack: Stack) -> None:
@@ -88,33 +107,30 @@ def _ensure_server(stack: Stack) -> None:
         raise StackError(str(exc)) from None
 
 
-def _ensure_serve(stack: Stack) -> list[str]:
+def _ensure_serve(stack: Stack, names: list[str]) -> None:
     pid_file, log_path = stack.pid_file("serve"), stack.log_file("serve")
-    names = [spec.full_name for spec in present_specs()]
     running = read_pid_file(pid_file)
     if running is not None:
         print(f"deployments already served (pid {running.pid})")
-        return names
+        return
     env = service_env(stack.home, stack.host, stack.port)
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"  # pick scheduled runs up within ~2 s instead of ~10 s
     process = spawn([sys.executable, "-m", "infra.serve"], env, log_path, cwd=REPO)
     write_pid_file(pid_file, process.pid)
     print(f"serving the deployments (pid {process.pid}, log {log_path}) ...", flush=True)
-    deadline = time.monotonic() + SERVE_TIMEOUT
-    while not all(_registered(stack.api_url, name) for name in names):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_pid_file(pid_file)
-            why = f"exited with code {process.returncode}" if process.returncode is not None else \
-                f"did not register {names} within {SERVE_TIMEOUT:.0f} s"
-            raise StackError(f"`python -m infra.serve` {why} (the server is still up; `make down` stops it); "
-                             f"end of {log_path}:\n{log_tail(log_path)}")
-        time.sleep(0.5)
-    return names
+    try:
+        wait_registered(stack.api_url, names, process, log_path)
+    except StackError as exc:
+        stop_pid_file(pid_file)
+        raise StackError(f"{exc}\n(the server is still up; `make down` stops it)") from None
 
 
 def up(stack: Stack) -> None:
+    names = [spec.full_name for spec in present_specs()]  # a bad WEBTEXT_DEPLOYMENTS fails before anything starts
+    if not names:
+        raise StackError("no flow module exists under flows/: there is nothing to serve")
     _ensure_server(stack)
-    names = _ensure_serve(stack)
+    _ensure_serve(stack, names)
     print(f"\nPrefect UI:   {stack.ui_url}\nAPI:          {stack.api_url}\nDeployments:  {', '.join(names)}\n"
           f"Use the CLI:  source infra/env.sh && prefect deployment run webtext/build-corpus --param ... --watch\n"
           f"Stop it all:  make down")

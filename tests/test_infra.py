@@ -92,6 +92,14 @@ def test_running_an_unknown_deployment_lists_the_real_ones(tmp_path: Path) -> No
     assert all(spec.full_name in result.stderr for spec in DEPLOYMENTS)
 
 
+def test_an_unknown_deployment_to_serve_fails_before_anything_starts(tmp_path: Path) -> None:
+    env = {**stack_env(tmp_path, free_port()), "WEBTEXT_DEPLOYMENTS": "webtext/build-corpus,gpt2/trian"}
+    result = run([sys.executable, "-m", "infra.services", "up"], env)
+    assert result.returncode == 1
+    assert "unknown deployment 'gpt2/trian'" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_stop_tree_reaches_children_that_started_their_own_session(tmp_path: Path) -> None:
     # Prefect starts each flow run in a new session; killing the serve process group alone would orphan it.
     script = "sleep 300 & setsid sleep 300 & wait"
@@ -141,18 +149,19 @@ def _tree(pid: int) -> set[int]:
 @pytest.mark.slow
 @pytest.mark.server
 def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) -> None:
-    names = [spec.full_name for spec in present_specs()]
-    if not names:
-        pytest.skip("no flow module exists under flows/ yet, so `make up` has nothing to serve")
     home, port = tmp_path / "prefect", free_port()
-    env = stack_env(home, port)
+    # One deployment keeps this test's three flow imports cheap; serving all three is what `served_deployments` does.
+    env = {**stack_env(home, port), "WEBTEXT_DEPLOYMENTS": "webtext/build-corpus"}
+    names = [spec.full_name for spec in present_specs(env)]
+    if not names:
+        pytest.skip("flows/webtext.py does not exist yet, so `make up` has nothing to serve")
     api = f"http://127.0.0.1:{port}/api"
     try:
         first = make("up", env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert f"Prefect UI:   http://127.0.0.1:{port}" in first.stdout
         assert httpx.get(f"{api}/health").json() is True
-        for spec in present_specs():  # registered with the table's default parameters
+        for spec in present_specs(env):  # registered with the table's default parameters
             deployment = httpx.get(f"{api}/deployments/name/{spec.full_name}").json()
             assert deployment["parameters"] == spec.parameters, spec.full_name
         server, serve = (read_pid_file(home / "run" / f"{n}.pid") for n in ("server", "serve"))
@@ -189,5 +198,7 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
         second = make("up", env)  # and the stack comes back on the same database
         assert second.returncode == 0, second.stdout + second.stderr
         assert httpx.get(f"{api}/health").json() is True
+        for name in names:  # serve paused them when it stopped; serving them again resumes them
+            assert httpx.get(f"{api}/deployments/name/{name}").json()["paused"] is False, name
     finally:
         make("down", env)
