@@ -119,6 +119,11 @@ class GPT(nn.Module):
         ))
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied output head
+        # -inf on the padding columns, added inside the head's matmul: padding ids get probability 0, so the loss can
+        # run on the contiguous padded logits (no slicing copy) and never predicts them.
+        pad_mask = torch.zeros(config.padded_vocab_size)
+        pad_mask[config.vocab_size :] = float("-inf")
+        self.register_buffer("logit_pad_mask", pad_mask, persistent=False)
         self.apply(self._init_weights)
         # GPT-2's scaled init: each block adds two residual branches, so N = 2 * n_layer.
         for name, p in self.named_parameters():
@@ -162,13 +167,21 @@ class GPT(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, T, vocab_size) for idx (B, T); with targets (B, T) also the mean cross-entropy loss.
 
-        Targets equal to -1 are ignored in the loss.
+        Targets equal to -1 are ignored in the loss. With targets the logits are a view into the padded logits (no
+        copy on the training path).
         """
-        logits = self.lm_head(self.hidden_states(idx))[..., : self.config.vocab_size]  # drop padded columns
+        padded_logits = self.logits(self.hidden_states(idx))
+        V = self.config.vocab_size
         if targets is None:
-            return logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+            return padded_logits[..., :V].contiguous()
+        loss = F.cross_entropy(padded_logits.flatten(0, -2).float(), targets.reshape(-1), ignore_index=-1)
+        return padded_logits[..., :V], loss
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Head output over the padded vocabulary; padding columns are -inf."""
+        if self.config.padded_vocab_size == self.config.vocab_size:
+            return self.lm_head(hidden)
+        return F.linear(hidden, self.lm_head.weight, self.logit_pad_mask.to(hidden.dtype))
 
     @torch.no_grad()
     def generate(
@@ -182,7 +195,7 @@ class GPT(nn.Module):
         """Append max_new_tokens sampled tokens to idx (B, T). temperature 0 means greedy decoding."""
         for _ in range(max_new_tokens):
             context = idx[:, -self.config.block_size :]
-            logits = self.lm_head(self.hidden_states(context)[:, -1])[:, : self.config.vocab_size].float()
+            logits = self.logits(self.hidden_states(context)[:, -1])[:, : self.config.vocab_size].float()
             if temperature == 0:
                 next_token = logits.argmax(dim=-1, keepdim=True)
             else:

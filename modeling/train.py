@@ -166,6 +166,8 @@ def train(
             raise FileNotFoundError(f"checkpoint to resume from {resume_from} does not exist")
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
     trainer_args: dict[str, Any] = dict(
         accelerator="auto", devices=config.devices, num_nodes=config.num_nodes, precision=_precision(config.precision),
     )
