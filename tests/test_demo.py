@@ -3,14 +3,16 @@ dump -> `webtext/build-corpus` -> `gpt2/train` -> `gpt2/evaluate`, checked throu
 artifacts) and against the mini web's ground truth."""
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from infra.demo import CORPUS, EVALUATE, SIZES, TRAIN, ground_truth_diff, run_pipeline
-from infra.miniweb import build_miniweb, serve_miniweb
+from infra.demo import (CORPUS, EVALUATE, SIZES, TRAIN, corpus_params, evaluate_params, ground_truth_diff,
+                        run_pipeline, train_params)
+from infra.miniweb import SMALL_ARTICLES, build_miniweb, serve_miniweb
 from prefect_fixtures import read_artifacts, read_logs, run_deployment
 
 SEED = 11
@@ -56,3 +58,20 @@ def test_the_demo_pipeline_runs_through_the_deployments(prefect_server, served_d
     table = next(a for a in evaluation if a["type"] == "table")
     assert any("webtext-val" in json.dumps(row) for row in table["data"])
     assert list((tmp_path / "model").rglob("results.md")), "results.md next to the checkpoint"
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_the_demo_parameters_are_ones_the_flows_take(size: str, tmp_path: Path) -> None:
+    """Checked without a server, so that a renamed flow parameter fails here in seconds, naming it."""
+    from flows.evaluate import evaluate
+    from flows.train import train
+    from flows.webtext import webtext
+
+    demo = SIZES[size]
+    web = build_miniweb(SEED, SMALL_ARTICLES, tmp_path / "miniweb")
+    for flow, params in ((webtext, corpus_params(web, {"*.example.com": "127.0.0.1:9"}, tmp_path, demo)),
+                         (train, train_params(tmp_path, demo)),
+                         (evaluate, evaluate_params(str(tmp_path / "model" / "model"), tmp_path, demo))):
+        accepted = inspect.signature(flow.fn).parameters
+        assert set(params) <= set(accepted), f"{flow.name} does not take {sorted(set(params) - set(accepted))}"
+        flow.validate_parameters(params)  # types as Prefect checks them when the run starts

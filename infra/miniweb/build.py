@@ -6,6 +6,9 @@ as too short, as a duplicate of another page or as Wikipedia). `expectations.jso
 each stage must reach and the set of URLs that must end up in the corpus.
 
 The same seed, size and Python version (the prose comes from its bundled documentation) give byte-identical files.
+
+Dead links are a 404 page and a host whose connection is refused. A host that does not resolve is left out on
+purpose: resolving it would ask the machine's DNS server, and nothing here may contact anything beyond loopback.
 """
 from __future__ import annotations
 
