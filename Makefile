@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LOCAL_DIRS := TMPDIR=$(CURDIR)/.tmp XDG_CACHE_HOME=$(CURDIR)/.cache XDG_CONFIG_HOME=$(CURDIR)/.cache/config \
 	PIP_CACHE_DIR=$(CURDIR)/.cache/pip
 
-.PHONY: venv up down status demo test run deploy
+.PHONY: venv up down status demo test run deploy dask
 
 # pip is upgraded first (pip 23 cannot resolve newspaper4k with trafilatura); torch comes before the rest so the
 # pinned CPU build is used (install your CUDA build of torch into .venv first on a GPU machine).
@@ -41,6 +41,10 @@ demo: up
 # make run DEPLOYMENT=webtext/build-corpus ARGS='-p out_dir=data/webtext'
 run: $(STAMP)
 	@$(PY) -m infra.run $(DEPLOYMENT) $(ARGS)
+
+# A standing local Dask cluster for the corpus stages (make down stops it with the rest); make dask WORKERS=4
+dask: $(STAMP)
+	@$(PY) -m infra.dask up $(if $(WORKERS),--workers $(WORKERS))
 
 # make deploy POOL=my-pool   (production path: register the deployments to a process work pool)
 deploy: $(STAMP)

@@ -141,6 +141,28 @@ def test_a_deployment_whose_flow_breaks_its_contract_is_refused() -> None:
         load_flow(dataclasses.replace(spec, parameters={"no_such_parameter": 1}))
 
 
+@pytest.mark.server
+def test_make_dask_starts_a_cluster_that_computes_and_make_down_stops_it(tmp_path: Path) -> None:
+    from distributed import Client
+
+    env = {**stack_env(tmp_path, free_port()), "WORKERS": "1"}
+    try:
+        started = make("dask", env, timeout=200)
+        assert started.returncode == 0, started.stdout + started.stderr
+        address = (tmp_path / "run" / "dask-address").read_text()
+        assert address.startswith("tcp://127.0.0.1:") and f"dask_address={address}" in started.stdout
+        pids = set().union(*(_tree(read_pid_file(tmp_path / "run" / f"{n}.pid").pid)
+                             for n in ("dask-scheduler", "dask-worker")))
+        with Client(address, timeout=30) as client:
+            assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
+            assert client.run(lambda: __import__("multiprocessing").current_process().daemon) == \
+                dict.fromkeys(client.scheduler_info()["workers"], False)  # pages may get child processes
+    finally:
+        stopped = make("down", env)
+    assert "dask-worker: stopped" in stopped.stdout and "dask-scheduler: stopped" in stopped.stdout
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
 def _tree(pid: int) -> set[int]:
     proc = psutil.Process(pid)
     return {pid, *(child.pid for child in proc.children(recursive=True))}
