@@ -38,8 +38,14 @@ class ExtractConfig:
     workers: int = 0  # 0 = one per CPU core
     reset_caches_every: int = 256  # pages per worker between trafilatura.reset_caches()
     max_html_bytes: int = 10_000_000  # larger pages are skipped (outcome "too_large")
+    # "fork": workers start in milliseconds with the extractors already imported. "spawn" re-imports the parent's
+    # main module in every worker (for a Prefect flow run: Prefect's engine, 10+ s); use it where fork is unsafe.
+    start_method: str = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    startup_timeout_s: float = 120.0  # a worker not ready by then is replaced
 
     def __post_init__(self) -> None:
+        if self.start_method not in mp.get_all_start_methods():
+            raise ValueError(f"ExtractConfig.start_method {self.start_method!r} is not available here")
         if self.method not in METHODS:
             raise ValueError(f"ExtractConfig.method must be one of {METHODS}, got {self.method!r}")
         if self.timeout_s <= 0:
@@ -157,7 +163,7 @@ class _Slot:
         child.close()
         self.ready = False
         self.queue: deque[tuple[Any, str | bytes, str | None]] = deque()
-        self.deadline = float("inf")
+        self.deadline = time.monotonic() + config.startup_timeout_s
         self.timeout_s = config.timeout_s
 
     def submit(self, page: tuple[Any, str | bytes, str | None]) -> None:
@@ -172,8 +178,7 @@ class _Slot:
 
     def mark_ready(self) -> None:
         self.ready = True
-        if self.queue:
-            self.deadline = time.monotonic() + self.timeout_s
+        self.deadline = time.monotonic() + self.timeout_s if self.queue else float("inf")
 
     def kill(self) -> None:
         self.proc.kill()
@@ -198,7 +203,10 @@ class ExtractorPool:
 
     def __init__(self, config: ExtractConfig = ExtractConfig()) -> None:
         self.config = config
-        self._ctx = mp.get_context("spawn")  # no fork of a parent holding threads (Dask, Prefect)
+        self._ctx = mp.get_context(config.start_method)
+        if config.start_method == "fork":
+            import newspaper  # noqa: F401  (imported once here, shared by every forked worker)
+            import trafilatura  # noqa: F401
         self._slots = [_Slot(self._ctx, config) for _ in range(config.workers or os.cpu_count() or 1)]
 
     def _replace(self, i: int) -> list[tuple[Any, str | bytes, str | None]]:
@@ -248,6 +256,11 @@ class ExtractorPool:
                     result = Extraction(None, None, "error", "worker died")
                 elif slot.proc.sentinel in ready:
                     result = Extraction(None, None, "error", f"worker died (exit code {slot.proc.exitcode})")
+                elif not slot.ready and now >= slot.deadline:
+                    log.warning("an extraction worker did not start within %.0f s; replacing it", config.startup_timeout_s)
+                    pending.extend(slot.queue)
+                    slot.queue.clear()
+                    result = None
                 elif slot.queue and now >= slot.deadline:
                     log.warning("extraction of %s passed %.0f s; restarting its worker", slot.queue[0][2],
                                 config.timeout_s)
@@ -256,7 +269,7 @@ class ExtractorPool:
                     continue
                 head = slot.queue[0] if slot.queue else None
                 pending.extend(self._replace(i))
-                if head is not None:
+                if head is not None and result is not None:
                     yield head[0], result
 
     def close(self) -> None:

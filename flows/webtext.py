@@ -131,7 +131,8 @@ def _task_runner(dask_address: str | None, n_workers: int | None) -> Any:
     from prefect_dask import DaskTaskRunner
 
     if dask_address:
-        return DaskTaskRunner(address=dask_address)  # its workers must run non-daemonic (see README)
+        # extraction starts child processes: start that cluster's workers with distributed.worker.daemon=False
+        return DaskTaskRunner(address=dask_address)
     # Extraction puts each page in a child process (to kill a stuck one): Dask workers must be allowed children.
     dask.config.set({"distributed.worker.daemon": False})
     return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers or os.cpu_count() or 1, "threads_per_worker": 1,

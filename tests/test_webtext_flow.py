@@ -26,7 +26,7 @@ from corpus.urls import canonicalize_url
 from hostile_server import HostileServer, make_tls_files
 
 REPO = Path(__file__).resolve().parents[1]
-N_PAGES = 14
+N_PAGES = 6
 WIKI_URL = "https://en.wikipedia.org/wiki/Web_crawler"
 EXACT_COPY_URL = "https://copycat.example.net/stories/copied"
 NEAR_COPY_URL = "https://nearcopy.example.org/stories/edited"
@@ -169,7 +169,7 @@ def _check_build(scenario: Scenario, out_dir: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.server
 def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, prefect_server, served_deployments,
-                                                                     tmp_path):
+                                                                     tmp_path, request):
     from prefect_fixtures import read_artifacts, read_logs, run_deployment
 
     reference = tmp_path / "reference"
@@ -187,11 +187,18 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, pr
     logs = "\n".join(read_logs(prefect_server, run["id"]))
     assert re.search(r"fetch: \d+ URLs -> \d+ pages", logs)
 
-    # SIGKILL the flow (and its Dask workers and extraction processes) in the middle of extraction, then re-run.
-    # The pages come from the reference run's WARC files, so the shards must match it byte for byte.
+    # SIGKILL the flow process in the middle of extraction, then re-run. These runs use an existing Dask cluster
+    # (`dask_address`), as a scaled-out build would; it outlives the killed flow. The pages come from the reference
+    # run's WARC files, so the shards must match the reference byte for byte.
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.worker.daemon": False}):  # extraction workers are its children
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
+    request.addfinalizer(cluster.close)
     warcs = sorted(str(p) for p in (reference / "fetch" / "warc").glob("*.warc.gz"))
     crashed = tmp_path / "crashed"
-    params = _params(scenario, crashed, warc_inputs=warcs, pages_per_part=2, n_workers=1)
+    params = _params(scenario, crashed, warc_inputs=warcs, pages_per_part=2, dask_address=cluster.scheduler_address)
     script = ("import json, sys; from flows.webtext import webtext; "
               "webtext(**json.loads(sys.argv[1]))")
     env = prefect_server.client_env()
@@ -201,7 +208,7 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, pr
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len(list((crashed / "extract").glob("0*.parquet"))) < 2:
             assert proc.poll() is None, "the flow ended before it could be killed"
-            time.sleep(0.1)
+            time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
