@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> None:
             kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(field.type), str)
             parser.add_argument(flag, type=kind, default=field.default)
     args = vars(parser.parse_args(argv))
-    if args["resume"] in ("true", "True"):
-        args["resume"] = True
+    if args["resume"] in ("true", "True", "false", "False"):
+        args["resume"] = args["resume"] in ("true", "True")
     if isinstance(args["devices"], str) and args["devices"].isdigit():
         args["devices"] = int(args["devices"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
