@@ -303,8 +303,8 @@ def filter_part(out_dir: Path, part: Path, links_path: Path | None, config: Buil
         )
     stats = {"in": sum(1 for p in pages if p["outcome"] == "ok"), "out": len(rows),
              "dropped": {k: v for k, v in dropped.items() if not k.startswith("extract_")}}
+    _write_json(out_dir / "filter" / f"{part.stem}.json", stats)  # first: the part's existence means both exist
     _write_parquet(pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA), path)
-    _write_json(out_dir / "filter" / f"{part.stem}.json", stats)
     return stats
 
 

@@ -17,6 +17,7 @@ import atexit
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -283,15 +284,17 @@ class ExtractorPool:
         self.close()
 
 
-_shared: dict[ExtractConfig, ExtractorPool] = {}
+_shared: dict[tuple[ExtractConfig, int], ExtractorPool] = {}
 
 
 def shared_pool(config: ExtractConfig) -> ExtractorPool:
-    """A pool kept for the life of this process (e.g. a Dask worker running many extraction tasks)."""
-    if config not in _shared:
-        _shared[config] = ExtractorPool(config)
-        atexit.register(_shared[config].close)
-    return _shared[config]
+    """A pool kept for the life of this process and thread (e.g. a Dask worker thread running many extraction
+    tasks); one per thread because a pool serves one `imap` at a time."""
+    key = (config, threading.get_ident())
+    if key not in _shared:
+        _shared[key] = ExtractorPool(config)
+        atexit.register(_shared[key].close)
+    return _shared[key]
 
 
 def close_shared_pools() -> None:
