@@ -28,7 +28,7 @@ import pytest
 from infra.deployments import present_specs
 from infra.env import REPO, prefect_env, service_env
 from infra.processes import spawn, stop_tree
-from infra.server import free_port, log_tail, start_server, wait_healthy
+from infra.server import PortInUseError, ServerStartError, free_port, log_tail, start_server, wait_healthy
 from infra.services import StackError, wait_registered
 
 __all__ = ["PrefectServer", "ServedDeployments", "prefect_server", "served_deployments", "run_deployment",
@@ -72,15 +72,28 @@ def api(server: PrefectServer, method: str, path: str, body: dict | None = None)
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    home = tmp_path_factory.mktemp("prefect-server")
-    host, port = "127.0.0.1", free_port()
-    env = service_env(home, host, port)
+    home, host = tmp_path_factory.mktemp("prefect-server"), "127.0.0.1"
     log_path = home / "server.log"
-    process = start_server(env, host, port, log_path)
+    for attempt in range(3):  # another process may grab the free port before the server binds it
+        port = free_port()
+        env = service_env(home, host, port)
+        try:
+            process = start_server(env, host, port, log_path)
+        except PortInUseError:
+            continue
+        try:
+            wait_healthy(env["PREFECT_API_URL"], process, log_path, timeout=SERVER_START_TIMEOUT)
+            break
+        except ServerStartError:
+            stop_tree(process.pid)
+            process.wait(timeout=10)
+            if attempt == 2 or "already in use" not in log_tail(log_path).lower():
+                raise
+    else:
+        raise PortInUseError("three free ports in a row were taken before the server could bind them")
     server = PrefectServer(api_url=env["PREFECT_API_URL"], ui_url=f"http://{host}:{port}", port=port, home=home,
                            log_path=log_path, settings=prefect_env(home, host, port), env=env)
     try:
-        wait_healthy(server.api_url, process, log_path, timeout=SERVER_START_TIMEOUT)
         yield server
     finally:
         stop_tree(process.pid)
