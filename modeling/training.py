@@ -69,7 +69,7 @@ class GPTModule(L.LightningModule):
         self.flops_per_token = self.model.flops_per_token()
         self._loss_sum = torch.zeros(())
         self._micro_batches = 0
-        self._step_started = time.perf_counter()
+        self._step_started = self._val_started = time.perf_counter()
         self._last_step = 0
         self._step_times: list[float] = []
         self.log_interval = log_interval
@@ -127,6 +127,12 @@ class GPTModule(L.LightningModule):
         _, loss = self.model(x, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, logger=False)
         return loss
+
+    def on_validation_start(self) -> None:
+        self._val_started = time.perf_counter()
+
+    def on_validation_end(self) -> None:  # keep validation time out of the next step's tokens/s
+        self._step_started += time.perf_counter() - self._val_started
 
     def on_validation_epoch_end(self) -> None:
         if "val/loss" in self.trainer.callback_metrics:
