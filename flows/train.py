@@ -110,7 +110,7 @@ def train(
     strategy: str = "auto",
     precision: str = "auto",
     compile: bool = False,
-    resume: bool = False,
+    resume: bool | str = False,
     block_size: int | None = None,
     val_interval: int = 250,
     checkpoint_interval: int = 500,
@@ -126,6 +126,7 @@ def train(
 
     tokenizer: "train" (BPE trained on the corpus' train split), "gpt2" (GPT-2's files from gpt2_bpe_dir) or a
     tokenizer directory. out_dir: default <corpus>-<model> beside the corpus. Give max_steps or max_tokens.
+    resume: True continues from the newest checkpoint in out_dir/checkpoints (exactly), or give a checkpoint path.
     """
     corpus_dir = Path(corpus)
     if not corpus_dir.is_dir():

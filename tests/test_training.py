@@ -178,6 +178,13 @@ def test_resume_after_sigkill_gives_identical_losses(tmp_path: Path) -> None:
     resumed_from = int(checkpoint.stem.removeprefix("step"))
     assert resumed_from < 16, "the run finished before it could be killed"
 
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert saved["TokenDataModule"]["next_batch"] == resumed_from * 2  # data position: 2 micro-batches per step
+    assert "rng_states" in saved and saved["global_step"] == resumed_from
+    module = TokenDataModule(tokens, block_size=64, micro_batch=8, seed=1337)
+    with pytest.raises(ValueError, match="cannot resume exactly: .* micro_batch=4, this run uses 8"):
+        module.load_state_dict(saved["TokenDataModule"])
+
     train(tiny_config(tokens, killed, resume=True, **common))
     after = read_metric(killed, "train/loss", version=1)
     assert sorted(after) == list(range(resumed_from + 1, 17))
