@@ -25,7 +25,7 @@ def test_extract_main_text_keeps_article_and_drops_boilerplate(web_pages_dir):
 
 
 def test_combination_is_never_worse_than_trafilatura_on_real_pages(web_pages_dir):
-    entries = _pages(web_pages_dir, 12)
+    entries = _pages(web_pages_dir, 8)
     scores = {}
     for method in ("trafilatura", "combined"):
         hits = 0
