@@ -161,8 +161,12 @@ def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callab
     if (stats := completed(stage_dir, key)) is not None:
         return key, stats
     begin(stage_dir, key)  # fetch_urls itself resumes from its log
-    urls = pq.read_table(out_dir / "links" / "links.parquet", columns=["url"]).column("url").to_pylist()
-    summary = fetch_urls(urls, stage_dir, fetch_config, progress=progress)
+    links = pq.read_table(out_dir / "links" / "links.parquet", columns=["url", "original_urls"]).to_pylist()
+    urls = [row["url"] for row in links]
+    # Request a URL as it was submitted (https first): the canonical form is a key, not always a page a site serves.
+    requests = [(row["url"], min(row["original_urls"] or [row["url"]], key=lambda u: (not u.startswith("https:"), u)))
+                for row in links]
+    summary = fetch_urls(requests, stage_dir, fetch_config, progress=progress)
     # outcomes of every URL in the log, also those fetched by an earlier, interrupted run
     outcomes = Counter(pq.read_table(stage_dir / "log.parquet", columns=["outcome"]).column("outcome").to_pylist())
     stats = {"in": len(urls), "out": outcomes.get("ok", 0),

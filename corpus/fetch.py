@@ -304,7 +304,7 @@ class _Frontier:
     calls before it starts; the frontier's own schedule only keeps workers from picking a host that is not ready.
     """
 
-    def __init__(self, urls: Iterator[str], per_host: int, min_delay: float, buffer: int, want_hosts: int,
+    def __init__(self, urls: Iterator[tuple[str, str]], per_host: int, min_delay: float, buffer: int, want_hosts: int,
                  max_buffer: int) -> None:
         self._urls = urls
         self._exhausted = False
@@ -338,17 +338,17 @@ class _Frontier:
         while not self._exhausted and self._buffered < self._max_buffer and (
                 self._buffered < self._buffer or len(self._heap) < self._want_hosts):
             try:
-                url = next(self._urls)
+                item = next(self._urls)
             except StopIteration:
                 self._exhausted = True
                 break
-            host = self.host(_host_of(url))
-            host.queue.append(url)
+            host = self.host(_host_of(item[1]))  # spaced by the host actually requested
+            host.queue.append(item)
             self._buffered += 1
             self._schedule(host)
 
-    async def next(self) -> tuple[_Host, str] | None:
-        """The next URL to visit, with its host. None when every URL is done."""
+    async def next(self) -> tuple[_Host, tuple[str, str]] | None:
+        """The next (link URL, URL to request) to visit, with its host. None when every URL is done."""
         while True:
             self._wake.clear()
             self._fill()
@@ -363,13 +363,13 @@ class _Frontier:
                 if at <= now:
                     heapq.heappop(self._heap)
                     host.in_heap = False
-                    url = host.queue.popleft()
+                    item = host.queue.popleft()
                     self._buffered -= 1
                     self._in_flight += 1
                     host.active += 1
                     host.next_pop = now + host.delay
                     self._schedule(host)
-                    return host, url
+                    return host, item
                 timeout = at - now
             elif self._exhausted and self._in_flight == 0:
                 self._wake.set()  # let every other waiting worker see the end too
@@ -436,16 +436,19 @@ class _Crawler:
         self._robots: OrderedDict[str, RobotFileParser] = OrderedDict()
         self._robots_locks: dict[str, asyncio.Lock] = {}
 
-    async def visit(self, url: str) -> tuple[_Result, int]:
-        """Fetch one URL, with retries. Returns its result and the number of attempts."""
-        visit = _Visit(url, url)
+    async def visit(self, url: str, start_url: str | None = None) -> tuple[_Result, int]:
+        """Fetch link `url` by requesting `start_url` (default: `url` itself), with retries.
+
+        Returns its result and the number of attempts."""
+        first = start_url or url
+        visit = _Visit(url, first)
         config = self.config
         attempt = 0
         while True:
             attempt += 1
             result = await self._attempt(visit)
-            if (result.outcome == "dns_error" and config.www_fallback and visit.start_url == url
-                    and result.final_url == url and (www := _www_form(url))):
+            if (result.outcome == "dns_error" and config.www_fallback and visit.start_url == first
+                    and result.final_url == first and (www := _www_form(first))):
                 visit.start_url = www  # canonical link URLs lose their www.; some sites only resolve with it
                 attempt -= 1
                 continue
@@ -694,7 +697,7 @@ def _row(url: str, result: _Result, attempts: int, elapsed: float, location: War
     }
 
 
-async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
+async def afetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, config: FetchConfig,
                       progress: Callable[[dict], None] | None = None) -> FetchSummary:
     """Async form of fetch_urls, for callers already inside an event loop."""
     out_dir = Path(out_dir)
@@ -705,15 +708,16 @@ async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
     skipped = 0
     received = 0
 
-    def pending() -> Iterator[str]:
+    def pending() -> Iterator[tuple[str, str]]:
         nonlocal skipped
-        for url in urls:
-            url = url.strip()
+        for item in urls:
+            url, start = (item, item) if isinstance(item, str) else item
+            url, start = url.strip(), start.strip()
             if url in store.done:
                 skipped += 1
             elif url:
                 store.done.add(url)  # also drops repeats within the input
-                yield url
+                yield url, start or url
 
     started = datetime.now(timezone.utc)
     warc = RollingWarcWriter(store.warc_dir, f"webtext-{started:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", config.warc_max_bytes)
@@ -754,10 +758,10 @@ async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
             async def worker() -> None:
                 nonlocal received
                 while (item := await frontier.next()) is not None:
-                    host, url = item
+                    host, (url, start_url) = item
                     start = time.monotonic()
                     try:
-                        result, attempts = await crawler.visit(url)
+                        result, attempts = await crawler.visit(url, start_url)
                     finally:
                         frontier.release(host)
                     fetched_at = datetime.now(timezone.utc)
@@ -794,9 +798,13 @@ async def afetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig,
                         bytes=received, elapsed_s=info["elapsed_s"], rate=info["rate"], warc_files=warc.finished)
 
 
-def fetch_urls(urls: Iterable[str], out_dir: Path, config: FetchConfig | None = None,
+def fetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, config: FetchConfig | None = None,
                progress: Callable[[dict], None] | None = None) -> FetchSummary:
     """Fetch every URL not yet in out_dir/log.parquet; write its outcome there and ok pages to out_dir/warc/.
+
+    An item is a URL, or a pair (link URL, URL to request): the canonical link URL is the key of the log and of the
+    WARC's WebText-Link-URL header, while the request goes to the URL as it was submitted (canonical forms drop
+    `www.` and trailing slashes, which some sites do not serve).
 
     `progress` receives {"done", "total", "skipped", "outcomes", "bytes", "elapsed_s", "rate"} every
     `config.progress_interval_s` seconds and at the end. Runs its own event loop, in a helper thread when the caller's
