@@ -53,9 +53,9 @@ class DemoSize:
 
 
 SIZES = {
-    # About 65 documents (~35k words, ~45k tokens); a 4-layer model for ~7 epochs: the whole demo in under 12
+    # About 65 documents (~35k words, ~45k tokens); a 4-layer model for ~5 epochs: the whole demo in under 12
     # minutes on 2 cores.
-    "full": DemoSize(articles=DEFAULT_ARTICLES, model="mini", max_steps=150, batch_tokens=8 * 256, micro_batch=8,
+    "full": DemoSize(articles=DEFAULT_ARTICLES, model="mini", max_steps=120, batch_tokens=8 * 256, micro_batch=8,
                      val_interval=25, val_fraction=0.1, vocab_size=4096, eval_limit=30, shared_eval=True),
     # The test's size: ~11 documents, a 2-layer model for a few steps.
     "small": DemoSize(articles=SMALL_ARTICLES, model="tiny", max_steps=20, batch_tokens=8 * 64, micro_batch=8,
