@@ -49,13 +49,12 @@ def server(web: MiniWeb):
         yield running
 
 
-def get(server: MiniWebServer, url: str, **kwargs) -> httpx.Response:
+def get(server: MiniWebServer, url: str) -> httpx.Response:
     """GET `url` the way the fetcher does: TCP to the address connect_to names, the URL's host in the Host header."""
     parts = urlsplit(url)
-    target_address = ConnectTo(server.connect_to).lookup(parts.hostname, parts.port or 80)
-    address = f"{target_address.host}:{target_address.port}"
+    address = ConnectTo(server.connect_to).lookup(parts.hostname, parts.port or 80)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    return httpx.get(f"http://{address}{target}", headers={"Host": parts.netloc}, timeout=5, **kwargs)
+    return httpx.get(f"http://{address.host}:{address.port}{target}", headers={"Host": parts.netloc}, timeout=5)
 
 
 def links_by_role(web: MiniWeb) -> dict[str, list[dict]]:
@@ -191,7 +190,7 @@ def test_failure_pages_behave_as_designed(web: MiniWeb) -> None:
                 if time.monotonic() - started > 1.0:
                     break
             assert received < int(r.headers["content-length"]) / 2
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < 5.0  # the client, not the server, decided when to stop
 
         with pytest.raises(httpx.ConnectError):
             get(fresh, roles["refused"][0]["url"])
@@ -212,7 +211,7 @@ def test_robots_txt_excludes_exactly_the_robots_links(web: MiniWeb, server: Mini
 def test_the_real_fetcher_meets_the_ground_truth(web: MiniWeb, tmp_path: Path) -> None:
     links = [link for link in web.expectations()["links"] if link["fetch"] is not None]
     with serve_miniweb(web) as fresh:  # slow pages drip for the default 120 s: only the deadline below ends them
-        config = FetchConfig(connect_to=fresh.connect_to, min_delay_s=0.05, deadline_s=3.0, backoff_base_s=0.1,
+        config = FetchConfig(connect_to=fresh.connect_to, min_delay_s=0.05, deadline_s=5.0, backoff_base_s=0.1,
                              max_retry_after_s=1.0)
         summary = fetch_urls([canonicalize_url(link["url"]) for link in links], tmp_path, config)
     outcomes = {row["url"]: row["outcome"] for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
