@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack.from_env()
     try:
         up(stack)
-    except StackError as exc:
+    except (StackError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     web = build_miniweb(args.seed, size.articles, out_dir / "miniweb")

@@ -1,6 +1,6 @@
 """The mini web: a small, seeded web of sites plus a Reddit dump that links to it, for the demo and the tests.
 
-    web = build_miniweb(seed=0, n_articles=96, out_dir=Path("data/demo/miniweb"))
+    web = build_miniweb(seed=0, n_articles=90, out_dir=Path("data/demo/miniweb"))
     with serve_miniweb(web) as server:
         fetch with FetchConfig(connect_to=server.connect_to), harvest from web.dumps, compare with web.expectations()
 """

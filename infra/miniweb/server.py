@@ -54,8 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         host = normalize_host(self.headers.get("Host", ""))
-        page = self.server.routes.get((host, normalize_path(self.path)))
-        self.server.hits[(host, normalize_path(self.path))] += 1
+        key = (host, normalize_path(self.path))
+        page = self.server.routes.get(key)
+        self.server.hits[key] += 1  # the flaky page fails its first request only
         if page is None:
             return self._simple(404, "Not Found", send_body)
         if page.behavior == "redirect":
@@ -65,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self.end_headers()
         if page.behavior == "unavailable":
             return self._simple(503, "Service Unavailable", send_body, retry_after=1)
-        if page.behavior == "flaky" and self.server.hits[(host, normalize_path(self.path))] == 1:
+        if page.behavior == "flaky" and self.server.hits[key] == 1:
             return self._simple(500, "Internal Server Error", send_body)
         body = (self.server.sites / page.file).read_bytes()
         if page.behavior == "slow":
@@ -161,10 +162,6 @@ class MiniWebServer:
             mapping[domain] = mapping[f"*.{domain}"] = address
         mapping.update({host: dead for host in self.miniweb.manifest["refused_hosts"]})
         return dict(sorted(mapping.items()))
-
-    def hits(self, host: str, path: str) -> int:
-        """How many requests the server answered for one page (for tests and the demo's report)."""
-        return self._httpd.hits[(normalize_host(host), normalize_path(path))]
 
     def stop(self) -> None:
         self._httpd.stopping.set()
