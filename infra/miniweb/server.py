@@ -56,7 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
         host = normalize_host(self.headers.get("Host", ""))
         key = (host, normalize_path(self.path))
         page = self.server.routes.get(key)
-        self.server.hits[key] += 1  # the flaky page fails its first request only
+        with self.server.lock:  # handler threads run concurrently
+            self.server.hits[key] += 1  # the flaky page fails its first request only
+            hits = self.server.hits[key]
         if page is None:
             return self._simple(404, "Not Found", send_body)
         if page.behavior == "redirect":
@@ -66,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self.end_headers()
         if page.behavior == "unavailable":
             return self._simple(503, "Service Unavailable", send_body, retry_after=1)
-        if page.behavior == "flaky" and self.server.hits[key] == 1:
+        if page.behavior == "flaky" and hits == 1:
             return self._simple(500, "Internal Server Error", send_body)
         body = (self.server.sites / page.file).read_bytes()
         if page.behavior == "slow":
@@ -122,6 +124,7 @@ class _Server(ThreadingHTTPServer):
         self.slow_seconds = slow_seconds
         self.stopping = threading.Event()
         self.hits: Counter[tuple[str, str]] = Counter()
+        self.lock = threading.Lock()
         super().__init__(address, _Handler)
 
 
