@@ -536,7 +536,8 @@ def build_miniweb(seed: int, n_articles: int, out_dir: Path) -> MiniWeb:
     (out_dir / "miniweb.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
 
     for (host, path), (site, article) in sorted(planner.articles.items()):
-        same_site = sorted((a.title, a.path) for (h, _), (_, a) in planner.articles.items() if h == host and a is not article)
+        same_site = sorted((a.title, a.path) for (h, _), (_, a) in planner.articles.items()
+                           if h == host and a is not article)
         article.related = random.Random(f"{seed}/related/{host}{path}").sample(same_site, min(5, len(same_site)))
         _write(out_dir / "sites" / planner.pages[(host, path)].file, RENDERERS[site.kind](site, article))
     for host, site in SITES.items():
