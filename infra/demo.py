@@ -216,11 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full",
                         help="full: the demo (~10 min on 2 cores); small: the test's size (~3 min)")
-    parser.add_argument("--out", type=Path, help="where everything is written (default data/demo, data/demo-small)")
+    parser.add_argument("--out", type=Path, help="where everything is written (default data/demo, "
+                                                   "data/demo-small, data/demo-seed7, ...)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the mini web's seed")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
-    out_dir = (args.out or REPO / "data" / ("demo" if args.size == "full" else f"demo-{args.size}")).resolve()
+    # One folder per size and seed: a resumed model or a reused tokenizer never mixes two corpora.
+    name = "demo" + ("" if args.size == "full" else f"-{args.size}") + \
+        ("" if args.seed == DEFAULT_SEED else f"-seed{args.seed}")
+    out_dir = (args.out or REPO / "data" / name).resolve()
     started = time.monotonic()
 
     stack = Stack.from_env()
