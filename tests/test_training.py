@@ -222,6 +222,7 @@ def make_corpus(directory: Path) -> Path:
 
 @pytest.mark.slow
 def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_server, tmp_path: Path) -> None:
+    from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from corpus.tokenizer import load_tokenizer
@@ -253,4 +254,5 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
     # A second run finds the tokenizer and token shards made by the first and resumes from its final checkpoint.
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         again = train_flow(**{**params, "max_steps": 8, "resume": True, "run_eval": False})
+        APILogHandler().flush()  # send the queued run logs now, while the session's server is still up
     assert again["train"]["steps"] == 8
