@@ -23,7 +23,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from corpus.tokenizer import BPETokenizer, load_gpt2, load_tokenizer, train_bpe_from_shards
+from corpus.tokenizer import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
 from corpus.tokens import encode_corpus
 from modeling.train import TrainConfig, TrainResult
 from modeling.train import train as train_model
@@ -40,12 +40,9 @@ def make_tokenizer(corpus: str, tokenizer: str, directory: Path, gpt2_bpe_dir: s
         return load_gpt2(Path(gpt2_bpe_dir) / "encoder.json", Path(gpt2_bpe_dir) / "vocab.bpe")
     if tokenizer != "train":
         return load_tokenizer(tokenizer)
-    if (directory / "tokenizer.json").is_file():
-        logger.info("reusing the tokenizer trained earlier in %s", directory)
-        return load_tokenizer(directory)
-    logger.info("training a %d-token BPE tokenizer on %s", vocab_size, corpus)
-    trained = train_bpe_from_shards(corpus, vocab_size=vocab_size)
-    trained.save(directory)
+    trained, reused = train_or_reuse_bpe(corpus, directory, vocab_size)
+    logger.info("%s the %d-token BPE tokenizer trained on %s (%s)", "reusing" if reused else "trained",
+                trained.n_vocab, corpus, directory)
     return trained
 
 

@@ -25,6 +25,7 @@ from corpus.tokenizer import (
     load_tokenizer,
     train_bpe,
     train_bpe_from_shards,
+    train_or_reuse_bpe,
     train_hf_bpe,
 )
 
@@ -213,6 +214,25 @@ def test_train_from_shards_streams_train_split_only(tmp_path: Path) -> None:
         train_bpe_from_shards(tmp_path / "empty", vocab_size=300)
     with pytest.raises(FileNotFoundError, match="no shards directory"):
         train_bpe_from_shards(tmp_path / "corpus" / "shards", vocab_size=300)  # one level too deep
+
+
+def test_trained_tokenizer_is_reused_only_for_the_same_corpus_build(tmp_path: Path) -> None:
+    corpus, saved = tmp_path / "corpus", tmp_path / "run" / "tokenizer"
+    (corpus / "shards").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a"], "text": ["zebra zebra zebra quagga zebra"]}),
+                   corpus / "shards" / "train-00000-of-00001.parquet")
+    (corpus / "manifest.json").write_text('{"build": 1}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, reused_first = train_or_reuse_bpe(corpus, saved, vocab_size=300)
+        again, reused_again = train_or_reuse_bpe(corpus, saved, vocab_size=300)
+        assert (reused_first, reused_again) == (False, True) and again.fingerprint == first.fingerprint
+        assert train_or_reuse_bpe(corpus, saved, vocab_size=290)[1] is False  # other settings: trained anew
+        pq.write_table(pa.table({"id": ["b"], "text": ["okapi okapi okapi okapi okapi"]}),
+                       corpus / "shards" / "train-00000-of-00001.parquet")
+        (corpus / "manifest.json").write_text('{"build": 2}')
+        rebuilt, reused = train_or_reuse_bpe(corpus, saved, vocab_size=290)
+    assert not reused and b" okapi" in rebuilt.ranks and b" zebra" not in rebuilt.ranks
 
 
 # --- vocabularies tiktoken cannot encode exactly are refused ---
