@@ -156,6 +156,7 @@ def webtext(
     fetch_concurrency: int = 64,
     per_host: int = 2,
     min_delay_s: float = 1.0,
+    fetch_deadline_s: float = 60.0,
     pages_per_part: int = 128,
     extract_timeout_s: float = 30.0,
     n_workers: int | None = None,
@@ -188,7 +189,7 @@ def webtext(
     link_config = LinkConfig(min_karma=min_karma, cutoff=cutoff)
     fetch_config = FetchConfig(concurrency=fetch_concurrency, per_host=per_host, min_delay_s=min_delay_s,
                                connect_to=dict(connect_to or {}), allow_private_addresses=allow_private_addresses,
-                               ca_file=ca_file)
+                               ca_file=ca_file, deadline_s=fetch_deadline_s)
     run_config = build.config_summary(config, link_config if dump_paths else None,
                                       dumps=[str(p) for p in dump_paths], warc_inputs=[str(p) for p in warc_paths])
     request_key = build.stage_key("request", build.file_fingerprint(dump_paths), build.file_fingerprint(warc_paths),
@@ -197,6 +198,7 @@ def webtext(
     if done is not None:
         logger.info("webtext: %s is already built from these inputs and settings (%d documents); nothing to do",
                     out, done["totals"]["documents"])
+        _publish(out, done)  # so this run, too, shows the corpus it stands for
         return done
 
     stage_rows: list[dict] = []
@@ -211,20 +213,27 @@ def webtext(
     else:
         fetch_key, fetch_stats = fetch_task(out, links_key, fetch_config)
         stage_rows.append(build.stage_row("fetch", fetch_stats))
-        create_table_artifact(key="webtext-fetch-outcomes", description="Fetch outcome of every link",
-                              table=[{"outcome": k, "urls": v} for k, v in fetch_stats["outcomes"].items()])
         warcs, upstream = build.fetched_warcs(out), fetch_key
 
     stages = build_stages.with_options(task_runner=_task_runner(dask_address, n_workers))
     manifest = stages(out, links_path, links_key, warcs, upstream, config, stage_rows, run_config)
     build.record_request(out, request_key)
+    _publish(out, manifest)
+    logger.info("webtext: %d documents in %d shards under %s", manifest["totals"]["documents"],
+                len(manifest["shards"]), out / "shards")
+    return manifest
 
+
+def _publish(out: Path, manifest: dict) -> None:
+    """The build's artifacts: fetch outcomes (when pages were fetched), per-stage counts and the dataset card."""
+    fetch_stage = next((row for row in manifest["stages"] if row["stage"] == "fetch"), None)
+    if fetch_stage is not None:
+        outcomes = {"ok": fetch_stage["out"], **fetch_stage["dropped"]}
+        create_table_artifact(key="webtext-fetch-outcomes", description="Fetch outcome of every link",
+                              table=[{"outcome": k, "urls": v} for k, v in sorted(outcomes.items())])
     create_table_artifact(key="webtext-stage-counts", description="Documents in and out of every stage",
                           table=[{"stage": r["stage"], "in": r["in"], "out": r["out"],
                                   "dropped": ", ".join(f"{k}: {v}" for k, v in r["dropped"].items())}
                                  for r in manifest["stages"]])
     create_markdown_artifact(key="webtext-dataset-card", description="Dataset card (shards/README.md)",
                              markdown=(out / "shards" / "README.md").read_text())
-    logger.info("webtext: %d documents in %d shards under %s", manifest["totals"]["documents"],
-                len(manifest["shards"]), out / "shards")
-    return manifest

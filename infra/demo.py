@@ -76,6 +76,7 @@ def corpus_params(web: MiniWeb, connect_to: dict[str, str], out_dir: Path, size:
         "connect_to": connect_to,  # the dump's hosts -> the mini web's loopback server
         "val_fraction": size.val_fraction,
         "n_workers": 2,
+        "fetch_deadline_s": 10.0,  # the mini web's slow page drips for minutes: a timeout either way, sooner
     }
 
 

@@ -188,3 +188,44 @@ def read_artifacts(server: PrefectServer, flow_run_id: str, include_subflows: bo
         if artifact["type"] == "table" and isinstance(artifact["data"], str):
             artifact["data"] = json.loads(artifact["data"])
     return artifacts
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@dataclass
+class RunsPage:
+    rows: dict[str, str]  # run name -> text of its row on the UI's runs page
+    hosts: set[str]       # every host the page contacted
+    screenshot: Path
+
+
+def ui_runs_page(server: PrefectServer, run_names: list[str], screenshot: Path) -> RunsPage:
+    """Load the Prefect UI's runs page in headless Debian Chromium and read the row of each named run once it shows
+    as Completed; skips the test when Chromium is not installed."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Debian chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    hosts: set[str] = set()
+    rows: dict[str, str] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.route("**/*amplitude.com/**", lambda route: route.abort())  # the v2 UI's analytics, if ever loaded
+            page.on("request", lambda request: hosts.add(httpx.URL(request.url).host))
+            page.goto(f"{server.ui_url}/runs", wait_until="networkidle")
+            for run_name in run_names:
+                name = page.get_by_text(run_name, exact=True)
+                name.first.wait_for(timeout=30_000)
+                # The smallest element holding the run's name and its state badge is the run's row.
+                row = page.locator("div", has=name).filter(has_text="Completed").last
+                row.wait_for(timeout=30_000)
+                rows[run_name] = row.inner_text()
+            page.screenshot(path=screenshot, full_page=True)
+        finally:
+            browser.close()
+    return RunsPage(rows, hosts, screenshot)

@@ -13,7 +13,7 @@ import pytest
 from infra.demo import (CORPUS, EVALUATE, SIZES, TRAIN, corpus_params, evaluate_params, ground_truth_diff,
                         run_pipeline, train_params)
 from infra.miniweb import SMALL_ARTICLES, build_miniweb, serve_miniweb
-from prefect_fixtures import read_artifacts, read_logs, run_deployment
+from prefect_fixtures import read_artifacts, read_logs, run_deployment, ui_runs_page
 
 SEED = 11
 
@@ -58,6 +58,12 @@ def test_the_demo_pipeline_runs_through_the_deployments(prefect_server, served_d
     table = next(a for a in evaluation if a["type"] == "table")
     assert any("webtext-val" in json.dumps(row) for row in table["data"])
     assert list((tmp_path / "model").rglob("results.md")), "results.md next to the checkpoint"
+
+    # What a user browsing the UI sees: the three runs, each Completed.
+    page = ui_runs_page(prefect_server, [runs[name]["name"] for name in (CORPUS, TRAIN, EVALUATE)],
+                        tmp_path / "runs.png")
+    assert all("Completed" in row for row in page.rows.values()), page.rows
+    assert page.hosts == {"127.0.0.1"}, f"the UI contacted {page.hosts - {'127.0.0.1'}}"
 
 
 @pytest.mark.parametrize("size", sorted(SIZES))

@@ -7,15 +7,11 @@ tokenizer, a few LAMBADA examples.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
-
 import pytest
 
-from prefect_fixtures import PrefectServer, ServedDeployments, read_artifacts, read_logs, run_deployment
+from prefect_fixtures import (PrefectServer, ServedDeployments, read_artifacts, read_logs, run_deployment,
+                              ui_runs_page)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 DEPLOYMENT = "gpt2/evaluate"
 
 pytestmark = [pytest.mark.server, pytest.mark.browser, pytest.mark.slow]
@@ -62,27 +58,8 @@ def test_deployment_run_reads_back_with_its_parameters_and_artifacts(prefect_ser
 
 def test_ui_runs_page_shows_the_run_completed(prefect_server: PrefectServer, completed_run: dict,
                                               tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"needs Debian chromium at {CHROMIUM} (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    hosts: set[str] = set()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.route("**/*amplitude.com/**", lambda route: route.abort())  # the v2 UI's analytics, if ever loaded
-            page.on("request", lambda request: hosts.add(urlparse(request.url).hostname or ""))
-            page.goto(f"{prefect_server.ui_url}/runs", wait_until="networkidle")
-            name = page.get_by_text(completed_run["name"], exact=True)
-            name.first.wait_for(timeout=30_000)
-            # The smallest element holding the run's name and its state badge is the run's row.
-            row = page.locator("div", has=name).filter(has_text="Completed").last
-            row.wait_for(timeout=30_000)
-            page.screenshot(path=tmp_path / "runs.png")
-            row_text = row.inner_text()
-        finally:
-            browser.close()
+    page = ui_runs_page(prefect_server, [completed_run["name"]], tmp_path / "runs.png")
+    row_text = page.rows[completed_run["name"]]
     assert "Completed" in row_text and "evaluate" in row_text  # state badge and deployment name
-    assert (tmp_path / "runs.png").stat().st_size > 10_000
-    assert hosts == {"127.0.0.1"}, f"the UI contacted {hosts - {'127.0.0.1'}}"
+    assert page.screenshot.stat().st_size > 10_000
+    assert page.hosts == {"127.0.0.1"}, f"the UI contacted {page.hosts - {'127.0.0.1'}}"
