@@ -57,3 +57,14 @@ def reddit_sample(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def eval_data_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "eval"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and a shared, loaded machine makes OpenMP spin-waits very slow."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

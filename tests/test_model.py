@@ -13,13 +13,7 @@ from modeling.model import CONFIGS, GPT, GPTConfig, get_config, is_decayed
 SMALL = GPTConfig(block_size=32, vocab_size=100, n_layer=2, n_head=2, n_embd=32)  # padded to 128
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; OpenMP spin-waits crawl on a loaded shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_model(seed: int = 0, **overrides: object) -> GPT:

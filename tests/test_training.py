@@ -23,13 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 VOCAB = 300
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared, loaded machine makes OpenMP spin-waits very slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_shards(directory: Path, n_train: int = 20_000, n_val: int = 3_000) -> Path:
