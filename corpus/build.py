@@ -189,6 +189,7 @@ class ExtractUnit:
     chunk: int
     start: int  # first HTML record of the chunk in its WARC file
     stop: int
+    offset: int = 0  # byte offset of that record: a part is read without parsing the file before it
 
     @property
     def name(self) -> str:
@@ -197,7 +198,7 @@ class ExtractUnit:
 
 def plan_extract(out_dir: Path, warcs: Sequence[Path], upstream_key: str, config: BuildConfig) -> tuple[str, list[ExtractUnit]]:
     """Split the WARC files into units of `pages_per_part` HTML records; returns (stage key, units not done yet)."""
-    from corpus.warc import iter_html_records
+    from corpus.warc import html_record_offsets
 
     stage_dir = out_dir / "extract"
     key = stage_key("extract", upstream_key, file_fingerprint(warcs), config.extract, config.pages_per_part)
@@ -206,29 +207,29 @@ def plan_extract(out_dir: Path, warcs: Sequence[Path], upstream_key: str, config
     begin(stage_dir, key)
     plan_file = stage_dir / "_plan.json"
     if plan_file.exists():
-        counts = json.loads(plan_file.read_text())
-    else:
-        counts = [sum(1 for _ in iter_html_records([w])) for w in warcs]
-        _write_json(plan_file, counts)
+        plan = json.loads(plan_file.read_text())
+    else:  # per WARC file: its number of HTML pages and the byte offset of each part's first page
+        plan = []
+        for warc in warcs:
+            offsets = html_record_offsets(warc)
+            plan.append({"pages": len(offsets), "part_offsets": offsets[::config.pages_per_part]})
+        _write_json(plan_file, plan)
     units = []
-    for i, (warc, n) in enumerate(zip(warcs, counts)):
-        for c, start in enumerate(range(0, n, config.pages_per_part)):
-            units.append(ExtractUnit(warc, i, c, start, min(n, start + config.pages_per_part)))
+    for i, (warc, file_plan) in enumerate(zip(warcs, plan)):
+        n = file_plan["pages"]
+        for c, (start, offset) in enumerate(zip(range(0, n, config.pages_per_part), file_plan["part_offsets"])):
+            units.append(ExtractUnit(warc, i, c, start, min(n, start + config.pages_per_part), offset))
     return key, units
 
 
 def extract_unit(out_dir: Path, unit: ExtractUnit, config: ExtractConfig) -> dict[str, int]:
     """Extract one unit into extract/<file>-<chunk>.parquet (skipped when that part exists); returns outcome counts."""
-    from corpus.warc import iter_html_records
+    from corpus.warc import iter_html_records_from
 
     path = out_dir / "extract" / unit.name
     if not path.exists():
-        pages: dict[int, Any] = {}
-        for i, page in enumerate(iter_html_records([unit.warc])):
-            if i >= unit.stop:
-                break
-            if i >= unit.start:
-                pages[i] = page
+        pages: dict[int, Any] = dict(enumerate(
+            iter_html_records_from(unit.warc, unit.offset, unit.stop - unit.start), start=unit.start))
         pages_in = ((i, p.body, p.url) for i, p in pages.items())
         results = dict(extract_pages(pages_in, config, pool=shared_pool(config)))
         rows = [

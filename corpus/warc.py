@@ -167,13 +167,50 @@ def iter_html_records(paths: Iterable[Path]) -> Iterator[WarcPage]:
             raise ValueError(f"cannot read WARC file {path}: no WARC records found")
 
 
+def html_record_offsets(path: Path) -> list[int]:
+    """Byte offsets of the HTML page records of one WARC file, in order (one pass; bodies are skipped)."""
+    offsets, records = [], 0
+    with open(path, "rb") as stream:
+        try:
+            iterator = ArchiveIterator(stream)
+            for record in iterator:
+                records += 1
+                if _is_html_page(record):
+                    offsets.append(iterator.get_record_offset())
+        except ArchiveLoadFailed as error:
+            raise ValueError(f"cannot read WARC file {path}: {error}") from error
+    if records == 0 and Path(path).stat().st_size > 0:  # warcio silently yields nothing from a corrupt gzip
+        raise ValueError(f"cannot read WARC file {path}: no WARC records found")
+    return offsets
+
+
+def iter_html_records_from(path: Path, offset: int, count: int) -> Iterator[WarcPage]:
+    """`count` HTML pages of one WARC file, from the record at byte `offset` (from html_record_offsets) on: a part
+    of a large file is read without parsing everything before it."""
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        try:
+            for record in ArchiveIterator(stream):
+                if count <= 0:
+                    return
+                page = _html_page(record)
+                if page is not None:
+                    count -= 1
+                    yield page
+        except ArchiveLoadFailed as error:
+            raise ValueError(f"cannot read WARC file {path} at offset {offset}: {error}") from error
+
+
+def _is_html_page(record: ArcWarcRecord) -> bool:
+    return (record.rec_type == "response" and record.http_headers is not None
+            and record.http_headers.get_statuscode() == "200"
+            and is_html(record.http_headers.get_header("Content-Type") or ""))
+
+
 def _html_page(record: ArcWarcRecord) -> WarcPage | None:
-    if record.rec_type != "response" or record.http_headers is None:
+    if not _is_html_page(record):
         return None
-    status = record.http_headers.get_statuscode()
     content_type = record.http_headers.get_header("Content-Type") or ""
-    if status != "200" or not is_html(content_type):
-        return None
     return WarcPage(
         url=record.rec_headers.get_header("WARC-Target-URI"),
         link_url=record.rec_headers.get_header(LINK_URL_HEADER),

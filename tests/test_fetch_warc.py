@@ -9,7 +9,8 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from corpus.warc import RollingWarcWriter, finalize_open_files, iter_html_records
+from corpus.warc import (RollingWarcWriter, finalize_open_files, html_record_offsets, iter_html_records,
+                         iter_html_records_from)
 
 WHEN = datetime(2017, 12, 31, 23, 59, 58, 123456, tzinfo=timezone.utc)
 
@@ -99,6 +100,25 @@ def test_foreign_warc_like_common_crawl(tmp_path):
         ("https://news.example/b", None, b"<html>b</html>", None)]
     assert pages[0].content_type == "text/html; charset=UTF-8" and pages[0].fetched_at.endswith("Z")
 
+    # A part of the file read from its first page's offset, skipping non-HTML records in between.
+    offsets = html_record_offsets(path)
+    assert len(offsets) == 2
+    assert [p.url for p in iter_html_records_from(path, offsets[0], 2)] == [p.url for p in pages]
+    assert [p.body for p in iter_html_records_from(path, offsets[1], 5)] == [b"<html>b</html>"]
+
+
+def test_parts_read_from_offsets_equal_a_full_read(tmp_path):
+    writer = RollingWarcWriter(tmp_path, "t", max_bytes=1 << 20)
+    for n in range(23):
+        write(writer, n, f"<html><body>{n}</body></html>".encode())
+    writer.close()
+    [path] = sorted(tmp_path.glob("*.warc.gz"))
+    every = [(p.url, p.body) for p in iter_html_records([path])]
+    offsets = html_record_offsets(path)
+    assert len(offsets) == 23 and offsets == sorted(offsets)
+    parts = [[(p.url, p.body) for p in iter_html_records_from(path, offsets[start], 5)] for start in range(0, 23, 5)]
+    assert [page for part in parts for page in part] == every and [len(part) for part in parts] == [5, 5, 5, 5, 3]
+
 
 def test_unreadable_warc_is_a_clear_error(tmp_path):
     for name, data in [("bad.warc.gz", b"garbage" * 100), ("torn.warc.gz", b"\x1f\x8b\x08\x00garbage")]:
@@ -106,5 +126,7 @@ def test_unreadable_warc_is_a_clear_error(tmp_path):
         bad.write_bytes(data)
         with pytest.raises(ValueError, match=name):
             list(iter_html_records([bad]))
+        with pytest.raises(ValueError, match=name):
+            html_record_offsets(bad)
     with pytest.raises(FileNotFoundError, match="missing.warc.gz"):
         list(iter_html_records([tmp_path / "missing.warc.gz"]))
