@@ -2,10 +2,12 @@
 Wikipedia removal -> shards, on generated pages, at several corpus sizes.
 
 Each size runs in a fresh process; printed: wall time, docs/s, peak RSS of the build process and of its largest
-extraction worker. The build streams every stage part by part, so the peak should stay flat as the corpus grows,
-except for the dedup index (`bench_dedup.py`: about 4.5 KB per document).
+extraction worker. The goal is a peak that grows with the corpus only by the dedup index (`bench_dedup.py`: about
+4.5-4.9 KB per document). Measured on 2 cores: 408 MiB at 10k documents, 1,683 MiB at 100k, i.e. about 14.5 KB per
+document: the goal is not met yet (the shard writer sorts up to a 256 MB shard in memory; dedup keeps per-document
+state beside the index).
 
-    .venv/bin/python benchmarks/bench_build.py [--docs 1000 3000] [--large]   # --large: 10k and 100k (long)
+    .venv/bin/python benchmarks/bench_build.py [--docs 1000 3000] [--large]   # --large: 10k and 100k (~8 min)
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ def child(n: int, workdir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, nargs="*", default=[500, 2000])
-    parser.add_argument("--large", action="store_true", help="10k and 100k documents (100k takes hours on 2 cores)")
+    parser.add_argument("--large", action="store_true", help="10k and 100k documents (100k: about 7 minutes on 2 cores)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
