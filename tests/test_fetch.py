@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -208,44 +209,16 @@ def test_url_sorted_input_does_not_starve_other_hosts(server, tmp_path):
 
 def test_pairs_request_the_submitted_url_and_log_the_link(tmp_path: Path) -> None:
     """A (link URL, URL to request) pair: the request goes to the submitted form, the log and WARC keep the link."""
-    import pyarrow.parquet as pq
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    import threading
-
-    from corpus.fetch import FetchConfig, fetch_urls
-    from corpus.warc import iter_html_records
-
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            seen.append(f"{self.headers['Host']}{self.path}")
-            served = self.headers["Host"].startswith("www.") and self.path == "/story/"
-            body = b"<html><body><p>Only the submitted form of this URL is served.</p></body></html>"
-            self.send_response(200 if served or self.path == "/robots.txt" else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8" if served else "text/plain")
-            self.send_header("Content-Length", str(len(body) if served else 0))
-            self.end_headers()
-            if served:
-                self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
-        config = FetchConfig(connect_to={"*.news.test": f"127.0.0.1:{port}", "news.test": f"127.0.0.1:{port}"},
-                             min_delay_s=0.0)
+    body = b"<html><body><p>Only the submitted form of this URL is served.</p></body></html>"
+    with HostileServer(pages={("www.news.test", "/story/"): (body, "text/html; charset=utf-8")}) as server:
+        config = FetchConfig(connect_to={"*.news.test": f"127.0.0.1:{server.port}",
+                                         "news.test": f"127.0.0.1:{server.port}"}, min_delay_s=0.0)
         link = "http://news.test/story"
         summary = fetch_urls([(link, "http://www.news.test/story/")], tmp_path, config)
-    finally:
-        server.shutdown()
-        server.server_close()
+        seen = {(host, path) for _, host, path in server.requests}
     assert summary.outcomes == {"ok": 1}
-    assert "www.news.test/story/" in seen and "news.test/story" not in seen
+    assert ("www.news.test", "/story/") in seen and ("news.test", "/story") not in seen
     log = pq.read_table(tmp_path / "log.parquet").to_pylist()
     assert [(row["url"], row["final_url"]) for row in log] == [(link, "http://www.news.test/story/")]
     [page] = list(iter_html_records(sorted((tmp_path / "warc").glob("*.warc.gz"))))
-    assert (page.link_url, page.url) == (link, "http://www.news.test/story/")
+    assert (page.link_url, page.url, page.body) == (link, "http://www.news.test/story/", body)
