@@ -162,14 +162,13 @@ def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callab
         return key, stats
     begin(stage_dir, key)  # fetch_urls itself resumes from its log
     links = pq.read_table(out_dir / "links" / "links.parquet", columns=["url", "original_urls"]).to_pylist()
-    urls = [row["url"] for row in links]
     # Request a URL as it was submitted (https first): the canonical form is a key, not always a page a site serves.
     requests = [(row["url"], min(row["original_urls"] or [row["url"]], key=lambda u: (not u.startswith("https:"), u)))
                 for row in links]
     summary = fetch_urls(requests, stage_dir, fetch_config, progress=progress)
     # outcomes of every URL in the log, also those fetched by an earlier, interrupted run
     outcomes = Counter(pq.read_table(stage_dir / "log.parquet", columns=["outcome"]).column("outcome").to_pylist())
-    stats = {"in": len(urls), "out": outcomes.get("ok", 0),
+    stats = {"in": len(links), "out": outcomes.get("ok", 0),
              "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
              "outcomes": dict(sorted(outcomes.items())), "summary": summary.to_dict()}
     return key, finish(stage_dir, key, stats)
