@@ -26,7 +26,7 @@ def step_fn(kind: str, args: argparse.Namespace) -> tuple[Callable[[torch.Tensor
                               n_head=args.n_head, n_embd=args.n_embd))
 
         def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return model(x, y)[1]
+            return model(x, y)
     else:
         model = GPT2LMHeadModel(GPT2Config(
             vocab_size=args.vocab_size, n_positions=args.block_size, n_layer=args.n_layer, n_head=args.n_head,

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from modeling.loss import linear_cross_entropy
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -124,6 +126,7 @@ class GPT(nn.Module):
         pad_mask = torch.zeros(config.padded_vocab_size)
         pad_mask[config.vocab_size :] = float("-inf")
         self.register_buffer("logit_pad_mask", pad_mask, persistent=False)
+        self._loss_scratch: dict = {}  # the fused loss's reused logits buffer (see modeling/loss.py)
         self.apply(self._init_weights)
         # GPT-2's scaled init: each block adds two residual branches, so N = 2 * n_layer.
         for name, p in self.named_parameters():
@@ -162,26 +165,28 @@ class GPT(nn.Module):
             x = block(x)
         return self.transformer.ln_f(x)
 
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, T, vocab_size) for idx (B, T); with targets (B, T) also the mean cross-entropy loss.
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for idx (B, T); with targets (B, T), the mean cross-entropy loss instead.
 
-        Targets equal to -1 are ignored in the loss. With targets the logits are a view into the padded logits (no
-        copy on the training path).
+        Targets equal to -1 are ignored. The loss never materialises the logits in eager mode (modeling/loss.py fuses
+        it with the head); under torch.compile or autocast the plain path runs and the compiler fuses it instead.
         """
-        padded_logits = self.logits(self.hidden_states(idx))
-        V = self.config.vocab_size
+        hidden = self.hidden_states(idx)
         if targets is None:
-            return padded_logits[..., :V].contiguous()
-        loss = F.cross_entropy(padded_logits.flatten(0, -2).float(), targets.reshape(-1), ignore_index=-1)
-        return padded_logits[..., :V], loss
+            return self.logits(hidden)[..., : self.config.vocab_size].contiguous()
+        if torch.compiler.is_compiling() or torch.is_autocast_enabled(hidden.device.type):
+            return F.cross_entropy(self.logits(hidden).flatten(0, -2).float(), targets.reshape(-1), ignore_index=-1)
+        bias = self._pad_bias(hidden.dtype)
+        return linear_cross_entropy(hidden, self.lm_head.weight, bias, targets, self._loss_scratch)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Head output over the padded vocabulary; padding columns are -inf."""
+        return F.linear(hidden, self.lm_head.weight, self._pad_bias(hidden.dtype))
+
+    def _pad_bias(self, dtype: torch.dtype) -> torch.Tensor | None:
         if self.config.padded_vocab_size == self.config.vocab_size:
-            return self.lm_head(hidden)
-        return F.linear(hidden, self.lm_head.weight, self.logit_pad_mask.to(hidden.dtype))
+            return None
+        return self.logit_pad_mask.to(dtype)
 
     @torch.no_grad()
     def generate(

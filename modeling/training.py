@@ -82,7 +82,7 @@ class GPTModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        _, loss = self.model(x, y)
+        loss = self.model(x, y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(step=self.global_step + 1, loss=loss.item())
         self._loss_sum = self._loss_sum.to(loss.device) + loss.detach()
@@ -124,7 +124,7 @@ class GPTModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        _, loss = self.model(x, y)
+        loss = self.model(x, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, logger=False)
         return loss
 

@@ -67,12 +67,53 @@ def test_logits_are_causal_unpadded_and_loss_is_cross_entropy() -> None:
     assert not torch.allclose(model(changed)[:, 10:], logits[:, 10:])
     targets = torch.randint(0, 100, (2, 16))
     targets[0, 3] = -1  # ignored
-    out, loss = model(idx, targets)
-    torch.testing.assert_close(out, logits)
+    loss = model(idx, targets)
     keep = targets.view(-1) >= 0
     torch.testing.assert_close(loss, F.cross_entropy(logits.view(-1, 100)[keep], targets.view(-1)[keep]))
     with pytest.raises(ValueError, match="exceeds block_size 32"):
         model(torch.zeros(1, 33, dtype=torch.long))
+
+
+@pytest.mark.parametrize("pad_vocab_multiple", [64, 1])
+@pytest.mark.parametrize("chunk_tokens", [1024, 5])
+def test_fused_loss_matches_the_plain_head_and_cross_entropy(pad_vocab_multiple: int, chunk_tokens: int) -> None:
+    """The fused head + loss (modeling/loss.py) gives the plain path's loss and gradients, ignored targets included."""
+    from modeling.loss import linear_cross_entropy
+
+    def loss_and_grads(fused: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model = small_model(pad_vocab_multiple=pad_vocab_multiple).train()
+        idx = torch.randint(0, 100, (3, 16), generator=torch.Generator().manual_seed(1))
+        targets = torch.randint(0, 100, (3, 16), generator=torch.Generator().manual_seed(2))
+        targets[1, :7] = -1
+        hidden = model.hidden_states(idx)
+        if fused:
+            bias = model._pad_bias(hidden.dtype)
+            loss = linear_cross_entropy(hidden, model.lm_head.weight, bias, targets, {}, chunk_tokens=chunk_tokens)
+        else:
+            loss = F.cross_entropy(model.logits(hidden).flatten(0, 1), targets.view(-1), ignore_index=-1)
+        (2.5 * loss).backward()  # a non-unit upstream gradient reaches both gradients
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    (fused_loss, fused_grads), (plain_loss, plain_grads) = loss_and_grads(True), loss_and_grads(False)
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-6, atol=1e-6)
+    assert fused_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    assert fused_grads["transformer.wte.weight"][100:].abs().sum() == 0  # padding rows are never pushed
+
+
+def test_fused_loss_without_grad_and_a_model_call_agree() -> None:
+    model = small_model()
+    idx, targets = torch.randint(0, 100, (2, 16)), torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        loss = model(idx, targets)
+        plain = F.cross_entropy(model(idx).flatten(0, 1), targets.view(-1))
+    torch.testing.assert_close(loss, plain)
+    assert not loss.requires_grad
+    with pytest.raises(ValueError, match="chunk_tokens must be >= 1"):
+        from modeling.loss import linear_cross_entropy
+
+        linear_cross_entropy(torch.zeros(2, 32), model.lm_head.weight, None, torch.zeros(2, dtype=torch.long), {}, 0)
 
 
 def test_padding_does_not_change_the_model() -> None:
