@@ -17,6 +17,7 @@ import atexit
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -181,6 +182,16 @@ class _Slot:
         self.ready = True
         self.deadline = time.monotonic() + self.timeout_s if self.queue else float("inf")
 
+    def death(self) -> str:
+        """Why the worker process is gone: its signal or exit code."""
+        self.proc.join(timeout=5)
+        code = self.proc.exitcode
+        if code is None:
+            return "worker died (connection lost)"
+        if code < 0:
+            return f"worker died (killed by {signal.Signals(-code).name})"
+        return f"worker died (exit code {code})"
+
     def kill(self) -> None:
         self.proc.kill()
         self.proc.join()
@@ -254,9 +265,11 @@ class ExtractorPool:
                         slot.head_done()
                         yield message
                         continue
-                    result = Extraction(None, None, "error", "worker died")
-                elif slot.proc.sentinel in ready:
-                    result = Extraction(None, None, "error", f"worker died (exit code {slot.proc.exitcode})")
+                if slot.conn in ready or slot.proc.sentinel in ready:  # the pipe closed: the process is gone
+                    reason = slot.death()
+                    log.warning("extraction of %s: %s; starting a new worker", slot.queue[0][2] if slot.queue else
+                                None, reason)
+                    result = Extraction(None, None, "error", reason)
                 elif not slot.ready and now >= slot.deadline:
                     log.warning("an extraction worker did not start within %.0f s; replacing it", config.startup_timeout_s)
                     pending.extend(slot.queue)
@@ -311,7 +324,7 @@ def extract_pages(
     """Extract (key, html, url) pages in parallel; yields (key, Extraction) in completion order.
 
     A page that runs past `config.timeout_s` yields outcome "timeout" and its worker is replaced; a worker that dies
-    (segfault, out of memory) yields outcome "error" for its page.
+    (segfault, out of memory) yields outcome "error" for its page, naming its signal or exit code, and is replaced.
     """
     if pool is not None:
         yield from pool.imap(pages)

@@ -1,9 +1,13 @@
-"""Main-text extraction on real pages, the combination rule, and the per-page deadline of the worker pool."""
+"""Main-text extraction on real pages, the combination rule, and the worker pool: per-page deadline, dead workers."""
 from __future__ import annotations
 
 import json
+import signal
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from corpus.extract import ExtractConfig, ExtractorPool, extract_main_text, extract_pages, extract_with
@@ -54,13 +58,15 @@ def test_pool_extracts_in_parallel_and_records_the_extractor(web_pages_dir):
         assert results[key].extractor in {"trafilatura", "newspaper4k"}
 
 
+# trafilatura has no time limit of its own: 20,000 nested blocks take it several seconds
+PATHOLOGICAL = "<html><body>" + "".join(
+    f"<div><table><tr><td><p>paragraph {i} with some words in it</p></td></tr></table></div>" for i in range(20000)
+) + "</body></html>"
+
+
 def test_a_page_past_the_deadline_is_killed_and_the_pool_goes_on(web_pages_dir):
-    # trafilatura has no time limit of its own: 20,000 nested blocks take it many seconds
-    pathological = "<html><body>" + "".join(
-        f"<div><table><tr><td><p>paragraph {i} with some words in it</p></td></tr></table></div>" for i in range(20000)
-    ) + "</body></html>"
     entries = _pages(web_pages_dir, 3)
-    pages = [("slow", pathological, "https://slow.example.com/")]
+    pages = [("slow", PATHOLOGICAL, "https://slow.example.com/")]
     pages += [(e["file"], (web_pages_dir / e["file"]).read_bytes(), e["url"]) for e in entries]
     with ExtractorPool(ExtractConfig(workers=1, timeout_s=3.0, method="trafilatura")) as pool:
         results = dict(pool.imap(pages))
@@ -68,3 +74,36 @@ def test_a_page_past_the_deadline_is_killed_and_the_pool_goes_on(web_pages_dir):
         assert all(results[e["file"]].outcome == "ok" for e in entries), "the replacement worker must carry on"
         again = dict(pool.imap(pages[1:2]))  # the pool is reusable after a kill
         assert again[entries[0]["file"]].outcome == "ok"
+
+
+def _kill_once_busy(worker: psutil.Process, cpu_s: float = 0.5) -> None:
+    """SIGKILL the worker (as the kernel's OOM killer would) once it has spent `cpu_s` of CPU on its first page."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        times = worker.cpu_times()
+        if times.user + times.system >= cpu_s:
+            worker.send_signal(signal.SIGKILL)
+            return
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_page_is_recorded_and_replaced(web_pages_dir):
+    entries = _pages(web_pages_dir, 3)
+    pages = [("doomed", PATHOLOGICAL, "https://doomed.example.com/")]
+    pages += [(e["file"], (web_pages_dir / e["file"]).read_bytes(), e["url"]) for e in entries]
+    me = psutil.Process()
+    before = {c.pid for c in me.children()}
+    # one worker and a deadline far away: only the kill can end the pathological page
+    with ExtractorPool(ExtractConfig(workers=1, timeout_s=300.0, method="trafilatura")) as pool:
+        (worker,) = [c for c in me.children() if c.pid not in before]
+        killer = threading.Thread(target=_kill_once_busy, args=(worker,))
+        killer.start()
+        results = dict(pool.imap(pages))
+        killer.join()
+        assert not worker.is_running()
+        assert results["doomed"].outcome == "error"
+        assert results["doomed"].error == "worker died (killed by SIGKILL)"
+        assert results["doomed"].text is None
+        assert all(results[e["file"]].outcome == "ok" for e in entries), "the replacement worker must do the rest"
+        (replacement,) = [c for c in me.children() if c.pid not in before]
+        assert replacement.pid != worker.pid
