@@ -5,30 +5,35 @@ hash are one group.
 
 Near: datasketch MinHash (128 permutations) of the set of word 5-gram shingles of the normalized text, indexed in a
 MinHashLSH with threshold 0.7 (datasketch picks bands x rows for it). LSH only proposes candidate pairs; each pair is
-verified by the exact Jaccard similarity of the two shingle sets, and a pair below the threshold is never merged.
+verified by the Jaccard similarity of the two shingle sets (compared as 64-bit hashes of the shingles: exact unless
+two different shingles of the pair share a hash, about 1 in 10^13 for two 500-word texts), and a pair below the
+threshold is never merged.
 
 Survivor: in each group of verified duplicates the documents are ranked by (highest karma, earliest created_utc,
 smallest id). The best one is kept and everything verified as its duplicate is removed; then the best one left that
 is not removed is kept, and so on. Every removed document thus has a kept document it is verified to duplicate, and
 the result does not depend on input order.
 
-Memory: the in-memory index holds, per document, its key in each LSH band's hash table plus its id, rank and
-text hash: about 4.5 KB per document with 128 permutations (`benchmarks/bench_dedup.py`), i.e. ~4.5 GB for 1M
-documents; signatures and texts are not kept. For larger runs, or runs spread over several workers,
-`DedupConfig.lsh_storage` takes datasketch's storage config, e.g.
-`{"type": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}`, so the band tables live in one Redis server.
+Memory: the in-memory index holds, per document, its key in each LSH band's hash table (datasketch), its text hash
+(the exact-duplicate table), its id, and its karma and time as 8-byte array items: about 4.8 KB per document with 128
+permutations (`benchmarks/bench_dedup.py`), i.e. ~4.8 GB for 1M documents; signatures and texts are not kept. Pass 2
+holds the shingles of candidate documents only, each as a sorted array of 64-bit shingle hashes (8 bytes per word,
+about the size of the text). For larger runs, or runs spread over several workers, `DedupConfig.lsh_storage` takes
+datasketch's storage config, e.g. `{"type": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}`, so the band
+tables live in one Redis server.
 
 Usage is two passes over the documents, neither of which holds the corpus in memory:
     dd = Deduplicator(config)
-    for doc in docs: dd.add(doc.id, signature(doc.text), karma, created_utc)     # pass 1: no text kept
-    need = dd.candidate_ids()                                                 # usually a small set
-    result = dd.resolve((d.id, d.text) for d in docs if d.id in need)          # pass 2: exact Jaccard
+    for d in docs: dd.add(d.id, text_hash(d.text), signature(d.text), d.karma, d.created_utc)  # pass 1: no text kept
+    need = dd.candidate_ids()                                                          # usually a small set
+    result = dd.resolve((d.id, d.text) for d in docs if d.id in need)                   # pass 2: verify pairs
 """
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -78,6 +83,20 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
+def shingle_hashes(text: str, n: int = 5) -> np.ndarray:
+    """The shingle set as sorted unique 64-bit hashes: 8 bytes a shingle instead of a Python str in a set."""
+    digests = b"".join(hashlib.blake2b(s.encode(), digest_size=8).digest() for s in shingles(text, n))
+    return np.unique(np.frombuffer(digests, dtype="<u8"))
+
+
+def jaccard_hashes(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sets given as sorted unique arrays (`shingle_hashes`)."""
+    if not a.size and not b.size:
+        return 1.0
+    common = np.intersect1d(a, b, assume_unique=True).size
+    return common / (a.size + b.size - common)
+
+
 def signature(text: str, config: DedupConfig = DedupConfig()) -> np.ndarray:
     """MinHash hash values (uint64, num_perm) of the text's shingle set; cheap to store and ship between workers."""
     mh = MinHash(num_perm=config.num_perm, seed=config.seed, scheme=MINHASH_SCHEME)
@@ -107,16 +126,21 @@ class Deduplicator:
             storage = {"storage_config": {**config.lsh_storage, "basename": config.lsh_basename}, "prepickle": True}
         self.lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm, **storage)
         self.ids: list[str] = []
-        self.rank_keys: list[tuple[int, int, str]] = []  # (-karma, created_utc, id): smaller is better
+        self.karma = array("q")  # rank of doc i: (-karma[i], created[i], ids[i]), smaller is better
+        self.created = array("q")
         self.exact_first: dict[bytes, int] = {}  # text hash -> first doc index with it
         self.exact_of: dict[int, int] = {}  # doc index -> first doc index of its exact group (members only)
         self.pairs: set[tuple[int, int]] = set()  # LSH candidate pairs between exact-group representatives
+
+    def rank(self, index: int) -> tuple[int, int, str]:
+        return -self.karma[index], self.created[index], self.ids[index]
 
     def add(self, doc_id: str, text_digest: bytes, hashvalues: np.ndarray, karma: int, created_utc: int) -> None:
         """Pass 1: index one document by its text hash and MinHash hash values."""
         index = len(self.ids)
         self.ids.append(doc_id)
-        self.rank_keys.append((-int(karma), int(created_utc), doc_id))
+        self.karma.append(int(karma))
+        self.created.append(int(created_utc))
         first = self.exact_first.setdefault(text_digest, index)
         if first != index:
             self.exact_of[index] = first
@@ -133,10 +157,10 @@ class Deduplicator:
     def resolve(self, texts: Iterable[tuple[str, str]]) -> DedupResult:
         """Pass 2: verify candidate pairs by exact Jaccard and pick survivors."""
         position = {self.ids[i]: i for pair in self.pairs for i in pair}
-        shingle_sets: dict[int, set[str]] = {}
+        shingle_sets: dict[int, np.ndarray] = {}
         for doc_id, text in texts:
             if doc_id in position:
-                shingle_sets[position[doc_id]] = shingles(text, self.config.shingle_words)
+                shingle_sets[position[doc_id]] = shingle_hashes(text, self.config.shingle_words)
         missing = set(position.values()) - set(shingle_sets)
         if missing:
             raise ValueError(f"resolve() got no text for {len(missing)} candidate ids, e.g. {self.ids[min(missing)]}")
@@ -145,11 +169,11 @@ class Deduplicator:
         groups: dict[int, list[int]] = {}
         for member, first in self.exact_of.items():
             groups.setdefault(first, [first]).append(member)
-        best = {first: min(members, key=self.rank_keys.__getitem__) for first, members in groups.items()}
+        best = {first: min(members, key=self.rank) for first, members in groups.items()}
 
         neighbours: dict[int, set[int]] = {}
         for a, b in sorted(self.pairs):
-            if jaccard(shingle_sets[a], shingle_sets[b]) >= self.config.threshold:
+            if jaccard_hashes(shingle_sets[a], shingle_sets[b]) >= self.config.threshold:
                 result.verified_pairs += 1
                 ra, rb = best.get(a, a), best.get(b, b)
                 neighbours.setdefault(ra, set()).add(rb)
@@ -162,11 +186,11 @@ class Deduplicator:
                 if m != best[first]:
                     result.removed[self.ids[m]] = ("exact_duplicate", self.ids[best[first]])
         removed_near: set[int] = set()
-        for node in sorted(neighbours, key=self.rank_keys.__getitem__):
+        for node in sorted(neighbours, key=self.rank):
             if node in removed_near:
                 continue
             for other in neighbours[node]:
-                if other not in removed_near and self.rank_keys[other] > self.rank_keys[node]:
+                if other not in removed_near and self.rank(other) > self.rank(node):
                     removed_near.add(other)
                     result.removed[self.ids[other]] = ("near_duplicate", self.ids[node])
         return result

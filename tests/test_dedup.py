@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from corpus.dedup import DedupConfig, Deduplicator, jaccard, normalize_text, shingles, signature, text_hash
+from corpus.dedup import (DedupConfig, Deduplicator, jaccard, jaccard_hashes, normalize_text, shingle_hashes, shingles,
+                          signature, text_hash)
 
 VOCAB = [f"w{i}" for i in range(20000)]
 
@@ -38,6 +39,16 @@ def test_normalization_makes_exact_duplicates_of_case_punctuation_and_spacing():
     assert normalize_text("Hello,  World!\n") == "hello world"
     assert text_hash("Hello, World!") == text_hash("hello   world")
     assert text_hash("Hello, World!") != text_hash("Hello, Word!")
+
+
+def test_hashed_shingle_sets_give_the_jaccard_of_the_shingle_sets():
+    rng = random.Random(13)
+    base = random_doc(rng, 250)
+    for edits in (0, 3, 20, 80, 250):
+        a, b = " ".join(base), " ".join(mutate(rng, base, edits))
+        assert jaccard_hashes(shingle_hashes(a), shingle_hashes(b)) == jaccard(shingles(a), shingles(b))
+    assert shingle_hashes("two words").size == 1  # shorter than a shingle: one shingle
+    assert jaccard_hashes(shingle_hashes(""), shingle_hashes("")) == 1.0
 
 
 def test_recall_on_generated_near_duplicates_is_at_least_95_percent():
