@@ -38,8 +38,8 @@ A rebuild of GPT-2's WebText: the main text of {source}, de-duplicated, with Wik
 - Columns: `id` (hash of the link URL), `url` (final URL after redirects), `link_url` (canonical Reddit link),
   `domain`, `title` (of the highest-scored submission), `text`, `karma`, `subreddits`, `created_utc` (first
   submission, unix seconds), `fetched_at`, `extractor` (trafilatura or newspaper4k), `n_words`.
-- Parquet, zstd, row groups of {cfg['shards']['row_group_rows']} rows; rows sorted by `id` (a fixed shuffle). The split
-  is a hash of `id`, so it is stable when the corpus grows.
+- Parquet, zstd, row groups of {cfg['shards']['row_group_rows']} rows; rows ordered by a hash of `id` (a fixed
+  shuffle). The split is another hash of `id`, so it is stable when the corpus grows.
 
 ## How it was built
 

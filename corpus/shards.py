@@ -1,24 +1,30 @@
-"""Parquet shards of the finished corpus: deterministic split, deterministic bytes.
+"""Parquet shards of the finished corpus: deterministic split, deterministic bytes, memory bounded by a setting.
 
 Layout: `shards/train-00000-of-000NN.parquet` and `shards/val-00000-of-000MM.parquet`. A document goes to val when a
 hash of its id falls under `val_fraction`, so the split never changes when documents are added or removed. Within a
-split, a second hash of the id picks the shard and rows are sorted by id, so the order is a fixed pseudo-random
-shuffle. Writer settings are fixed (zstd level, row-group size, dictionary, statistics) and no wall-clock time is
-written, so the same documents give byte-identical files.
+split, a second 64-bit hash of the id (`shard_key`) picks the shard and orders its rows (ties by id), so the order is
+a fixed pseudo-random shuffle. Writer settings are fixed (zstd level, row groups of exactly `row_group_rows` rows but
+the last, dictionary, statistics) and no wall-clock time is written, so the same documents give byte-identical files,
+whatever their input order and whatever `memory_text_bytes`.
 
-Memory: documents pass once through one temporary bucket file per output shard, then each shard is sorted alone;
-peak memory is about one shard, not the corpus.
+Memory: the writer never holds more than about `memory_text_bytes` of text (default 32 MiB). Documents pass once
+through one temporary Arrow file per output shard (buffered up to that size in all); a shard with more text than that
+is split by ranges of its key into pieces of about that size, and each piece, sorted alone, is appended to the shard in
+key order. Nothing held grows with the corpus or the shard size.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema(
@@ -38,6 +44,8 @@ SCHEMA = pa.schema(
     ]
 )
 SPLITS = ("train", "val")
+_BUCKET_SCHEMA = SCHEMA.append(pa.field("_key", pa.uint64()))  # temporary files: rows and their shard_key
+_BUCKET_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 @dataclass(frozen=True)
@@ -46,10 +54,13 @@ class ShardConfig:
     shard_text_bytes: int = 256 * 2**20  # text bytes per shard (about 200 MB compressed-out Parquet files)
     row_group_rows: int = 1024  # about 5 MB of text per row group: streams without loading a shard
     zstd_level: int = 6
+    memory_text_bytes: int = 32 * 2**20  # text held in memory at once while writing; never changes the output
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"ShardConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.row_group_rows < 1 or self.memory_text_bytes < 1:
+            raise ValueError(f"ShardConfig.row_group_rows and memory_text_bytes must be >= 1, got {self}")
 
 
 def _unit(doc_id: str, salt: str) -> float:
@@ -59,6 +70,11 @@ def _unit(doc_id: str, salt: str) -> float:
 
 def split_of(doc_id: str, val_fraction: float) -> str:
     return "val" if _unit(doc_id, "split") < val_fraction else "train"
+
+
+def shard_key(doc_id: str) -> int:
+    """64-bit hash of the id: shard i of n holds the keys in [i, i + 1) * 2**64 / n, in key order."""
+    return int.from_bytes(hashlib.blake2b(f"shard:{doc_id}".encode(), digest_size=8).digest(), "big")
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -101,52 +117,129 @@ def write_shards(
 
     tmp = shards_dir.with_name(f".{shards_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    buckets_dir = tmp / ".buckets"
-    buckets_dir.mkdir(parents=True)
-    writers: dict[tuple[str, int], pq.ParquetWriter] = {}
-    batch: dict[tuple[str, int], list[dict]] = {}
-
-    def flush(key: tuple[str, int]) -> None:
-        if key not in writers:
-            writers[key] = pq.ParquetWriter(buckets_dir / f"{key[0]}-{key[1]}.parquet", SCHEMA, compression="none")
-        writers[key].write_table(pa.Table.from_pylist(batch.pop(key), schema=SCHEMA))
-
+    buckets = _Buckets(tmp / ".buckets", config.memory_text_bytes)
     for doc in docs():
         split = split_of(doc["id"], config.val_fraction)
-        key = (split, int(_unit(doc["id"], "shard") * counts[split]))
-        batch.setdefault(key, []).append({name: doc.get(name) for name in SCHEMA.names})
-        if len(batch[key]) >= config.row_group_rows:
-            flush(key)
-    for key in list(batch):
-        flush(key)
-    for writer in writers.values():
-        writer.close()
+        key = shard_key(doc["id"])
+        buckets.add((split, key * counts[split] >> 64), key, doc)
+    buckets.close()
 
     files: list[ShardFile] = []
     for split in SPLITS:
         if text_bytes[split] == 0:
             continue
         for index in range(counts[split]):
-            bucket = buckets_dir / f"{split}-{index}.parquet"
-            table = pq.read_table(bucket) if bucket.exists() else SCHEMA.empty_table()
-            table = _first_per_id(table.sort_by("id"))  # a stable sort keeps arrival order among equal ids
+            lo, hi = (index << 64) // counts[split], ((index + 1) << 64) // counts[split]
+            pieces = buckets.pieces((split, index), lo, hi)
             path = tmp / shard_name(split, index, counts[split])
-            pq.write_table(
-                table,
-                path,
-                compression="zstd",
-                compression_level=config.zstd_level,
-                row_group_size=config.row_group_rows,
-                use_dictionary=["domain", "extractor", "subreddits"],
-                write_statistics=True,
-                data_page_version="2.0",
-            )
-            bucket.unlink(missing_ok=True)
-            files.append(ShardFile(path.name, split, table.num_rows, path.stat().st_size, _sha256(path)))
-    shutil.rmtree(buckets_dir)
+            rows = _write_shard(pieces, path, config)
+            files.append(ShardFile(path.name, split, rows, path.stat().st_size, _sha256(path)))
+    shutil.rmtree(buckets.folder)
     shutil.rmtree(shards_dir, ignore_errors=True)
     os.replace(tmp, shards_dir)
     return files
+
+
+class _Buckets:
+    """One temporary Arrow IPC file of rows per output shard, fed through in-memory buffers of `limit` text bytes in
+    all; `pieces` splits a file with more text than that into key ranges of about that size."""
+
+    def __init__(self, folder: Path, limit: int) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True)
+        self.limit = limit
+        self.buffers: dict[tuple[str, int], list[dict]] = {}
+        self.buffered = 0
+        self.text_bytes: Counter[tuple[str, int]] = Counter()
+        self.writers: dict[tuple[str, int], _IpcWriter] = {}
+
+    def path(self, shard: tuple[str, int]) -> Path:
+        return self.folder / f"{shard[0]}-{shard[1]}.arrow"
+
+    def add(self, shard: tuple[str, int], key: int, doc: dict) -> None:
+        row = {name: doc.get(name) for name in SCHEMA.names}
+        row["_key"] = key
+        self.buffers.setdefault(shard, []).append(row)
+        size = len(doc["text"].encode())
+        self.text_bytes[shard] += size
+        self.buffered += size
+        if self.buffered >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        for shard, rows in self.buffers.items():
+            if shard not in self.writers:
+                self.writers[shard] = _IpcWriter(self.path(shard))
+            self.writers[shard].write(pa.Table.from_pylist(rows, schema=_BUCKET_SCHEMA))
+        self.buffers.clear()
+        self.buffered = 0
+
+    def close(self) -> None:
+        self.flush()
+        for writer in self.writers.values():
+            writer.close()
+
+    def pieces(self, shard: tuple[str, int], lo: int, hi: int) -> list[Path]:
+        """The shard's rows as files covering consecutive ranges of [lo, hi), each with about `limit` text bytes."""
+        path = self.path(shard)
+        n = -(-self.text_bytes[shard] // self.limit)
+        if n <= 1:
+            return [path] if path.exists() else []
+        edges = np.array([lo + (hi - lo) * j // n for j in range(1, n)], dtype=np.uint64)
+        writers = [_IpcWriter(path.with_name(f"{path.stem}.{j:05d}.arrow")) for j in range(n)]
+        with pa.OSFile(str(path)) as source:
+            for batch in pa.ipc.open_stream(source):  # one buffer flush at a time
+                piece = np.searchsorted(edges, batch.column("_key").to_numpy(), side="right")
+                for j in np.unique(piece):
+                    writers[j].write(pa.Table.from_batches([batch.filter(pa.array(piece == j))]))
+        for writer in writers:
+            writer.close()
+        path.unlink()
+        return [w.path for w in writers if w.path.exists()]
+
+
+class _IpcWriter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sink = pa.OSFile(str(path), "wb")
+        self.writer = pa.ipc.new_stream(self.sink, _BUCKET_SCHEMA, options=_BUCKET_OPTIONS)
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sink.close()
+
+
+def _read_ipc(path: Path) -> pa.Table:
+    with pa.OSFile(str(path)) as source:  # read into memory, not mapped: the pages are freed with the table
+        return pa.ipc.open_stream(source).read_all()
+
+
+def _write_shard(pieces: list[Path], path: Path, config: ShardConfig) -> int:
+    """Sort each piece by (key, id), drop repeated ids, append to the shard in row groups of exactly row_group_rows
+    rows (the last may be shorter): the bytes depend on the rows only, not on how they were split into pieces."""
+    size = config.row_group_rows
+    writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", compression_level=config.zstd_level,
+                              use_dictionary=["domain", "extractor", "subreddits"], write_statistics=True,
+                              data_page_version="2.0")
+    rows = 0
+    carry = SCHEMA.empty_table()  # sorted rows not yet written: fewer than one row group
+    for piece in pieces:
+        table = _read_ipc(piece)
+        piece.unlink()
+        order = pc.sort_indices(table, sort_keys=[("_key", "ascending"), ("id", "ascending")])  # stable: first stays first
+        table = pa.concat_tables([carry, _first_per_id(table.take(order)).drop_columns(["_key"])])
+        full = table.num_rows - table.num_rows % size
+        for start in range(0, full, size):
+            writer.write_table(table.slice(start, size).combine_chunks(), row_group_size=size)
+        carry = table.take(np.arange(full, table.num_rows))  # a copy: the piece's memory is freed
+        rows += full
+    if carry.num_rows or not rows:
+        writer.write_table(carry.combine_chunks(), row_group_size=size)
+    writer.close()
+    return rows + carry.num_rows
 
 
 def _first_per_id(table: pa.Table) -> pa.Table:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from corpus.card import render_card
-from corpus.shards import SCHEMA, ShardConfig, iter_shard_rows, split_of, write_shards
+from corpus.shards import SCHEMA, ShardConfig, iter_shard_rows, shard_key, split_of, write_shards
 
 CONTRACT_COLUMNS = {"id", "url", "domain", "title", "text", "karma", "subreddits", "created_utc", "fetched_at",
                     "extractor", "n_words"}
@@ -80,6 +81,26 @@ def test_duplicate_ids_keep_the_first_and_bad_fraction_is_rejected(tmp_path):
     assert next(r for r in rows if r["id"] == docs[3]["id"])["text"] == docs[3]["text"]
     with pytest.raises(ValueError, match="val_fraction"):
         ShardConfig(val_fraction=1.0)
+
+
+def test_the_memory_bound_never_changes_the_bytes(tmp_path):
+    docs = make_docs(600)
+    docs.append(dict(docs[5], text="a later copy of the same link"))  # arrives many buffer flushes after the first
+    roomy = ShardConfig(val_fraction=0.1, shard_text_bytes=400_000, row_group_rows=50)
+    write_shards(lambda: iter(docs), tmp_path / "roomy", roomy)
+    tight = replace(roomy, memory_text_bytes=20_000)  # ~40 buffer flushes; each shard sorted in ~20 key ranges
+    files = write_shards(lambda: iter(docs), tmp_path / "tight", tight)
+    assert digests(tmp_path / "roomy") == digests(tmp_path / "tight")
+    assert len([f for f in files if f.split == "train"]) >= 2
+
+    for f in files:
+        pf = pq.ParquetFile(tmp_path / "tight" / f.name)
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+        assert all(n == 50 for n in sizes[:-1]) and 0 < sizes[-1] <= 50, sizes
+        keys = [shard_key(doc_id) for doc_id in pf.read(columns=["id"]).column("id").to_pylist()]
+        assert keys == sorted(keys) and len(keys) == f.rows
+    rows = {r["id"]: r["text"] for split in ("train", "val") for r in iter_shard_rows(tmp_path / "tight", split)}
+    assert len(rows) == 600 and rows[docs[5]["id"]] == docs[5]["text"]
 
 
 def test_card_renders_the_manifest():
