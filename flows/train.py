@@ -3,7 +3,7 @@ export -> artifacts -> `gpt2/evaluate` on the result.
 
     tokenizer      train one on the corpus (tokenizer="train"), or load GPT-2's (tokenizer="gpt2") or a directory
     token shards   corpus.tokens.encode_corpus; cached by a manifest, so a re-run skips finished work
-    train          modeling.train.train (resume=True continues from the newest checkpoint in out_dir/checkpoints)
+    train          modeling.train in a child process (resume=True continues from the newest checkpoint)
     artifacts      loss-curve SVG in a markdown artifact, a summary table, a progress bar while training
     evaluate       flows.evaluate.evaluate as a subflow
 """
@@ -25,25 +25,25 @@ from prefect.cache_policies import NO_CACHE
 
 from corpus.tokenizer import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
 from corpus.tokens import encode_corpus
-from modeling.train import TrainConfig, TrainResult
-from modeling.train import train as train_model
+from modeling.train import TrainConfig, TrainResult, train_in_subprocess
 
 
 @task(cache_policy=NO_CACHE)
 def make_tokenizer(corpus: str, tokenizer: str, directory: Path, gpt2_bpe_dir: str | None,
-                   vocab_size: int) -> BPETokenizer:
+                   vocab_size: int) -> tuple[BPETokenizer, Path]:
+    """The tokenizer and the directory of its files (saved with the exported model)."""
     logger = get_run_logger()
     if tokenizer == "gpt2":
         if gpt2_bpe_dir is None:
             raise ValueError("tokenizer='gpt2' needs gpt2_bpe_dir: a directory holding GPT-2's encoder.json and "
                              "vocab.bpe (nothing is downloaded)")
-        return load_gpt2(Path(gpt2_bpe_dir) / "encoder.json", Path(gpt2_bpe_dir) / "vocab.bpe")
+        return load_gpt2(Path(gpt2_bpe_dir) / "encoder.json", Path(gpt2_bpe_dir) / "vocab.bpe"), Path(gpt2_bpe_dir)
     if tokenizer != "train":
-        return load_tokenizer(tokenizer)
+        return load_tokenizer(tokenizer), Path(tokenizer)
     trained, reused = train_or_reuse_bpe(corpus, directory, vocab_size)
     logger.info("%s the %d-token BPE tokenizer trained on %s (%s)", "reusing" if reused else "trained",
                 trained.n_vocab, corpus, directory)
-    return trained
+    return trained, directory
 
 
 @task(cache_policy=NO_CACHE)
@@ -54,7 +54,9 @@ def make_token_shards(corpus: str, tokenizer: BPETokenizer, tokens_dir: Path) ->
 
 
 @task(cache_policy=NO_CACHE)
-def fit(config: TrainConfig, tokenizer: BPETokenizer, total_steps: int) -> TrainResult:
+def fit(config: TrainConfig, total_steps: int) -> TrainResult:
+    """Train in a child process (`python -m modeling.train`): Lightning's DDP re-runs that command for its other
+    ranks, and a crash there is reported here with the training's last output."""
     logger = get_run_logger()
     progress = create_progress_artifact(progress=0.0, key="gpt2-train-progress",
                                         description=f"training {config.model} in {config.out_dir}")
@@ -65,7 +67,7 @@ def fit(config: TrainConfig, tokenizer: BPETokenizer, total_steps: int) -> Train
         if "train/loss" in metrics:
             update_progress_artifact(progress, progress=100.0 * metrics["step"] / total_steps)
 
-    result = train_model(config, tokenizer=tokenizer, on_step=on_step)
+    result = train_in_subprocess(config, on_step=on_step, on_output=logger.info)
     update_progress_artifact(progress, progress=100.0)
     return result
 
@@ -139,11 +141,11 @@ def train(
         devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, compile=compile, resume=resume,
     )
 
-    bpe = make_tokenizer(corpus, tokenizer, run_dir / "tokenizer", gpt2_bpe_dir, tokenizer_vocab_size)
+    bpe, bpe_dir = make_tokenizer(corpus, tokenizer, run_dir / "tokenizer", gpt2_bpe_dir, tokenizer_vocab_size)
     make_token_shards(corpus, bpe, tokens_dir)
-    config = dataclasses.replace(config, vocab_size=bpe.n_vocab)
+    config = dataclasses.replace(config, vocab_size=bpe.n_vocab, tokenizer_dir=str(bpe_dir))
     total_steps = max_steps or -(-(max_tokens or 0) // batch_tokens)
-    result = fit(config, bpe, total_steps)
+    result = fit(config, total_steps)
     publish(result, config)
 
     summary: dict[str, Any] = {"train": result.to_dict()}

@@ -14,7 +14,12 @@ import argparse
 import json
 import logging
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -24,6 +29,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from corpus.tokenizer import load_tokenizer
 from modeling.data import TokenDataModule
 from modeling.hf import save_pretrained
 from modeling.model import GPT, Block, get_config
@@ -72,6 +78,7 @@ class TrainConfig:
     resume: bool | str = False  # True: newest checkpoint in out_dir/checkpoints; or a checkpoint path
     peak_flops: float | None = None  # per device, for MFU; None: looked up for H100/H200/A100
     progress_bar: bool = False
+    tokenizer_dir: str | None = None  # tokenizer files saved with the export; its end-of-text id becomes eos
 
     def __post_init__(self) -> None:
         get_config(self.model)  # unknown names fail here, before any work, listing the valid ones
@@ -145,7 +152,16 @@ def train(
     tokenizer: SavableTokenizer | None = None,
     on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume), then export the final model in Hugging Face format to out_dir/model."""
+    """Train (or resume), then export the final model in Hugging Face format to out_dir/model.
+
+    Runs in this process; devices > 1 with a DDP strategy relaunches this process's command for the other ranks, so
+    call it from a script (or use train_in_subprocess, which runs `python -m modeling.train`).
+    """
+    if config.strategy.startswith("fsdp") and not torch.cuda.is_available():
+        raise ValueError(f"strategy={config.strategy!r} needs CUDA GPUs (Lightning's FSDP does not run on the CPU); "
+                         "use strategy='ddp' for several CPU processes")
+    if tokenizer is None and config.tokenizer_dir is not None:
+        tokenizer = load_tokenizer(config.tokenizer_dir)
     overrides: dict[str, Any] = {"dropout": config.dropout}
     if config.vocab_size is not None:
         overrides["vocab_size"] = config.vocab_size
@@ -243,6 +259,81 @@ def train(
     return result
 
 
+STEP_EVENT = "modeling.train.step "  # prefix of the per-step metric lines `--step-events` prints
+PARENT_PID_ENV = "MODELING_TRAIN_PARENT_PID"  # set by train_in_subprocess: the child dies with that process
+
+
+class TrainingProcessError(RuntimeError):
+    """The training process exited with an error; the message carries its last output lines."""
+
+
+def command_line(config: TrainConfig) -> list[str]:
+    """The `python -m modeling.train` arguments that recreate config (None fields keep their defaults)."""
+    args: list[str] = []
+    for name, value in asdict(config).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool) and TrainConfig.__dataclass_fields__[name].type == "bool":
+            args.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel SIGKILL this process when the process that started it dies (a killed flow run must
+    not leave its training running). Set here in the child, as preexec_fn is unsafe in a threaded parent."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        sys.exit(f"modeling.train: parent process {parent_pid} is gone")
+
+
+def train_in_subprocess(
+    config: TrainConfig,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    on_output: Callable[[str], None] | None = None,
+    tail_lines: int = 30,
+) -> TrainResult:
+    """Run train(config) as `python -m modeling.train` in a child process and return its result.
+
+    Why a child: Lightning's DDP launches the other ranks by re-running the current command, which must be the
+    training command (not, say, a Prefect flow run); and a crash or out-of-memory kill there leaves the caller alive
+    to report it. Step metrics reach on_step, every other output line on_output; a failure raises
+    TrainingProcessError with the last tail_lines of output. The child dies with its parent.
+    """
+    summary = Path(config.out_dir) / "summary.json"
+    summary.unlink(missing_ok=True)  # rewritten at the end of a successful run: never read a stale one
+    command = [sys.executable, "-m", "modeling.train", *command_line(config), "--step-events"]
+    tail: deque[str] = deque(maxlen=tail_lines)
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                          env=env) as child:
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                line = line.rstrip("\n")
+                if line.startswith(STEP_EVENT):
+                    if on_step is not None:
+                        on_step(json.loads(line[len(STEP_EVENT):]))
+                    continue
+                tail.append(line)
+                if on_output is not None:
+                    on_output(line)
+        finally:
+            if child.poll() is None:  # the caller is being interrupted: stop the training too
+                child.kill()
+            child.wait()
+    if child.returncode != 0 or not summary.is_file():
+        last = next((line for line in reversed(tail) if line.strip()), "no output")  # a traceback's last line
+        output = "\n".join(tail)
+        raise TrainingProcessError(f"training process {' '.join(command[:3])} for {config.out_dir} exited with code "
+                                   f"{child.returncode}: {last}\n--- its last output ---\n{output}")
+    return TrainResult(**json.loads(summary.read_text())["result"])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line over TrainConfig; needed for multi-process DDP/FSDP launches (torchrun, SLURM, Lightning)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -255,13 +346,25 @@ def main(argv: list[str] | None = None) -> None:
         else:
             kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(field.type), str)
             parser.add_argument(flag, type=kind, default=field.default)
+    parser.add_argument("--step-events", action="store_true",
+                        help=f"print each step's metrics as one '{STEP_EVENT}<json>' line (for train_in_subprocess)")
     args = vars(parser.parse_args(argv))
+    step_events = args.pop("step_events")
+    if parent := os.environ.pop(PARENT_PID_ENV, None):  # popped: the DDP ranks Lightning starts are not our children
+        _die_with_parent(int(parent))
     if args["resume"] in ("true", "True", "false", "False"):
         args["resume"] = args["resume"] in ("true", "True")
     if isinstance(args["devices"], str) and args["devices"].isdigit():
         args["devices"] = int(args["devices"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = train(TrainConfig(**args), on_step=lambda m: log.info("%s", {k: round(v, 5) for k, v in m.items()}))
+
+    def on_step(metrics: dict[str, float]) -> None:
+        if step_events:
+            print(STEP_EVENT + json.dumps(metrics), flush=True)
+        else:
+            log.info("%s", {k: round(v, 5) for k, v in metrics.items()})
+
+    result = train(TrainConfig(**args), on_step=on_step)
     print(json.dumps(result.to_dict(), indent=2))
 
 

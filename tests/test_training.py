@@ -16,7 +16,15 @@ from transformers import GPT2LMHeadModel
 
 from modeling.data import RandomWindows, SequentialWindows, TokenDataModule, read_token_shard, write_token_shard
 from modeling.hf import from_pretrained
-from modeling.train import TrainConfig, gradient_accumulation, latest_checkpoint, train
+from modeling.train import (
+    TrainConfig,
+    TrainingProcessError,
+    command_line,
+    gradient_accumulation,
+    latest_checkpoint,
+    train,
+    train_in_subprocess,
+)
 from modeling.training import export_state_dict, lr_multiplier
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +120,9 @@ def test_clear_errors(tmp_path: Path) -> None:
         train(tiny_config(tokens, tmp_path / "run", batch_tokens=1000))
     with pytest.raises(FileNotFoundError, match="checkpoint to resume from .*nope.ckpt does not exist"):
         train(tiny_config(tokens, tmp_path / "run", resume=str(tmp_path / "nope.ckpt")))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="strategy='fsdp' needs CUDA GPUs .* use strategy='ddp'"):
+            train(tiny_config(tokens, tmp_path / "run", strategy="fsdp"))
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was started
     assert gradient_accumulation(524288, 16, 1024, 8) == 4
 
@@ -153,10 +164,7 @@ def test_resume_after_sigkill_gives_identical_losses(tmp_path: Path) -> None:
     assert sorted(expected) == list(range(1, 17))
 
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "modeling.train", "--tokens-dir", str(tokens), "--out-dir", str(killed)]
-    for key, value in dict(vars(tiny_config(tokens, killed, **common))).items():
-        if key not in ("tokens_dir", "out_dir") and not isinstance(value, bool) and value is not None:
-            args += ["--" + key.replace("_", "-"), str(value)]
+    args = [sys.executable, "-m", "modeling.train", *command_line(tiny_config(tokens, killed, **common))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as this process: same float reductions
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -188,14 +196,55 @@ def test_resume_after_sigkill_gives_identical_losses(tmp_path: Path) -> None:
 
 
 def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path: Path) -> None:
+    """Through a training child process: the error raised in the caller carries the child's message."""
     tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
-    with pytest.raises(RuntimeError, match=r"loss is (nan|inf) at step (\d+); last good checkpoint: .*step\d+\.ckpt") as err:
-        train(tiny_config(tokens, tmp_path / "run", lr=1e6, warmup_steps=0, max_steps=50, checkpoint_interval=1))
+    config = tiny_config(tokens, tmp_path / "run", lr=1e6, warmup_steps=0, max_steps=50, checkpoint_interval=1)
+    with pytest.raises(TrainingProcessError, match=r"exited with code 1: RuntimeError: training stopped: loss is "
+                       r"(nan|inf) at step (\d+); last good checkpoint: .*step\d+\.ckpt") as err:
+        train_in_subprocess(config)
     step = int(str(err.value).split(" at step ")[1].split(";")[0])
     last_good = latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert last_good.name == f"step{step - 1:07d}.ckpt"
     _, state = export_state_dict(last_good)
     assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_ddp_on_two_cpu_processes_through_a_training_child_process(tmp_path: Path) -> None:
+    tokens = make_shards(tmp_path / "tokens")
+    config = tiny_config(tokens, tmp_path / "run", max_steps=6, devices=2, strategy="ddp", batch_tokens=2 * 2 * 4 * 64,
+                         val_interval=3, checkpoint_interval=3)
+    steps: list[dict[str, float]] = []
+    output: list[str] = []
+    result = train_in_subprocess(config, on_step=steps.append, on_output=output.append)
+    assert result.steps == 6 and result.tokens == 6 * 1024
+    assert [m["step"] for m in steps if "train/loss" in m] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [m["step"] for m in steps if "val/loss" in m] == [3.0, 6.0]
+    log = "\n".join(output)
+    # two ranks, each doing 2 micro-batches of 4 x 64 per step: 2 x 2 x 256 = the 1024-token batch
+    assert log.count("2 micro-batches of 4 x 64 on 2 devices") == 2, log
+    assert "GLOBAL_RANK: 1" in log
+    hf = GPT2LMHeadModel.from_pretrained(result.export_dir)
+    _, state = export_state_dict(result.checkpoint)
+    torch.testing.assert_close(hf.transformer.h[0].ln_1.weight, state["transformer.h.0.ln_1.weight"])
+
+
+def test_the_training_child_process_dies_with_its_caller(tmp_path: Path) -> None:
+    import psutil
+
+    tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
+    config = tiny_config(tokens, tmp_path / "run", max_steps=100_000, checkpoint_interval=100_000)
+    caller = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom modeling.train import *\n"
+         f"train_in_subprocess(TrainConfig(**{vars(config)!r}), on_step=lambda m: print('step', flush=True))"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert caller.stdout is not None and caller.stdout.readline() == "step\n"  # training is under way
+        (child,) = psutil.Process(caller.pid).children()
+        caller.kill()
+        child.wait(timeout=30)  # raises TimeoutExpired if the child outlives its caller
+    finally:
+        caller.kill()
+        caller.wait()
 
 
 def make_corpus(directory: Path) -> Path:
@@ -221,11 +270,12 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
 
     from corpus.tokenizer import load_tokenizer
     from flows.train import train as train_flow
-    from prefect_fixtures import read_artifacts
+    from prefect_fixtures import read_artifacts, read_logs
 
     corpus = make_corpus(tmp_path / "corpus")
+    # DDP on two CPU processes: Lightning relaunches the flow's training child process for rank 1
     params = dict(corpus=str(corpus), tokenizer="train", tokenizer_vocab_size=400, model="tiny", max_steps=6,
-                  batch_tokens=4 * 64, micro_batch=4, lr=3e-3, out_dir=str(tmp_path / "run"), val_interval=3,
+                  devices=2, strategy="ddp", batch_tokens=2 * 4 * 64, micro_batch=4, lr=3e-3, out_dir=str(tmp_path / "run"), val_interval=3,
                   checkpoint_interval=3, log_interval=1, eval_limit=5)
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         with pytest.raises(FileNotFoundError, match="has no training shards"):
@@ -250,3 +300,6 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
         again = train_flow(**{**params, "max_steps": 8, "resume": True, "run_eval": False})
         APILogHandler().flush()  # send the queued run logs now, while the session's server is still up
     assert again["train"]["steps"] == 8
+    logs = "\n".join(read_logs(prefect_server, str(state.state_details.flow_run_id)))
+    assert "1 micro-batches of 4 x 64 on 2 devices" in logs and "GLOBAL_RANK: 1" in logs, logs
+    assert "step 6/6 train/loss=" in logs
