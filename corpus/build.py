@@ -8,6 +8,7 @@ Prefect tasks; `build_corpus` runs them in one process (benchmarks, scripts).
 """
 from __future__ import annotations
 
+import gc
 import glob
 import hashlib
 import json
@@ -22,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -119,9 +121,9 @@ def finish(stage_dir: Path, key: str, stats: dict) -> dict:
     return stats
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
+def _write_parquet(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
     os.replace(tmp, path)
 
 
@@ -265,6 +267,28 @@ def doc_id(link_url: str) -> str:
     return hashlib.blake2b(link_url.encode(), digest_size=8).hexdigest()
 
 
+class IdSet:
+    """A set of `doc_id`s (16 hex digits) as a sorted array of their 64-bit values: 8 bytes an id."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = np.unique(values)
+
+    @staticmethod
+    def values_of(ids: Sequence[str]) -> np.ndarray:
+        if any(len(i) != 16 for i in ids):
+            raise ValueError(f"document ids must be 16 hex digits, got e.g. {next(i for i in ids if len(i) != 16)!r}")
+        return np.frombuffer(bytes.fromhex("".join(ids)), dtype=">u8").astype(np.uint64)
+
+    def contains(self, ids: Sequence[str]) -> np.ndarray:
+        """A boolean array: which of `ids` are in the set."""
+        values = self.values_of(ids)
+        at = np.minimum(np.searchsorted(self.values, values), max(self.values.size - 1, 0))
+        return self.values[at] == values if self.values.size else np.zeros(len(values), dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+
 def _link_metadata(links_path: Path | None, urls: list[str]) -> dict[str, dict]:
     if links_path is None:
         return {}
@@ -330,16 +354,23 @@ def _merge_counts(stats: Sequence[dict]) -> dict:
 # ---- dedup, wikipedia --------------------------------------------------------------------------------------------
 
 
-def _iter_columns(parts: Sequence[Path], columns: list[str]) -> Iterator[dict]:
+def _iter_columns(parts: Sequence[Path], columns: list[str], removed: IdSet | None = None) -> Iterator[dict]:
+    """Rows of the filtered parts, a row group at a time; with `removed`, only rows whose id is not in it."""
     for part in parts:
         pf = pq.ParquetFile(part)
         for i in range(pf.num_row_groups):
-            yield from pf.read_row_group(i, columns=columns).to_pylist()
+            table = pf.read_row_group(i, columns=columns)
+            if removed is not None and len(removed):
+                table = table.filter(pa.array(~removed.contains(table.column("id").to_pylist())))
+            yield from table.to_pylist()
 
 
 def run_dedup(out_dir: Path, upstream_key: str, config: DedupConfig) -> tuple[str, dict]:
-    import numpy as np
+    """Exact and near-duplicate removal: dedup/removed.parquet lists the removed ids.
 
+    Memory: the index (corpus.dedup: LSH band keys, text hashes, id, karma, time), `seen` (the ids, shared with the
+    index, to skip a link archived twice) and the result's removed ids; texts are read again only for candidates.
+    """
     stage_dir = out_dir / "dedup"
     key = stage_key("dedup", upstream_key, config)
     if (stats := completed(stage_dir, key)) is not None:
@@ -355,42 +386,63 @@ def run_dedup(out_dir: Path, upstream_key: str, config: DedupConfig) -> tuple[st
             continue
         seen.add(row["id"])
         dd.add(row["id"], row["text_hash"], np.frombuffer(row["minhash"], dtype="<u8"), row["karma"], row["created_utc"])
+    del seen
     need = dd.candidate_ids()
     result = dd.resolve((r["id"], r["text"]) for r in _iter_columns(parts, ["id", "text"]) if r["id"] in need)
     removed = sorted(result.removed.items())
     table = pa.table({"id": [i for i, _ in removed], "reason": [r for _, (r, _) in removed],
                       "duplicate_of": [d for _, (_, d) in removed]})
-    _write_parquet(table, stage_dir / "removed.parquet")
+    _write_parquet(table, stage_dir / "removed.parquet", row_group_size=REMOVED_ROW_GROUP)
     counts = result.counts()
     if repeats:
         counts["duplicate_fetch"] = repeats
     stats = {"in": len(dd) + repeats, "out": len(dd) - len(result.removed), "dropped": counts,
              "lsh_candidate_pairs": result.candidate_pairs, "verified_pairs": result.verified_pairs,
              "rejected_pairs": result.rejected_pairs}
+    # datasketch's MinHashLSH refers to itself (a bound method kept as an attribute): without a collection the
+    # whole index outlives this stage as garbage until Python's next full collection, i.e. through the shards stage
+    del dd, result, removed, table
+    gc.collect()
     return key, finish(stage_dir, key, stats)
 
 
-def _removed_ids(path: Path) -> set[str]:
-    return set(pq.read_table(path, columns=["id"]).column("id").to_pylist()) if path.exists() else set()
+REMOVED_ROW_GROUP = 65536  # rows of removed.parquet read at once
+
+
+def _removed_ids(*paths: Path) -> IdSet:
+    """The ids listed in removed.parquet files (those that exist), read a row group at a time."""
+    values = [np.empty(0, dtype=np.uint64)]
+    for path in paths:
+        if path.exists():
+            pf = pq.ParquetFile(path)
+            values += [IdSet.values_of(pf.read_row_group(i, columns=["id"]).column("id").to_pylist())
+                       for i in range(pf.num_row_groups)]
+    return IdSet(np.concatenate(values))
 
 
 def run_wikipedia(out_dir: Path, upstream_key: str) -> tuple[str, dict]:
+    """Remove documents on Wikipedia: wikipedia/removed.parquet. A link archived twice goes when either copy is.
+
+    `upstream_key` is the dedup stage's key: its counts give this stage's input, so no id set of the corpus is held.
+    """
     stage_dir = out_dir / "wikipedia"
     key = stage_key("wikipedia", upstream_key)
     if (stats := completed(stage_dir, key)) is not None:
         return key, stats
+    dedup_stats = completed(out_dir / "dedup", upstream_key)
+    if dedup_stats is None:
+        raise ValueError(f"Wikipedia removal needs the dedup stage finished with key {upstream_key} "
+                         f"in {out_dir / 'dedup'}")
     begin(stage_dir, key)
     dup = _removed_ids(out_dir / "dedup" / "removed.parquet")
-    seen: set[str] = set()
-    wiki: list[str] = []
-    for row in _iter_columns(filtered_parts(out_dir), ["id", "url", "link_url"]):
-        if row["id"] in dup or row["id"] in seen:
-            continue
-        seen.add(row["id"])
+    wiki: set[str] = set()
+    for row in _iter_columns(filtered_parts(out_dir), ["id", "url", "link_url"], removed=dup):
         if is_wikipedia(row["url"], row["link_url"]):
-            wiki.append(row["id"])
-    _write_parquet(pa.table({"id": sorted(wiki)}, schema=pa.schema([("id", pa.string())])), stage_dir / "removed.parquet")
-    return key, finish(stage_dir, key, {"in": len(seen), "out": len(seen) - len(wiki), "dropped": {"wikipedia": len(wiki)}})
+            wiki.add(row["id"])
+    table = pa.table({"id": sorted(wiki)}, schema=pa.schema([("id", pa.string())]))
+    _write_parquet(table, stage_dir / "removed.parquet", row_group_size=REMOVED_ROW_GROUP)
+    kept = dedup_stats["out"]
+    return key, finish(stage_dir, key, {"in": kept, "out": kept - len(wiki), "dropped": {"wikipedia": len(wiki)}})
 
 
 # ---- shards, manifest, card --------------------------------------------------------------------------------------
@@ -410,25 +462,21 @@ def run_shards(out_dir: Path, upstream_key: str, config: BuildConfig, stage_stat
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("key") == key and (out_dir / "shards").is_dir():
             return manifest, True
-    removed = _removed_ids(out_dir / "dedup" / "removed.parquet") | _removed_ids(out_dir / "wikipedia" / "removed.parquet")
+    removed = _removed_ids(out_dir / "dedup" / "removed.parquet", out_dir / "wikipedia" / "removed.parquet")
     parts = filtered_parts(out_dir)
-
-    def docs() -> Iterator[dict]:
-        for row in _iter_columns(parts, SCHEMA.names):
-            if row["id"] not in removed:
-                yield row
-
-    files = write_shards(docs, out_dir / "shards", config.shards)
+    files = write_shards(lambda: _iter_columns(parts, SCHEMA.names, removed), out_dir / "shards", config.shards)
     domains: Counter[str] = Counter()
     extractors: Counter[str] = Counter()
     words = text_bytes = 0
     split_counts: Counter[str] = Counter()
     for f in files:
-        table = pq.read_table(out_dir / "shards" / f.name, columns=["domain", "extractor", "n_words", "text"])
-        domains.update(table.column("domain").to_pylist())
-        extractors.update(table.column("extractor").to_pylist())
-        words += pc.sum(table.column("n_words")).as_py() or 0
-        text_bytes += pc.sum(pc.binary_length(table.column("text").cast(pa.binary()))).as_py() or 0
+        shard = pq.ParquetFile(out_dir / "shards" / f.name)
+        for i in range(shard.num_row_groups):  # a row group at a time: a shard can be larger than memory allows
+            table = shard.read_row_group(i, columns=["domain", "extractor", "n_words", "text"])
+            domains.update(table.column("domain").to_pylist())
+            extractors.update(table.column("extractor").to_pylist())
+            words += pc.sum(table.column("n_words")).as_py() or 0
+            text_bytes += pc.sum(pc.binary_length(table.column("text").cast(pa.binary()))).as_py() or 0
         split_counts[f.split] += f.rows
     documents = sum(f.rows for f in files)
     stages = stage_stats + [{"stage": "shards", "in": stage_stats[-1]["out"] if stage_stats else documents,

@@ -141,14 +141,15 @@ def write_shards(
 
 
 class _Buckets:
-    """One temporary Arrow IPC file of rows per output shard, fed through in-memory buffers of `limit` text bytes in
-    all; `pieces` splits a file with more text than that into key ranges of about that size."""
+    """One temporary Arrow IPC file of rows per output shard. Rows wait in one in-memory buffer of a quarter of
+    `limit` text bytes for all shards, then go to their files; `pieces` splits a file holding more text than
+    `limit` into key ranges of about that size."""
 
     def __init__(self, folder: Path, limit: int) -> None:
         self.folder = folder
         folder.mkdir(parents=True)
         self.limit = limit
-        self.buffers: dict[tuple[str, int], list[dict]] = {}
+        self.buffer: dict[tuple[str, int], list[dict]] = {}
         self.buffered = 0
         self.text_bytes: Counter[tuple[str, int]] = Counter()
         self.writers: dict[tuple[str, int], _IpcWriter] = {}
@@ -159,19 +160,19 @@ class _Buckets:
     def add(self, shard: tuple[str, int], key: int, doc: dict) -> None:
         row = {name: doc.get(name) for name in SCHEMA.names}
         row["_key"] = key
-        self.buffers.setdefault(shard, []).append(row)
+        self.buffer.setdefault(shard, []).append(row)
         size = len(doc["text"].encode())
         self.text_bytes[shard] += size
         self.buffered += size
-        if self.buffered >= self.limit:
+        if self.buffered >= self.limit // 4:
             self.flush()
 
     def flush(self) -> None:
-        for shard, rows in self.buffers.items():
+        while self.buffer:
+            shard, rows = self.buffer.popitem()
             if shard not in self.writers:
                 self.writers[shard] = _IpcWriter(self.path(shard))
             self.writers[shard].write(pa.Table.from_pylist(rows, schema=_BUCKET_SCHEMA))
-        self.buffers.clear()
         self.buffered = 0
 
     def close(self) -> None:
@@ -229,7 +230,8 @@ def _write_shard(pieces: list[Path], path: Path, config: ShardConfig) -> int:
     for piece in pieces:
         table = _read_ipc(piece)
         piece.unlink()
-        order = pc.sort_indices(table, sort_keys=[("_key", "ascending"), ("id", "ascending")])  # stable: first stays first
+        # a stable sort: among equal ids the first to arrive stays first
+        order = pc.sort_indices(table, sort_keys=[("_key", "ascending"), ("id", "ascending")])
         table = pa.concat_tables([carry, _first_per_id(table.take(order)).drop_columns(["_key"])])
         full = table.num_rows - table.num_rows % size
         for start in range(0, full, size):

@@ -1,0 +1,100 @@
+"""The build's last stages on real filter parts: dedup -> Wikipedia removal -> shards. Counts agree from stage to
+stage, a link archived twice is one document, the dedup index does not outlive its stage, removed ids are held
+compactly."""
+from __future__ import annotations
+
+import gc
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datasketch import MinHashLSH
+
+from corpus.build import (FILTERED_SCHEMA, BuildConfig, IdSet, config_summary, doc_id, run_dedup, run_shards,
+                          run_wikipedia, stage_key)
+from corpus.dedup import DedupConfig, signature, text_hash
+from corpus.shards import ShardConfig, iter_shard_rows
+
+VOCAB = [f"w{i}" for i in range(5000)]
+
+
+def _row(url: str, text: str, karma: int, created: int, final_url: str | None = None) -> dict:
+    config = DedupConfig()
+    return {"id": doc_id(url), "url": final_url or url, "link_url": url, "domain": url.split("/")[2], "title": url,
+            "text": text, "karma": karma, "subreddits": ["news"], "created_utc": created,
+            "fetched_at": "2026-11-28T12:00:00Z", "extractor": "trafilatura", "n_words": len(text.split()),
+            "text_hash": text_hash(text), "minhash": signature(text, config).astype("<u8").tobytes()}
+
+
+@pytest.fixture
+def filtered(tmp_path):
+    """Two filter parts: 60 distinct documents, 10 near copies of them (lower karma), 5 exact copies, one Wikipedia
+    page, and one link archived twice (once per part, the second copy fetched after a redirect to Wikipedia)."""
+    rng = random.Random(1)
+    texts = [[rng.choice(VOCAB) for _ in range(200)] for _ in range(60)]
+    rows = [_row(f"https://site{i % 5}.example.com/{i}", " ".join(t), 50, 1000 + i) for i, t in enumerate(texts)]
+    for i in range(10):
+        words = list(texts[i])
+        words[rng.randrange(len(words))] = "edited"
+        rows.append(_row(f"https://copy.example.org/near/{i}", " ".join(words), 5, 2000 + i))
+    rows += [_row(f"https://copy.example.org/exact/{i}", " ".join(texts[20 + i]).upper(), 5, 3000 + i)
+             for i in range(5)]
+    wiki_text = " ".join(rng.choice(VOCAB) for _ in range(200))
+    rows.append(_row("https://en.wikipedia.org/wiki/Web_crawler", wiki_text, 9, 7))
+    twice = "https://twice.example.com/story"
+    twice_text = " ".join(rng.choice(VOCAB) for _ in range(200))
+    first, second = rows[:40] + [_row(twice, twice_text, 8, 9)], rows[40:]
+    second.append(_row(twice, twice_text, 8, 9, final_url="https://en.m.wikipedia.org/wiki/Story"))
+    (tmp_path / "filter").mkdir()
+    for name, part in (("00000-00000.parquet", first), ("00000-00001.parquet", second)):
+        pq.write_table(pa.Table.from_pylist(part, schema=FILTERED_SCHEMA), tmp_path / "filter" / name)
+    return tmp_path, doc_id(twice)
+
+
+def _alive_lsh_indexes() -> int:
+    return sum(isinstance(o, MinHashLSH) for o in gc.get_objects())
+
+
+def test_dedup_wikipedia_and_shards_agree_and_the_index_does_not_outlive_its_stage(filtered):
+    out_dir, twice_id = filtered
+    gc.collect()
+    indexes_before = _alive_lsh_indexes()
+    dkey, dedup = run_dedup(out_dir, stage_key("test"), DedupConfig())
+    # datasketch's index refers to itself; it must be gone when the stage returns, not at Python's next full collection
+    assert _alive_lsh_indexes() == indexes_before
+    assert dedup["in"] == 78 and dedup["dropped"] == {"exact_duplicate": 5, "near_duplicate": 10, "duplicate_fetch": 1}
+    assert dedup["out"] == 61 + 1  # 60 distinct, the Wikipedia page, the link archived twice
+
+    wkey, wiki = run_wikipedia(out_dir, dkey)
+    assert wiki["in"] == dedup["out"]
+    assert wiki["dropped"] == {"wikipedia": 2}  # the Wikipedia page, and the link whose second copy landed there
+    assert twice_id in set(pq.read_table(out_dir / "wikipedia" / "removed.parquet").column("id").to_pylist())
+
+    config = BuildConfig(shards=ShardConfig(val_fraction=0.0, memory_text_bytes=30_000, row_group_rows=16))
+    manifest, done = run_shards(out_dir, wkey, config, [], config_summary(config))
+    assert not done
+    ids = [r["id"] for r in iter_shard_rows(out_dir / "shards", "train", ["id"])]
+    assert len(ids) == len(set(ids)) == wiki["out"] == manifest["totals"]["documents"] == 60
+    removed = set(pq.read_table(out_dir / "dedup" / "removed.parquet").column("id").to_pylist())
+    assert not removed & set(ids) and twice_id not in ids
+    assert manifest["totals"]["words"] == 60 * 200
+    assert manifest["totals"]["text_bytes"] == sum(len(r["text"].encode()) for r in
+                                                   iter_shard_rows(out_dir / "shards", "train", ["text"]))
+
+
+def test_wikipedia_removal_needs_the_finished_dedup_stage(filtered):
+    out_dir, _ = filtered
+    with pytest.raises(ValueError, match="dedup stage finished with key"):
+        run_wikipedia(out_dir, stage_key("no such dedup run"))
+
+
+def test_id_set_holds_eight_bytes_an_id_and_rejects_other_ids():
+    ids = [doc_id(f"https://example.com/{i}") for i in range(1000)]
+    held = IdSet(IdSet.values_of(ids[::2]))
+    assert held.values.dtype == np.uint64 and held.values.nbytes == 8 * 500 and len(held) == 500
+    assert held.contains(ids).tolist() == [i % 2 == 0 for i in range(1000)]
+    assert not IdSet(np.empty(0, dtype=np.uint64)).contains(ids[:3]).any()
+    with pytest.raises(ValueError, match="16 hex digits"):
+        IdSet.values_of(["not-an-id"])
