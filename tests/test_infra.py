@@ -5,7 +5,9 @@ Every stack here runs on a free ephemeral port with its own PREFECT_HOME under t
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -170,6 +172,50 @@ def _tree(pid: int) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.server
+def _tiny_corpus_and_checkpoint(root: Path) -> tuple[Path, Path]:
+    """A corpus with val shards and a tiny GPT-2 export with a tokenizer trained on it: what gpt2/evaluate reads."""
+    import torch
+
+    from corpus.tokenizer import train_bpe_from_shards
+    from modeling.hf import save_pretrained
+    from modeling.model import GPT, get_config
+    from test_training import make_corpus
+
+    corpus = make_corpus(root / "corpus")
+    tokenizer = train_bpe_from_shards(corpus, vocab_size=300)
+    torch.manual_seed(0)
+    checkpoint = root / "checkpoint"
+    save_pretrained(GPT(get_config("tiny", vocab_size=tokenizer.n_vocab)), checkpoint, eos_token_id=tokenizer.eot_token)
+    tokenizer.save(checkpoint)
+    return corpus, checkpoint
+
+
+def _run_through_a_worker(tmp_path: Path, env: dict[str, str], api: str) -> None:
+    corpus, checkpoint = _tiny_corpus_and_checkpoint(tmp_path)
+    client_env = {**env, **local_stack_env(env), "COLUMNS": "250"}
+    deployed = run([sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool"],
+                   {**env, "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate"}, timeout=180)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    worker_log = tmp_path / "worker.log"
+    worker = spawn([sys.executable, "-m", "prefect", "worker", "start", "--pool", "test-pool"],
+                   {**client_env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, worker_log, cwd=tmp_path)
+    try:
+        params = {"checkpoint": str(checkpoint), "tasks": ["webtext-val"], "corpus": str(corpus), "limit": 5}
+        started = run([sys.executable, "-m", "prefect", "deployment", "run", "gpt2/evaluate", "--params",
+                       json.dumps(params), "--watch", "--watch-timeout", "240"], client_env, timeout=300)
+        output = started.stdout + started.stderr
+        run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", output)
+        assert run_id, output
+        flow_run = httpx.get(f"{api}/flow_runs/{run_id.group(1)}").json()
+        assert flow_run["state_type"] == "COMPLETED", output + worker_log.read_text()
+        assert flow_run["work_pool_name"] == "test-pool"
+        results = json.loads((checkpoint / "results.json").read_text())
+        assert "webtext-val" in json.dumps(results)
+    finally:
+        stop_tree(worker.pid)
+        worker.wait(timeout=10)
+
+
 def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) -> None:
     home, port = tmp_path / "prefect", free_port()
     # One deployment keeps this test's three flow imports cheap; serving all three is what `served_deployments` does.
@@ -208,6 +254,9 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
             deployment = httpx.get(f"{api}/deployments/name/{name}").json()
             assert deployment["work_pool_name"] == "test-pool", name
             assert deployment["entrypoint"] == next(s.entrypoint for s in DEPLOYMENTS if s.full_name == name)
+
+        # ... and executed there: a `prefect worker` process runs gpt2/evaluate, as one on another machine would.
+        _run_through_a_worker(tmp_path, env, api)
 
         down = make("down", env)
         assert down.returncode == 0, down.stderr
