@@ -168,13 +168,14 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, vocab_size) for idx (B, T); with targets (B, T), the mean cross-entropy loss instead.
 
-        Targets equal to -1 are ignored. The loss never materialises the logits in eager mode (modeling/loss.py fuses
-        it with the head); under torch.compile or autocast the plain path runs and the compiler fuses it instead.
+        Targets equal to -1 are ignored. In fp32 eager mode the loss is fused with the head (modeling/loss.py); under
+        torch.compile, autocast or half-precision weights the plain path runs (the logits upcast to fp32 for the loss).
         """
         hidden = self.hidden_states(idx)
         if targets is None:
             return self.logits(hidden)[..., : self.config.vocab_size].contiguous()
-        if torch.compiler.is_compiling() or torch.is_autocast_enabled(hidden.device.type):
+        if (torch.compiler.is_compiling() or torch.is_autocast_enabled(hidden.device.type)
+                or hidden.dtype != torch.float32):
             return F.cross_entropy(self.logits(hidden).flatten(0, -2).float(), targets.reshape(-1), ignore_index=-1)
         bias = self._pad_bias(hidden.dtype)
         return linear_cross_entropy(hidden, self.lm_head.weight, bias, targets, self._loss_scratch)

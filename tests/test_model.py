@@ -110,6 +110,9 @@ def test_fused_loss_without_grad_and_a_model_call_agree() -> None:
         plain = F.cross_entropy(model(idx).flatten(0, 1), targets.view(-1))
     torch.testing.assert_close(loss, plain)
     assert not loss.requires_grad
+    with torch.no_grad():  # half-precision weights take the plain path, with the loss in fp32
+        half = small_model().to(torch.bfloat16)(idx, targets)
+    assert half.dtype == torch.float32 and abs(half.item() - plain.item()) < 0.05
     with pytest.raises(ValueError, match="chunk_tokens must be >= 1"):
         from modeling.loss import linear_cross_entropy
 
