@@ -15,12 +15,12 @@ is not removed is kept, and so on. Every removed document thus has a kept docume
 the result does not depend on input order.
 
 Memory: the in-memory index holds, per document, its key in each LSH band's hash table (datasketch), its text hash
-(the exact-duplicate table), its id, and its karma and time as 8-byte array items: about 4.8 KB per document with 128
-permutations (`benchmarks/bench_dedup.py`), i.e. ~4.8 GB for 1M documents; signatures and texts are not kept. Pass 2
-holds the shingles of candidate documents only, each as a sorted array of 64-bit shingle hashes (8 bytes per word,
-about the size of the text). For larger runs, or runs spread over several workers, `DedupConfig.lsh_storage` takes
-datasketch's storage config, e.g. `{"type": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}`, so the band
-tables live in one Redis server.
+(the exact-duplicate table), its id, and its karma and time as 8-byte array items: 4.5-4.9 KB per document with 128
+permutations at 10k-100k documents (`benchmarks/bench_dedup.py`), i.e. ~5 GB for 1M documents; signatures and texts
+are not kept. Pass 2 holds the shingles of candidate documents only, each as a sorted array of 64-bit shingle hashes
+(8 bytes per word, about the size of the text). For larger runs, or runs spread over several workers,
+`DedupConfig.lsh_storage` takes datasketch's storage config, e.g.
+`{"type": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}`, so the band tables live in one Redis server.
 
 Usage is two passes over the documents, neither of which holds the corpus in memory:
     dd = Deduplicator(config)
