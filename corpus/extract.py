@@ -130,6 +130,7 @@ def extract_main_text(html: str | bytes, url: str | None = None) -> str | None:
 # ---- worker pool with a per-page deadline ---------------------------------------------------------------------
 
 _READY = "ready"
+MAX_FAILED_STARTS = 5  # consecutive workers that end before they are ready: then the pool gives up with an error
 
 
 def _worker(conn: Connection, config: ExtractConfig) -> None:
@@ -220,6 +221,14 @@ class ExtractorPool:
             import newspaper  # noqa: F401  (imported once here, shared by every forked worker)
             import trafilatura  # noqa: F401
         self._slots = [_Slot(self._ctx, config) for _ in range(config.workers or os.cpu_count() or 1)]
+        self._failed_starts = 0  # consecutive workers that ended before they were ready
+
+    def _failed_start(self, reason: str) -> None:
+        """A worker ended before it was ready. A few in a row mean the workers cannot start at all: say so."""
+        self._failed_starts += 1
+        log.warning("an extraction worker failed to start (%s); replacing it", reason)
+        if self._failed_starts >= MAX_FAILED_STARTS:
+            raise RuntimeError(f"{self._failed_starts} extraction workers in a row failed to start, the last: {reason}")
 
     def _replace(self, i: int) -> list[tuple[Any, str | bytes, str | None]]:
         """Kill worker i and start a new one; returns the pages it had queued behind the head."""
@@ -260,18 +269,22 @@ class ExtractorPool:
                         message = None
                     if message == _READY:
                         slot.mark_ready()
+                        self._failed_starts = 0
                         continue
                     if message is not None:
                         slot.head_done()
                         yield message
                         continue
-                if slot.conn in ready or slot.proc.sentinel in ready:  # the pipe closed: the process is gone
+                gone = slot.conn in ready or slot.proc.sentinel in ready  # the pipe closed: the process is gone
+                if gone and slot.ready:
                     reason = slot.death()
                     log.warning("extraction of %s: %s; starting a new worker", slot.queue[0][2] if slot.queue else
                                 None, reason)
                     result = Extraction(None, None, "error", reason)
-                elif not slot.ready and now >= slot.deadline:
-                    log.warning("an extraction worker did not start within %.0f s; replacing it", config.startup_timeout_s)
+                elif gone or (not slot.ready and now >= slot.deadline):
+                    # it never started a page: its pages go to the next worker, not to an error
+                    late = f"did not start within {config.startup_timeout_s:.0f} s"
+                    self._failed_start(slot.death() if gone else late)
                     pending.extend(slot.queue)
                     slot.queue.clear()
                     result = None

@@ -76,6 +76,50 @@ def test_a_page_past_the_deadline_is_killed_and_the_pool_goes_on(web_pages_dir):
         assert again[entries[0]["file"]].outcome == "ok"
 
 
+SIMPLE_PAGE = "<html><body><article>" + "".join(
+    f"<p>Paragraph {i} of a plain article, with enough ordinary words in it to be the main text of the page, "
+    f"as a reader would see it, sentence after sentence.</p>" for i in range(6)) + "</article></body></html>"
+
+
+def _spawned_workers(before: set[int]) -> list[psutil.Process]:
+    """Extraction workers this process spawned (not multiprocessing's resource tracker)."""
+    return [c for c in psutil.Process().children() if c.pid not in before
+            and any("spawn_main" in part for part in c.cmdline())]
+
+
+def test_a_worker_killed_before_it_is_ready_hands_its_pages_on() -> None:
+    before = {c.pid for c in psutil.Process().children()}
+    pages = [(i, SIMPLE_PAGE, f"https://example.com/{i}") for i in range(4)]
+    # spawn: a worker takes about a second to import its extractors, so it is surely killed before it is ready
+    with ExtractorPool(ExtractConfig(workers=1, method="trafilatura", start_method="spawn")) as pool:
+        (worker,) = _spawned_workers(before)
+        worker.send_signal(signal.SIGKILL)
+        results = dict(pool.imap(pages))
+    assert {key: r.outcome for key, r in results.items()} == {0: "ok", 1: "ok", 2: "ok", 3: "ok"}
+
+
+def test_workers_that_keep_dying_at_start_up_stop_the_pool_with_a_clear_error() -> None:
+    before = {c.pid for c in psutil.Process().children()}
+    stop = threading.Event()
+
+    def kill_every_worker() -> None:
+        while not stop.is_set():
+            for worker in _spawned_workers(before):
+                worker.send_signal(signal.SIGKILL)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_every_worker)
+    killer.start()
+    try:
+        with ExtractorPool(ExtractConfig(workers=1, method="trafilatura", start_method="spawn")) as pool:
+            with pytest.raises(RuntimeError, match=r"5 extraction workers in a row failed to start, the last: "
+                                                   r"worker died \(killed by SIGKILL\)"):
+                list(pool.imap([(0, SIMPLE_PAGE, "https://example.com/")]))
+    finally:
+        stop.set()
+        killer.join()
+
+
 def _kill_once_busy(worker: psutil.Process, cpu_s: float = 0.5) -> None:
     """SIGKILL the worker (as the kernel's OOM killer would) once it has spent `cpu_s` of CPU on its first page."""
     deadline = time.monotonic() + 60
