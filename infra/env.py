@@ -7,6 +7,8 @@ configured by three variables of our own:
     WEBTEXT_HOST         address the local server binds (default 127.0.0.1)
     WEBTEXT_PORT         its port (default 4200)
     WEBTEXT_PREFECT_HOME Prefect's home: SQLite database, logs, PID files (default <checkout>/.prefect)
+    WEBTEXT_DATABASE_URL the server's database instead of SQLite in the home, e.g. PostgreSQL:
+                         postgresql+asyncpg://USER:PASSWORD@HOST:5432/DBNAME (Prefect creates the tables)
 
 WEBTEXT_DEPLOYMENTS (comma-separated names) limits which deployments a machine serves or registers (infra/deployments.py).
 
@@ -38,6 +40,30 @@ def stack_port(environ: Mapping[str, str] = os.environ) -> int:
 
 def stack_home(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get("WEBTEXT_PREFECT_HOME", REPO / ".prefect")).resolve()
+
+
+DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+
+
+def database_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """WEBTEXT_DATABASE_URL, checked; None means Prefect's default, SQLite in PREFECT_HOME."""
+    raw = environ.get("WEBTEXT_DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(DATABASE_SCHEMES):
+        shown = raw.split("@")[-1] if "@" in raw else raw  # never print a password
+        raise ValueError(f"WEBTEXT_DATABASE_URL must start with {' or '.join(DATABASE_SCHEMES)} (Prefect's async "
+                         f"drivers), got ...{shown!r}")
+    return raw
+
+
+def describe_database(environ: Mapping[str, str] = os.environ) -> str:
+    """Where the server keeps its state, for status lines (no password)."""
+    url = database_url(environ)
+    if url is None:
+        return f"SQLite {stack_home(environ) / 'prefect.db'}"
+    kind = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    return f"{kind} {url.split('@')[-1] if '@' in url else url.split('://', 1)[1]}"
 
 
 def api_url(host: str, port: int) -> str:
@@ -76,6 +102,8 @@ def service_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     env["HF_HUB_OFFLINE"] = "1"  # a checkpoint name that is not a local folder must fail, not download
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the log files as they happen
+    if (url := database_url(base)) is not None:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = url
     return env
 
 

@@ -1,4 +1,4 @@
-"""The Prefect server: start it on a loopback port with its SQLite database in PREFECT_HOME, wait until it is healthy.
+"""The Prefect server: start it on a loopback port (SQLite in PREFECT_HOME or WEBTEXT_DATABASE_URL), wait for health.
 
 Used by `make up` (infra/services.py) and by the test fixtures (tests/prefect_fixtures.py), so both run the same code.
 """

@@ -1,7 +1,7 @@
 """Start and stop the local stack in the background: `python -m infra.services up|down|status` (`make up` / `make down`).
 
-`up` starts the Prefect server (SQLite under PREFECT_HOME, default .prefect/, on WEBTEXT_HOST:WEBTEXT_PORT, default
-127.0.0.1:4200) and the serve process of the deployments, records both by PID file under PREFECT_HOME/run/, and
+`up` starts the Prefect server (SQLite under PREFECT_HOME, default .prefect/, or PostgreSQL by WEBTEXT_DATABASE_URL;
+on WEBTEXT_HOST:WEBTEXT_PORT, default 127.0.0.1:4200) and the serve process of the deployments, records both by PID file under PREFECT_HOME/run/, and
 returns once the server is healthy and the deployments are registered. Running it again while the stack is up does
 nothing. `down` stops every process tree recorded there (served flow runs included; other tools such as the demo may
 record theirs with `Stack.pid_file(name)` and `infra.processes.write_pid_file`) and is safe to repeat.
@@ -20,7 +20,7 @@ import httpx
 import psutil
 
 from infra.deployments import present_specs
-from infra.env import REPO, service_env, stack_home, stack_host, stack_port
+from infra.env import REPO, describe_database, service_env, stack_home, stack_host, stack_port
 from infra.processes import read_pid_file, spawn, stop_pid_file, write_pid_file
 from infra.server import PortInUseError, ServerStartError, is_healthy, log_tail, start_server, wait_healthy
 
@@ -131,7 +131,8 @@ def up(stack: Stack) -> None:
         raise StackError("no flow module exists under flows/: there is nothing to serve")
     _ensure_server(stack)
     _ensure_serve(stack, names)
-    print(f"\nPrefect UI:   {stack.ui_url}\nAPI:          {stack.api_url}\nDeployments:  {', '.join(names)}\n"
+    print(f"\nPrefect UI:   {stack.ui_url}\nAPI:          {stack.api_url}\nDatabase:     {describe_database()}\n"
+          f"Deployments:  {', '.join(names)}\n"
           f"Use the CLI:  source infra/env.sh && prefect deployment run webtext/build-corpus --param ... --watch\n"
           f"Stop it all:  make down")
 
@@ -151,6 +152,7 @@ def status(stack: Stack) -> int:
         running[name] = proc is not None
         print(f"{name}: " + (f"running (pid {proc.pid})" if proc else "not running"))
     print(f"api {stack.api_url}: " + ("healthy" if is_healthy(stack.api_url) else "not answering"))
+    print(f"database: {describe_database()}")
     return 0 if running["server"] and running["serve"] else 1
 
 

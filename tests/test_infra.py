@@ -8,10 +8,13 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,6 +58,76 @@ def test_env_py_rejects_a_bad_port() -> None:
     result = run([sys.executable, "infra/env.py"], {**_OUTER, "WEBTEXT_PORT": "42OO"})
     assert result.returncode != 0
     assert "WEBTEXT_PORT must be a TCP port number" in result.stderr and "'42OO'" in result.stderr
+
+
+def test_a_database_url_that_prefect_cannot_use_is_refused_without_its_password(tmp_path: Path) -> None:
+    env = {**stack_env(tmp_path / "home", free_port()), "WEBTEXT_DATABASE_URL": "mysql://root:s3cret@db:3306/prefect"}
+    result = make("up", env, timeout=120)
+    assert result.returncode != 0
+    assert "WEBTEXT_DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert not (tmp_path / "home" / "run" / "server.pid").exists()
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server on a free loopback port (its own cluster under tmp_path); yields its asyncpg URL."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries are not installed (Debian: apt-get install postgresql)")
+    # not under tmp_path: pytest makes its base folder private to this user, and the cluster's owner must reach it
+    (REPO / ".tmp").mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="postgres-", dir=REPO / ".tmp"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root: the cluster belongs to the postgres user
+        shutil.chown(root, user="postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "prefect", "-A", "trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True, timeout=120)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-o", options, "-l",
+                    str(root / "server.log"), "-w", "start"], check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "prefect", "-d", "postgres", "-c",
+                        "CREATE DATABASE prefect"], check=True, capture_output=True, timeout=60)
+        yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect"
+    finally:
+        subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_make_up_on_postgresql_keeps_the_runs_there(tmp_path: Path, postgres: str) -> None:
+    home, port = tmp_path / "prefect", free_port()
+    env = {**stack_env(home, port), "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate", "WEBTEXT_DATABASE_URL": postgres}
+    corpus, checkpoint = _tiny_corpus_and_checkpoint(tmp_path)
+    try:
+        started = make("up", env)
+        assert started.returncode == 0, started.stdout + started.stderr
+        pg_address = postgres.split("@")[1]
+        assert f"Database:     PostgreSQL {pg_address}" in started.stdout
+        assert f"database: PostgreSQL {pg_address}" in make("status", env).stdout
+        params = {"checkpoint": str(checkpoint), "tasks": ["webtext-val"], "corpus": str(corpus), "limit": 3}
+        client_env = {**env, **local_stack_env(env), "COLUMNS": "250"}
+        ran = run([sys.executable, "-m", "prefect", "deployment", "run", "gpt2/evaluate", "--params",
+                   json.dumps(params), "--watch", "--watch-timeout", "240"], client_env, timeout=300)
+        run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", ran.stdout + ran.stderr)
+        assert run_id, ran.stdout + ran.stderr
+        # The run's state is in PostgreSQL's tables, and no SQLite database was made.
+        pg_port = pg_address.split(":")[1].split("/")[0]
+        query = f"SELECT state_type FROM flow_run WHERE id = '{run_id.group(1)}'"
+        stored = subprocess.run(["psql", "-h", "127.0.0.1", "-p", pg_port, "-U", "prefect", "-d", "prefect", "-tAc",
+                                 query], capture_output=True, text=True, timeout=60)
+        assert stored.stdout.strip() == "COMPLETED", stored.stdout + stored.stderr + ran.stdout
+        assert not (home / "prefect.db").exists()
+    finally:
+        make("down", env)
 
 
 def test_up_on_a_taken_port_names_the_holder_and_the_fix(tmp_path: Path) -> None:
