@@ -1,10 +1,11 @@
 """Start and stop the local stack in the background: `python -m infra.services up|down|status` (`make up` / `make down`).
 
 `up` starts the Prefect server (SQLite under PREFECT_HOME, default .prefect/, or PostgreSQL by WEBTEXT_DATABASE_URL;
-on WEBTEXT_HOST:WEBTEXT_PORT, default 127.0.0.1:4200) and the serve process of the deployments, records both by PID file under PREFECT_HOME/run/, and
-returns once the server is healthy and the deployments are registered. Running it again while the stack is up does
-nothing. `down` stops every process tree recorded there (served flow runs included; other tools such as the demo may
-record theirs with `Stack.pid_file(name)` and `infra.processes.write_pid_file`) and is safe to repeat.
+on WEBTEXT_HOST:WEBTEXT_PORT, default 127.0.0.1:4200) and the serve process of the deployments, records both by PID
+file under PREFECT_HOME/run/, and returns once the server is healthy and the deployments are registered. Running it
+again while the stack is up does nothing. `down` stops every process tree recorded there (served flow runs included;
+other tools such as the demo may record theirs with `Stack.pid_file(name)` and `infra.processes.write_pid_file`) and
+is safe to repeat.
 """
 from __future__ import annotations
 
