@@ -567,4 +567,9 @@ def run_filter_stage(out_dir: Path, extract_key: str, links_path: Path | None, l
         return key, stats
     begin(stage_dir, key)
     results = [filter_part(out_dir, part, links_path, config) for part in extract_parts(out_dir)]
-    return key, finish(stage_dir, key, _merge_counts(results))
+    return key, finish_filter(out_dir, key, results)
+
+
+def finish_filter(out_dir: Path, key: str, part_stats: Sequence[dict]) -> dict:
+    """Record the filter stage done with the counts of all its parts summed (the flow filters parts in parallel)."""
+    return finish(out_dir / "filter", key, _merge_counts(part_stats))

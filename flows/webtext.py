@@ -115,7 +115,7 @@ def build_stages(
         build.begin(out_dir / "filter", fkey)
         parts = build.extract_parts(out_dir)
         results = _run_mapped("filter", filter_task.map(out_dir, parts, links_path, config))
-        filter_stats = build.finish(out_dir / "filter", fkey, build._merge_counts(results))
+        filter_stats = build.finish_filter(out_dir, fkey, results)
     stage_rows.append(build.stage_row("filter", filter_stats))
 
     dkey, dedup_stats = dedup_task(out_dir, fkey, config.dedup)
