@@ -309,8 +309,8 @@ def train_in_subprocess(
     command = [sys.executable, "-m", "modeling.train", *command_line(config), "--step-events"]
     tail: deque[str] = deque(maxlen=tail_lines)
     env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                          env=env) as child:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1, env=env,
+                          encoding="utf-8", errors="replace") as child:  # a stray byte must not end the stream
         try:
             assert child.stdout is not None
             for line in child.stdout:
