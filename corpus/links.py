@@ -19,23 +19,40 @@ Karma is the sum of `score` over every surviving submission of the same canonica
 `dropped["below_min_karma"]` counts submissions, like every other reason; `LinkStats.urls_below_min_karma` counts
 the URLs.
 
-Memory: one in-memory aggregate per distinct canonical URL that survives the per-submission rules. tracemalloc
-measured ~0.9 KB per URL with one submission (a 60-character URL, its original form, one subreddit, an 80-character
-title), so ~10 M candidate URLs need ~9 GB. The full 2005-2017 Reddit history has on the order of 10^8 outbound submissions; at that scale run
-harvest per year and merge, or replace the dict by an external sort.
+Memory is bounded, and a long run is resumable. Each surviving submission becomes one compact row (canonical URL,
+original URL, subreddit, title, score, created_utc, its number in the dump); `LinkConfig.memory_rows` rows at a time
+are spilled into `SPILL_PARTITIONS` hash partitions of the canonical URL, as compressed Arrow IPC files in a work
+folder beside the output (`.links.parquet.work/`). A dump's spills sit in its own folder and count only once its
+`_DONE` marker is written, last; the marker holds the dump's size and mtime, the selection settings and its drop
+counts, so a re-run reuses every dump it finished (and logs so) and reads again a dump it was reading, one that changed
+or one read under other settings. The links are then aggregated a few partitions at a time (about `memory_rows` rows
+each), and the sorted results are merged into links.parquet, one 1 Mi-row row group at a time (the row groups
+`pyarrow.parquet.write_table` makes, so the file is the one a single in-memory table gives). Peak memory follows
+`memory_rows` (roughly 0.5 KB per row while aggregating, less while reading), not the corpus; disk holds the
+surviving submissions once, compressed, until the work folder is removed at the end.
 """
 from __future__ import annotations
 
+import bisect
+import hashlib
+import heapq
+import itertools
+import json
 import logging
 import os
+import shutil
 import time
+import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from corpus.reddit import iter_submissions
@@ -69,6 +86,22 @@ LINKS_SCHEMA = pa.schema([
     ("last_created_utc", pa.int64()),
 ])
 
+# One surviving submission; `seq` is its number in its dump, the tie-break of equal scores for the title.
+SPILL_SCHEMA = pa.schema([
+    ("url", pa.string()),
+    ("original_url", pa.string()),
+    ("subreddit", pa.string()),
+    ("title", pa.string()),
+    ("score", pa.int64()),
+    ("created_utc", pa.int64()),
+    ("seq", pa.int64()),
+])
+SPILL_PARTITIONS = 256      # hash partitions of the canonical URL; aggregation takes a run of them at a time
+SPILL_FORMAT = 1            # bump when the spill rows or the selection code change, so old spills are not reused
+ROW_GROUP_ROWS = 1024 * 1024  # pyarrow.parquet.write_table's default row group
+_IPC_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+_DONE = "_DONE"
+
 
 @dataclass
 class LinkConfig:
@@ -79,6 +112,7 @@ class LinkConfig:
     domain_blocklist: frozenset[str] = DOMAIN_BLOCKLIST
     extension_blocklist: frozenset[str] = EXTENSION_BLOCKLIST
     progress_every: int = 1_000_000          # log a progress line every N submissions
+    memory_rows: int = 1_000_000             # submissions held in memory before a spill; also the aggregation unit
 
     def cutoff_ts(self) -> int | None:
         if self.cutoff is None:
@@ -88,6 +122,12 @@ class LinkConfig:
         except ValueError as error:
             raise ValueError(f"LinkConfig.cutoff must be an ISO date like 2018-01-01, got {self.cutoff!r}") from error
         return int(day.replace(tzinfo=day.tzinfo or timezone.utc).timestamp())
+
+    def selection_key(self) -> str:
+        """The settings a dump's spills depend on (min_karma applies later, to the aggregated links)."""
+        rules = [SPILL_FORMAT, SPILL_PARTITIONS, self.cutoff, self.drop_nsfw, sorted(self.subreddit_blocklist),
+                 sorted(self.domain_blocklist), sorted(self.extension_blocklist)]
+        return hashlib.sha256(json.dumps(rules).encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -101,31 +141,6 @@ class LinkStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class _Link:
-    karma: int = 0
-    n_submissions: int = 0
-    original_urls: set[str] = field(default_factory=set)
-    subreddits: set[str] = field(default_factory=set)
-    best_score: int | None = None
-    title: str = ""
-    first_created_utc: int | None = None
-    last_created_utc: int | None = None
-
-    def add(self, record: dict, url: str, score: int) -> None:
-        self.karma += score
-        self.n_submissions += 1
-        self.original_urls.add(url)
-        if record.get("subreddit"):
-            self.subreddits.add(str(record["subreddit"]))
-        if self.best_score is None or score > self.best_score:
-            self.best_score, self.title = score, str(record.get("title") or "")
-        created = record.get("created_utc")
-        if created is not None:
-            self.first_created_utc = created if self.first_created_utc is None else min(self.first_created_utc, created)
-            self.last_created_utc = created if self.last_created_utc is None else max(self.last_created_utc, created)
 
 
 def _score(record: dict) -> int:
@@ -161,87 +176,392 @@ def harvest_links(
 ) -> LinkStats:
     """Read every dump, apply the selection rules, write `out_path` (links.parquet, sorted by url) atomically.
 
-    `progress`, if given, receives {"file", "submissions", "candidate_urls", "rate"} every `config.progress_every`
-    submissions and at the end of each file.
+    Dumps finished by an interrupted earlier run with the same settings are not read again (see the module
+    docstring). `progress`, if given, receives {"file", "submissions", "candidate_urls", "rate"} every
+    `config.progress_every` submissions and at the end of each file; `candidate_urls` counts the submissions that
+    passed the per-submission rules so far (the rows spilled), since distinct URLs are only known at the end.
     """
     out_path = Path(out_path)
     paths = [Path(p) for p in dumps]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:  # fail before hours of reading, not after
         raise FileNotFoundError(f"Reddit dumps not found: {', '.join(missing)}")
-    cutoff = config.cutoff_ts()
-    blocked_subs = frozenset(s.lower() for s in config.subreddit_blocklist)
-    dropped: Counter[str] = Counter()
-    links: dict[str, _Link] = {}
+    if config.memory_rows < 1:
+        raise ValueError(f"LinkConfig.memory_rows must be at least 1, got {config.memory_rows}")
+    config.cutoff_ts()  # a bad cutoff is an error before anything is read
+    work = out_path.with_name(f".{out_path.name}.work")
+    folders = [work / _dump_folder_name(path) for path in paths]
+    _remove_stale(work, {folder.name for folder in folders})
     stats = LinkStats()
+    dropped: Counter[str] = Counter()
+    rows = 0
     start = time.monotonic()
 
-    def count_malformed(path: Path, line_no: int, reason: str) -> None:
-        dropped["malformed_line"] += 1
-        stats.submissions += 1
-        log.warning("%s:%d: skipped malformed line (%s)", path, line_no, reason)
-
-    def report(path: Path) -> None:
-        rate = stats.submissions / max(time.monotonic() - start, 1e-9)
-        info = {"file": str(path), "submissions": stats.submissions, "candidate_urls": len(links), "rate": rate}
-        log.info("links: %(submissions)d submissions read, %(candidate_urls)d candidate URLs, %(rate).0f/s", info)
+    def report(path: Path, submissions: int, candidates: int) -> None:
+        rate = (stats.submissions + submissions) / max(time.monotonic() - start, 1e-9)
+        info = {"file": str(path), "submissions": stats.submissions + submissions,
+                "candidate_urls": rows + candidates, "rate": rate}
+        log.info("links: %(submissions)d submissions read, %(candidate_urls)d candidate submissions, %(rate).0f/s",
+                 info)
         if progress:
             progress(info)
 
-    for path in paths:
-        for record in iter_submissions(path, on_malformed=count_malformed):
-            stats.submissions += 1
-            reason = _drop_reason(record, config, cutoff, blocked_subs)
-            if reason is None:
-                original = str(record.get("url") or "").strip()
-                try:
-                    url = canonicalize_url(original)
-                except ValueError:
-                    reason = "invalid_url"
-                else:
-                    if is_blocked_domain(url_host(url), config.domain_blocklist):
-                        reason = "blocked_domain"
-                    elif has_blocked_extension(url, config.extension_blocklist):
-                        reason = "blocked_extension"
-                    else:
-                        links.setdefault(url, _Link()).add(record, original, _score(record))
-            if reason is not None:
-                dropped[reason] += 1
-            if stats.submissions % config.progress_every == 0:
-                report(path)
-        report(path)
+    markers = []
+    for path, folder in zip(paths, folders):
+        marker = _committed(folder, path, config)
+        if marker is None:
+            marker = _spill_dump(path, folder, config, report)
+        else:
+            log.info("links: reusing %s, read by an earlier run (%d submissions, %d candidates)",
+                     path, marker["submissions"], marker["rows"])
+        stats.submissions += marker["submissions"]
+        rows += marker["rows"]
+        dropped.update(marker["dropped"])
+        markers.append(marker)
+        report(path, 0, 0)
 
-    kept = sorted(url for url, link in links.items() if link.karma >= config.min_karma)
-    for url, link in links.items():
-        if link.karma < config.min_karma:
-            stats.urls_below_min_karma += 1
-            dropped["below_min_karma"] += link.n_submissions
-    _write_links(out_path, kept, links)
-    stats.kept = len(kept)
-    stats.kept_submissions = sum(links[url].n_submissions for url in kept)
+    aggregated = _aggregate_partitions(folders, markers, work / "units", config)
+    kept = _merge_into(out_path, aggregated.unit_files)
+    shutil.rmtree(work)
+    stats.kept = kept
+    stats.kept_submissions = rows - aggregated.submissions_below
+    stats.urls_below_min_karma = aggregated.urls_below
+    dropped["below_min_karma"] = aggregated.submissions_below
     stats.dropped = {reason: dropped[reason] for reason in DROP_REASONS}
     stats.elapsed_s = time.monotonic() - start
     log.info("links: kept %d URLs from %d submissions; dropped %s", stats.kept, stats.submissions, stats.dropped)
     return stats
 
 
-def _write_links(out_path: Path, urls: list[str], links: dict[str, _Link]) -> None:
-    rows = [links[url] for url in urls]
-    table = pa.table({
-        "url": urls,
-        "original_urls": [sorted(link.original_urls) for link in rows],
-        "domain": [registered_domain(url_host(url)) for url in urls],
-        "karma": [link.karma for link in rows],
-        "n_submissions": [link.n_submissions for link in rows],
-        "subreddits": [sorted(link.subreddits) for link in rows],
-        "title": [link.title for link in rows],
-        "first_created_utc": [link.first_created_utc for link in rows],
-        "last_created_utc": [link.last_created_utc for link in rows],
-    }, schema=LINKS_SCHEMA)
+# ---- reading: one dump -> spill files + a _DONE marker -----------------------------------------------------------
+
+
+def _dump_folder_name(path: Path) -> str:
+    return f"{path.name}.{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"
+
+
+def _remove_stale(work: Path, keep: set[str]) -> None:
+    """Drop what an earlier run left for dumps not in this run, and its half-made aggregation."""
+    if not work.is_dir():
+        return
+    for entry in work.iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _fingerprint(path: Path, config: LinkConfig) -> dict:
+    stat = path.stat()
+    return {"dump": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "selection": config.selection_key()}
+
+
+def _committed(folder: Path, path: Path, config: LinkConfig) -> dict | None:
+    """The marker of a dump read completely from this very file under these settings, else None (folder cleared)."""
+    try:
+        marker = json.loads((folder / _DONE).read_text())
+    except (OSError, ValueError):
+        marker = None
+    if marker is not None and all(marker.get(k) == v for k, v in _fingerprint(path, config).items()):
+        return marker
+    if folder.exists():
+        log.info("links: %s has no finished spills from an earlier run with these settings; reading it", path)
+        shutil.rmtree(folder)
+    return None
+
+
+class _Spiller:
+    """Surviving submissions of one dump: Python rows, frozen into Arrow batches, spilled by hash partition."""
+
+    def __init__(self, folder: Path, memory_rows: int) -> None:
+        self.folder = folder
+        self.memory_rows = memory_rows
+        self.chunk_rows = min(memory_rows, 65_536)
+        self.rows: list[tuple] = []
+        self.batches: list[pa.RecordBatch] = []
+        self.held = 0
+        self.spills: list[tuple[str, list[int]]] = []  # file name, the partitions of its batches in order
+        self.partition_rows = np.zeros(SPILL_PARTITIONS, np.int64)
+
+    def add(self, row: tuple) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.chunk_rows:
+            self._freeze()
+
+    def _freeze(self) -> None:
+        if not self.rows:
+            return
+        columns = list(zip(*self.rows))
+        self.batches.append(pa.RecordBatch.from_arrays(
+            [_strings(columns[0]), _strings(columns[1]), _strings(columns[2]), _strings(columns[3]),
+             pa.array(columns[4], pa.int64()), pa.array(columns[5], pa.int64()), pa.array(columns[6], pa.int64())],
+            schema=SPILL_SCHEMA))
+        self.held += len(self.rows)
+        self.rows = []
+        if self.held >= self.memory_rows:
+            self.spill()
+
+    def spill(self) -> None:
+        self._freeze()
+        if not self.held:
+            return
+        batch = pa.concat_batches(self.batches)
+        self.batches, self.held = [], 0
+        # zlib.crc32, not hash(): partitions must agree between runs (str hashing is salted per process)
+        parts = np.fromiter((zlib.crc32(url.encode()) % SPILL_PARTITIONS for url in batch.column(0).to_pylist()),
+                            np.int64, len(batch))
+        batch = batch.take(np.argsort(parts, kind="stable"))
+        counts = np.bincount(parts, minlength=SPILL_PARTITIONS)
+        self.partition_rows += counts
+        name = f"spill-{len(self.spills):05d}.arrow"
+        tmp = self.folder / f".{name}.tmp"
+        nonempty = [int(p) for p in np.flatnonzero(counts)]
+        with ipc.new_file(tmp, SPILL_SCHEMA, options=_IPC_OPTIONS) as writer:
+            offset = 0
+            for p in nonempty:
+                writer.write_batch(batch.slice(offset, counts[p]))
+                offset += counts[p]
+        os.replace(tmp, self.folder / name)
+        self.spills.append((name, nonempty))
+
+
+def _strings(values: Sequence[str | None]) -> pa.Array:
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:  # json.loads lets lone surrogates through; UTF-8 (and Arrow) cannot hold them
+        return pa.array([v if v is None else v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+                         for v in values], pa.string())
+
+
+def _spill_dump(path: Path, folder: Path, config: LinkConfig,
+                report: Callable[[Path, int, int], None]) -> dict:
+    cutoff = config.cutoff_ts()
+    blocked_subs = frozenset(s.lower() for s in config.subreddit_blocklist)
+    folder.mkdir(parents=True, exist_ok=True)
+    spiller = _Spiller(folder, config.memory_rows)
+    dropped: Counter[str] = Counter()
+    submissions = candidates = 0
+
+    def count_malformed(path: Path, line_no: int, reason: str) -> None:
+        nonlocal submissions
+        dropped["malformed_line"] += 1
+        submissions += 1
+        log.warning("%s:%d: skipped malformed line (%s)", path, line_no, reason)
+
+    for record in iter_submissions(path, on_malformed=count_malformed):
+        submissions += 1
+        reason = _drop_reason(record, config, cutoff, blocked_subs)
+        if reason is None:
+            original = str(record.get("url") or "").strip()
+            try:
+                url = canonicalize_url(original)
+            except ValueError:
+                reason = "invalid_url"
+            else:
+                if is_blocked_domain(url_host(url), config.domain_blocklist):
+                    reason = "blocked_domain"
+                elif has_blocked_extension(url, config.extension_blocklist):
+                    reason = "blocked_extension"
+                else:
+                    subreddit = record.get("subreddit")
+                    spiller.add((url, original, str(subreddit) if subreddit else None,
+                                 str(record.get("title") or ""), _score(record), record.get("created_utc"),
+                                 submissions))
+                    candidates += 1
+        if reason is not None:
+            dropped[reason] += 1
+        if submissions % config.progress_every == 0:
+            report(path, submissions, candidates)
+    spiller.spill()
+    marker = {**_fingerprint(path, config), "submissions": submissions, "rows": candidates,
+              "dropped": dict(dropped), "spills": spiller.spills,
+              "partition_rows": spiller.partition_rows.tolist()}
+    tmp = folder / f".{_DONE}.tmp"
+    tmp.write_text(json.dumps(marker))
+    os.replace(tmp, folder / _DONE)  # the dump counts from here on
+    return marker
+
+
+# ---- aggregation: runs of partitions -> sorted link tables ---------------------------------------------------------
+
+
+@dataclass
+class _Aggregated:
+    unit_files: list[Path]
+    urls_below: int
+    submissions_below: int
+
+
+def _units(partition_rows: np.ndarray, memory_rows: int) -> list[tuple[int, int]]:
+    """Runs of consecutive partitions [lo, hi) of about `memory_rows` rows (one partition alone may hold more)."""
+    units: list[tuple[int, int]] = []
+    lo, held = 0, 0
+    for p, n in enumerate(partition_rows.tolist()):
+        if held and held + n > memory_rows:
+            units.append((lo, p))
+            lo, held = p, 0
+        held += n
+    if held:
+        units.append((lo, len(partition_rows)))
+    return units
+
+
+def _aggregate_partitions(folders: list[Path], markers: list[dict], unit_dir: Path,
+                          config: LinkConfig) -> _Aggregated:
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    partition_rows = np.zeros(SPILL_PARTITIONS, np.int64)
+    for marker in markers:
+        partition_rows += marker["partition_rows"]
+    units = _units(partition_rows, config.memory_rows)
+    # the merge holds one batch per unit file: keep them small when there are many
+    batch_rows = max(1024, min(65_536, config.memory_rows // max(len(units), 1)))
+    result = _Aggregated([], 0, 0)
+    for i, (lo, hi) in enumerate(units):
+        rows = _read_partitions(folders, markers, lo, hi)
+        links, below = _aggregate(rows, config.min_karma)
+        result.urls_below += below.num_rows
+        result.submissions_below += pc.sum(below["n_submissions"]).as_py() or 0
+        path = unit_dir / f"unit-{i:05d}.arrow"
+        with ipc.new_file(path, LINKS_SCHEMA, options=_IPC_OPTIONS) as writer:
+            writer.write_table(links, max_chunksize=batch_rows)
+        result.unit_files.append(path)
+        log.debug("links: aggregated partitions %d-%d (%d rows, %d links kept)", lo, hi - 1, rows.num_rows,
+                  links.num_rows)
+    log.info("links: aggregated %d candidate submissions in %d units", int(partition_rows.sum()), len(units))
+    return result
+
+
+def _read_partitions(folders: list[Path], markers: list[dict], lo: int, hi: int) -> pa.Table:
+    """The spilled rows of partitions [lo, hi) of every dump; `seq` becomes the order in the whole input."""
+    batches = []
+    for position, (folder, marker) in enumerate(zip(folders, markers)):
+        for name, parts in marker["spills"]:
+            first, last = bisect.bisect_left(parts, lo), bisect.bisect_left(parts, hi)
+            if first == last:
+                continue
+            with pa.OSFile(str(folder / name)) as source:
+                reader = ipc.open_file(source)
+                for i in range(first, last):
+                    batch = reader.get_record_batch(i)
+                    seq = pc.add(batch.column("seq"), position << 40)  # dumps in the order given, then line order
+                    batches.append(batch.set_column(SPILL_SCHEMA.get_field_index("seq"), "seq", seq))
+    return pa.Table.from_batches(batches, SPILL_SCHEMA)
+
+
+def _aggregate(rows: pa.Table, min_karma: int) -> tuple[pa.Table, pa.Table]:
+    """One row per canonical URL, sorted by url: (links with karma >= min_karma, the others).
+
+    Groups are runs of one url in rows sorted by url, then score (highest first), then input order, so a group's
+    first row holds its title. (Arrow's group_by is not used: it does not promise the order of its groups.)
+    """
+    rows = rows.sort_by([("url", "ascending"), ("score", "descending"), ("seq", "ascending")])
+    starts = np.flatnonzero(_changes(rows["url"].combine_chunks()))
+    created = rows["created_utc"].combine_chunks()
+    dated = created.is_valid().to_numpy(zero_copy_only=False)
+    seconds = created.fill_null(0).to_numpy()
+    undated = np.add.reduceat(dated.astype(np.int64), starts) == 0
+    urls = rows["url"].take(starts)
+    table = pa.Table.from_arrays([
+        urls,
+        _sorted_distinct(rows, "original_url", urls),
+        pa.array([registered_domain(url_host(url)) for url in urls.to_pylist()], pa.string()),
+        pa.array(np.add.reduceat(rows["score"].to_numpy(), starts)),
+        pa.array(np.diff(starts, append=rows.num_rows)),
+        _sorted_distinct(rows, "subreddit", urls),
+        rows["title"].take(starts),
+        pa.array(np.minimum.reduceat(np.where(dated, seconds, np.iinfo(np.int64).max), starts), mask=undated),
+        pa.array(np.maximum.reduceat(np.where(dated, seconds, np.iinfo(np.int64).min), starts), mask=undated),
+    ], schema=LINKS_SCHEMA)
+    keep = pc.greater_equal(table["karma"], min_karma)
+    return table.filter(keep), table.filter(pc.invert(keep))
+
+
+def _changes(values: pa.Array) -> np.ndarray:
+    """True where a value differs from the one before it (and at the first)."""
+    change = np.ones(len(values), bool)
+    if len(values) > 1:
+        change[1:] = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)).to_numpy(zero_copy_only=False)
+    return change
+
+
+def _sorted_distinct(rows: pa.Table, column: str, urls: pa.ChunkedArray) -> pa.ListArray:
+    """For each of the sorted, distinct `urls`, the sorted distinct non-null values of `column` in its rows."""
+    pairs = rows.select(["url", column]).filter(pc.is_valid(rows[column]))
+    pairs = pairs.sort_by([("url", "ascending"), (column, "ascending")])
+    url, value = pairs["url"].combine_chunks(), pairs[column].combine_chunks()
+    first = pa.array(_changes(url) | _changes(value))
+    owner = pc.index_in(url.filter(first), value_set=urls).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(urls) + 1, np.int32)
+    np.cumsum(np.bincount(owner, minlength=len(urls)), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), value.filter(first))
+
+
+# ---- merge: sorted unit files -> links.parquet ---------------------------------------------------------------------
+
+
+class _UnitRows:
+    """The rows of one sorted unit file, handed out in order, a batch in memory at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.reader = ipc.open_file(pa.memory_map(str(path)))
+        self.next_batch = 0
+        self.batch: pa.RecordBatch | None = None
+        self.offset = 0
+
+    def take(self, n: int) -> list[pa.RecordBatch]:
+        pieces = []
+        while n > 0:
+            if self.batch is None or self.offset == self.batch.num_rows:
+                if self.next_batch == self.reader.num_record_batches:
+                    break
+                self.batch, self.offset = self.reader.get_record_batch(self.next_batch), 0
+                self.next_batch += 1
+            piece = self.batch.slice(self.offset, n)
+            self.offset += piece.num_rows
+            n -= piece.num_rows
+            pieces.append(piece)
+        return pieces
+
+
+def _keyed_urls(path: Path, unit: int) -> Iterator[tuple[str, int]]:
+    reader = ipc.open_file(pa.memory_map(str(path)), options=ipc.IpcReadOptions(included_fields=[0]))
+    for i in range(reader.num_record_batches):
+        yield from zip(reader.get_record_batch(i).column(0).to_pylist(), itertools.repeat(unit))
+
+
+def _merged(unit_files: list[Path], chunk_rows: int) -> Iterator[pa.Table]:
+    """The rows of every unit in url order, `chunk_rows` at a time (units hold disjoint URLs, each sorted)."""
+    units = [_UnitRows(path) for path in unit_files]
+    if len(units) == 1:
+        while pieces := units[0].take(chunk_rows):
+            yield pa.Table.from_batches(pieces, LINKS_SCHEMA)
+        return
+    order_of = heapq.merge(*(_keyed_urls(path, unit) for unit, path in enumerate(unit_files)))
+    while True:
+        order = np.fromiter((unit for _, unit in itertools.islice(order_of, chunk_rows)), np.int64)
+        if not len(order):
+            return
+        counts = np.bincount(order, minlength=len(units))
+        table = pa.Table.from_batches(
+            [piece for unit, n in enumerate(counts.tolist()) if n for piece in units[unit].take(n)], LINKS_SCHEMA)
+        # `table` holds the units one after the other; row k of it goes to the k-th position of its unit in `order`
+        position = np.empty(len(order), np.int64)
+        position[np.argsort(order, kind="stable")] = np.arange(len(order))
+        yield table.take(position)
+
+
+def _merge_into(out_path: Path, unit_files: list[Path]) -> int:
+    """Write links.parquet atomically from the sorted unit files; returns its row count."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    rows = 0
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        with pq.ParquetWriter(tmp, LINKS_SCHEMA, compression="zstd") as writer:
+            for chunk in _merged(unit_files, ROW_GROUP_ROWS) if unit_files else ():
+                writer.write_table(chunk.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+                rows += chunk.num_rows
+            if not rows:  # as write_table writes an empty table
+                writer.write_table(LINKS_SCHEMA.empty_table())
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
+    return rows

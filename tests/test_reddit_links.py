@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
@@ -16,6 +22,7 @@ from corpus.urls import (
     is_blocked_domain,
     is_reddit_url,
     registered_domain,
+    url_host,
 )
 
 RECORDS = [
@@ -219,3 +226,215 @@ def test_karma_is_summed_over_submissions_of_one_canonical_url(tmp_path):
 def test_bad_cutoff_is_a_clear_error(reddit_sample, tmp_path):
     with pytest.raises(ValueError, match="cutoff"):
         harvest_links([reddit_sample], tmp_path / "links.parquet", LinkConfig(cutoff="last year"))
+
+
+# ---- bounded-memory, resumable aggregation: same bytes as one in-memory dict of links -----------------------------
+
+
+def expected_links(records, config, out):
+    """What the in-memory aggregation wrote: the rules of corpus.links in their documented order, one dict entry
+    per canonical URL, one pq.write_table. Returns (dropped counts without malformed lines, kept submissions)."""
+    cutoff = config.cutoff_ts()
+    blocked_subs = {s.lower() for s in config.subreddit_blocklist}
+    dropped, links = {reason: 0 for reason in DROP_REASONS}, {}
+    for r in records:
+        url = r.get("url")
+        if r.get("is_self"):
+            reason = "self_post"
+        elif isinstance(url, str) and is_reddit_url(url.strip()):
+            reason = "reddit_link"
+        elif config.drop_nsfw and r.get("over_18"):
+            reason = "nsfw"
+        elif cutoff is not None and r.get("created_utc") is None:
+            reason = "missing_created_utc"
+        elif cutoff is not None and r["created_utc"] >= cutoff:
+            reason = "after_cutoff"
+        elif str(r.get("subreddit") or "").lower() in blocked_subs:
+            reason = "blocked_subreddit"
+        else:
+            original = str(url or "").strip()
+            try:
+                canonical = canonicalize_url(original)
+            except ValueError:
+                reason = "invalid_url"
+            else:
+                reason = ("blocked_domain" if is_blocked_domain(url_host(canonical),
+                                                                config.domain_blocklist)
+                          else "blocked_extension" if has_blocked_extension(canonical, config.extension_blocklist)
+                          else None)
+        if reason:
+            dropped[reason] += 1
+            continue
+        try:
+            score = int(r.get("score") or 0)
+        except (TypeError, ValueError):
+            score = 0
+        link = links.setdefault(canonical, {"karma": 0, "n": 0, "originals": set(), "subs": set(), "best": None,
+                                            "title": "", "first": None, "last": None})
+        link["karma"] += score
+        link["n"] += 1
+        link["originals"].add(original)
+        if r.get("subreddit"):
+            link["subs"].add(str(r["subreddit"]))
+        if link["best"] is None or score > link["best"]:
+            link["best"], link["title"] = score, str(r.get("title") or "")
+        if r.get("created_utc") is not None:
+            times = [t for t in (link["first"], link["last"], r["created_utc"]) if t is not None]
+            link["first"], link["last"] = min(times), max(times)
+    kept = sorted(url for url, link in links.items() if link["karma"] >= config.min_karma)
+    dropped["below_min_karma"] = sum(link["n"] for link in links.values() if link["karma"] < config.min_karma)
+    rows = [links[url] for url in kept]
+    pq.write_table(pa.table({
+        "url": kept,
+        "original_urls": [sorted(link["originals"]) for link in rows],
+        "domain": [registered_domain(url_host(url)) for url in kept],
+        "karma": [link["karma"] for link in rows],
+        "n_submissions": [link["n"] for link in rows],
+        "subreddits": [sorted(link["subs"]) for link in rows],
+        "title": [link["title"] for link in rows],
+        "first_created_utc": [link["first"] for link in rows],
+        "last_created_utc": [link["last"] for link in rows],
+    }, schema=LINKS_SCHEMA), out, compression="zstd")
+    return dropped, sum(link["n"] for link in rows)
+
+
+def generated_records(seed, n):
+    """Few canonical URLs under many spellings, tied scores, every drop reason, odd field types."""
+    rng = random.Random(seed)
+    hosts = ["news.example.com", "blog.example.org", "example.net", "münchen.de"]
+    spellings = ["http://{h}{p}", "https://{h}{p}", "http://www.{h}{p}/", "http://{H}{p}?utm_source=rss",
+                 "http://{h}{p}#comments", "  http://{h}:80{p} "]
+    special = ["https://www.reddit.com/r/x/comments/1", "https://i.imgur.com/a.png", "http://example.com/p.jpg",
+               "not a url", None]
+    records = []
+    for i in range(n):
+        host, path = rng.choice(hosts), f"/story/{rng.randrange(25)}"
+        url = rng.choice(spellings).format(h=host, H=host.upper(), p=path) if rng.random() > 0.12 \
+            else rng.choice(special)
+        record = {"id": f"{seed}-{i}", "url": url, "is_self": rng.random() < 0.05, "over_18": rng.random() < 0.05,
+                  "score": rng.choice([0, 1, 1, 2, 2, 3, 5, -1, "4", None, "n/a"]),
+                  "title": rng.choice(["Same title", "Ünïcode ✓", "", None, f"title {i}"]),
+                  "subreddit": rng.choice(["news", "World", "", None, "r%d" % rng.randrange(4)]),
+                  "created_utc": rng.choice([1400000000 + i, float(1450000000 - i), str(1300000000 + 7 * i),
+                                             1514764800 + i, None])}
+        records.append({k: v for k, v in record.items() if v is not None or rng.random() < 0.5})
+    return records
+
+
+def write_generated_dumps(folder, seeds=(1, 2, 3), n=300):
+    dumps, records = [], []
+    for seed, suffix in zip(seeds, [".zst", ".json", ".bz2", ".gz"]):
+        part = generated_records(seed, n)
+        dumps.append(write_submissions(folder / f"RS_gen{seed}{suffix}", part))
+        records += normalized_created(part)
+    return dumps, records
+
+
+def normalized_created(records):
+    return [{**r, "created_utc": None if r.get("created_utc") is None else int(float(r["created_utc"]))}
+            for r in records]
+
+
+def assert_same_as_in_memory(dumps, records, config, tmp_path, malformed=0):
+    out, want = tmp_path / "links.parquet", tmp_path / "expected.parquet"
+    stats = harvest_links(dumps, out, config)
+    dropped, kept_submissions = expected_links(records, config, want)
+    assert out.read_bytes() == want.read_bytes()
+    assert stats.dropped == {**dropped, "malformed_line": malformed}
+    assert stats.submissions == len(records) + malformed and stats.kept == pq.read_metadata(want).num_rows
+    assert stats.kept_submissions == kept_submissions
+    assert stats.submissions == stats.kept_submissions + sum(stats.dropped.values())
+    assert not (tmp_path / ".links.parquet.work").exists()
+    return stats
+
+
+@pytest.mark.parametrize("memory_rows", [1, 7, 1_000_000])
+def test_spilled_aggregation_writes_the_in_memory_bytes(tmp_path, memory_rows):
+    dumps, records = write_generated_dumps(tmp_path)
+    with (tmp_path / "RS_gen2.json").open("ab") as extra:  # malformed lines count, in the middle dump
+        extra.write(b"{broken\n[1, 2]\n")
+    stats = assert_same_as_in_memory(dumps, records, LinkConfig(min_karma=3, memory_rows=memory_rows), tmp_path,
+                                     malformed=2)
+    assert stats.kept > 20 and stats.urls_below_min_karma > 5
+    assert all(stats.dropped[reason] for reason in DROP_REASONS if reason != "blocked_subreddit")
+
+
+def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
+    dumps, records = write_generated_dumps(tmp_path, seeds=(4, 5))
+    config = LinkConfig(min_karma=-5, cutoff=None, drop_nsfw=False, subreddit_blocklist=frozenset({"WORLD"}),
+                        memory_rows=4)
+    stats = assert_same_as_in_memory(dumps, records, config, tmp_path)
+    assert stats.dropped["blocked_subreddit"] and not stats.dropped["after_cutoff"]
+    # the same dump listed twice counts twice, as reading it twice did
+    assert_same_as_in_memory(dumps + dumps[:1], records + records[:300], config, tmp_path)
+    stats = assert_same_as_in_memory(dumps, records, LinkConfig(min_karma=10**9, memory_rows=4), tmp_path)
+    assert stats.kept == 0 and pq.read_table(tmp_path / "links.parquet").schema == LINKS_SCHEMA
+
+
+def test_spilled_aggregation_of_the_shared_sample(reddit_sample, tmp_path):
+    records = list(iter_submissions(reddit_sample))
+    for config in [LinkConfig(memory_rows=2), LinkConfig(min_karma=0, cutoff=None, memory_rows=3)]:
+        assert_same_as_in_memory([reddit_sample], records, config, tmp_path)
+
+
+def test_bad_memory_rows_is_a_clear_error(reddit_sample, tmp_path):
+    with pytest.raises(ValueError, match="memory_rows"):
+        harvest_links([reddit_sample], tmp_path / "links.parquet", LinkConfig(memory_rows=0))
+
+
+KILL_DURING_SECOND_DUMP = """
+import os, signal, sys
+from pathlib import Path
+from corpus.links import LinkConfig, harvest_links
+
+*dumps, out = sys.argv[1:]
+
+def progress(info):
+    if info["file"] == dumps[1] and info["submissions"] >= 300 + 150:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+harvest_links(dumps, Path(out), LinkConfig(memory_rows=20, progress_every=10), progress)
+raise SystemExit("harvest_links finished: it was to be killed during the second dump")
+"""
+
+
+def kill_during_second_dump(dumps, out):
+    done = subprocess.run([sys.executable, "-c", KILL_DURING_SECOND_DUMP, *map(str, dumps), str(out)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    folders = sorted((out.parent / f".{out.name}.work").iterdir())
+    assert [(folder / "_DONE").exists() for folder in folders] == [True, False]  # dump 1 committed, dump 2 half-read
+    assert list(folders[1].glob("spill-*.arrow"))
+
+
+def test_a_killed_harvest_resumes_after_the_dumps_it_finished(tmp_path, caplog):
+    dumps, records = write_generated_dumps(tmp_path, seeds=(6, 7, 8))
+    out, want = tmp_path / "links.parquet", tmp_path / "expected.parquet"
+    kill_during_second_dump(dumps, out)
+    with caplog.at_level(logging.INFO, logger="corpus.links"):
+        stats = harvest_links(dumps, out, LinkConfig(memory_rows=20))
+    reused = [r.getMessage() for r in caplog.records if "reusing" in r.getMessage()]
+    assert len(reused) == 1 and dumps[0].name in reused[0]
+    dropped, _ = expected_links(records, LinkConfig(), want)
+    assert out.read_bytes() == want.read_bytes() and stats.dropped == dropped
+    assert stats.submissions == len(records)
+
+    # A dump changed since (size and mtime) is read again, and so is every dump under other selection settings.
+    kill_during_second_dump(dumps, out)
+    changed = generated_records(60, 310)
+    write_submissions(dumps[0], changed)
+    records = normalized_created(changed) + records[300:]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="corpus.links"):
+        stats = harvest_links(dumps, out, LinkConfig(memory_rows=20))
+    assert not [r for r in caplog.records if "reusing" in r.getMessage()]
+    dropped, _ = expected_links(records, LinkConfig(), want)
+    assert out.read_bytes() == want.read_bytes() and stats.dropped == dropped
+
+    kill_during_second_dump(dumps, out)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="corpus.links"):
+        stats = harvest_links(dumps, out, LinkConfig(memory_rows=20, drop_nsfw=False))
+    assert not [r for r in caplog.records if "reusing" in r.getMessage()]
+    dropped, _ = expected_links(records, LinkConfig(drop_nsfw=False), want)
+    assert out.read_bytes() == want.read_bytes() and stats.dropped == dropped
