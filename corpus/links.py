@@ -27,9 +27,13 @@ folder beside the output (`.links.parquet.work/`). A dump's spills sit in its ow
 counts, so a re-run reuses every dump it finished (and logs so) and reads again a dump it was reading, one that changed
 or one read under other settings. The links are then aggregated a few partitions at a time (about `memory_rows` rows
 each), and the sorted results are merged into links.parquet, one 1 Mi-row row group at a time (the row groups
-`pyarrow.parquet.write_table` makes, so the file is the one a single in-memory table gives). Peak memory follows
-`memory_rows` (roughly 0.5 KB per row while aggregating, less while reading), not the corpus; disk holds the
-surviving submissions once, compressed, until the work folder is removed at the end.
+`pyarrow.parquet.write_table` makes, so the file is the one a single in-memory table gives).
+
+Peak memory follows `memory_rows`, not the corpus: ~250 B of Arrow per held row while reading, ~750 B per row of the
+partitions being aggregated, and one row group of links while writing. The in-memory dict this replaces took ~1.4 KB
+per candidate URL (benchmarks/bench_links.py); pyarrow's default mimalloc pool keeps freed pages, so RSS sits above
+these figures unless ARROW_DEFAULT_MEMORY_POOL=system. Disk holds the surviving submissions once, zstd-compressed,
+until the work folder is removed at the end.
 """
 from __future__ import annotations
 
@@ -245,8 +249,12 @@ def _remove_stale(work: Path, keep: set[str]) -> None:
     if not work.is_dir():
         return
     for entry in work.iterdir():
-        if entry.name not in keep:
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if entry.name in keep:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _fingerprint(path: Path, config: LinkConfig) -> dict:
@@ -270,14 +278,15 @@ def _committed(folder: Path, path: Path, config: LinkConfig) -> dict | None:
 
 
 class _Spiller:
-    """Surviving submissions of one dump: Python rows, frozen into Arrow batches, spilled by hash partition."""
+    """Surviving submissions of one dump: Python rows, frozen into Arrow batches ordered by hash partition, spilled
+    into one IPC file whose record batches are the non-empty partitions in order."""
 
     def __init__(self, folder: Path, memory_rows: int) -> None:
         self.folder = folder
         self.memory_rows = memory_rows
-        self.chunk_rows = min(memory_rows, 65_536)
+        self.chunk_rows = min(memory_rows, 8_192)  # Python rows are ~3x the size of Arrow ones: freeze them soon
         self.rows: list[tuple] = []
-        self.batches: list[pa.RecordBatch] = []
+        self.frozen: list[tuple[pa.RecordBatch, np.ndarray]] = []  # a batch sorted by partition, its partition sizes
         self.held = 0
         self.spills: list[tuple[str, list[int]]] = []  # file name, the partitions of its batches in order
         self.partition_rows = np.zeros(SPILL_PARTITIONS, np.int64)
@@ -291,10 +300,15 @@ class _Spiller:
         if not self.rows:
             return
         columns = list(zip(*self.rows))
-        self.batches.append(pa.RecordBatch.from_arrays(
+        # zlib.crc32, not hash(): partitions must agree between runs (str hashing is salted per process)
+        parts = np.fromiter((zlib.crc32(url.encode()) % SPILL_PARTITIONS for url in columns[0]), np.int64,
+                            len(self.rows))
+        batch = pa.RecordBatch.from_arrays(
             [_strings(columns[0]), _strings(columns[1]), _strings(columns[2]), _strings(columns[3]),
              pa.array(columns[4], pa.int64()), pa.array(columns[5], pa.int64()), pa.array(columns[6], pa.int64())],
-            schema=SPILL_SCHEMA))
+            schema=SPILL_SCHEMA)
+        self.frozen.append((batch.take(np.argsort(parts, kind="stable")),
+                            np.bincount(parts, minlength=SPILL_PARTITIONS)))
         self.held += len(self.rows)
         self.rows = []
         if self.held >= self.memory_rows:
@@ -304,24 +318,20 @@ class _Spiller:
         self._freeze()
         if not self.held:
             return
-        batch = pa.concat_batches(self.batches)
-        self.batches, self.held = [], 0
-        # zlib.crc32, not hash(): partitions must agree between runs (str hashing is salted per process)
-        parts = np.fromiter((zlib.crc32(url.encode()) % SPILL_PARTITIONS for url in batch.column(0).to_pylist()),
-                            np.int64, len(batch))
-        batch = batch.take(np.argsort(parts, kind="stable"))
-        counts = np.bincount(parts, minlength=SPILL_PARTITIONS)
-        self.partition_rows += counts
+        sizes = np.array([counts for _, counts in self.frozen])               # frozen batch x partition
+        starts = np.cumsum(sizes, axis=1) - sizes
+        totals = sizes.sum(axis=0)
+        nonempty = [int(p) for p in np.flatnonzero(totals)]
         name = f"spill-{len(self.spills):05d}.arrow"
         tmp = self.folder / f".{name}.tmp"
-        nonempty = [int(p) for p in np.flatnonzero(counts)]
         with ipc.new_file(tmp, SPILL_SCHEMA, options=_IPC_OPTIONS) as writer:
-            offset = 0
             for p in nonempty:
-                writer.write_batch(batch.slice(offset, counts[p]))
-                offset += counts[p]
+                writer.write_batch(pa.concat_batches([batch.slice(starts[i, p], sizes[i, p])
+                                                      for i, (batch, _) in enumerate(self.frozen) if sizes[i, p]]))
         os.replace(tmp, self.folder / name)
         self.spills.append((name, nonempty))
+        self.partition_rows += totals
+        self.frozen, self.held = [], 0
 
 
 def _strings(values: Sequence[str | None]) -> pa.Array:
@@ -336,6 +346,7 @@ def _spill_dump(path: Path, folder: Path, config: LinkConfig,
                 report: Callable[[Path, int, int], None]) -> dict:
     cutoff = config.cutoff_ts()
     blocked_subs = frozenset(s.lower() for s in config.subreddit_blocklist)
+    fingerprint = _fingerprint(path, config)  # taken first: a dump that changes while read is read again next time
     folder.mkdir(parents=True, exist_ok=True)
     spiller = _Spiller(folder, config.memory_rows)
     dropped: Counter[str] = Counter()
@@ -372,7 +383,7 @@ def _spill_dump(path: Path, folder: Path, config: LinkConfig,
         if submissions % config.progress_every == 0:
             report(path, submissions, candidates)
     spiller.spill()
-    marker = {**_fingerprint(path, config), "submissions": submissions, "rows": candidates,
+    marker = {**fingerprint, "submissions": submissions, "rows": candidates,
               "dropped": dict(dropped), "spills": spiller.spills,
               "partition_rows": spiller.partition_rows.tolist()}
     tmp = folder / f".{_DONE}.tmp"
@@ -416,16 +427,15 @@ def _aggregate_partitions(folders: list[Path], markers: list[dict], unit_dir: Pa
     batch_rows = max(1024, min(65_536, config.memory_rows // max(len(units), 1)))
     result = _Aggregated([], 0, 0)
     for i, (lo, hi) in enumerate(units):
-        rows = _read_partitions(folders, markers, lo, hi)
-        links, below = _aggregate(rows, config.min_karma)
-        result.urls_below += below.num_rows
-        result.submissions_below += pc.sum(below["n_submissions"]).as_py() or 0
+        links, urls_below, submissions_below = _aggregate(_read_partitions(folders, markers, lo, hi),
+                                                          config.min_karma)
+        result.urls_below += urls_below
+        result.submissions_below += submissions_below
         path = unit_dir / f"unit-{i:05d}.arrow"
         with ipc.new_file(path, LINKS_SCHEMA, options=_IPC_OPTIONS) as writer:
             writer.write_table(links, max_chunksize=batch_rows)
         result.unit_files.append(path)
-        log.debug("links: aggregated partitions %d-%d (%d rows, %d links kept)", lo, hi - 1, rows.num_rows,
-                  links.num_rows)
+        log.debug("links: aggregated partitions %d-%d: %d links kept", lo, hi - 1, links.num_rows)
     log.info("links: aggregated %d candidate submissions in %d units", int(partition_rows.sum()), len(units))
     return result
 
@@ -447,32 +457,38 @@ def _read_partitions(folders: list[Path], markers: list[dict], lo: int, hi: int)
     return pa.Table.from_batches(batches, SPILL_SCHEMA)
 
 
-def _aggregate(rows: pa.Table, min_karma: int) -> tuple[pa.Table, pa.Table]:
-    """One row per canonical URL, sorted by url: (links with karma >= min_karma, the others).
+def _aggregate(rows: pa.Table, min_karma: int) -> tuple[pa.Table, int, int]:
+    """The links with karma >= min_karma, one row per canonical URL, sorted by url; and the number of URLs and of
+    submissions below min_karma.
 
     Groups are runs of one url in rows sorted by url, then score (highest first), then input order, so a group's
     first row holds its title. (Arrow's group_by is not used: it does not promise the order of its groups.)
     """
     rows = rows.sort_by([("url", "ascending"), ("score", "descending"), ("seq", "ascending")])
     starts = np.flatnonzero(_changes(rows["url"].combine_chunks()))
+    karma = np.add.reduceat(rows["score"].to_numpy(), starts)
+    n_submissions = np.diff(starts, append=rows.num_rows)
     created = rows["created_utc"].combine_chunks()
     dated = created.is_valid().to_numpy(zero_copy_only=False)
     seconds = created.fill_null(0).to_numpy()
     undated = np.add.reduceat(dated.astype(np.int64), starts) == 0
-    urls = rows["url"].take(starts)
-    table = pa.Table.from_arrays([
+    first = np.minimum.reduceat(np.where(dated, seconds, np.iinfo(np.int64).max), starts)
+    last = np.maximum.reduceat(np.where(dated, seconds, np.iinfo(np.int64).min), starts)
+    keep = karma >= min_karma
+    below = (int(np.count_nonzero(~keep)), int(n_submissions[~keep].sum()))
+    urls = rows["url"].take(starts[keep])
+    links = pa.Table.from_arrays([
         urls,
         _sorted_distinct(rows, "original_url", urls),
         pa.array([registered_domain(url_host(url)) for url in urls.to_pylist()], pa.string()),
-        pa.array(np.add.reduceat(rows["score"].to_numpy(), starts)),
-        pa.array(np.diff(starts, append=rows.num_rows)),
+        pa.array(karma[keep]),
+        pa.array(n_submissions[keep]),
         _sorted_distinct(rows, "subreddit", urls),
-        rows["title"].take(starts),
-        pa.array(np.minimum.reduceat(np.where(dated, seconds, np.iinfo(np.int64).max), starts), mask=undated),
-        pa.array(np.maximum.reduceat(np.where(dated, seconds, np.iinfo(np.int64).min), starts), mask=undated),
+        rows["title"].take(starts[keep]),
+        pa.array(first[keep], mask=undated[keep]),
+        pa.array(last[keep], mask=undated[keep]),
     ], schema=LINKS_SCHEMA)
-    keep = pc.greater_equal(table["karma"], min_karma)
-    return table.filter(keep), table.filter(pc.invert(keep))
+    return links, *below
 
 
 def _changes(values: pa.Array) -> np.ndarray:
@@ -489,10 +505,11 @@ def _sorted_distinct(rows: pa.Table, column: str, urls: pa.ChunkedArray) -> pa.L
     pairs = pairs.sort_by([("url", "ascending"), (column, "ascending")])
     url, value = pairs["url"].combine_chunks(), pairs[column].combine_chunks()
     first = pa.array(_changes(url) | _changes(value))
-    owner = pc.index_in(url.filter(first), value_set=urls).to_numpy(zero_copy_only=False)
+    owner = pc.index_in(url.filter(first), value_set=urls)  # null: a URL below min_karma
+    value = value.filter(first).filter(owner.is_valid())
     offsets = np.zeros(len(urls) + 1, np.int32)
-    np.cumsum(np.bincount(owner, minlength=len(urls)), out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), value.filter(first))
+    np.cumsum(np.bincount(owner.drop_null().to_numpy(), minlength=len(urls)), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), value)
 
 
 # ---- merge: sorted unit files -> links.parquet ---------------------------------------------------------------------
