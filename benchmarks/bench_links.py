@@ -196,14 +196,22 @@ def main() -> None:
     parser.add_argument("--pool", choices=["mimalloc", "jemalloc", "system"],
                         help="Arrow memory pool of the harvests (default: pyarrow's mimalloc, which keeps freed pages)")
     parser.add_argument("--child", nargs=4, metavar=("MODE", "DUMP", "OUT", "MEMORY_ROWS"), help=argparse.SUPPRESS)
+    parser.add_argument("--generate", metavar="DUMP", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         mode, dump, out, memory_rows = args.child
         child(mode, Path(dump), Path(out), int(memory_rows))
         return
+    if args.generate:
+        generate(args.submissions, Path(args.generate))
+        return
+    (Path(__file__).resolve().parents[1] / ".tmp").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / ".tmp") as tmp:
         start = time.perf_counter()
-        dump = generate(args.submissions, Path(tmp) / "RS_bench.zst")
+        # in a process of its own too: a harvest forked from a big parent would start with the parent's peak RSS
+        dump = Path(tmp) / "RS_bench.zst"
+        subprocess.run([sys.executable, __file__, "--submissions", str(args.submissions), "--generate", str(dump)],
+                       check=True)
         print(f"generated {args.submissions:,} submissions ({dump.stat().st_size / 2**20:.1f} MiB .zst) "
               f"in {time.perf_counter() - start:.1f} s")
         runs = {"peer": measure("peer", dump, Path(tmp) / "peer.parquet", 0, args.pool)}
