@@ -40,18 +40,12 @@ from corpus.links import (  # noqa: E402
     LINKS_SCHEMA,
     LinkConfig,
     LinkStats,
-    _drop_reason,
     _score,
+    classify_submission,
     harvest_links,
 )
 from corpus.reddit import iter_submissions, write_submissions  # noqa: E402
-from corpus.urls import (  # noqa: E402
-    canonicalize_url,
-    has_blocked_extension,
-    is_blocked_domain,
-    registered_domain,
-    url_host,
-)
+from corpus.urls import registered_domain, url_host  # noqa: E402
 
 WORDS = ("the a of new how why study finds city court report after says first year world police study data "
          "open source game review election market climate science space music film health school").split()
@@ -128,21 +122,10 @@ def in_memory_harvest(dumps: list[Path], out_path: Path, config: LinkConfig) -> 
     for path in dumps:
         for record in iter_submissions(path, on_malformed=count_malformed):
             stats.submissions += 1
-            reason = _drop_reason(record, config, cutoff, blocked_subs)
+            reason, url, original = classify_submission(record, config, cutoff, blocked_subs)
             if reason is None:
-                original = str(record.get("url") or "").strip()
-                try:
-                    url = canonicalize_url(original)
-                except ValueError:
-                    reason = "invalid_url"
-                else:
-                    if is_blocked_domain(url_host(url), config.domain_blocklist):
-                        reason = "blocked_domain"
-                    elif has_blocked_extension(url, config.extension_blocklist):
-                        reason = "blocked_extension"
-                    else:
-                        links.setdefault(url, _Link()).add(record, original, _score(record))
-            if reason is not None:
+                links.setdefault(url, _Link()).add(record, original, _score(record))
+            else:
                 dropped[reason] += 1
     kept = sorted(url for url, link in links.items() if link.karma >= config.min_karma)
     for link in links.values():

@@ -172,6 +172,24 @@ def _drop_reason(record: dict, config: LinkConfig, cutoff: int | None, blocked_s
     return None
 
 
+def classify_submission(record: dict, config: LinkConfig, cutoff: int | None,
+                        blocked_subs: frozenset[str]) -> tuple[str | None, str, str]:
+    """(the first rule that drops the submission, or None; its canonical URL, or "" when it has none; its URL)."""
+    original = str(record.get("url") or "").strip()
+    reason = _drop_reason(record, config, cutoff, blocked_subs)
+    if reason is not None:
+        return reason, "", original
+    try:
+        url = canonicalize_url(original)
+    except ValueError:
+        return "invalid_url", "", original
+    if is_blocked_domain(url_host(url), config.domain_blocklist):
+        return "blocked_domain", url, original
+    if has_blocked_extension(url, config.extension_blocklist):
+        return "blocked_extension", url, original
+    return None, url, original
+
+
 def harvest_links(
     dumps: Sequence[str | Path],
     out_path: Path,
@@ -360,25 +378,13 @@ def _spill_dump(path: Path, folder: Path, config: LinkConfig,
 
     for record in iter_submissions(path, on_malformed=count_malformed):
         submissions += 1
-        reason = _drop_reason(record, config, cutoff, blocked_subs)
+        reason, url, original = classify_submission(record, config, cutoff, blocked_subs)
         if reason is None:
-            original = str(record.get("url") or "").strip()
-            try:
-                url = canonicalize_url(original)
-            except ValueError:
-                reason = "invalid_url"
-            else:
-                if is_blocked_domain(url_host(url), config.domain_blocklist):
-                    reason = "blocked_domain"
-                elif has_blocked_extension(url, config.extension_blocklist):
-                    reason = "blocked_extension"
-                else:
-                    subreddit = record.get("subreddit")
-                    spiller.add((url, original, str(subreddit) if subreddit else None,
-                                 str(record.get("title") or ""), _score(record), record.get("created_utc"),
-                                 submissions))
-                    candidates += 1
-        if reason is not None:
+            subreddit = record.get("subreddit")
+            spiller.add((url, original, str(subreddit) if subreddit else None, str(record.get("title") or ""),
+                         _score(record), record.get("created_utc"), submissions))
+            candidates += 1
+        else:
             dropped[reason] += 1
         if submissions % config.progress_every == 0:
             report(path, submissions, candidates)
