@@ -7,6 +7,7 @@ the published archives) unless `task_paths` names a path for the task.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -140,6 +141,36 @@ def check_inputs(tasks: list[str], data_dir: str | Path | None, task_paths: dict
                                     f"Pass task_paths={{{name!r}: ...}} or put the published file there")
         paths[name] = path
     return paths
+
+
+# Files of a checkpoint directory that define the model and its tokenizer (not the results written beside them).
+_MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.json", "merges.txt",
+                "encoder.json", "vocab.bpe")
+
+
+def _fingerprint(digest: Any, path: Path) -> None:
+    """Name, size and modification time of a file, or of every file under a folder."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{stat.st_size}:{stat.st_mtime_ns};"
+                      .encode())
+
+
+def task_cache_key(checkpoint: str | Path, name: str, path: str | Path, limit: int | None) -> str:
+    """A key that changes with the checkpoint's model files, the task, its data, the limit and the evaluation code:
+    a task result stored under it can be reused by a re-run (an evaluation resumes after a crash)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{name}|{limit}|".encode())
+    for model_file in _MODEL_FILES:
+        if (Path(checkpoint) / model_file).is_file():
+            _fingerprint(digest, Path(checkpoint) / model_file)
+    data = Path(path) / "shards" if name == WEBTEXT_VAL else Path(path)  # not the corpus' overlap/ cache beside it
+    if data.exists():
+        _fingerprint(digest, data)
+    for source in sorted(Path(__file__).parent.glob("*.py")):  # a fix in the protocol recomputes every result
+        digest.update(source.read_bytes())
+    return f"eval-{name}-{digest.hexdigest()}"
 
 
 def run_task(name: str, path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None,

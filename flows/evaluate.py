@@ -2,6 +2,9 @@
 
 check inputs -> load checkpoint -> one task run per benchmark -> overlap with the training corpus (when given)
 -> results.md / results.json / results.svg next to the checkpoint -> table and markdown artifacts.
+
+A benchmark's result is persisted (Prefect result storage under PREFECT_HOME) and reused by a later run with the same
+model files, data, limit and evaluation code: an evaluation that crashed resumes at the first unfinished task.
 """
 from __future__ import annotations
 
@@ -17,8 +20,16 @@ from evaluation import run as evaluation
 from evaluation.lm import Scorer
 
 
-@task(cache_policy=NO_CACHE)
-def run_benchmark(name: str, path: str, scorer: Scorer, tokenizer: Any, limit: int | None) -> tuple[dict, Any]:
+def _benchmark_key(context: Any, parameters: dict[str, Any]) -> str:
+    return evaluation.task_cache_key(parameters["checkpoint"], parameters["name"], parameters["path"],
+                                     parameters["limit"])
+
+
+# Each task's result is persisted under a key of the model files, data, limit and evaluation code, so a re-run after a
+# crash (or with more tasks) reuses the finished ones; any change to those computes it again.
+@task(cache_key_fn=_benchmark_key, persist_result=True)
+def run_benchmark(checkpoint: str, name: str, path: str, scorer: Scorer, tokenizer: Any,
+                  limit: int | None) -> tuple[dict, Any]:
     metrics, detail = evaluation.run_task(name, Path(path), scorer, tokenizer, limit)
     get_run_logger().info("%s: %s", name, {k: round(v, 4) for k, v in metrics.items()})
     return metrics, detail
@@ -57,7 +68,7 @@ def evaluate(checkpoint: str | Path, tasks: list[str] | None = None, data_dir: s
     lambada_result = None
     for name in tasks:
         results[name], detail = run_benchmark.with_options(name=f"eval-{name}")(
-            name, str(paths[name]), scorer, tokenizer, limit)
+            checkpoint, name, str(paths[name]), scorer, tokenizer, limit)
         lambada_result = detail or lambada_result
     if corpus is not None:
         results["overlap"] = train_test_overlap(corpus, paths, limit, lambada_result)

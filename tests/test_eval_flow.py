@@ -37,3 +37,35 @@ def test_evaluate_flow_publishes_table_and_markdown(prefect_server, eval_data_di
     report = artifacts["eval-tiny-model-report"]
     assert report["type"] == "markdown" and "| lambada | ppl |" in report["data"]
     assert "data:image/svg+xml;base64," in report["data"]
+
+
+def test_a_re_run_reuses_finished_task_results_until_the_model_changes(prefect_server, tmp_path: Path) -> None:
+    """Evaluation resumes: each task's result is persisted under a key of the model files, data, limit and code."""
+    from flows.evaluate import evaluate
+    from prefect_fixtures import api
+    from tiny_checkpoint import tiny_corpus_and_checkpoint
+
+    corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
+
+    def run() -> tuple[dict, list[str]]:
+        from prefect.logging.handlers import APILogHandler
+
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+            state = evaluate(str(checkpoint), tasks=["webtext-val"], corpus=str(corpus), limit=3, device="cpu",
+                             return_state=True)
+            APILogHandler().flush()  # send the queued run logs while this session's server is up
+        assert state.is_completed(), state.message
+        task_runs = api(prefect_server, "POST", "task_runs/filter",
+                        {"flow_runs": {"id": {"any_": [str(state.state_details.flow_run_id)]}}})
+        return state.result(), [t["state_name"] for t in task_runs if t["name"].startswith("eval-webtext-val")]
+
+    first, first_states = run()
+    again, again_states = run()
+    assert first_states == ["Completed"] and again_states == ["Cached"]
+    assert again["results"] == first["results"]
+    # New weights in the checkpoint: the task runs again and gives another result.
+    tiny_corpus_and_checkpoint(tmp_path / "other", seed=1)
+    (checkpoint / "model.safetensors").write_bytes((tmp_path / "other" / "checkpoint" / "model.safetensors").read_bytes())
+    changed, changed_states = run()
+    assert changed_states == ["Completed"]
+    assert changed["results"]["webtext-val"] != first["results"]["webtext-val"]

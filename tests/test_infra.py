@@ -25,6 +25,7 @@ from infra.deployments import DEPLOYMENTS, is_present, load_flow, present_specs
 from infra.env import REPO, local_stack_env
 from infra.processes import read_pid_file, spawn, stop_tree, write_pid_file
 from infra.server import free_port
+from tiny_checkpoint import tiny_corpus_and_checkpoint
 
 # Drop any stack settings of the developer's shell so the tests choose them.
 _OUTER = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WEBTEXT_"))}
@@ -106,7 +107,7 @@ def postgres() -> Iterator[str]:
 def test_make_up_on_postgresql_keeps_the_runs_there(tmp_path: Path, postgres: str) -> None:
     home, port = tmp_path / "prefect", free_port()
     env = {**stack_env(home, port), "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate", "WEBTEXT_DATABASE_URL": postgres}
-    corpus, checkpoint = _tiny_corpus_and_checkpoint(tmp_path)
+    corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
     try:
         started = make("up", env)
         assert started.returncode == 0, started.stdout + started.stderr
@@ -245,26 +246,8 @@ def _tree(pid: int) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.server
-def _tiny_corpus_and_checkpoint(root: Path) -> tuple[Path, Path]:
-    """A corpus with val shards and a tiny GPT-2 export with a tokenizer trained on it: what gpt2/evaluate reads."""
-    import torch
-
-    from corpus.tokenizer import train_bpe_from_shards
-    from modeling.hf import save_pretrained
-    from modeling.model import GPT, get_config
-    from test_training import make_corpus
-
-    corpus = make_corpus(root / "corpus")
-    tokenizer = train_bpe_from_shards(corpus, vocab_size=300)
-    torch.manual_seed(0)
-    checkpoint = root / "checkpoint"
-    save_pretrained(GPT(get_config("tiny", vocab_size=tokenizer.n_vocab)), checkpoint, eos_token_id=tokenizer.eot_token)
-    tokenizer.save(checkpoint)
-    return corpus, checkpoint
-
-
 def _run_through_a_worker(tmp_path: Path, env: dict[str, str], api: str) -> None:
-    corpus, checkpoint = _tiny_corpus_and_checkpoint(tmp_path)
+    corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
     client_env = {**env, **local_stack_env(env), "COLUMNS": "250"}
     deployed = run([sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool"],
                    {**env, "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate"}, timeout=180)
