@@ -13,6 +13,7 @@ after a crash.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -153,52 +154,39 @@ def iter_html_records(paths: Iterable[Path]) -> Iterator[WarcPage]:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"WARC file not found: {path}")
-        records = 0
-        with open(path, "rb") as stream:
-            try:
-                for record in ArchiveIterator(stream):
-                    records += 1
-                    page = _html_page(record)
-                    if page is not None:
-                        yield page
-            except ArchiveLoadFailed as error:
-                raise ValueError(f"cannot read WARC file {path}: {error}") from error
-        if records == 0 and path.stat().st_size > 0:  # warcio silently yields nothing from a corrupt gzip
-            raise ValueError(f"cannot read WARC file {path}: no WARC records found")
+        yield from (_html_page(record) for _, record in _html_records(path))
 
 
 def html_record_offsets(path: Path) -> list[int]:
     """Byte offsets of the HTML page records of one WARC file, in order (one pass; bodies are skipped)."""
-    offsets, records = [], 0
-    with open(path, "rb") as stream:
-        try:
-            iterator = ArchiveIterator(stream)
-            for record in iterator:
-                records += 1
-                if _is_html_page(record):
-                    offsets.append(iterator.get_record_offset())
-        except ArchiveLoadFailed as error:
-            raise ValueError(f"cannot read WARC file {path}: {error}") from error
-    if records == 0 and Path(path).stat().st_size > 0:  # warcio silently yields nothing from a corrupt gzip
-        raise ValueError(f"cannot read WARC file {path}: no WARC records found")
-    return offsets
+    return [iterator.get_record_offset() for iterator, _ in _html_records(Path(path))]  # reads past the body
 
 
 def iter_html_records_from(path: Path, offset: int, count: int) -> Iterator[WarcPage]:
     """`count` HTML pages of one WARC file, from the record at byte `offset` (from html_record_offsets) on: a part
     of a large file is read without parsing everything before it."""
+    records = _html_records(Path(path), offset)
+    yield from (_html_page(record) for _, record in itertools.islice(records, max(count, 0)))
+
+
+def _html_records(path: Path, offset: int = 0) -> Iterator[tuple[ArchiveIterator, ArcWarcRecord]]:
+    """(the iterator, the record) for each HTML page record of one WARC file, read from byte `offset` on; read the
+    record's body before asking the iterator for its offset, which reads past it. A file warcio cannot read raises
+    ValueError naming it."""
+    records = 0
+    where = f" at offset {offset}" if offset else ""
     with open(path, "rb") as stream:
         stream.seek(offset)
+        iterator = ArchiveIterator(stream)
         try:
-            for record in ArchiveIterator(stream):
-                if count <= 0:
-                    return
-                page = _html_page(record)
-                if page is not None:
-                    count -= 1
-                    yield page
+            for record in iterator:
+                records += 1
+                if _is_html_page(record):
+                    yield iterator, record
         except ArchiveLoadFailed as error:
-            raise ValueError(f"cannot read WARC file {path} at offset {offset}: {error}") from error
+            raise ValueError(f"cannot read WARC file {path}{where}: {error}") from error
+    if records == 0 and offset == 0 and path.stat().st_size > 0:  # warcio silently yields nothing from a corrupt gzip
+        raise ValueError(f"cannot read WARC file {path}: no WARC records found")
 
 
 def _is_html_page(record: ArcWarcRecord) -> bool:
@@ -207,9 +195,8 @@ def _is_html_page(record: ArcWarcRecord) -> bool:
             and is_html(record.http_headers.get_header("Content-Type") or ""))
 
 
-def _html_page(record: ArcWarcRecord) -> WarcPage | None:
-    if not _is_html_page(record):
-        return None
+def _html_page(record: ArcWarcRecord) -> WarcPage:
+    """The page of an HTML page record (see _is_html_page)."""
     content_type = record.http_headers.get_header("Content-Type") or ""
     return WarcPage(
         url=record.rec_headers.get_header("WARC-Target-URI"),
