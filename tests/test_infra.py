@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from infra.deployments import DEPLOYMENTS, is_present, load_flow, present_specs
 from infra.env import REPO, local_stack_env
 from infra.processes import read_pid_file, spawn, stop_tree, write_pid_file
 from infra.server import free_port
+from prefect_fixtures import PrefectServer, run_deployment
 from tiny_checkpoint import tiny_corpus_and_checkpoint
 
 # Drop any stack settings of the developer's shell so the tests choose them.
@@ -115,17 +115,13 @@ def test_make_up_on_postgresql_keeps_the_runs_there(tmp_path: Path, postgres: st
         assert f"Database:     PostgreSQL {pg_address}" in started.stdout
         assert f"database: PostgreSQL {pg_address}" in make("status", env).stdout
         params = {"checkpoint": str(checkpoint), "tasks": ["webtext-val"], "corpus": str(corpus), "limit": 3}
-        client_env = {**env, **local_stack_env(env), "COLUMNS": "250"}
-        ran = run([sys.executable, "-m", "prefect", "deployment", "run", "gpt2/evaluate", "--params",
-                   json.dumps(params), "--watch", "--watch-timeout", "240"], client_env, timeout=300)
-        run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", ran.stdout + ran.stderr)
-        assert run_id, ran.stdout + ran.stderr
+        flow_run = run_deployment(_stack_server(env), "gpt2/evaluate", params, timeout=240)
         # The run's state is in PostgreSQL's tables, and no SQLite database was made.
         pg_port = pg_address.split(":")[1].split("/")[0]
-        query = f"SELECT state_type FROM flow_run WHERE id = '{run_id.group(1)}'"
+        query = f"SELECT state_type FROM flow_run WHERE id = '{flow_run['id']}'"
         stored = subprocess.run(["psql", "-h", "127.0.0.1", "-p", pg_port, "-U", "prefect", "-d", "prefect", "-tAc",
                                  query], capture_output=True, text=True, timeout=60)
-        assert stored.stdout.strip() == "COMPLETED", stored.stdout + stored.stderr + ran.stdout
+        assert stored.stdout.strip() == "COMPLETED", stored.stdout + stored.stderr + flow_run["cli_output"]
         assert not (home / "prefect.db").exists()
     finally:
         make("down", env)
@@ -246,9 +242,17 @@ def _tree(pid: int) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.server
-def _run_through_a_worker(tmp_path: Path, env: dict[str, str], api: str) -> None:
+def _stack_server(env: dict[str, str]) -> PrefectServer:
+    """The server `make up` started with `env`, described as the fixtures describe theirs (for `run_deployment`)."""
+    settings = local_stack_env(env)
+    home, port = Path(settings["PREFECT_HOME"]), int(env["WEBTEXT_PORT"])
+    return PrefectServer(api_url=settings["PREFECT_API_URL"], ui_url=f"http://127.0.0.1:{port}", port=port,
+                         home=home, log_path=home / "logs" / "server.log", settings=settings, env={**env, **settings})
+
+
+def _run_through_a_worker(tmp_path: Path, env: dict[str, str]) -> None:
     corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
-    client_env = {**env, **local_stack_env(env), "COLUMNS": "250"}
+    client_env = {**env, **local_stack_env(env)}
     deployed = run([sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool"],
                    {**env, "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate"}, timeout=180)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
@@ -257,13 +261,8 @@ def _run_through_a_worker(tmp_path: Path, env: dict[str, str], api: str) -> None
                    {**client_env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, worker_log, cwd=tmp_path)
     try:
         params = {"checkpoint": str(checkpoint), "tasks": ["webtext-val"], "corpus": str(corpus), "limit": 5}
-        started = run([sys.executable, "-m", "prefect", "deployment", "run", "gpt2/evaluate", "--params",
-                       json.dumps(params), "--watch", "--watch-timeout", "240"], client_env, timeout=300)
-        output = started.stdout + started.stderr
-        run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", output)
-        assert run_id, output
-        flow_run = httpx.get(f"{api}/flow_runs/{run_id.group(1)}").json()
-        assert flow_run["state_type"] == "COMPLETED", output + worker_log.read_text()
+        flow_run = run_deployment(_stack_server(env), "gpt2/evaluate", params, timeout=240)
+        assert flow_run["state_type"] == "COMPLETED", flow_run["cli_output"] + worker_log.read_text()
         assert flow_run["work_pool_name"] == "test-pool"
         results = json.loads((checkpoint / "results.json").read_text())
         assert "webtext-val" in json.dumps(results)
@@ -312,7 +311,7 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
             assert deployment["entrypoint"] == next(s.entrypoint for s in DEPLOYMENTS if s.full_name == name)
 
         # ... and executed there: a `prefect worker` process runs gpt2/evaluate, as one on another machine would.
-        _run_through_a_worker(tmp_path, env, api)
+        _run_through_a_worker(tmp_path, env)
 
         down = make("down", env)
         assert down.returncode == 0, down.stderr
