@@ -2,7 +2,7 @@
 export -> artifacts -> `gpt2/evaluate` on the result.
 
     tokenizer      train one on the corpus (tokenizer="train"), or load GPT-2's (tokenizer="gpt2") or a directory
-    token shards   corpus.tokens.encode_corpus; cached by a manifest, so a re-run skips finished work
+    token shards   tokenization.encode.encode_corpus; cached by a manifest, so a re-run skips finished work
     train          modeling.train in a child process (resume=True continues from the newest checkpoint)
     artifacts      loss-curve SVG in a markdown artifact, a summary table, a progress bar while training
     evaluate       flows.evaluate.evaluate as a subflow
@@ -23,8 +23,8 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from corpus.tokenizer import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
-from corpus.tokens import encode_corpus
+from tokenization.bpe import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
+from tokenization.encode import encode_corpus
 from modeling.train import TrainConfig, TrainResult, train_in_subprocess
 
 

@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from corpus.tokenizer import load_tokenizer
+from tokenization.bpe import load_tokenizer
 from modeling.data import TokenDataModule
 from modeling.hf import save_pretrained
 from modeling.model import GPT, Block, get_config

@@ -7,7 +7,7 @@ import pytest
 import torch
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from corpus.tokenizer import load_gpt2
+from tokenization.bpe import load_gpt2
 from modeling.hf import save_pretrained
 from modeling.model import GPT, GPTConfig
 from prefect_fixtures import read_artifacts

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from corpus.tokenizer import load_gpt2
+from tokenization.bpe import load_gpt2
 from evaluation.lambada import read_lambada
 from evaluation.run import available_tasks, evaluate_checkpoint, load_checkpoint
 from evaluation.translation import read_pairs

@@ -169,7 +169,7 @@ def test_flops_per_token() -> None:
 
 
 def test_sample_command(tmp_path: Path, gpt2_bpe_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from corpus.tokenizer import load_gpt2
+    from tokenization.bpe import load_gpt2
     from modeling.hf import save_pretrained
     from modeling.sample import main
 

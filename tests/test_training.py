@@ -268,7 +268,7 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
     from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from corpus.tokenizer import load_tokenizer
+    from tokenization.bpe import load_tokenizer
     from flows.train import train as train_flow
     from prefect_fixtures import read_artifacts, read_logs
 
