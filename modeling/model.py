@@ -214,11 +214,6 @@ class GPT(nn.Module):
             idx = torch.cat((idx, next_token), dim=1)
         return idx
 
-    def configure_optimizers(
-        self, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95), device_type: str = "cpu"
-    ) -> torch.optim.AdamW:
-        return configure_optimizer(list(self.named_parameters()), lr, weight_decay, betas, device_type)
-
 
 def is_decayed(param_name: str) -> bool:
     """AdamW weight decay goes to the 2-D weights (Linear, Embedding) only, not to biases or LayerNorm.

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling.model import CONFIGS, GPT, GPTConfig, get_config, is_decayed
+from modeling.model import CONFIGS, GPT, GPTConfig, configure_optimizer, get_config, is_decayed
 
 SMALL = GPTConfig(block_size=32, vocab_size=100, n_layer=2, n_head=2, n_embd=32)  # padded to 128
 
@@ -149,7 +149,7 @@ def test_generate_greedy_top_k_and_seeded_sampling() -> None:
 
 def test_weight_decay_only_on_two_dimensional_weights() -> None:
     model = small_model()
-    optimizer = model.configure_optimizers(lr=1e-3, weight_decay=0.1)
+    optimizer = configure_optimizer(list(model.named_parameters()), lr=1e-3, weight_decay=0.1)
     decay, no_decay = optimizer.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
