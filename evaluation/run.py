@@ -114,9 +114,7 @@ def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[torch
         raise FileNotFoundError(f"checkpoint {checkpoint} is not a directory (expected config.json, "
                                 "model.safetensors and tokenizer files)")
     model = from_pretrained(checkpoint).to(resolve_device(device)).eval()
-    n_params = sum(p.numel() for p in model.parameters()) - (model.config.padded_vocab_size -
-                                                             model.config.vocab_size) * model.config.n_embd
-    return model, load_tokenizer(checkpoint), n_params
+    return model, load_tokenizer(checkpoint), model.num_params()
 
 
 def default_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None, corpus: str | Path | None,

@@ -29,7 +29,9 @@ def test_released_sizes_have_the_published_parameter_counts() -> None:
         config = get_config(name, pad_vocab_multiple=1)
         assert (config.block_size, config.vocab_size, config.n_head) == (1024, 50257, heads[name])
         with torch.device("meta"):
-            assert GPT(config).num_params(non_embedding=False) == count
+            assert GPT(config).num_params() == count
+            padded = GPT(get_config(name))  # vocabulary padded to a multiple of 64: the count is unchanged
+            assert padded.config.padded_vocab_size > padded.config.vocab_size and padded.num_params() == count
     assert CONFIGS["gpt2"].padded_vocab_size == 50304
     with pytest.raises(ValueError, match="unknown model config 'gpt3'; valid names: gpt2, gpt2-medium"):
         get_config("gpt3")
