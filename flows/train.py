@@ -4,7 +4,7 @@ export -> artifacts -> `gpt2/evaluate` on the result.
     tokenizer      train one on the corpus (tokenizer="train"), or load GPT-2's (tokenizer="gpt2") or a directory
     token shards   tokenization.encode.encode_corpus; cached by a manifest, so a re-run skips finished work
     train          modeling.train in a child process (resume=True continues from the newest checkpoint)
-    artifacts      loss-curve SVG in a markdown artifact, a summary table, a progress bar while training
+    artifacts      loss-curve PNG in a markdown artifact, a summary table, a progress bar while training
     evaluate       flows.evaluate.evaluate as a subflow
 """
 from __future__ import annotations
@@ -73,8 +73,8 @@ def fit(config: TrainConfig, total_steps: int) -> TrainResult:
 
 
 def publish(result: TrainResult, config: TrainConfig) -> None:
-    svg = Path(result.loss_curve).read_bytes()
-    data_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+    png = Path(result.loss_curve).read_bytes()
+    data_uri = "data:image/png;base64," + base64.b64encode(png).decode()
     create_markdown_artifact(
         key="gpt2-train-loss-curve",
         markdown=f"# Loss curve: {config.model}\n\n![train and val loss by step]({data_uri})\n\n"

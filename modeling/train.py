@@ -4,7 +4,7 @@ Run directory layout (out_dir):
   checkpoints/stepNNNNNNN.ckpt   Lightning checkpoints (model, optimizer, scheduler, data position, RNG); the newest
                                  is kept, written atomically; `resume=True` continues from it exactly
   logs/version_K/metrics.csv     CSVLogger (one version per launch); tensorboard/version_K/  TensorBoardLogger
-  loss_curve.svg                 train and val loss by step
+  loss_curve.png, .svg           train and val loss by step
   model/                         final export: Hugging Face GPT2LMHeadModel files (+ tokenizer files when given)
   summary.json                   what the run did
 """
@@ -237,7 +237,7 @@ def train(
     final_checkpoint = checkpoint_dir / f"step{trainer.global_step:07d}.ckpt"
     trainer.save_checkpoint(final_checkpoint)
 
-    export_dir = out_dir / "model"
+    export_dir, loss_curve = out_dir / "model", out_dir / "loss_curve.png"
     if trainer.is_global_zero:
         gpt_config, state = export_state_dict(final_checkpoint)
         model = GPT(gpt_config)
@@ -245,10 +245,10 @@ def train(
         save_pretrained(model, export_dir, eos_token_id=tokenizer.eot_token if tokenizer is not None else None)
         if tokenizer is not None:
             tokenizer.save(export_dir)
-        write_loss_curve(out_dir / "logs", out_dir / "loss_curve.svg", title=f"{config.model} loss")
+        write_loss_curve(out_dir / "logs", loss_curve, title=f"{config.model} loss")
     result = TrainResult(
         out_dir=str(out_dir), export_dir=str(export_dir), checkpoint=str(final_checkpoint),
-        loss_curve=str(out_dir / "loss_curve.svg"), steps=trainer.global_step,
+        loss_curve=str(loss_curve), steps=trainer.global_step,
         tokens=trainer.global_step * config.batch_tokens, params=module.model.num_params(),
         final_train_loss=module.last_train_loss, final_val_loss=final_val,
         tokens_per_s=(tps := module.mean_tokens_per_s()), mfu=module.mfu(tps) if tps else None,
