@@ -27,7 +27,7 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", "")  # tiktoken's loader would other
 import tiktoken  # noqa: E402
 import tiktoken.load  # noqa: E402
 
-from corpus.tokenizer import EOT, GPT2_PATTERN, BPETokenizer, load_gpt2, train_bpe  # noqa: E402
+from tokenization.bpe import EOT, GPT2_PATTERN, BPETokenizer, load_gpt2, train_bpe  # noqa: E402
 
 GPT2_DIR = Path(os.environ.get("WEBTEXT_SHARED_DIR", REPO.parent / "shared")) / "data" / "gpt2-bpe"
 
@@ -147,7 +147,7 @@ def shard_pipeline(texts: list[str], ours: BPETokenizer, peer: tiktoken.Encoding
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from corpus.tokens import encode_corpus
+    from tokenization.encode import encode_corpus
 
     (REPO / ".tmp").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=REPO / ".tmp") as tmp:

@@ -10,8 +10,7 @@
 """
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -20,15 +19,6 @@ class FilterConfig:
     min_alpha_fraction: float = 0.6
     languages: tuple[str, ...] = ()  # empty: keep every language
     language_min_confidence: float = 0.5
-
-
-@dataclass
-class FilterStats:
-    kept: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}
 
 
 _identifier = None

@@ -1,8 +1,8 @@
 """Results table (Markdown and JSON) and a picture of each metric against model size, next to the checkpoint.
 
 Rows are task and metric; columns are this model, GPT-2 in the paper at the nearest size it reports, and the
-difference. The picture is plain SVG (no plotting library): one panel per metric the paper reports at all four
-sizes, the paper's points joined by a line, our model a red diamond at its parameter count.
+difference. The picture (matplotlib, PNG and SVG): one panel per metric the paper reports at all four sizes, the
+paper's points joined by a line, our model a red diamond at its parameter count.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import base64
 import json
 import math
 import os
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -50,53 +49,44 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def size_plot_svg(rows: list[dict[str, Any]], n_params: int) -> str | None:
-    """Metric against parameter count (log scale) for every row the paper reports at all four sizes."""
+def nearest_gap(n_params: int) -> float:
+    """How many times larger or smaller than the nearest paper size a parameter count is."""
+    return min(max(n_params, 1) / size if n_params > size else size / max(n_params, 1) for size in SIZES.values())
+
+
+def size_figure(rows: list[dict[str, Any]], n_params: int):  # -> matplotlib.figure.Figure | None
+    """Metric against parameter count for every row the paper reports at all four sizes: the paper's points joined
+    by a line, this model a red diamond. Both axes are logarithmic where the values span more than a factor of 10
+    (perplexities do), so one weak model does not flatten the paper's curve."""
     panels = [r for r in rows if (r["task"], r["metric"]) in PAPER
               and len(PAPER[(r["task"], r["metric"])].values) == len(SIZES)]
     if not panels:
         return None
-    width, height, columns = 280, 200, 3
+    from matplotlib.figure import Figure  # no pyplot: no global state
+
+    columns = min(3, len(panels))
     rows_count = math.ceil(len(panels) / columns)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * columns}" height="{height * rows_count}" '
-             f'font-family="sans-serif" font-size="10">', '<rect width="100%" height="100%" fill="white"/>']
-    xs = [math.log10(p) for p in SIZES.values()] + [math.log10(max(n_params, 1))]
-    x_lo, x_hi = min(xs) - 0.2, max(xs) + 0.2
-    for i, row in enumerate(panels):
-        ox, oy = (i % columns) * width, (i // columns) * height
-        left, top, plot_w, plot_h = ox + 45, oy + 25, width - 60, height - 60
+    fig = Figure(figsize=(3.6 * columns, 2.9 * rows_count), dpi=100, layout="constrained")
+    axes = fig.subplots(rows_count, columns, squeeze=False).ravel()
+    for ax, row in zip(axes, panels):
         number = PAPER[(row["task"], row["metric"])]
-        points = [(math.log10(SIZES[s]), v) for s, v in number.values.items()]
-        ours = (math.log10(max(n_params, 1)), row["ours"])
-        ys = [v for _, v in points] + [ours[1]]
-        y_lo, y_hi = min(ys), max(ys)
-        pad = (y_hi - y_lo) * 0.1 or 1.0
-        y_lo, y_hi = y_lo - pad, y_hi + pad
-
-        def sx(x: float) -> float:
-            return left + (x - x_lo) / (x_hi - x_lo) * plot_w
-
-        def sy(y: float) -> float:
-            return top + (y_hi - y) / (y_hi - y_lo) * plot_h
-
-        parts.append(f'<text x="{ox + width / 2}" y="{oy + 15}" text-anchor="middle" font-weight="bold">'
-                     f'{escape(row["task"])} {escape(row["metric"])}</text>')
-        parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
-        for value in (y_lo + pad, y_hi - pad):
-            parts.append(f'<text x="{left - 4}" y="{sy(value) + 3:.1f}" text-anchor="end">{_fmt(value)}</text>')
-        for label, count in SIZES.items():
-            parts.append(f'<text x="{sx(math.log10(count)):.1f}" y="{top + plot_h + 12}" '
-                         f'text-anchor="middle">{label}</text>')
-        line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
-        parts.append(f'<polyline points="{line}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
-        parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="#1f77b4"/>' for x, y in points]
-        cx, cy = sx(ours[0]), sy(ours[1])
-        parts.append(f'<polygon points="{cx},{cy - 5:.1f} {cx + 5:.1f},{cy} {cx},{cy + 5:.1f} {cx - 5:.1f},{cy}" '
-                     f'fill="#d62728"><title>this model: {_fmt(ours[1])}</title></polygon>')
-        parts.append(f'<text x="{left + plot_w}" y="{oy + height - 12}" text-anchor="end" fill="#555">'
-                     f'params (log) · blue: paper · red: this model ({_fmt(ours[1])})</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+        sizes = [SIZES[label] for label in number.values]
+        ax.plot(sizes, list(number.values.values()), "o-", color="tab:blue", label="GPT-2 (paper)")
+        ax.plot([max(n_params, 1)], [row["ours"]], "D", color="tab:red", label=f"this model: {_fmt(row['ours'])}")
+        ax.set_xscale("log")
+        values = [*number.values.values(), row["ours"]]
+        if min(values) > 0 and max(values) / min(values) > 10:
+            ax.set_yscale("log")
+        ticks = {**SIZES, f"{n_params / 1e6:.1f}M": max(n_params, 1)} if nearest_gap(n_params) > 1.5 else SIZES
+        ax.set_xticks(list(ticks.values()), list(ticks), rotation=90, fontsize=8)  # 762M and 1542M sit close
+        ax.minorticks_off()
+        ax.set_title(f"{row['task']} {row['metric']}", fontsize=10)
+        ax.set_xlabel("parameters", fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return fig
 
 
 def _write(path: Path, text: str) -> None:
@@ -107,23 +97,27 @@ def _write(path: Path, text: str) -> None:
 
 def write_report(out_dir: Path, results: dict[str, dict[str, float]], n_params: int,
                  meta: dict[str, Any]) -> dict[str, Any]:
-    """Write results.json, results.md and results.svg into out_dir; return the paths, rows and markdown."""
+    """Write results.json, results.md and results.png/.svg into out_dir; return the paths, rows and markdown."""
     out_dir = Path(out_dir)
     rows = result_rows(results, n_params)
-    svg = size_plot_svg(rows, n_params)
+    figure = size_figure(rows, n_params)
     title = f"# Zero-shot evaluation of `{meta.get('checkpoint', out_dir)}`"
     header = (f"{title}\n\nParameters: {n_params:,}; paper column: GPT-2 at the nearest size the paper reports "
               "(117M/345M/762M/1542M; the true counts are 124M/355M/774M/1558M).\n")
     markdown = header + "\n" + markdown_table(rows) + "\n"
-    if svg:
-        _write(out_dir / "results.svg", svg)
-        markdown_file = markdown + "\n![metric against model size](results.svg)\n"
-        encoded = base64.b64encode(svg.encode()).decode()
-        markdown_artifact = markdown + f"\n![metric against model size](data:image/svg+xml;base64,{encoded})\n"
+    if figure is not None:
+        for suffix in ("png", "svg"):
+            partial = out_dir / f"results.{suffix}.tmp{os.getpid()}"
+            figure.savefig(partial, format=suffix)
+            partial.replace(out_dir / f"results.{suffix}")
+        markdown_file = markdown + "\n![metric against model size](results.png)\n"
+        encoded = base64.b64encode((out_dir / "results.png").read_bytes()).decode()
+        markdown_artifact = markdown + f"\n![metric against model size](data:image/png;base64,{encoded})\n"
     else:
         markdown_file = markdown_artifact = markdown
     _write(out_dir / "results.md", markdown_file)
     payload = {"meta": meta, "n_params": n_params, "results": results, "rows": rows}
     _write(out_dir / "results.json", json.dumps(payload, indent=2, sort_keys=False))
     return {"rows": rows, "markdown": markdown_artifact, "paths": [str(out_dir / n) for n in
-                                                                   ("results.md", "results.json", "results.svg")]}
+                                                                   ("results.md", "results.json", "results.png",
+                                                                    "results.svg")]}

@@ -2,7 +2,7 @@
 
 A checkpoint directory holds Hugging Face GPT-2 files (config.json + model.safetensors, ours or OpenAI's) and the
 tokenizer files; the model is loaded with `modeling.hf.from_pretrained`, the tokenizer with
-`corpus.tokenizer.load_tokenizer`. Task data is looked up under `data_dir` at the paths in `TASKS` (the layout of
+`tokenization.bpe.load_tokenizer`. Task data is looked up under `data_dir` at the paths in `TASKS` (the layout of
 the published archives) unless `task_paths` names a path for the task.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def resolve_device(device: str) -> torch.device:
 
 def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Tokenizer, int]:
     """(model on the device in eval mode, tokenizer, parameter count) from a checkpoint directory."""
-    from corpus.tokenizer import load_tokenizer
+    from tokenization.bpe import load_tokenizer
     from modeling.hf import from_pretrained
 
     checkpoint = Path(checkpoint)
@@ -114,9 +114,7 @@ def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[torch
         raise FileNotFoundError(f"checkpoint {checkpoint} is not a directory (expected config.json, "
                                 "model.safetensors and tokenizer files)")
     model = from_pretrained(checkpoint).to(resolve_device(device)).eval()
-    n_params = sum(p.numel() for p in model.parameters()) - (model.config.padded_vocab_size -
-                                                             model.config.vocab_size) * model.config.n_embd
-    return model, load_tokenizer(checkpoint), n_params
+    return model, load_tokenizer(checkpoint), model.num_params()
 
 
 def default_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None, corpus: str | Path | None,

@@ -2,9 +2,10 @@
 export -> artifacts -> `gpt2/evaluate` on the result.
 
     tokenizer      train one on the corpus (tokenizer="train"), or load GPT-2's (tokenizer="gpt2") or a directory
-    token shards   corpus.tokens.encode_corpus; cached by a manifest, so a re-run skips finished work
-    train          modeling.train in a child process (resume=True continues from the newest checkpoint)
-    artifacts      loss-curve SVG in a markdown artifact, a summary table, a progress bar while training
+    token shards   tokenization.encode.encode_corpus; cached by a manifest, so a re-run skips finished work
+    train          modeling.train in a child process (modeling.launch); resume=True continues from the newest
+                   checkpoint
+    artifacts      loss-curve PNG in a markdown artifact, a summary table, a progress bar while training
     evaluate       flows.evaluate.evaluate as a subflow
 """
 from __future__ import annotations
@@ -23,9 +24,10 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from corpus.tokenizer import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
-from corpus.tokens import encode_corpus
-from modeling.train import TrainConfig, TrainResult, train_in_subprocess
+from tokenization.bpe import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
+from tokenization.encode import encode_corpus
+from modeling.launch import train_in_subprocess
+from modeling.train import TrainConfig, TrainResult
 
 
 @task(cache_policy=NO_CACHE)
@@ -55,7 +57,7 @@ def make_token_shards(corpus: str, tokenizer: BPETokenizer, tokens_dir: Path) ->
 
 @task(cache_policy=NO_CACHE)
 def fit(config: TrainConfig, total_steps: int) -> TrainResult:
-    """Train in a child process (`python -m modeling.train`): Lightning's DDP re-runs that command for its other
+    """Train in a child process (`python -m modeling.launch`): Lightning's DDP re-runs that command for its other
     ranks, and a crash there is reported here with the training's last output."""
     logger = get_run_logger()
     progress = create_progress_artifact(progress=0.0, key="gpt2-train-progress",
@@ -73,8 +75,8 @@ def fit(config: TrainConfig, total_steps: int) -> TrainResult:
 
 
 def publish(result: TrainResult, config: TrainConfig) -> None:
-    svg = Path(result.loss_curve).read_bytes()
-    data_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+    png = Path(result.loss_curve).read_bytes()
+    data_uri = "data:image/png;base64," + base64.b64encode(png).decode()
     create_markdown_artifact(
         key="gpt2-train-loss-curve",
         markdown=f"# Loss curve: {config.model}\n\n![train and val loss by step]({data_uri})\n\n"
@@ -144,8 +146,7 @@ def train(
     bpe, bpe_dir = make_tokenizer(corpus, tokenizer, run_dir / "tokenizer", gpt2_bpe_dir, tokenizer_vocab_size)
     make_token_shards(corpus, bpe, tokens_dir)
     config = dataclasses.replace(config, vocab_size=bpe.n_vocab, tokenizer_dir=str(bpe_dir))
-    total_steps = max_steps or -(-(max_tokens or 0) // batch_tokens)
-    result = fit(config, total_steps)
+    result = fit(config, config.total_steps)
     publish(result, config)
 
     summary: dict[str, Any] = {"train": result.to_dict()}

@@ -1,7 +1,6 @@
 """Training data: llm.c-format token shards -> random context windows, reproducible from a seed and resumable.
 
-Shard layout (llm.c's, written by corpus.tokens.encode_corpus and read by its read_token_shard): a header of 256
-int32 (magic 20240520, version 1 = uint16 tokens or 2 = uint32 tokens, token count), then the tokens.
+Shards are llm.c's format (`tokenization.shard_format`), written by `tokenization.encode.encode_corpus`.
 
 Micro-batch number b on rank r is drawn from its own generator seeded with (seed, r, b), so the stream needs no
 hidden state: its position is just the next b, which the DataModule saves in every Lightning checkpoint and restores
@@ -9,7 +8,6 @@ on resume. A resumed run therefore sees exactly the batches an uninterrupted run
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,25 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from corpus.tokens import HEADER_INTS, MAGIC, TOKEN_DTYPES, read_token_shard
+from tokenization.shard_format import read_token_shard, write_token_shard
 
 __all__ = ["read_token_shard", "write_token_shard", "find_shards", "RandomWindows", "SequentialWindows",
            "TokenDataModule"]
-
-
-def write_token_shard(path: str | Path, tokens: np.ndarray) -> Path:
-    """Write tokens as an llm.c shard (uint16 when every id fits, else uint32), via a temporary name."""
-    path = Path(path)
-    tokens = np.asarray(tokens)
-    version = 1 if tokens.size == 0 or int(tokens.max()) < 2**16 else 2
-    header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[:3] = (MAGIC, version, tokens.size)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(header.tobytes())
-        f.write(tokens.astype(TOKEN_DTYPES[version]).tobytes())
-    os.replace(tmp, path)
-    return path
 
 
 def find_shards(tokens_dir: str | Path, split: str) -> list[Path]:

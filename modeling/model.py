@@ -140,19 +140,23 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; the tied head is counted once, position embeddings are left out by default."""
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+    def num_params(self) -> int:
+        """The parameter count the GPT-2 sizes are named by (OpenAI's corrected 124M/355M/774M/1558M): every
+        parameter once (the tied head is the token embedding), position embeddings included, the vocabulary padding
+        left out. Training and evaluation both report this count."""
+        c = self.config
+        return sum(p.numel() for p in self.parameters()) - (c.padded_vocab_size - c.vocab_size) * c.n_embd
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """Training FLOPs per token: 6N + 12 * n_layer * seq_len * n_embd (PaLM appendix B; nanoGPT's estimate).
 
-        N counts every weight touched by a matmul (the tied token embedding once, as the output head); 6N covers the
-        forward and backward matmuls, the second term the attention scores and weighted sum.
+        Here N is what the matmuls touch, not num_params(): the tied token embedding once, as the output head, with its
+        padding rows (they are multiplied too), and no position embeddings (a lookup). 6N covers the forward and
+        backward matmuls, the second term the attention scores and weighted sum.
         """
         c = self.config
-        return 6 * self.num_params() + 12 * c.n_layer * (seq_len or c.block_size) * c.n_embd
+        matmul_params = sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
+        return 6 * matmul_params + 12 * c.n_layer * (seq_len or c.block_size) * c.n_embd
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """Final-LayerNorm output (B, T, n_embd) for token ids idx (B, T)."""
@@ -213,11 +217,6 @@ class GPT(nn.Module):
                 next_token = torch.multinomial(probs, num_samples=1, generator=generator)
             idx = torch.cat((idx, next_token), dim=1)
         return idx
-
-    def configure_optimizers(
-        self, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95), device_type: str = "cpu"
-    ) -> torch.optim.AdamW:
-        return configure_optimizer(list(self.named_parameters()), lr, weight_decay, betas, device_type)
 
 
 def is_decayed(param_name: str) -> bool:

@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from corpus.tokenizer import load_tokenizer
+from tokenization.bpe import load_tokenizer
 from modeling.hf import from_pretrained
 
 

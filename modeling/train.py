@@ -1,25 +1,20 @@
-"""Train GPT-2 on llm.c token shards with Lightning: `train(TrainConfig(...))`, or `python -m modeling.train`.
+"""Train GPT-2 on llm.c token shards with Lightning: `train(TrainConfig(...))` in this process; `modeling.launch`
+runs it as a child process or from the command line (`python -m modeling.launch`).
 
 Run directory layout (out_dir):
   checkpoints/stepNNNNNNN.ckpt   Lightning checkpoints (model, optimizer, scheduler, data position, RNG); the newest
                                  is kept, written atomically; `resume=True` continues from it exactly
   logs/version_K/metrics.csv     CSVLogger (one version per launch); tensorboard/version_K/  TensorBoardLogger
-  loss_curve.svg                 train and val loss by step
+  loss_curve.png, .svg           train and val loss by step
   model/                         final export: Hugging Face GPT2LMHeadModel files (+ tokenizer files when given)
   summary.json                   what the run did
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import os
 import re
-import signal
-import subprocess
-import sys
-from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -29,12 +24,12 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from corpus.tokenizer import load_tokenizer
+from tokenization.bpe import load_tokenizer
 from modeling.data import TokenDataModule
 from modeling.hf import save_pretrained
 from modeling.model import GPT, Block, get_config
 from modeling.plots import write_loss_curve
-from modeling.training import AtomicCheckpointIO, GPTModule, NonFiniteLossError, export_state_dict
+from modeling.lightning_module import AtomicCheckpointIO, GPTModule, NonFiniteLossError, export_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +84,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {value}")
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run: max_steps, or max_tokens in whole batches (rounded up)."""
+        return self.max_steps or math.ceil(self.max_tokens / self.batch_tokens)  # type: ignore[operator]
 
 
 @dataclass
@@ -155,7 +155,7 @@ def train(
     """Train (or resume), then export the final model in Hugging Face format to out_dir/model.
 
     Runs in this process; devices > 1 with a DDP strategy relaunches this process's command for the other ranks, so
-    call it from a script (or use train_in_subprocess, which runs `python -m modeling.train`).
+    call it from a script (or use modeling.launch.train_in_subprocess, which runs `python -m modeling.launch`).
     """
     if config.strategy.startswith("fsdp") and not torch.cuda.is_available():
         raise ValueError(f"strategy={config.strategy!r} needs CUDA GPUs (Lightning's FSDP does not run on the CPU); "
@@ -168,7 +168,7 @@ def train(
     if config.block_size is not None:
         overrides["block_size"] = config.block_size
     model_config = get_config(config.model, **overrides)
-    max_steps = config.max_steps or math.ceil(config.max_tokens / config.batch_tokens)  # type: ignore[operator]
+    max_steps = config.total_steps
     out_dir = Path(config.out_dir)
     checkpoint_dir = out_dir / "checkpoints"
     data = TokenDataModule(config.tokens_dir, model_config.block_size, config.micro_batch, config.seed)
@@ -237,7 +237,7 @@ def train(
     final_checkpoint = checkpoint_dir / f"step{trainer.global_step:07d}.ckpt"
     trainer.save_checkpoint(final_checkpoint)
 
-    export_dir = out_dir / "model"
+    export_dir, loss_curve = out_dir / "model", out_dir / "loss_curve.png"
     if trainer.is_global_zero:
         gpt_config, state = export_state_dict(final_checkpoint)
         model = GPT(gpt_config)
@@ -245,10 +245,10 @@ def train(
         save_pretrained(model, export_dir, eos_token_id=tokenizer.eot_token if tokenizer is not None else None)
         if tokenizer is not None:
             tokenizer.save(export_dir)
-        write_loss_curve(out_dir / "logs", out_dir / "loss_curve.svg", title=f"{config.model} loss")
+        write_loss_curve(out_dir / "logs", loss_curve, title=f"{config.model} loss")
     result = TrainResult(
         out_dir=str(out_dir), export_dir=str(export_dir), checkpoint=str(final_checkpoint),
-        loss_curve=str(out_dir / "loss_curve.svg"), steps=trainer.global_step,
+        loss_curve=str(loss_curve), steps=trainer.global_step,
         tokens=trainer.global_step * config.batch_tokens, params=module.model.num_params(),
         final_train_loss=module.last_train_loss, final_val_loss=final_val,
         tokens_per_s=(tps := module.mean_tokens_per_s()), mfu=module.mfu(tps) if tps else None,
@@ -257,116 +257,3 @@ def train(
         (out_dir / "summary.json").write_text(json.dumps({"config": asdict(config), "result": result.to_dict()},
                                                          indent=2) + "\n")
     return result
-
-
-STEP_EVENT = "modeling.train.step "  # prefix of the per-step metric lines `--step-events` prints
-PARENT_PID_ENV = "MODELING_TRAIN_PARENT_PID"  # set by train_in_subprocess: the child dies with that process
-
-
-class TrainingProcessError(RuntimeError):
-    """The training process exited with an error; the message carries its last output lines."""
-
-
-def command_line(config: TrainConfig) -> list[str]:
-    """The `python -m modeling.train` arguments that recreate config (None fields keep their defaults)."""
-    args: list[str] = []
-    for name, value in asdict(config).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool) and TrainConfig.__dataclass_fields__[name].type == "bool":
-            args.append(flag if value else "--no-" + flag[2:])
-        elif value is not None:
-            args += [flag, str(value)]
-    return args
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: have the kernel SIGKILL this process when the process that started it dies (a killed flow run must
-    not leave its training running). Set here in the child, as preexec_fn is unsafe in a threaded parent."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before the line above
-        sys.exit(f"modeling.train: parent process {parent_pid} is gone")
-
-
-def train_in_subprocess(
-    config: TrainConfig,
-    on_step: Callable[[dict[str, float]], None] | None = None,
-    on_output: Callable[[str], None] | None = None,
-    tail_lines: int = 30,
-) -> TrainResult:
-    """Run train(config) as `python -m modeling.train` in a child process and return its result.
-
-    Why a child: Lightning's DDP launches the other ranks by re-running the current command, which must be the
-    training command (not, say, a Prefect flow run); and a crash or out-of-memory kill there leaves the caller alive
-    to report it. Step metrics reach on_step, every other output line on_output; a failure raises
-    TrainingProcessError with the last tail_lines of output. The child dies with its parent.
-    """
-    summary = Path(config.out_dir) / "summary.json"
-    summary.unlink(missing_ok=True)  # rewritten at the end of a successful run: never read a stale one
-    command = [sys.executable, "-m", "modeling.train", *command_line(config), "--step-events"]
-    tail: deque[str] = deque(maxlen=tail_lines)
-    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1, env=env,
-                          encoding="utf-8", errors="replace") as child:  # a stray byte must not end the stream
-        try:
-            assert child.stdout is not None
-            for line in child.stdout:
-                line = line.rstrip("\n")
-                if line.startswith(STEP_EVENT):
-                    if on_step is not None:
-                        on_step(json.loads(line[len(STEP_EVENT):]))
-                    continue
-                tail.append(line)
-                if on_output is not None:
-                    on_output(line)
-        finally:
-            if child.poll() is None:  # the caller is being interrupted: stop the training too
-                child.kill()
-            child.wait()
-    if child.returncode != 0 or not summary.is_file():
-        last = next((line for line in reversed(tail) if line.strip()), "no output")  # a traceback's last line
-        output = "\n".join(tail)
-        raise TrainingProcessError(f"training process {' '.join(command[:3])} for {config.out_dir} exited with code "
-                                   f"{child.returncode}: {last}\n--- its last output ---\n{output}")
-    return TrainResult(**json.loads(summary.read_text())["result"])
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line over TrainConfig; needed for multi-process DDP/FSDP launches (torchrun, SLURM, Lightning)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, field in TrainConfig.__dataclass_fields__.items():
-        flag = "--" + name.replace("_", "-")
-        if field.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
-        elif name in ("tokens_dir", "out_dir"):
-            parser.add_argument(flag, required=True)
-        else:
-            kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(field.type), str)
-            parser.add_argument(flag, type=kind, default=field.default)
-    parser.add_argument("--step-events", action="store_true",
-                        help=f"print each step's metrics as one '{STEP_EVENT}<json>' line (for train_in_subprocess)")
-    args = vars(parser.parse_args(argv))
-    step_events = args.pop("step_events")
-    if parent := os.environ.pop(PARENT_PID_ENV, None):  # popped: the DDP ranks Lightning starts are not our children
-        _die_with_parent(int(parent))
-    if args["resume"] in ("true", "True", "false", "False"):
-        args["resume"] = args["resume"] in ("true", "True")
-    if isinstance(args["devices"], str) and args["devices"].isdigit():
-        args["devices"] = int(args["devices"])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-
-    def on_step(metrics: dict[str, float]) -> None:
-        if step_events:
-            print(STEP_EVENT + json.dumps(metrics), flush=True)
-        else:
-            log.info("%s", {k: round(v, 5) for k, v in metrics.items()})
-
-    result = train(TrainConfig(**args), on_step=on_step)
-    print(json.dumps(result.to_dict(), indent=2))
-
-
-if __name__ == "__main__":
-    main()

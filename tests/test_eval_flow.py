@@ -7,7 +7,7 @@ import pytest
 import torch
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from corpus.tokenizer import load_gpt2
+from tokenization.bpe import load_gpt2
 from modeling.hf import save_pretrained
 from modeling.model import GPT, GPTConfig
 from prefect_fixtures import read_artifacts
@@ -28,7 +28,7 @@ def test_evaluate_flow_publishes_table_and_markdown(prefect_server, eval_data_di
     assert state.is_completed(), state.message
     result = state.result()
     assert set(result["results"]) == {"lambada", "wsc273"}
-    assert {Path(p).name for p in result["paths"]} == {"results.md", "results.json", "results.svg"}
+    assert {Path(p).name for p in result["paths"]} == {"results.md", "results.json", "results.png", "results.svg"}
     assert all(Path(p).is_file() for p in result["paths"])
     artifacts = {a["key"]: a for a in read_artifacts(prefect_server, str(state.state_details.flow_run_id))}
     table = artifacts["eval-tiny-model"]

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from corpus.tokenizer import load_gpt2
+from tokenization.bpe import load_gpt2
 from evaluation.lambada import read_lambada
 from evaluation.run import available_tasks, evaluate_checkpoint, load_checkpoint
 from evaluation.translation import read_pairs
@@ -76,8 +76,9 @@ def test_evaluate_checkpoint_end_to_end(checkpoint: Path, eval_data_dir: Path, t
     assert (row["paper"], row["paper_size"]) == (35.13, "117M")
     assert row["difference"] == pytest.approx(row["ours"] - 35.13, abs=1e-3)
     markdown = (checkpoint / "results.md").read_text()
-    assert "| lambada | ppl |" in markdown and "results.svg" in markdown
-    assert (checkpoint / "results.svg").read_text().startswith("<svg")
+    assert "| lambada | ppl |" in markdown and "results.png" in markdown
+    assert (checkpoint / "results.png").read_bytes().startswith(b"\x89PNG")
+    assert "<svg" in (checkpoint / "results.svg").read_text()
 
 
 def test_missing_task_data_fails_before_any_work(checkpoint: Path, eval_data_dir: Path, tmp_path: Path) -> None:

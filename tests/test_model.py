@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling.model import CONFIGS, GPT, GPTConfig, get_config, is_decayed
+from modeling.model import CONFIGS, GPT, GPTConfig, configure_optimizer, get_config, is_decayed
 
 SMALL = GPTConfig(block_size=32, vocab_size=100, n_layer=2, n_head=2, n_embd=32)  # padded to 128
 
@@ -29,7 +29,9 @@ def test_released_sizes_have_the_published_parameter_counts() -> None:
         config = get_config(name, pad_vocab_multiple=1)
         assert (config.block_size, config.vocab_size, config.n_head) == (1024, 50257, heads[name])
         with torch.device("meta"):
-            assert GPT(config).num_params(non_embedding=False) == count
+            assert GPT(config).num_params() == count
+            padded = GPT(get_config(name))  # vocabulary padded to a multiple of 64: the count is unchanged
+            assert padded.config.padded_vocab_size > padded.config.vocab_size and padded.num_params() == count
     assert CONFIGS["gpt2"].padded_vocab_size == 50304
     with pytest.raises(ValueError, match="unknown model config 'gpt3'; valid names: gpt2, gpt2-medium"):
         get_config("gpt3")
@@ -149,7 +151,7 @@ def test_generate_greedy_top_k_and_seeded_sampling() -> None:
 
 def test_weight_decay_only_on_two_dimensional_weights() -> None:
     model = small_model()
-    optimizer = model.configure_optimizers(lr=1e-3, weight_decay=0.1)
+    optimizer = configure_optimizer(list(model.named_parameters()), lr=1e-3, weight_decay=0.1)
     decay, no_decay = optimizer.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
@@ -169,7 +171,7 @@ def test_flops_per_token() -> None:
 
 
 def test_sample_command(tmp_path: Path, gpt2_bpe_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from corpus.tokenizer import load_gpt2
+    from tokenization.bpe import load_gpt2
     from modeling.hf import save_pretrained
     from modeling.sample import main
 

@@ -16,16 +16,9 @@ from transformers import GPT2LMHeadModel
 
 from modeling.data import RandomWindows, SequentialWindows, TokenDataModule, read_token_shard, write_token_shard
 from modeling.hf import from_pretrained
-from modeling.train import (
-    TrainConfig,
-    TrainingProcessError,
-    command_line,
-    gradient_accumulation,
-    latest_checkpoint,
-    train,
-    train_in_subprocess,
-)
-from modeling.training import export_state_dict, lr_multiplier
+from modeling.launch import TrainingProcessError, build_parser, command_line, train_in_subprocess
+from modeling.lightning_module import export_state_dict, lr_multiplier
+from modeling.train import TrainConfig, gradient_accumulation, latest_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 300
@@ -140,8 +133,8 @@ def test_training_run_learns_logs_and_exports(tmp_path: Path) -> None:
     assert result.final_val_loss == pytest.approx(val[24])
     assert set(read_metric(out, "perf/tokens_per_s")) == set(losses)
     assert list((out / "tensorboard").glob("version_0/events.out.tfevents.*"))
-    svg = (out / "loss_curve.svg").read_text()
-    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+    assert result.loss_curve == str(out / "loss_curve.png")
+    assert (out / "loss_curve.png").read_bytes().startswith(b"\x89PNG") and (out / "loss_curve.svg").is_file()
 
     # The export is a Hugging Face checkpoint with the trained weights.
     hf = GPT2LMHeadModel.from_pretrained(out / "model").eval()
@@ -164,7 +157,7 @@ def test_resume_after_sigkill_gives_identical_losses(tmp_path: Path) -> None:
     assert sorted(expected) == list(range(1, 17))
 
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "modeling.train", *command_line(tiny_config(tokens, killed, **common))]
+    args = [sys.executable, "-m", "modeling.launch", *command_line(tiny_config(tokens, killed, **common))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as this process: same float reductions
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -234,7 +227,7 @@ def test_the_training_child_process_dies_with_its_caller(tmp_path: Path) -> None
     tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
     config = tiny_config(tokens, tmp_path / "run", max_steps=100_000, checkpoint_interval=100_000)
     caller = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom modeling.train import *\n"
+        [sys.executable, "-c", "import sys\nfrom modeling.launch import *\nfrom modeling.train import TrainConfig\n"
          f"train_in_subprocess(TrainConfig(**{vars(config)!r}), on_step=lambda m: print('step', flush=True))"],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -268,7 +261,7 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
     from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from corpus.tokenizer import load_tokenizer
+    from tokenization.bpe import load_tokenizer
     from flows.train import train as train_flow
     from prefect_fixtures import read_artifacts, read_logs
 
@@ -303,3 +296,22 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
     logs = "\n".join(read_logs(prefect_server, str(state.state_details.flow_run_id)))
     assert "1 micro-batches of 4 x 64 on 2 devices" in logs and "GLOBAL_RANK: 1" in logs, logs
     assert "step 6/6 train/loss=" in logs
+
+
+def test_command_line_is_typed_and_round_trips(tmp_path: Path) -> None:
+    configs = [
+        TrainConfig(tokens_dir="t", out_dir="o", max_steps=5, devices=2, resume="/runs/a/step0000010.ckpt",
+                    compile=True, peak_flops=1e12, lr=3e-4, tokenizer_dir="tok"),
+        TrainConfig(tokens_dir="t", out_dir="o", max_tokens=5000, resume=True, progress_bar=True),
+        TrainConfig(tokens_dir="t", out_dir="o", max_steps=1),
+    ]
+    for config in configs:
+        args = vars(build_parser().parse_args(command_line(config)))
+        args.pop("step_events")
+        assert TrainConfig(**args) == config
+    parsed = vars(build_parser().parse_args(["--tokens-dir", "t", "--out-dir", "o", "--max-steps", "3"]))
+    assert (parsed["devices"], parsed["resume"], parsed["max_tokens"], parsed["compile"]) == ("auto", False, None, False)
+    for bad in (["--micro-batch", "eight"], ["--lr", "fast"], ["--compile", "yes"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--tokens-dir", "t", "--out-dir", "o", *bad])
+    assert TrainConfig(tokens_dir="t", out_dir="o", max_tokens=1025, batch_tokens=512).total_steps == 3

@@ -22,7 +22,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, gpt2_bpe_dir: Path
     """A checkpoint dir as training exports it: HF config + safetensors, plus the GPT-2 tokenizer files."""
     import torch
 
-    from corpus.tokenizer import load_gpt2
+    from tokenization.bpe import load_gpt2
     from modeling.hf import save_pretrained
     from modeling.model import GPT, get_config
 

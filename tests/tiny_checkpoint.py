@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from corpus.tokenizer import train_bpe_from_shards
+from tokenization.bpe import train_bpe_from_shards
 from modeling.hf import save_pretrained
 from modeling.model import GPT, get_config
 from test_training import make_corpus

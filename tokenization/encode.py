@@ -1,9 +1,5 @@
-"""Encode the corpus shards into token shards in llm.c's binary layout.
+"""Encode the corpus shards into token shards (the format is `tokenization.shard_format`, llm.c's).
 
-File layout (llm.c's `dev/data` shards, so llm.c can train on them too): a header of 256 little-endian int32
-(header[0] = 20240520 magic, header[1] = version, header[2] = token count), then the tokens.
-  version 1: uint16 tokens, llm.c's format, used whenever the vocabulary fits (ids < 65536);
-  version 2: uint32 tokens, our extension for larger vocabularies (llm.c reads only version 1).
 Documents are laid out as llm.c's fineweb.py does: <|endoftext|> BEFORE each document, one Parquet row = one
 document; a document may continue into the next shard. train_XXXXXX.bin and val_XXXXXX.bin never mix splits.
 
@@ -20,68 +16,20 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from corpus.tokenizer import BPETokenizer, shard_paths
+from tokenization.bpe import BPETokenizer, shard_paths
+from tokenization.shard_format import HEADER_BYTES, TOKEN_DTYPES, TokenShardWriter, version_for
 
 log = logging.getLogger(__name__)
 
-MAGIC = 20240520
-HEADER_INTS = 256
-HEADER_BYTES = HEADER_INTS * 4
-TOKEN_DTYPES = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
 FORMAT = 1  # bump when what goes into a shard changes: it is part of the cache key
 SPLITS = ("train", "val")
 MANIFEST = "manifest.json"
 BATCH_ROWS = 1024  # documents per encode_batch call
-
-
-def read_token_shard(path: str | Path) -> np.memmap:
-    """Memory-map the tokens of one shard (uint16 for version 1, uint32 for version 2), after checking its header."""
-    path = Path(path)
-    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if len(header) < HEADER_INTS or header[0] != MAGIC:
-        raise ValueError(f"{path}: not a token shard (no {HEADER_INTS}-int32 header with magic {MAGIC})")
-    version, count = int(header[1]), int(header[2])
-    if version not in TOKEN_DTYPES:
-        raise ValueError(f"{path}: unknown token shard version {version} (known: {sorted(TOKEN_DTYPES)})")
-    dtype = TOKEN_DTYPES[version]
-    expected = HEADER_BYTES + count * dtype.itemsize
-    if path.stat().st_size != expected:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, header promises {expected} ({count} tokens)")
-    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(count,))
-
-
-def _version_for(tokenizer: BPETokenizer) -> int:
-    return 1 if tokenizer.n_vocab <= 2**16 else 2
-
-
-class _ShardWriter:
-    """One open shard: header placeholder, tokens appended, header filled in, then renamed into place."""
-
-    def __init__(self, path: Path, version: int) -> None:
-        self.path, self.version, self.tokens, self.documents = path, version, 0, 0
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.file: BinaryIO = open(self.tmp, "wb")  # a leftover .tmp from a crash is simply overwritten
-        self.file.write(bytes(HEADER_BYTES))
-
-    def write(self, tokens: np.ndarray, eot: int) -> None:
-        self.file.write(tokens.astype(TOKEN_DTYPES[self.version], copy=False).tobytes())
-        self.tokens += len(tokens)
-        self.documents += int(np.count_nonzero(tokens == eot))
-
-    def finish(self) -> None:
-        header = np.zeros(HEADER_INTS, dtype="<i4")
-        header[:3] = (MAGIC, self.version, self.tokens)
-        self.file.seek(0)
-        self.file.write(header.tobytes())
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
 
 
 def _iter_batches(
@@ -112,11 +60,11 @@ def _encode_split(
     save: Any,
 ) -> None:
     """Append shards to state["shards"] until the split is done, saving the manifest after each one."""
-    version, eot = _version_for(tokenizer), tokenizer.eot_token
+    version, eot = version_for(tokenizer.n_vocab - 1), tokenizer.eot_token
     dtype = TOKEN_DTYPES[version]
     shards: list[dict[str, Any]] = state["shards"]
     start_file, start_row, skip = shards[-1]["next"] if shards else (0, 0, 0)
-    writer: _ShardWriter | None = None
+    writer: TokenShardWriter | None = None
     started, n_tokens = time.monotonic(), 0
 
     def close(next_position: tuple[int, int, int]) -> None:
@@ -142,7 +90,7 @@ def _encode_split(
         position = skip if (file_index, first_row) == (start_file, start_row) else 0  # resume inside a document
         while position < len(flat):
             if writer is None:
-                writer = _ShardWriter(out_dir / f"{split}_{len(shards):06d}.bin", version)
+                writer = TokenShardWriter(out_dir / f"{split}_{len(shards):06d}.bin", version)
             take = min(shard_tokens - writer.tokens, len(flat) - position)
             writer.write(flat[position : position + take], eot)
             position += take
@@ -236,7 +184,7 @@ def encode_corpus(
         except json.JSONDecodeError:
             log.warning("%s is unreadable; encoding from scratch", manifest_path)
     described = _describe_inputs(inputs, previous.get("inputs", []))
-    version = _version_for(tokenizer)
+    version = version_for(tokenizer.n_vocab - 1)
     key_fields = {"format": FORMAT, "tokenizer": tokenizer.fingerprint, "shard_tokens": shard_tokens,
                   "inputs": [(d["split"], d["name"], d["sha256"]) for d in described]}
     key = hashlib.sha256(json.dumps(key_fields).encode()).hexdigest()

@@ -1,4 +1,4 @@
-"""corpus.tokenizer: GPT-2's vocabulary and our trained one encode exactly like independent implementations."""
+"""tokenization.bpe: GPT-2's vocabulary and our trained one encode exactly like independent implementations."""
 from __future__ import annotations
 
 import glob
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2TokenizerFast
 
-from corpus.tokenizer import (
+from tokenization.bpe import (
     EOT,
     BPETokenizer,
     bytes_to_unicode,

@@ -1,4 +1,4 @@
-"""corpus.tokens: llm.c-format token shards, byte-exact, cached and resumable."""
+"""tokenization.encode: llm.c-format token shards, byte-exact, cached and resumable."""
 from __future__ import annotations
 
 import glob
@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from corpus.tokenizer import EOT, BPETokenizer, train_bpe
-from corpus.tokens import encode_corpus, read_token_shard
+from tokenization.bpe import EOT, BPETokenizer, train_bpe
+from tokenization.encode import encode_corpus
+from tokenization.shard_format import read_token_shard
 
 TRAIN_FILES = [
     [f"Document {i} of the first train shard. It's about the Reddit link number {i * 7}.\n\nSecond paragraph."
@@ -112,7 +113,7 @@ def test_same_corpus_and_tokenizer_are_not_encoded_twice(
     out = tmp_path / "tokens"
     first = encode_corpus(corpus_dir, tokenizer, out, shard_tokens=50)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.bin")}
-    with caplog.at_level("INFO", logger="corpus.tokens"):
+    with caplog.at_level("INFO", logger="tokenization.encode"):
         second = encode_corpus(corpus_dir, tokenizer, out, shard_tokens=50)
     assert second["cached"] is True and "nothing to do" in caplog.text
     assert {k: v for k, v in second.items() if k != "cached"} == {k: v for k, v in first.items() if k != "cached"}
@@ -143,7 +144,7 @@ def test_interrupted_run_resumes_to_identical_shards(
         return real_encode_batch(self, texts, threads)
 
     monkeypatch.setattr(BPETokenizer, "encode_batch", encode_then_crash)
-    monkeypatch.setattr("corpus.tokens.BATCH_ROWS", 4)
+    monkeypatch.setattr("tokenization.encode.BATCH_ROWS", 4)
     with pytest.raises(RuntimeError, match="simulated crash"):
         encode_corpus(corpus_dir, tokenizer, crashed, shard_tokens=37)
     manifest = json.loads((crashed / "manifest.json").read_text())
