@@ -140,6 +140,8 @@ class RobotsRules:
 
     @classmethod
     def parse(cls, robots_txt: bytes, user_agent: str) -> RobotsRules:
+        if not isinstance(robots_txt, (bytes, bytearray)):  # its octets matter: a decoded text has lost them
+            raise TypeError(f"robots_txt must be the bytes of a robots.txt file, got {type(robots_txt).__name__}")
         token = product_token(user_agent)
         parser = Protego.parse(_protego_text(robots_txt, token))
         agent = token.lower() if token else "*"

@@ -75,6 +75,7 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 # percent-encoded as UTF-8, also the `|`, `^`, `\\` and `[ ]` that httpx sends raw (servers read them as their escapes).
 _PATH_KEPT = _UNRESERVED | frozenset("!$&'()*+,;=:@/%")
 _QUERY_KEPT = _PATH_KEPT | frozenset("?")
+_ALREADY_CANONICAL = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*")  # no escape and nothing to encode: most URLs
 _HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 # The suffix list bundled with tldextract: never fetched at run time.
 _TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
@@ -88,6 +89,8 @@ CANONICAL_FORM = 2
 def _normalize_escapes(part: str, kept: frozenset[str]) -> str:
     """Upper-case percent escapes, decode those of unreserved characters (RFC 3986 6.2.2.1/6.2.2.2), and
     percent-encode (UTF-8) every character outside `kept`, a `%` that starts no escape included."""
+    if _ALREADY_CANONICAL.fullmatch(part):
+        return part
     out: list[str] = []
     i = 0
     while i < len(part):
@@ -104,6 +107,8 @@ def _normalize_escapes(part: str, kept: frozenset[str]) -> str:
 
 def _remove_dot_segments(path: str) -> str:
     """RFC 3986 5.2.4: `/a/./b/../c` -> `/a/c`; `..` never climbs above the root."""
+    if "/." not in path:
+        return path
     segments = path.split("/")
     kept: list[str] = []
     for segment in segments[1:]:
@@ -146,19 +151,43 @@ def canonicalize_url(url: str) -> str:
     query is sorted, and the `&amp;` escaping found in older Pushshift dumps is undone.
     """
     text = url.strip().replace("&amp;", "&")
+    return _canonical(_plain_parts(text) or _httpx_parts(text, url), url)
+
+
+# (scheme, host, port, path, query) of the request httpx sends for a URL
+_RequestParts = tuple[str, str, "int | None", str, str]
+
+# An ASCII URL with a plain host name and nothing in path or query that httpx encodes: httpx's parse of it is a
+# split, done here by one regex, three times faster (the links stage canonicalizes every submission).
+_PLAIN_URL = re.compile(r"(?i:(https?))://([A-Za-z0-9.-]*[A-Za-z][A-Za-z0-9.-]*)(?::([0-9]{1,5}))?"
+                        r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*))?(?:#.*)?")
+
+
+def _plain_parts(text: str) -> _RequestParts | None:
+    plain = _PLAIN_URL.fullmatch(text)
+    if plain is None:
+        return None
+    scheme, host, port, path, query = plain.groups()
+    return scheme.lower(), host.lower(), int(port) if port else None, path or "/", query or ""
+
+
+def _httpx_parts(text: str, url: str) -> _RequestParts:
     try:
         parsed = httpx.URL(text)  # the parser of the client that fetches: hosts, dot-segments and quoting as it sends
     except httpx.InvalidURL as error:
         raise ValueError(f"invalid URL {url!r}: {error}") from error
-    scheme = parsed.scheme
+    path, _, query = parsed.raw_path.decode("ascii").partition("?")
+    return parsed.scheme, parsed.raw_host.decode("ascii"), parsed.port, path, query
+
+
+def _canonical(parts: _RequestParts, url: str) -> str:
+    scheme, raw_host, port, raw_path, raw_query = parts
     if scheme not in _DEFAULT_PORTS:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    host = _canonical_host(parsed.raw_host.decode("ascii"))
-    port = parsed.port
+    host = _canonical_host(raw_host)
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"invalid port {port} in {url!r}")
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    raw_path, _, raw_query = parsed.raw_path.decode("ascii").partition("?")
     # Decoding `%2E` can make new dot-segments, so they are removed after the escapes are normalized.
     path = _remove_dot_segments(_normalize_escapes(raw_path, _PATH_KEPT) or "/")
     if len(path) > 1:

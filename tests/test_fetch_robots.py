@@ -148,6 +148,11 @@ def test_parse_limit_500_kib():
     assert not allowed(small, "/late") and not allowed(small, "/cut-rule") and allowed(small, "/cut")
 
 
+def test_robots_txt_must_be_bytes():
+    with pytest.raises(TypeError, match="robots_txt must be the bytes"):
+        robots_allowed("User-agent: *\nDisallow: /\n", UA, "/x")  # type: ignore[arg-type]
+
+
 def test_crawl_delay_of_our_group():
     from corpus.robots import RobotsRules
 

@@ -203,6 +203,33 @@ def test_invalid_urls_raise(url):
         canonicalize_url(url)
 
 
+_PLAIN_CHARS = st.sampled_from(list("aZ09-._~!$&'()*+,;=:@/%?#") + ["%2e", "%7E", "%2F", "%aa", "..", "./", "utm_"])
+# with characters httpx encodes too: such URLs must not take the fast path
+_ANY_CHARS = st.one_of(_PLAIN_CHARS, st.sampled_from(list('|^`[]{}\\" ') + ["é"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(scheme=st.sampled_from(["http", "HTTPS", "ftp"]),
+       host=st.sampled_from(["example.com", "WWW.Example.COM", "ex-ample.com", "-bad-.com", "a..b.com", "localhost"]),
+       port=st.sampled_from(["", ":0", ":80", ":443", ":08080", ":65536"]),
+       rest=st.one_of(st.lists(_PLAIN_CHARS, max_size=25), st.lists(_ANY_CHARS, max_size=25)).map("".join))
+def test_plain_urls_split_by_regex_as_httpx_parses_them(scheme, host, port, rest):
+    """The fast path for plain ASCII URLs gives the key the httpx parse gives (or both refuse the URL)."""
+    from corpus.urls import _canonical, _httpx_parts, _plain_parts
+
+    url = f"{scheme}://{host}{port}/{rest}"
+    parts = _plain_parts(url)
+    if parts is None:
+        return
+    try:
+        via_httpx = _canonical(_httpx_parts(url, url), url)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _canonical(parts, url)
+        return
+    assert _canonical(parts, url) == via_httpx
+
+
 def test_a_new_canonical_form_redoes_the_links_stage(tmp_path):
     """A build whose links were keyed by an older canonicalize_url does not reuse them (nor the stages after)."""
     from corpus import build
