@@ -2,15 +2,17 @@
 
 Politeness: at most `concurrency` URLs in flight, at most `per_host` per host name, and request starts to one host
 spaced by its delay: `min_delay_s`, or the robots.txt Crawl-delay for our User-Agent when larger (capped at
-`max_crawl_delay_s`). robots.txt is fetched once per origin and cached. A frontier hands each worker a URL of a
-host whose turn has come, so a slow or delayed host never holds the other workers.
+`max_crawl_delay_s`). robots.txt is read as RFC 9309 says (corpus.robots; `robots_allowed` is the decision), fetched
+once per origin and cached for `robots_cache_s`, or `robots_error_cache_s` when a 5xx forbade the whole site. A
+frontier hands each worker a URL of a host whose turn has come, so a slow or delayed host never holds the other workers.
 
 Safety: all connections go through `corpus.netsafety` (public addresses only, except connect_to targets) and every
 response is bounded: `connect_timeout_s`/`read_timeout_s` per socket operation, `deadline_s` per request (headers and
-body: a server that drips bytes is cut off), `max_bytes` on the body as received and `max_decompressed_bytes` after
-Content-Encoding (gzip bombs). At most `max_redirects` hops, each hop checked again (address, robots.txt, host delay).
-Connection errors, 429 and 5xx are retried `max_retries` times with exponential backoff and jitter; a Retry-After
-up to `max_retry_after_s` is honoured, a longer one ends the URL as http_error.
+body: a server that drips bytes is cut off), `url_deadline_s` per URL (all its redirects and retries), `max_bytes` on
+the body as received and `max_decompressed_bytes` after Content-Encoding (gzip bombs). At most `max_redirects` hops,
+each hop checked again (address, robots.txt, host delay). Connection errors, 429 and 5xx are retried `max_retries`
+times with exponential backoff and jitter; a Retry-After up to `max_retry_after_s` is honoured, a longer one ends the
+URL as http_error.
 
 Output in out_dir: `log.parquet` with exactly one row per URL (see LOG_SCHEMA and OUTCOMES) and `warc/*.warc.gz`
 holding the request and response of every `ok` page. While running, outcomes are appended to `log.journal.jsonl`
@@ -53,7 +55,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.netsafety import BlockedAddressError, ConnectTo, DNSError, SafeTransport
-from corpus.robots import PARSE_LIMIT, RobotsRules, robots_allowed  # noqa: F401 - robots_allowed: the crawler's decision, public here
+# robots_allowed is the crawler's own robots.txt decision, public here
+from corpus.robots import PARSE_LIMIT, RobotsRules, robots_allowed  # noqa: F401
 from corpus.warc import CHARSET_HEADER, RollingWarcWriter, WarcLocation, finalize_open_files, is_html
 
 log = logging.getLogger(__name__)
@@ -116,7 +119,7 @@ class FetchConfig:
     progress_interval_s: float = 10.0
     robots_cache_size: int = 100_000         # origins whose robots.txt is kept in memory
     robots_cache_s: float = 86_400.0         # RFC 9309 2.4: a fetched robots.txt is used for at most 24 hours
-    robots_error_cache_s: float = 600.0      # a 5xx/429 robots.txt forbids the whole site this long, then is asked again
+    robots_error_cache_s: float = 600.0      # a 5xx/429 robots.txt forbids the whole site this long, then is re-asked
     frontier_max_urls: int = 1_000_000       # URLs read ahead of the workers at most, to find hosts that are ready
 
     def __post_init__(self) -> None:
@@ -471,7 +474,8 @@ class _Crawler:
                 continue
             if not result.retryable or visit.attempts > config.max_retries:
                 return result
-            delay = min(config.backoff_max_s, config.backoff_base_s * 2 ** (visit.attempts - 1)) * random.uniform(0.5, 1.5)
+            backoff = config.backoff_base_s * 2 ** (visit.attempts - 1)
+            delay = min(config.backoff_max_s, backoff) * random.uniform(0.5, 1.5)
             if result.retry_after is not None:
                 if result.retry_after > config.max_retry_after_s:
                     result.error = f"{result.error}; Retry-After {result.retry_after:.0f}s exceeds the bound"
@@ -621,7 +625,8 @@ class _Crawler:
                     await response.aclose()
             break
         else:
-            return RobotsRules.allow_all(f"robots.txt: more than {_ROBOTS_MAX_REDIRECTS} redirects"), config.robots_cache_s
+            too_many = f"robots.txt: more than {_ROBOTS_MAX_REDIRECTS} redirects"
+            return RobotsRules.allow_all(too_many), config.robots_cache_s
         if 200 <= status < 300:
             return RobotsRules.parse(body, config.user_agent), config.robots_cache_s
         if status >= 500 or status == 429:  # Google reads 429 as 5xx too: a site that asks us to slow down

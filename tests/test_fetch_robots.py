@@ -156,7 +156,8 @@ def test_robots_txt_must_be_bytes():
 def test_crawl_delay_of_our_group():
     from corpus.robots import RobotsRules
 
-    robots = b"User-agent: *\nDisallow: /x\nCrawl-delay: 9\n\nUser-agent: OtherBot\nUser-agent: WebTextBot\nCrawl-delay: 2.5\n"
+    robots = (b"User-agent: *\nDisallow: /x\nCrawl-delay: 9\n\n"
+              b"User-agent: OtherBot\nUser-agent: WebTextBot\nCrawl-delay: 2.5\n")
     assert RobotsRules.parse(robots, UA).crawl_delay == 2.5
     assert RobotsRules.parse(robots, "SomeoneElse").crawl_delay == 9
 
@@ -270,7 +271,8 @@ def test_url_deadline_bounds_redirects_and_retries(tmp_path):
     with HostileServer() as server:
         config = robots_config(server, deadline_s=2.0, url_deadline_s=1.0, max_retries=3, max_retry_after_s=5.0)
         fetch_urls([slow_chain, retried], tmp_path / "bounded", config)
-        bounded_hops = sum(1 for _, host, path in server.requests if host == "chain.slow.test" and path != "/robots.txt")
+        bounded_hops = sum(1 for _, host, path in server.requests
+                           if host == "chain.slow.test" and path != "/robots.txt")
         fetch_urls([slow_chain], tmp_path / "unbounded", robots_config(server, deadline_s=2.0, url_deadline_s=30.0))
     rows = {row["url"]: row for row in pq.read_table(tmp_path / "bounded" / "log.parquet").to_pylist()}
     assert rows[slow_chain]["outcome"] == "timeout" and "URL deadline of 1 s" in rows[slow_chain]["error"]

@@ -174,7 +174,8 @@ _HOSTS = st.sampled_from(["example.com", "www.Example.com", "faß.de", "MÜNCHEN
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scheme=st.sampled_from(["http", "https", "HTTP"]), host=_HOSTS,
-       port=st.sampled_from(["", ":80", ":443", ":8080"]), rest=st.lists(_URL_CHARS, max_size=25).map("".join).filter(lambda rest: rest == rest.rstrip()))
+       port=st.sampled_from(["", ":80", ":443", ":8080"]),
+       rest=st.lists(_URL_CHARS, max_size=25).map("".join).filter(lambda rest: rest == rest.rstrip()))
 def test_canonical_key_is_what_httpx_sends(scheme, host, port, rest):
     """canonicalize_url(u) equals canonicalize_url of the URL httpx would send for u (or both are refused).
     (Whitespace around a URL is not part of it: dumps have it by mistake, and canonicalize_url strips it.)"""
@@ -197,7 +198,8 @@ def test_canonical_key_is_what_httpx_sends(scheme, host, port, rest):
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "example.com/x", "javascript:alert(1)", "http://", "http://exa mple.com/",
-                                 "http://example.com:99999/", "http://-bad-.com/", "http://☃.com/", "http://exa%20mple.com/"])
+                                 "http://example.com:99999/", "http://-bad-.com/", "http://☃.com/",
+                                 "http://exa%20mple.com/"])
 def test_invalid_urls_raise(url):
     with pytest.raises(ValueError):
         canonicalize_url(url)
