@@ -107,7 +107,7 @@ class FetchConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 20.0             # between two received chunks
     deadline_s: float = 60.0                 # whole request: headers and body
-    url_deadline_s: float = 300.0            # whole URL: every redirect, retry, backoff and robots.txt fetch
+    url_deadline_s: float | None = None      # whole URL: redirects, retries, backoff, robots.txt; None: 5 x deadline_s
     max_bytes: int = 10 * 2**20              # body as received
     max_decompressed_bytes: int = 40 * 2**20
     max_redirects: int = 5
@@ -128,9 +128,14 @@ class FetchConfig:
                 raise ValueError(f"FetchConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_redirects < 0 or self.max_retries < 0:
             raise ValueError("FetchConfig.max_redirects and max_retries must be >= 0")
+        if self.url_deadline_s is None:
+            self.url_deadline_s = 5 * self.deadline_s
         for name in ("deadline_s", "url_deadline_s", "robots_cache_s", "robots_error_cache_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FetchConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.url_deadline_s < self.deadline_s:
+            raise ValueError(f"FetchConfig.url_deadline_s ({self.url_deadline_s}) must be at least deadline_s "
+                             f"({self.deadline_s}): it bounds a whole URL, whose every request has deadline_s")
         ConnectTo(self.connect_to)  # fail on a bad mapping now, not at the first connection
 
     def ssl_context(self) -> ssl.SSLContext:

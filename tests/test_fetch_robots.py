@@ -259,6 +259,9 @@ def test_robots_cache_settings_are_checked():
         FetchConfig(robots_error_cache_s=0)
     with pytest.raises(ValueError, match="url_deadline_s"):
         FetchConfig(url_deadline_s=-1)
+    with pytest.raises(ValueError, match=r"url_deadline_s \(5\) must be at least deadline_s \(10\)"):
+        FetchConfig(deadline_s=10, url_deadline_s=5)
+    assert FetchConfig(deadline_s=10).url_deadline_s == 50  # by default it follows the per-request deadline
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -269,11 +272,11 @@ def test_url_deadline_bounds_redirects_and_retries(tmp_path):
     slow_chain = "http://chain.slow.test/slow-hop?n=4&ms=300"   # 5 requests of 0.3 s: each well within deadline_s
     retried = "http://retry.slow.test/always-429"               # Retry-After: 1, three retries
     with HostileServer() as server:
-        config = robots_config(server, deadline_s=2.0, url_deadline_s=1.0, max_retries=3, max_retry_after_s=5.0)
+        config = robots_config(server, deadline_s=1.0, url_deadline_s=1.0, max_retries=3, max_retry_after_s=5.0)
         fetch_urls([slow_chain, retried], tmp_path / "bounded", config)
         bounded_hops = sum(1 for _, host, path in server.requests
                            if host == "chain.slow.test" and path != "/robots.txt")
-        fetch_urls([slow_chain], tmp_path / "unbounded", robots_config(server, deadline_s=2.0, url_deadline_s=30.0))
+        fetch_urls([slow_chain], tmp_path / "unbounded", robots_config(server, deadline_s=1.0, url_deadline_s=30.0))
     rows = {row["url"]: row for row in pq.read_table(tmp_path / "bounded" / "log.parquet").to_pylist()}
     assert rows[slow_chain]["outcome"] == "timeout" and "URL deadline of 1 s" in rows[slow_chain]["error"]
     assert rows[slow_chain]["final_url"].startswith("http://chain.slow.test/slow-hop?n=")
