@@ -247,6 +247,16 @@ def test_a_new_canonical_form_redoes_the_links_stage(tmp_path):
     assert old.selection_key() != LinkConfig(cutoff=None, min_karma=1).selection_key()  # spills are not reused
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.builds("http://{}/{}".format, st.text(max_size=20), st.text(max_size=20))))
+def test_any_text_gives_a_key_or_a_value_error(text):
+    """Link harvesting drops a bad URL as invalid_url on ValueError: any other exception would stop the stage."""
+    try:
+        canonicalize_url(text)
+    except ValueError as error:
+        assert str(error)
+
+
 def test_blocklists_keep_webtext_top_domains():
     for host in ["google.com", "docs.google.com", "github.com", "ebay.com", "nytimes.com", "blogspot.com",
                  "foo.wordpress.com", "archive.org", "en.wikipedia.org", "theguardian.com", "medium.com"]:
