@@ -97,7 +97,8 @@ class FetchConfig:
     per_host: int = 2                        # URLs in flight per host name
     min_delay_s: float = 1.0                 # between request starts to one host
     max_crawl_delay_s: float = 30.0          # cap on a robots.txt Crawl-delay
-    # Its first word is the token robots.txt rules are matched against. Put a contact address in it for real crawls.
+    # robots.txt groups are matched against its product token: the part before the first "/", which must be letters,
+    # `_` and `-` (RFC 9309 2.2.1), else only `*` groups apply. Put a contact address in it for real crawls.
     user_agent: str = "WebTextBot/0.1 (research crawler rebuilding GPT-2's WebText)"
     obey_robots: bool = True
     www_fallback: bool = True                # a host that does not resolve is tried once more as www.host
