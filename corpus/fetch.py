@@ -2,15 +2,17 @@
 
 Politeness: at most `concurrency` URLs in flight, at most `per_host` per host name, and request starts to one host
 spaced by its delay: `min_delay_s`, or the robots.txt Crawl-delay for our User-Agent when larger (capped at
-`max_crawl_delay_s`). robots.txt is fetched once per origin and cached. A frontier hands each worker a URL of a
-host whose turn has come, so a slow or delayed host never holds the other workers.
+`max_crawl_delay_s`). robots.txt is read as RFC 9309 says (corpus.robots; `robots_allowed` is the decision), fetched
+once per origin and cached for `robots_cache_s`, or `robots_error_cache_s` when a 5xx forbade the whole site. A
+frontier hands each worker a URL of a host whose turn has come, so a slow or delayed host never holds the other workers.
 
 Safety: all connections go through `corpus.netsafety` (public addresses only, except connect_to targets) and every
 response is bounded: `connect_timeout_s`/`read_timeout_s` per socket operation, `deadline_s` per request (headers and
-body: a server that drips bytes is cut off), `max_bytes` on the body as received and `max_decompressed_bytes` after
-Content-Encoding (gzip bombs). At most `max_redirects` hops, each hop checked again (address, robots.txt, host delay).
-Connection errors, 429 and 5xx are retried `max_retries` times with exponential backoff and jitter; a Retry-After
-up to `max_retry_after_s` is honoured, a longer one ends the URL as http_error.
+body: a server that drips bytes is cut off), `url_deadline_s` per URL (all its redirects and retries), `max_bytes` on
+the body as received and `max_decompressed_bytes` after Content-Encoding (gzip bombs). At most `max_redirects` hops,
+each hop checked again (address, robots.txt, host delay). Connection errors, 429 and 5xx are retried `max_retries`
+times with exponential backoff and jitter; a Retry-After up to `max_retry_after_s` is honoured, a longer one ends the
+URL as http_error.
 
 Output in out_dir: `log.parquet` with exactly one row per URL (see LOG_SCHEMA and OUTCOMES) and `warc/*.warc.gz`
 holding the request and response of every `ok` page. While running, outcomes are appended to `log.journal.jsonl`
@@ -45,7 +47,6 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
-from urllib.robotparser import RobotFileParser
 
 import certifi
 import charset_normalizer
@@ -54,6 +55,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.netsafety import BlockedAddressError, ConnectTo, DNSError, SafeTransport
+# robots_allowed is the crawler's own robots.txt decision, public here
+from corpus.robots import PARSE_LIMIT, RobotsRules, robots_allowed  # noqa: F401
 from corpus.warc import CHARSET_HEADER, RollingWarcWriter, WarcLocation, finalize_open_files, is_html
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,7 @@ LOG_SCHEMA = pa.schema([
     ("warc_length", pa.int64()),
 ])
 
-_ROBOTS_MAX_BYTES = 512 * 1024
+_ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five; past that, robots.txt is unavailable
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
@@ -94,7 +97,8 @@ class FetchConfig:
     per_host: int = 2                        # URLs in flight per host name
     min_delay_s: float = 1.0                 # between request starts to one host
     max_crawl_delay_s: float = 30.0          # cap on a robots.txt Crawl-delay
-    # Its first word is the token robots.txt rules are matched against. Put a contact address in it for real crawls.
+    # robots.txt groups are matched against its product token: the part before the first "/", which must be letters,
+    # `_` and `-` (RFC 9309 2.2.1), else only `*` groups apply. Put a contact address in it for real crawls.
     user_agent: str = "WebTextBot/0.1 (research crawler rebuilding GPT-2's WebText)"
     obey_robots: bool = True
     www_fallback: bool = True                # a host that does not resolve is tried once more as www.host
@@ -104,6 +108,7 @@ class FetchConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 20.0             # between two received chunks
     deadline_s: float = 60.0                 # whole request: headers and body
+    url_deadline_s: float | None = None      # whole URL: redirects, retries, backoff, robots.txt; None: 5 x deadline_s
     max_bytes: int = 10 * 2**20              # body as received
     max_decompressed_bytes: int = 40 * 2**20
     max_redirects: int = 5
@@ -114,6 +119,8 @@ class FetchConfig:
     warc_max_bytes: int = 1 << 30            # roll WARC files past this size
     progress_interval_s: float = 10.0
     robots_cache_size: int = 100_000         # origins whose robots.txt is kept in memory
+    robots_cache_s: float = 86_400.0         # RFC 9309 2.4: a fetched robots.txt is used for at most 24 hours
+    robots_error_cache_s: float = 600.0      # a 5xx/429 robots.txt forbids the whole site this long, then is re-asked
     frontier_max_urls: int = 1_000_000       # URLs read ahead of the workers at most, to find hosts that are ready
 
     def __post_init__(self) -> None:
@@ -122,6 +129,14 @@ class FetchConfig:
                 raise ValueError(f"FetchConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_redirects < 0 or self.max_retries < 0:
             raise ValueError("FetchConfig.max_redirects and max_retries must be >= 0")
+        if self.url_deadline_s is None:
+            self.url_deadline_s = 5 * self.deadline_s
+        for name in ("deadline_s", "url_deadline_s", "robots_cache_s", "robots_error_cache_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"FetchConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.url_deadline_s < self.deadline_s:
+            raise ValueError(f"FetchConfig.url_deadline_s ({self.url_deadline_s}) must be at least deadline_s "
+                             f"({self.deadline_s}): it bounds a whole URL, whose every request has deadline_s")
         ConnectTo(self.connect_to)  # fail on a bad mapping now, not at the first connection
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -414,6 +429,7 @@ class _Visit:
     link_url: str
     start_url: str                           # the first hop: link_url, or its www. form after a DNS miss
     current_url: str = ""                    # the URL of the current hop
+    attempts: int = 0
 
 
 def _www_form(url: str) -> str | None:
@@ -433,32 +449,43 @@ class _Crawler:
         self.config = config
         self.client = client
         self.frontier = frontier
-        self._robots: OrderedDict[str, RobotFileParser] = OrderedDict()
+        self._robots: OrderedDict[str, tuple[RobotsRules, float]] = OrderedDict()  # origin -> (rules, expiry)
         self._robots_locks: dict[str, asyncio.Lock] = {}
 
     async def visit(self, url: str, start_url: str | None = None) -> tuple[_Result, int]:
-        """Fetch link `url` by requesting `start_url` (default: `url` itself), with retries.
+        """Fetch link `url` by requesting `start_url` (default: `url` itself), with retries, all of it within
+        `url_deadline_s`.
 
         Returns its result and the number of attempts."""
-        first = start_url or url
-        visit = _Visit(url, first)
+        visit = _Visit(url, start_url or url)
+        visit.current_url = visit.start_url
+        try:
+            async with asyncio.timeout(self.config.url_deadline_s):
+                result = await self._retry(visit)
+        except TimeoutError:
+            result = _Result("timeout", final_url=visit.current_url, error=(
+                f"URL deadline of {self.config.url_deadline_s:g} s passed (redirects and retries included)"))
+        return result, visit.attempts
+
+    async def _retry(self, visit: _Visit) -> _Result:
+        first = visit.start_url
         config = self.config
-        attempt = 0
         while True:
-            attempt += 1
+            visit.attempts += 1
             result = await self._attempt(visit)
             if (result.outcome == "dns_error" and config.www_fallback and visit.start_url == first
                     and result.final_url == first and (www := _www_form(first))):
                 visit.start_url = www  # canonical link URLs lose their www.; some sites only resolve with it
-                attempt -= 1
+                visit.attempts -= 1
                 continue
-            if not result.retryable or attempt > config.max_retries:
-                return result, attempt
-            delay = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            if not result.retryable or visit.attempts > config.max_retries:
+                return result
+            backoff = config.backoff_base_s * 2 ** (visit.attempts - 1)
+            delay = min(config.backoff_max_s, backoff) * random.uniform(0.5, 1.5)
             if result.retry_after is not None:
                 if result.retry_after > config.max_retry_after_s:
                     result.error = f"{result.error}; Retry-After {result.retry_after:.0f}s exceeds the bound"
-                    return result, attempt
+                    return result
                 delay = max(delay, result.retry_after)
             self.frontier.hold_off(_host_of(visit.current_url), delay)
             await asyncio.sleep(delay)
@@ -486,8 +513,8 @@ class _Crawler:
             if url.scheme not in ("http", "https") or not url.host:
                 return _Result("invalid_url" if visit.current_url == visit.start_url else "http_error",
                                final_url=visit.current_url, error=f"not an http(s) URL: {visit.current_url}")
-            if config.obey_robots and not await self._robots_allow(url):
-                return _Result("robots_disallowed", final_url=visit.current_url)
+            if config.obey_robots and not (rules := await self._robots_rules(url)).allowed(str(url)):
+                return _Result("robots_disallowed", final_url=visit.current_url, error=rules.reason)
             await self.frontier.turn(url.host)
             async with asyncio.timeout(config.deadline_s):
                 response = await self.client.send(self.client.build_request("GET", url), stream=True)
@@ -546,69 +573,71 @@ class _Crawler:
             body=bytes(raw))
         return result
 
-    async def _robots_allow(self, url: httpx.URL) -> bool:
+    async def _robots_rules(self, url: httpx.URL) -> RobotsRules:
+        """The robots.txt of the URL's origin, fetched once per origin until its cache time runs out."""
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
-        parser = self._robots.get(origin)
-        if parser is None:
+        cached = self._robots.get(origin)
+        if cached is None or cached[1] <= time.monotonic():
             lock = self._robots_locks.setdefault(origin, asyncio.Lock())
             async with lock:  # one fetch per origin, however many workers ask
-                parser = self._robots.get(origin)
-                if parser is None:
-                    parser = await self._fetch_robots(origin)
-                    self._robots[origin] = parser
+                cached = self._robots.get(origin)
+                if cached is None or cached[1] <= time.monotonic():
+                    rules, keep_s = await self._fetch_robots(origin)
+                    cached = self._robots[origin] = (rules, time.monotonic() + keep_s)
+                    self._robots.move_to_end(origin)
                     if len(self._robots) > self.config.robots_cache_size:
                         self._robots.popitem(last=False)
+                    if rules.crawl_delay:
+                        self.frontier.host(url.host).delay = min(max(self.config.min_delay_s, rules.crawl_delay),
+                                                                 self.config.max_crawl_delay_s)
             self._robots_locks.pop(origin, None)
-            delay = parser.crawl_delay(self.config.user_agent)
-            if delay:
-                self.frontier.host(url.host).delay = min(max(self.config.min_delay_s, float(delay)),
-                                                         self.config.max_crawl_delay_s)
         else:
             self._robots.move_to_end(origin)
-        return parser.can_fetch(self.config.user_agent, str(url))
+        return cached[0]
 
     @staticmethod
-    async def _robots_lines(response: httpx.Response) -> list[str]:
-        """The first 512 KiB of a robots.txt (RFC 9309 asks for at least 500 KiB), bombs and garbage giving none."""
+    async def _robots_body(response: httpx.Response) -> bytes:
+        """The robots.txt body, one byte past the parse limit at most (so a cut last line is seen); bombs and
+        garbage give an empty one."""
         raw = bytearray()
         async for chunk in response.aiter_raw():
             raw += chunk
-            if len(raw) > _ROBOTS_MAX_BYTES:
+            if len(raw) > PARSE_LIMIT:
                 break
         try:
-            body = decompress(bytes(raw), response.headers.get("content-encoding"), 8 * _ROBOTS_MAX_BYTES)
+            body = decompress(bytes(raw), response.headers.get("content-encoding"), 8 * PARSE_LIMIT)
         except (_TooLarge, _Undecodable, zlib.error):
-            return []
-        return body[:_ROBOTS_MAX_BYTES].decode("utf-8", "replace").splitlines()
+            return b""
+        return body[:PARSE_LIMIT + 1]
 
-    async def _fetch_robots(self, origin: str) -> RobotFileParser:
-        """RFC 9309: 4xx means no rules, 5xx means keep out; redirects are followed (each hop checked)."""
-        parser = RobotFileParser(origin + "/robots.txt")
+    async def _fetch_robots(self, origin: str) -> tuple[RobotsRules, float]:
+        """RFC 9309 2.3.1: the rules of a 2xx robots.txt; no rules for 4xx (unavailable) or more than five redirects;
+        nothing allowed for 5xx and 429 (unreachable), kept only `robots_error_cache_s`. Returns the rules and how
+        many seconds to keep them. Network errors are raised: the URL ends without a request to it, and nothing
+        is cached."""
+        config = self.config
         url = httpx.URL(origin + "/robots.txt")
-        status = 404
-        lines: list[str] = []
-        for _hop in range(self.config.max_redirects + 1):
+        for _hop in range(_ROBOTS_MAX_REDIRECTS + 1):
             await self.frontier.turn(url.host)
-            async with asyncio.timeout(self.config.deadline_s):
+            async with asyncio.timeout(config.deadline_s):
                 response = await self.client.send(self.client.build_request("GET", url), stream=True)
                 try:
                     status = response.status_code
                     if response.is_redirect:
                         url = url.join(response.headers["location"])
                         continue
-                    if status == 200:
-                        lines = await self._robots_lines(response)
+                    body = await self._robots_body(response) if 200 <= status < 300 else b""
                 finally:
                     await response.aclose()
             break
-        if status >= 500:
-            parser.disallow_all = True
-        elif status == 200:
-            parser.parse(lines)
         else:
-            parser.allow_all = True
-        parser.modified()
-        return parser
+            too_many = f"robots.txt: more than {_ROBOTS_MAX_REDIRECTS} redirects"
+            return RobotsRules.allow_all(too_many), config.robots_cache_s
+        if 200 <= status < 300:
+            return RobotsRules.parse(body, config.user_agent), config.robots_cache_s
+        if status >= 500 or status == 429:  # Google reads 429 as 5xx too: a site that asks us to slow down
+            return RobotsRules.disallow_all(f"robots.txt HTTP {status}"), config.robots_error_cache_s
+        return RobotsRules.allow_all(f"robots.txt HTTP {status}"), config.robots_cache_s
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ import pyarrow.parquet as pq
 
 from corpus.reddit import iter_submissions
 from corpus.urls import (
+    CANONICAL_FORM,
     DOMAIN_BLOCKLIST,
     EXTENSION_BLOCKLIST,
     canonicalize_url,
@@ -117,6 +118,9 @@ class LinkConfig:
     extension_blocklist: frozenset[str] = EXTENSION_BLOCKLIST
     progress_every: int = 1_000_000          # log a progress line every N submissions
     memory_rows: int = 1_000_000             # submissions held in memory before a spill; also the aggregation unit
+    # Not a setting: the canonicalize_url version the links are keyed by. Being a field puts it in every key built
+    # from this config (the links stage, the build request, the manifest), so a new form redoes an existing build.
+    canonical_form: int = field(default=CANONICAL_FORM, init=False)
 
     def cutoff_ts(self) -> int | None:
         if self.cutoff is None:
@@ -129,7 +133,8 @@ class LinkConfig:
 
     def selection_key(self) -> str:
         """The settings a dump's spills depend on (min_karma applies later, to the aggregated links)."""
-        rules = [SPILL_FORMAT, SPILL_PARTITIONS, self.cutoff, self.drop_nsfw, sorted(self.subreddit_blocklist),
+        rules = [SPILL_FORMAT, SPILL_PARTITIONS, self.canonical_form, self.cutoff, self.drop_nsfw,
+                 sorted(self.subreddit_blocklist),
                  sorted(self.domain_blocklist), sorted(self.extension_blocklist)]
         return hashlib.sha256(json.dumps(rules).encode()).hexdigest()[:32]
 

@@ -18,8 +18,11 @@ plus static pages served under their original URLs (routed by the Host header; r
     /bad-charset          text/html; charset=utf-8 holding random bytes
     /not-found            404
     /slow?ms=N            the page after N ms
+    /slow-hop?n=N&ms=M    N redirects, each after M ms, then the page
+    /robots-hop?n=N&to=U  N + 1 redirects, the last to U
     anything else         a small HTML page
-    /robots.txt           the text given for that Host in `robots`, else 404 (a gzip bomb for robotsbomb.*)
+    /robots.txt           what `robots` gives for that Host, else 404 (a gzip bomb for robotsbomb.*): a text or bytes
+                          (200), a (status, body, headers) reply, or a list of those served in turn (the last repeats)
 """
 from __future__ import annotations
 
@@ -136,8 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/robots.txt" and host.startswith("robotsbomb."):
             self._send(200, owner.gzip_bomb(), "text/plain", {"Content-Encoding": "gzip"})
         elif path == "/robots.txt":
-            text = owner.robots.get(host)
-            self._send(200, text.encode(), "text/plain") if text is not None else self._send(404, b"no robots")
+            status, body, headers = owner.robots_reply(host, owner.hits[key])
+            self._send(status, body, "text/plain", headers)
         elif path == "/drip":
             self._stream_forever(b"x", 0.1, content_length=10_000)
         elif path == "/endless":
@@ -151,6 +154,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect(f"/hop?n={left - 1}") if left > 0 else self._send(200, page_for(host, self.path))
         elif path == "/gzipped":
             self._send(200, gzip.compress(page_for(host, self.path)), headers={"Content-Encoding": "gzip"})
+        elif path == "/slow-hop":
+            time.sleep(int(parse_qs(parts.query).get("ms", ["100"])[0]) / 1000)
+            left = int(parse_qs(parts.query).get("n", ["0"])[0])
+            ms = parse_qs(parts.query).get("ms", ["100"])[0]
+            self._redirect(f"/slow-hop?n={left - 1}&ms={ms}") if left > 0 else self._send(200, page_for(host, self.path))
+        elif path == "/robots-hop":  # a redirect chain for robots.txt: n more hops, then to `to`
+            query = parse_qs(parts.query)
+            left = int(query["n"][0])
+            self._redirect(f"/robots-hop?n={left - 1}&to={query['to'][0]}" if left > 0 else query["to"][0])
         elif path == "/to-loopback":
             self._redirect(f"http://127.0.0.1:{owner.port}/ok")
         elif path == "/to-metadata":
@@ -202,7 +214,7 @@ class HostileServer:
     """Start with `with HostileServer(...) as server:`; `server.port` (and `tls_port` when `tls` is given)."""
 
     def __init__(self, pages: dict[tuple[str, str], tuple[bytes, str]] | None = None,
-                 robots: dict[str, str] | None = None, tls: TLSFiles | None = None) -> None:
+                 robots: dict[str, object] | None = None, tls: TLSFiles | None = None) -> None:
         self.pages = dict(pages or {})
         self.robots = dict(robots or {})
         self.tls = tls
@@ -215,6 +227,17 @@ class HostileServer:
         self._servers: list[_Server] = []
         self.port = 0
         self.tls_port = 0
+
+    def robots_reply(self, host: str, hit: int) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body, headers) of the `hit`-th request (from 1) for robots.txt on `host`."""
+        reply = self.robots.get(host)
+        if isinstance(reply, list):
+            reply = reply[min(hit, len(reply)) - 1]
+        if reply is None:
+            return 404, b"no robots", {}
+        if isinstance(reply, (str, bytes)):
+            return 200, reply.encode() if isinstance(reply, str) else reply, {}
+        return reply
 
     def gzip_bomb(self) -> bytes:
         with self._bomb_lock:  # not self.lock: compressing takes a while and must not stall other requests

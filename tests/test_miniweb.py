@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.robotparser
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from corpus.fetch import FetchConfig, fetch_urls
+from corpus.fetch import FetchConfig, fetch_urls, robots_allowed
 from corpus.links import harvest_links
 from corpus.netsafety import ConnectTo
 from corpus.reddit import iter_submissions
@@ -199,12 +198,12 @@ def test_failure_pages_behave_as_designed(web: MiniWeb) -> None:
 def test_robots_txt_excludes_exactly_the_robots_links(web: MiniWeb, server: MiniWebServer) -> None:
     roles = links_by_role(web)
     forum = roles["robots"][0]["url"]
-    rules = urllib.robotparser.RobotFileParser()
-    rules.parse(get(server, f"http://{urlsplit(forum).hostname}/robots.txt").text.splitlines())
-    assert not rules.can_fetch("WebTextBot", forum)
+    robots_txt = get(server, f"http://{urlsplit(forum).hostname}/robots.txt").content
+    user_agent = FetchConfig().user_agent
+    assert not robots_allowed(robots_txt, user_agent, forum)
     for link in roles["article"] + roles["slow"]:
         if urlsplit(link["url"]).hostname == urlsplit(forum).hostname:
-            assert rules.can_fetch("WebTextBot", link["url"])
+            assert robots_allowed(robots_txt, user_agent, link["url"])
     assert get(server, "http://blog.example.org/robots.txt").status_code == 404  # no robots.txt: all allowed
 
 
