@@ -21,6 +21,7 @@ from prefect.futures import as_completed
 
 from corpus import build
 from corpus.buildlock import build_lock
+from corpus.buildwarnings import empty_corpus_reason
 from corpus.dedup import DedupConfig
 from corpus.extract import ExtractConfig
 from corpus.filters import FilterConfig
@@ -248,8 +249,7 @@ def _fail_if_empty(manifest: dict) -> None:
     for warning in manifest.get("warnings", []):
         logger.warning("webtext: %s", warning)
     if manifest["totals"]["documents"] == 0:
-        reason = next((w for w in manifest.get("warnings", []) if w.startswith("the corpus is empty")),
-                      "the corpus is empty")
+        reason = empty_corpus_reason(manifest["stages"]) or "the corpus is empty"
         raise EmptyCorpusError(f"webtext: {reason}. Every stage's output is kept (see manifest.json and the dataset "
                                f"card); change the inputs or settings and run again.")
 
