@@ -479,6 +479,12 @@ def test_truncated_zst_dumps_are_errors_naming_the_file_wherever_they_are_cut(tm
         list(iter_submissions(half))
     assert "after line" in str(caught.value)
 
+    for suffix in (".gz", ".xz", ".bz2"):  # the same words for every compression
+        whole = write_submissions(tmp_path / f"RS_big{suffix}", records[:5000])
+        half = cut(whole, f"RS_big_half{suffix}", whole.stat().st_size // 2)
+        with pytest.raises(ValueError, match=rf"RS_big_half\{suffix} is truncated"):
+            list(iter_submissions(half))
+
 
 def test_a_truncated_dump_fails_the_harvest_after_the_others_are_read_and_kept(tmp_path, caplog):
     dumps, records = write_generated_dumps(tmp_path, seeds=(10, 11, 12))
