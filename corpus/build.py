@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from corpus.buildlock import build_lock
+from corpus.buildwarnings import build_warnings
 from corpus.card import render_card
 from corpus.dedup import DedupConfig, Deduplicator, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
@@ -492,7 +494,10 @@ def run_shards(out_dir: Path, upstream_key: str, config: BuildConfig, stage_stat
         "extractors": dict(extractors),
         "top_domains": sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:25],
         "shards": [f.to_dict() for f in files],
+        "warnings": build_warnings(stages, split_counts["val"], config.shards.val_fraction),
     }
+    for warning in manifest["warnings"]:
+        log.warning("webtext build in %s: %s", out_dir, warning)
     card = render_card(json.loads(json.dumps(_jsonable(manifest))))
     (out_dir / "shards" / "README.md").write_text(card)
     _write_json(manifest_path, manifest)  # written last: the build's completion marker
@@ -537,8 +542,15 @@ class BuildResult:
 
 def build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig = BuildConfig(),
                      links_path: Path | None = None, links_key: str | None = None) -> BuildResult:
-    """Extract -> filter -> dedup -> wikipedia -> shards in this process (no Prefect); see flows/webtext.py."""
-    out_dir = Path(out_dir)
+    """Extract -> filter -> dedup -> wikipedia -> shards in this process (no Prefect); see flows/webtext.py.
+
+    Holds `out_dir` for the whole build (corpus.buildlock): another build there is refused at once."""
+    with build_lock(out_dir) as out:
+        return _build_from_warcs(warcs, out, config, links_path, links_key)
+
+
+def _build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig, links_path: Path | None,
+                      links_key: str | None) -> BuildResult:
     seconds: dict[str, float] = {}
     t = time.monotonic()
     upstream = stage_key("warcs", links_key, file_fingerprint(warcs))

@@ -20,6 +20,7 @@ def render_card(manifest: dict[str, Any]) -> str:
     domain_rows = [[d, n] for d, n in manifest["top_domains"]]
     extractor_rows = [[e, n] for e, n in sorted(manifest["extractors"].items())]
     versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))
+    warnings = "".join(f"\n> **Warning:** {w}.\n" for w in manifest.get("warnings", []))
     links = cfg.get("links")
     if links:
         source = (f"web pages linked from Reddit submissions with at least {links['min_karma']} karma (sum of scores "
@@ -30,7 +31,7 @@ def render_card(manifest: dict[str, Any]) -> str:
     return f"""# WebText-style corpus
 
 A rebuild of GPT-2's WebText: the main text of {source}, de-duplicated, with Wikipedia removed.
-
+{warnings}
 ## Contents
 
 - **{totals['documents']:,} documents**, {totals['words']:,} words, {totals['text_bytes']:,} bytes of UTF-8 text

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from corpus.htmldepth import too_deep
+
 log = logging.getLogger(__name__)
 
 METHODS = ("combined", "trafilatura", "newspaper4k")
@@ -58,7 +60,7 @@ class ExtractConfig:
 class Extraction:
     text: str | None
     extractor: str | None  # which extractor produced `text`: "trafilatura" or "newspaper4k"
-    outcome: str  # "ok", "empty", "timeout", "too_large", "error"
+    outcome: str  # "ok", "empty", "too_deep" (nested past the parser's depth limit), "timeout", "too_large", "error"
     error: str | None = None
 
 
@@ -104,7 +106,8 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
             log.debug("newspaper4k failed on %s: %s", url, exc)
     text, extractor = choose(traf, news, config)
     if not text:
-        return Extraction(None, None, "empty")
+        depth_error = too_deep(page)  # only asked of empty pages: it parses the page once more
+        return Extraction(None, None, "too_deep", depth_error) if depth_error else Extraction(None, None, "empty")
     return Extraction(text, extractor, "ok")
 
 

@@ -13,6 +13,8 @@ under the first rule that rejects it:
     invalid_url         not an http(s) URL that canonicalizes
     blocked_domain      host in `domain_blocklist` (subdomains included)
     blocked_extension   the URL path ends with an extension in `extension_blocklist`
+    invalid_score       `score` is missing or not an integer (a JSON integer or a string of one): "lots", null
+                        and "3.5" are not counted as 0 karma
     below_min_karma     the URL's karma, summed over all its surviving submissions, is below `min_karma`
 
 Karma is the sum of `score` over every surviving submission of the same canonical URL (as OpenWebText2 did), so
@@ -44,6 +46,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import zlib
@@ -59,7 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from corpus.reddit import iter_submissions
+from corpus.reddit import DumpReadError, iter_submissions
 from corpus.urls import (
     CANONICAL_FORM,
     DOMAIN_BLOCKLIST,
@@ -76,7 +79,7 @@ log = logging.getLogger(__name__)
 
 DROP_REASONS: tuple[str, ...] = (
     "malformed_line", "self_post", "reddit_link", "nsfw", "missing_created_utc", "after_cutoff",
-    "blocked_subreddit", "invalid_url", "blocked_domain", "blocked_extension", "below_min_karma",
+    "blocked_subreddit", "invalid_url", "blocked_domain", "blocked_extension", "invalid_score", "below_min_karma",
 )
 
 LINKS_SCHEMA = pa.schema([
@@ -102,7 +105,7 @@ SPILL_SCHEMA = pa.schema([
     ("seq", pa.int64()),
 ])
 SPILL_PARTITIONS = 256      # hash partitions of the canonical URL; aggregation takes a run of them at a time
-SPILL_FORMAT = 1            # bump when the spill rows or the selection code change, so old spills are not reused
+SPILL_FORMAT = 2            # bump when the spill rows or the selection code change, so old spills are not reused
 ROW_GROUP_ROWS = 1024 * 1024  # pyarrow.parquet.write_table's default row group
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 _DONE = "_DONE"
@@ -110,7 +113,7 @@ _DONE = "_DONE"
 
 @dataclass
 class LinkConfig:
-    min_karma: int = 3                       # WebText: "at least 3 karma"
+    min_karma: int = 3                       # WebText: "at least 3 karma"; 1 or more (see __post_init__)
     cutoff: str | None = "2018-01-01"        # keep submissions created before this UTC date; None keeps all
     drop_nsfw: bool = True
     subreddit_blocklist: frozenset[str] = frozenset()
@@ -121,6 +124,14 @@ class LinkConfig:
     # Not a setting: the canonicalize_url version the links are keyed by. Being a field puts it in every key built
     # from this config (the links stage, the build request, the manifest), so a new form redoes an existing build.
     canonical_form: int = field(default=CANONICAL_FORM, init=False)
+
+    def __post_init__(self) -> None:
+        # Reddit starts every submission at 1 point, so a link nobody voted down has karma >= 1; a bound of 0 or below
+        # keeps links voted below their start, i.e. no karma filter at all, which is not WebText (a sign typo, -5,
+        # would silently keep everything).
+        if isinstance(self.min_karma, bool) or not isinstance(self.min_karma, int) or self.min_karma < 1:
+            raise ValueError(f"LinkConfig.min_karma must be an integer of at least 1 (WebText used 3), "
+                             f"got {self.min_karma!r}")
 
     def cutoff_ts(self) -> int | None:
         if self.cutoff is None:
@@ -152,11 +163,18 @@ class LinkStats:
         return asdict(self)
 
 
-def _score(record: dict) -> int:
-    try:
-        return int(record.get("score") or 0)
-    except (TypeError, ValueError):
-        return 0
+_INTEGER = re.compile(r"\s*[+-]?[0-9]{1,18}\s*")
+MAX_ABS_SCORE = 2**40  # far above any real score; keeps karma sums inside int64
+
+
+def _score(record: dict) -> int | None:
+    """The submission's score, or None when it is missing or not an integer (a JSON integer or a string of one)."""
+    score = record.get("score")
+    if isinstance(score, str) and _INTEGER.fullmatch(score):
+        score = int(score)
+    if isinstance(score, int) and not isinstance(score, bool) and abs(score) <= MAX_ABS_SCORE:
+        return score
+    return None
 
 
 def _drop_reason(record: dict, config: LinkConfig, cutoff: int | None, blocked_subs: frozenset[str]) -> str | None:
@@ -192,6 +210,8 @@ def classify_submission(record: dict, config: LinkConfig, cutoff: int | None,
         return "blocked_domain", url, original
     if has_blocked_extension(url, config.extension_blocklist):
         return "blocked_extension", url, original
+    if _score(record) is None:
+        return "invalid_score", url, original
     return None, url, original
 
 
@@ -233,11 +253,16 @@ def harvest_links(
         if progress:
             progress(info)
 
-    markers = []
+    markers, unreadable = [], []
     for path, folder in zip(paths, folders):
         marker = _committed(folder, path, config)
         if marker is None:
-            marker = _spill_dump(path, folder, config, report)
+            try:
+                marker = _spill_dump(path, folder, config, report)
+            except DumpReadError as error:  # read the other dumps first: one run finds every bad dump
+                log.error("links: %s", error)
+                unreadable.append(str(error))
+                continue
         else:
             log.info("links: reusing %s, read by an earlier run (%d submissions, %d candidates)",
                      path, marker["submissions"], marker["rows"])
@@ -246,6 +271,11 @@ def harvest_links(
         dropped.update(marker["dropped"])
         markers.append(marker)
         report(path, 0, 0)
+    if unreadable:
+        raise DumpReadError(
+            f"{len(unreadable)} of {len(paths)} Reddit dumps could not be read to the end, so no links were written: "
+            + " | ".join(unreadable) + f" | The other {len(paths) - len(unreadable)} dumps were read completely and "
+            f"are kept in {work}: a re-run reuses them and reads only the dumps it has not finished.")
 
     aggregated = _aggregate_partitions(folders, markers, work / "units", config)
     kept = _merge_into(out_path, aggregated.unit_files)

@@ -75,14 +75,20 @@ class ConnectTarget:
     port: int | None  # None keeps the URL's port
 
 
+def _port(text: str, where: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise ValueError(f"port {text!r} of {where!r} is not a number from 1 to 65535")
+    return int(text)
+
+
 def _split_host_port(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else None
+        return host, _port(rest[1:], text) if rest.startswith(":") else None
     if text.count(":") == 1:
         host, port = text.split(":")
-        return host, int(port)
+        return host, _port(port, text)
     return text, None
 
 
@@ -98,7 +104,8 @@ class ConnectTo:
                 target_host, target_port = _split_host_port(value)
                 ipaddress.ip_address(target_host)
             except ValueError as error:
-                raise ValueError(f"connect_to entry {key!r}: {value!r} is not 'host[:port]' -> 'ip[:port]'") from error
+                raise ValueError(f"connect_to entry {key!r}: {value!r}: {error}; each entry maps 'host[:port]' to "
+                                 f"'ip[:port]' (ports 1-65535)") from error
             target = ConnectTarget(target_host, target_port)
             host = host.lower().rstrip(".")
             if host.startswith("*."):

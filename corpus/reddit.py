@@ -2,6 +2,7 @@
 
 The compression follows the file suffix: `.zst` (zstandard, long windows as the real dumps need), `.bz2`, `.xz`,
 `.gz`; any other suffix (`.json`, `.ndjson`, none) is plain NDJSON. Reading streams line by line in constant memory.
+A compressed dump that ends inside a frame (a cut download or copy) is an error, never a shorter dump.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import zstandard
 
@@ -24,12 +25,63 @@ log = logging.getLogger(__name__)
 # The 2019+ Pushshift dumps were written with `zstd --long=31`; the default decoder limit (2**27) rejects them.
 ZSTD_MAX_WINDOW = 2**31
 _READ_BUFFER = 1 << 20
+_ZSTD_INPUT_CHUNK = 1 << 16  # compressed bytes decoded at once (about 1-3 MiB of JSON)
 
 MalformedHandler = Callable[[Path, int, str], None]
 
 
+class DumpReadError(ValueError):
+    """A dump that cannot be read to its end: truncated or corrupt."""
+
+
 def _log_malformed(path: Path, line_no: int, reason: str) -> None:
     log.warning("%s:%d: skipped malformed line (%s)", path, line_no, reason)
+
+
+class _ZstdFrames(io.RawIOBase):
+    """The zstd frames of a file, one after the other, as one stream; EOFError when the file ends inside a frame.
+
+    zstandard's stream_reader and read_to_iter end quietly at the end of the input, complete frame or not, so a dump
+    cut in half would read as a shorter one; a decompressobj per frame says whether its frame ended (`eof`).
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+        self._frame: Any = None  # the decompressor of the frame being read; None between frames
+        self._pending = memoryview(b"")
+        self._compressed_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if not self._decode_more():
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _decode_more(self) -> bool:
+        chunk = self._raw.read(_ZSTD_INPUT_CHUNK)
+        if not chunk:
+            if self._frame is not None:
+                raise EOFError(f"the file ends inside a zstd frame after {self._compressed_read:,} compressed bytes")
+            return False
+        self._compressed_read += len(chunk)
+        out = []
+        while chunk:
+            if self._frame is None:
+                self._frame = self._dctx.decompressobj()
+            out.append(self._frame.decompress(chunk))
+            if self._frame.eof:  # the rest of the chunk starts the next frame
+                chunk, self._frame = self._frame.unused_data, None
+            else:
+                chunk = b""
+        self._pending = memoryview(b"".join(out))
+        return True
 
 
 @contextmanager
@@ -38,9 +90,7 @@ def _open_binary(path: Path) -> Iterator[IO[bytes]]:
     raw = open(path, "rb")  # noqa: SIM115 - closed below, whatever the decoder
     try:
         if suffix == ".zst":
-            reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
-                raw, read_across_frames=True)
-            yield io.BufferedReader(reader, buffer_size=_READ_BUFFER)  # type: ignore[arg-type]
+            yield io.BufferedReader(_ZstdFrames(raw), buffer_size=_READ_BUFFER)
         elif suffix == ".bz2":
             yield bz2.open(raw, "rb")
         elif suffix == ".xz":
@@ -70,8 +120,8 @@ def iter_submissions(path: str | Path, on_malformed: MalformedHandler | None = N
     """Yield the submissions of one dump, with `created_utc` normalized to int (None when absent).
 
     A line that is not a JSON object (or has an unusable created_utc) is skipped and reported to `on_malformed`
-    (default: a warning with file and line number). A missing file raises FileNotFoundError; a file that cannot be
-    decompressed raises ValueError naming the file and the line reached.
+    (default: a warning with file and line number). A missing file raises FileNotFoundError; a file that is
+    truncated or cannot be decompressed raises DumpReadError (a ValueError) naming the file and the line reached.
     """
     path = Path(path)
     if not path.is_file():
@@ -92,8 +142,11 @@ def iter_submissions(path: str | Path, on_malformed: MalformedHandler | None = N
                     report(path, line_no, str(error)[:200])
                     continue
                 yield record
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as error:
-        raise ValueError(f"cannot read Reddit dump {path} after line {line_no}: {error}") from error
+    except EOFError as error:  # what gzip, bz2, lzma and _ZstdFrames raise at the end of a file cut mid-stream
+        raise DumpReadError(f"Reddit dump {path} is truncated: it ends inside its compressed data, after line "
+                            f"{line_no} ({error}). Fetch or copy the dump again.") from error
+    except (OSError, lzma.LZMAError, zstandard.ZstdError) as error:
+        raise DumpReadError(f"cannot read Reddit dump {path} after line {line_no}: {error}") from error
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """Parquet shards of the finished corpus: deterministic split, deterministic bytes, memory bounded by a setting.
 
 Layout: `shards/train-00000-of-000NN.parquet` and `shards/val-00000-of-000MM.parquet`. A document goes to val when a
-hash of its id falls under `val_fraction`, so the split never changes when documents are added or removed. Within a
+hash of its id falls under `val_fraction`, so the split never changes when documents are added or removed; only when
+no document of a corpus of two or more falls under it (a small build: about 1/val_fraction documents or fewer) does
+the one with the lowest hash go to val, so that every build can be validated on. Within a
 split, a second 64-bit hash of the id (`shard_key`) picks the shard and orders its rows (ties by id), so the order is
 a fixed pseudo-random shuffle. Writer settings are fixed (zstd level, row groups of exactly `row_group_rows` rows but
 the last, dictionary, statistics) and no wall-clock time is written, so the same documents give byte-identical files,
@@ -110,18 +112,16 @@ def write_shards(
     end, so it is either complete or absent. Duplicate ids keep the first occurrence.
     """
     shards_dir = Path(shards_dir)
-    text_bytes = {split: 0 for split in SPLITS}
-    for doc in docs():
-        text_bytes[split_of(doc["id"], config.val_fraction)] += len(doc["text"].encode())
+    text_bytes, split = _plan_split(docs, config.val_fraction)
     counts = {split: max(1, -(-n // config.shard_text_bytes)) for split, n in text_bytes.items()}
 
     tmp = shards_dir.with_name(f".{shards_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     buckets = _Buckets(tmp / ".buckets", config.memory_text_bytes)
     for doc in docs():
-        split = split_of(doc["id"], config.val_fraction)
+        doc_split = split(doc["id"])
         key = shard_key(doc["id"])
-        buckets.add((split, key * counts[split] >> 64), key, doc)
+        buckets.add((doc_split, key * counts[doc_split] >> 64), key, doc)
     buckets.close()
 
     files: list[ShardFile] = []
@@ -138,6 +138,32 @@ def write_shards(
     shutil.rmtree(shards_dir, ignore_errors=True)
     os.replace(tmp, shards_dir)
     return files
+
+
+def _plan_split(docs: Callable[[], Iterable[dict]], val_fraction: float
+                ) -> tuple[dict[str, int], Callable[[str], str]]:
+    """Text bytes per split, and the split of a document id: `split_of`, except that when no document falls under
+    `val_fraction` and there are at least two distinct ids, the id with the lowest split hash (then the smallest id)
+    goes to val. It depends on the set of ids only, not on their order, so the shards stay byte-identical."""
+    text_bytes = {split: 0 for split in SPLITS}
+    val_docs, first_id, distinct = 0, None, False
+    lowest: tuple[float, str, int] | None = None  # split hash, id, text bytes of the best val candidate
+    for doc in docs():
+        size = len(doc["text"].encode())
+        doc_split = split_of(doc["id"], val_fraction)
+        text_bytes[doc_split] += size
+        val_docs += doc_split == "val"
+        first_id = doc["id"] if first_id is None else first_id
+        distinct = distinct or doc["id"] != first_id
+        candidate = (_unit(doc["id"], "split"), doc["id"], size)
+        if lowest is None or candidate[:2] < lowest[:2]:
+            lowest = candidate
+    if val_docs or not distinct or val_fraction <= 0 or lowest is None:
+        return text_bytes, lambda doc_id: split_of(doc_id, val_fraction)
+    _, val_id, size = lowest
+    text_bytes["train"] -= size
+    text_bytes["val"] += size
+    return text_bytes, lambda doc_id: "val" if doc_id == val_id else split_of(doc_id, val_fraction)
 
 
 class _Buckets:

@@ -20,6 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from corpus import build
+from corpus.buildlock import build_lock
+from corpus.buildwarnings import empty_corpus_reason
 from corpus.dedup import DedupConfig
 from corpus.extract import ExtractConfig
 from corpus.filters import FilterConfig
@@ -171,14 +173,12 @@ def webtext(
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig
 
-    logger = get_run_logger()
     logging.getLogger("distributed").setLevel(logging.WARNING)
     out = Path(out_dir).resolve()
     dump_paths = build.resolve_inputs(dumps, "Reddit dump")
     warc_paths = build.resolve_inputs(warc_inputs, "WARC input")
     if not dump_paths and not warc_paths:
         raise ValueError("webtext needs `dumps` (Reddit submission dumps) or `warc_inputs` (WARC files), got neither")
-    out.mkdir(parents=True, exist_ok=True)
     config = build.BuildConfig(
         extract=ExtractConfig(workers=1, timeout_s=extract_timeout_s),  # one page process per Dask worker
         filter=FilterConfig(min_words=min_words, languages=tuple(languages or ())),
@@ -194,6 +194,17 @@ def webtext(
                                       dumps=[str(p) for p in dump_paths], warc_inputs=[str(p) for p in warc_paths])
     request_key = build.stage_key("request", build.file_fingerprint(dump_paths), build.file_fingerprint(warc_paths),
                                   run_config)
+    with build_lock(out):  # the whole run: a second build in this folder is refused at once
+        manifest = _build(out, request_key, dump_paths, warc_paths, config, link_config, fetch_config, run_config,
+                          dask_address, n_workers)
+    _fail_if_empty(manifest)
+    return manifest
+
+
+def _build(out: Path, request_key: str, dump_paths: list[Path], warc_paths: list[Path], config: build.BuildConfig,
+           link_config: Any, fetch_config: Any, run_config: dict, dask_address: str | None, n_workers: int | None
+           ) -> dict:
+    logger = get_run_logger()
     done = build.finished_build(out, request_key)
     if done is not None:
         logger.info("webtext: %s is already built from these inputs and settings (%d documents); nothing to do",
@@ -222,6 +233,25 @@ def webtext(
     logger.info("webtext: %d documents in %d shards under %s", manifest["totals"]["documents"],
                 len(manifest["shards"]), out / "shards")
     return manifest
+
+
+class EmptyCorpusError(RuntimeError):
+    """The build finished with no documents."""
+
+
+def _fail_if_empty(manifest: dict) -> None:
+    """Log the build's warnings in the run; fail a run that made no documents, after everything is written.
+
+    Failed, not Completed: an empty corpus is nothing to train on, and a run that says Completed would let that go
+    unnoticed (and let a following training run start). Nothing is lost: every stage's output, the manifest, the card
+    and the artifacts are kept, and a re-run with other settings reuses each stage whose inputs did not change."""
+    logger = get_run_logger()
+    for warning in manifest.get("warnings", []):
+        logger.warning("webtext: %s", warning)
+    if manifest["totals"]["documents"] == 0:
+        reason = empty_corpus_reason(manifest["stages"]) or "the corpus is empty"
+        raise EmptyCorpusError(f"webtext: {reason}. Every stage's output is kept (see manifest.json and the dataset "
+                               f"card); change the inputs or settings and run again.")
 
 
 def _publish(out: Path, manifest: dict) -> None:

@@ -98,3 +98,36 @@ def test_id_set_holds_eight_bytes_an_id_and_rejects_other_ids():
     assert not IdSet(np.empty(0, dtype=np.uint64)).contains(ids[:3]).any()
     with pytest.raises(ValueError, match="16 hex digits"):
         IdSet.values_of(["not-an-id"])
+
+
+def test_an_empty_build_says_which_stage_dropped_everything_in_the_manifest_and_the_card(tmp_path):
+    """A build that ends with 0 documents used to end like any other; now its manifest and card name the stage."""
+    from corpus.build import build_from_warcs
+    from corpus.extract import ExtractConfig
+    from test_buildlock import write_warc
+
+    warc = write_warc(tmp_path / "short.warc.gz", 3, words_per_page=20)  # every page under min_words (128)
+    manifest = build_from_warcs([warc], tmp_path / "out", BuildConfig(extract=ExtractConfig(method="trafilatura",
+                                                                                           workers=1))).manifest
+    assert manifest["totals"]["documents"] == 0
+    assert manifest["warnings"] == ["the corpus is empty: the filter stage kept 0 documents of 3 texts "
+                                    "(dropped: too_short: 3)"]
+    card = (tmp_path / "out" / "shards" / "README.md").read_text()
+    assert "> **Warning:** the corpus is empty: the filter stage kept 0 documents of 3 texts" in card
+
+    empty = build_from_warcs([], tmp_path / "no-pages").manifest
+    assert empty["warnings"] == ["the corpus is empty: the extract stage had no input: there are no HTML pages to "
+                                 "extract (no page was fetched, or the WARC inputs hold none)"]
+
+
+def test_a_corpus_of_one_document_warns_that_it_has_no_validation_split(tmp_path):
+    from corpus.build import build_from_warcs
+    from corpus.extract import ExtractConfig
+    from test_buildlock import write_warc
+
+    warc = write_warc(tmp_path / "one.warc.gz", 1)
+    manifest = build_from_warcs([warc], tmp_path / "out", BuildConfig(extract=ExtractConfig(method="trafilatura",
+                                                                                           workers=1))).manifest
+    assert manifest["totals"] == {**manifest["totals"], "documents": 1, "val_documents": 0}
+    assert manifest["warnings"] == ["no validation split: 1 document(s) are too few to set one aside (gpt2/train's "
+                                    "webtext-val evaluation needs one)"]

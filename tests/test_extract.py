@@ -48,6 +48,27 @@ def test_empty_and_oversized_pages_have_outcomes():
         ExtractConfig(method="dragnet")
 
 
+DEEP_TEXT = " ".join(f"Sentence {i} of an article that a broken page generator buried under many elements." for i in
+                     range(40))
+
+
+def _nested_page(depth: int) -> bytes:
+    return (f"<html><head><title>Deep</title></head><body>{'<div>' * depth}<p>{DEEP_TEXT}</p>{'</div>' * depth}"
+            f"</body></html>").encode()
+
+
+def test_a_page_nested_past_the_parser_depth_limit_is_recorded_as_too_deep_not_empty():
+    """libxml2 stops parsing at 256 levels of elements, so 200,000 nested <div>s read as an empty page."""
+    assert extract_with(_nested_page(200)).outcome == "ok"  # below the limit the text comes out
+    deep = extract_with(_nested_page(200_000), "https://deep.example.com/page")
+    assert deep.outcome == "too_deep" and deep.text is None
+    assert "nested deeper than 256 levels" in deep.error
+    assert extract_with("<html><body><div><div></div></div></body></html>").outcome == "empty"
+    [(_, pooled)] = list(extract_pages([(0, _nested_page(200_000), "https://deep.example.com/page")],
+                                       ExtractConfig(workers=1)))
+    assert pooled.outcome == "too_deep"  # also through the worker pool the build uses
+
+
 def test_pool_extracts_in_parallel_and_records_the_extractor(web_pages_dir):
     entries = _pages(web_pages_dir, 4)
     pages = [(e["file"], (web_pages_dir / e["file"]).read_bytes(), e["url"]) for e in entries]

@@ -61,6 +61,19 @@ def test_connect_to_patterns():
         ConnectTo({"a.example": "not-an-ip:80"})
 
 
+@pytest.mark.parametrize("key, value, bad", [
+    ("news.example.com:443", "127.0.0.1:99999", "99999"), ("news.example.com:443", "127.0.0.1:0", "'0'"),
+    ("news.example.com:443", "127.0.0.1:http", "'http'"), ("news.example.com:443", "[::1]:70000", "70000"),
+    ("news.example.com:99999", "127.0.0.1:8443", "99999"), ("news.example.com:", "127.0.0.1:8443", "''"),
+])
+def test_connect_to_ports_outside_1_to_65535_are_refused_naming_the_entry(key, value, bad):
+    """A port Python's socket cannot take (99999 gave an ExceptionGroup of OverflowErrors in fetch) fails at once."""
+    with pytest.raises(ValueError, match="connect_to entry") as caught:
+        ConnectTo({key: value})
+    message = str(caught.value)
+    assert repr(key) in message and repr(value) in message and bad in message and "1 to 65535" in message
+
+
 def _get(transport: SafeTransport, url: str, **headers: str) -> httpx.Response:
     async def go() -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, trust_env=False) as client:

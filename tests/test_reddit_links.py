@@ -389,13 +389,14 @@ def expected_links(records, config, out):
                                                                 config.domain_blocklist)
                           else "blocked_extension" if has_blocked_extension(canonical, config.extension_blocklist)
                           else None)
+        score = r.get("score")
+        if isinstance(score, str) and score.strip().lstrip("+-").isdigit():
+            score = int(score)
+        if reason is None and type(score) is not int:  # noqa: E721 - a bool is not a score
+            reason = "invalid_score"
         if reason:
             dropped[reason] += 1
             continue
-        try:
-            score = int(r.get("score") or 0)
-        except (TypeError, ValueError):
-            score = 0
         link = links.setdefault(canonical, {"karma": 0, "n": 0, "originals": set(), "subs": set(), "best": None,
                                             "title": "", "first": None, "last": None})
         link["karma"] += score
@@ -488,7 +489,7 @@ def test_spilled_aggregation_writes_the_in_memory_bytes(tmp_path, memory_rows):
 
 def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
     dumps, records = write_generated_dumps(tmp_path, seeds=(4, 5))
-    config = LinkConfig(min_karma=-5, cutoff=None, drop_nsfw=False, subreddit_blocklist=frozenset({"WORLD"}),
+    config = LinkConfig(min_karma=1, cutoff=None, drop_nsfw=False, subreddit_blocklist=frozenset({"WORLD"}),
                         memory_rows=4)
     stats = assert_same_as_in_memory(dumps, records, config, tmp_path)
     assert stats.dropped["blocked_subreddit"] and not stats.dropped["after_cutoff"]
@@ -500,7 +501,7 @@ def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
 
 def test_spilled_aggregation_of_the_shared_sample(reddit_sample, tmp_path):
     records = list(iter_submissions(reddit_sample))
-    for config in [LinkConfig(memory_rows=2), LinkConfig(min_karma=0, cutoff=None, memory_rows=3)]:
+    for config in [LinkConfig(memory_rows=2), LinkConfig(min_karma=1, cutoff=None, memory_rows=3)]:
         assert_same_as_in_memory([reddit_sample], records, config, tmp_path)
 
 
@@ -565,3 +566,94 @@ def test_a_killed_harvest_resumes_after_the_dumps_it_finished(tmp_path, caplog):
     assert not [r for r in caplog.records if "reusing" in r.getMessage()]
     dropped, _ = expected_links(records, LinkConfig(drop_nsfw=False), want)
     assert out.read_bytes() == want.read_bytes() and stats.dropped == dropped
+
+
+# ---- faults: truncated dumps, bad scores, bad min_karma -----------------------------------------------------------
+
+
+def multi_frame_zst(path, records, frames):
+    """A .zst of `frames` concatenated zstd frames (as re-packed dumps have), each a run of whole lines."""
+    lines = [json.dumps(r).encode() + b"\n" for r in records]
+    step = -(-len(lines) // frames)
+    compressor = zstandard.ZstdCompressor(level=3)
+    path.write_bytes(b"".join(compressor.compress(b"".join(lines[i:i + step])) for i in range(0, len(lines), step)))
+    return path
+
+
+def cut(path, name, keep):
+    """A copy of `path` with only its first `keep` bytes (a download or copy cut short)."""
+    copy = path.with_name(name)
+    copy.write_bytes(path.read_bytes()[:keep])
+    return copy
+
+
+def test_truncated_zst_dumps_are_errors_naming_the_file_wherever_they_are_cut(tmp_path):
+    """zstandard's stream reader ends quietly at the end of a cut file: 20,000 submissions cut in half read as 7,400
+    and a small dump cut in half as none, with no error. The .gz/.xz/.bz2 readers raise; .zst must too."""
+    small = write_submissions(tmp_path / "RS_small.zst", RECORDS)  # one frame
+    assert len(list(iter_submissions(small))) == 3
+    size = small.stat().st_size
+    for keep in sorted({1, 4, 10, size // 2, size - 4, size - 1}):
+        truncated = cut(small, f"RS_small_{keep}.zst", keep)
+        with pytest.raises(ValueError, match=rf"{truncated.name} is truncated"):
+            list(iter_submissions(truncated))
+
+    records = generated_records(9, 20_000)
+    big = multi_frame_zst(tmp_path / "RS_big.zst", records, frames=7)
+    assert [r["id"] for r in iter_submissions(big)] == [r["id"] for r in records]
+    half = cut(big, "RS_big_half.zst", big.stat().st_size // 2)
+    with pytest.raises(ValueError, match="RS_big_half.zst is truncated") as caught:
+        list(iter_submissions(half))
+    assert "after line" in str(caught.value)
+
+    for suffix in (".gz", ".xz", ".bz2"):  # the same words for every compression
+        whole = write_submissions(tmp_path / f"RS_big{suffix}", records[:5000])
+        half = cut(whole, f"RS_big_half{suffix}", whole.stat().st_size // 2)
+        with pytest.raises(ValueError, match=rf"RS_big_half\{suffix} is truncated"):
+            list(iter_submissions(half))
+
+
+def test_a_truncated_dump_fails_the_harvest_after_the_others_are_read_and_kept(tmp_path, caplog):
+    dumps, records = write_generated_dumps(tmp_path, seeds=(10, 11, 12))
+    middle = multi_frame_zst(tmp_path / "RS_gen11.zst", generated_records(11, 300), frames=3)
+    dumps = [dumps[0], middle, dumps[2]]
+    full = middle.read_bytes()
+    middle.write_bytes(full[: len(full) // 2])
+    out = tmp_path / "links.parquet"
+    with pytest.raises(ValueError, match="RS_gen11.zst is truncated") as caught:
+        harvest_links(dumps, out, LinkConfig(memory_rows=20))
+    assert "1 of 3 Reddit dumps" in str(caught.value) and "re-run reuses them" in str(caught.value)
+    assert not out.exists()
+    folders = {f.name.split(".")[0]: f for f in (tmp_path / ".links.parquet.work").iterdir()}
+    assert (folders["RS_gen10"] / "_DONE").exists() and (folders["RS_gen12"] / "_DONE").exists()
+    assert not (folders["RS_gen11"] / "_DONE").exists()
+
+    middle.write_bytes(full)  # the dump fetched again: the two read before are reused, not read again
+    with caplog.at_level(logging.INFO, logger="corpus.links"):
+        stats = harvest_links(dumps, out, LinkConfig(memory_rows=20))
+    reused = sorted(r.getMessage().split()[2].rstrip(",") for r in caplog.records if "reusing" in r.getMessage())
+    assert reused == sorted(str(d) for d in (dumps[0], dumps[2]))
+    assert stats.submissions == len(records)
+    dropped, _ = expected_links(records, LinkConfig(), tmp_path / "expected.parquet")
+    assert out.read_bytes() == (tmp_path / "expected.parquet").read_bytes() and stats.dropped == dropped
+
+
+def test_scores_that_are_not_integers_are_counted_as_invalid_score_not_as_zero(tmp_path):
+    base = {"subreddit": "news", "is_self": False, "over_18": False, "created_utc": 1400000000, "title": "t"}
+    good = [{**base, "url": "https://good.example.com/a", "score": 2}, {**base, "url": "https://good.example.com/a",
+                                                                        "score": " +1"}]
+    bad = [{**base, "url": "https://good.example.com/a", "score": score} for score in
+           ["lots", None, "3.5", 3.5, True, "", "9" * 40, 10**30]] + [{**base, "url": "https://good.example.com/a"}]
+    path = write_submissions(tmp_path / "RS_scores.json", good + bad)
+    stats = harvest_links([path], tmp_path / "links.parquet", LinkConfig())
+    assert stats.dropped["invalid_score"] == len(bad) and stats.kept == 1
+    assert pq.read_table(tmp_path / "links.parquet").column("karma").to_pylist() == [3]
+    # a self post with a bad score is counted as a self post: the first rule that drops it
+    path = write_submissions(tmp_path / "RS_self.json", [{**bad[0], "is_self": True}])
+    assert harvest_links([path], tmp_path / "links.parquet", LinkConfig()).dropped["self_post"] == 1
+
+
+@pytest.mark.parametrize("min_karma", [-5, 0, 2.5, True, "3"])
+def test_min_karma_below_one_or_not_an_integer_is_refused(min_karma):
+    with pytest.raises(ValueError, match=r"min_karma must be an integer of at least 1.*got"):
+        LinkConfig(min_karma=min_karma)

@@ -118,3 +118,29 @@ def test_card_renders_the_manifest():
     card = render_card(manifest)
     assert "at least 3 karma" in card and "near_duplicate: 1" in card and "| example.com | 2 |" in card
     assert "train-00000-of-00001.parquet" in card
+
+
+@pytest.mark.parametrize("n", [2, 3, 150])
+def test_a_small_corpus_still_gets_a_validation_document_chosen_by_id(tmp_path, n):
+    """At the default val fraction (0.005) a build under ~200 documents had no val shard, so training with
+    webtext-val failed after training. The document with the lowest split hash goes to val; same ids, same bytes."""
+    docs = make_docs(n, seed=n)
+    assert not any(split_of(d["id"], 0.005) == "val" for d in docs)  # the case: no document draws val by itself
+    files = write_shards(lambda: iter(docs), tmp_path / "a", ShardConfig())
+    write_shards(lambda: iter(docs[::-1]), tmp_path / "b", ShardConfig())
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    val_ids = [r["id"] for r in iter_shard_rows(tmp_path / "a", "val", ["id"])]
+    train_ids = {r["id"] for r in iter_shard_rows(tmp_path / "a", "train", ["id"])}
+    lowest = min(docs, key=lambda d: (hashlib.blake2b(f"split:{d['id']}".encode(), digest_size=8).digest(), d["id"]))
+    assert val_ids == [lowest["id"]] and train_ids == {d["id"] for d in docs} - {lowest["id"]}
+    assert {f.split: f.rows for f in files} == {"train": n - 1, "val": 1}
+
+
+def test_no_forced_validation_document_for_one_document_or_val_fraction_zero(tmp_path):
+    one = make_docs(1)
+    assert [f.split for f in write_shards(lambda: iter(one), tmp_path / "one", ShardConfig())] == ["train"]
+    same_id = [one[0], {**one[0], "title": "again"}]  # one id twice is one document: it stays in train
+    assert [f.split for f in write_shards(lambda: iter(same_id), tmp_path / "twice", ShardConfig())] == ["train"]
+    docs = make_docs(50)
+    assert [f.split for f in write_shards(lambda: iter(docs), tmp_path / "zero", ShardConfig(val_fraction=0.0))] \
+        == ["train"]
