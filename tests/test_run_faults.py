@@ -126,6 +126,14 @@ def test_a_failed_run_prints_its_reason(prefect_server, served_deployments, tmp_
                      rf"{re.escape(str(missing))} does not exist", output), output
     assert "last error log entries of the run:" in output and "FileNotFoundError" in output, output
 
+    # The demo says the same when one of its runs fails.
+    from infra.demo import DemoError, require_completed
+
+    run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", output).group(1)
+    with pytest.raises(DemoError, match=rf"(?s)gpt2/train ended Failed .*corpus directory {re.escape(str(missing))} "
+                                        r"does not exist.*FileNotFoundError"):
+        require_completed("gpt2/train", read_flow_run(prefect_server, run_id), prefect_server.api_url)
+
 
 def test_library_warnings_reach_the_run_logs(prefect_server, served_deployments, tmp_path):
     dump = write_submissions(tmp_path / "RS_2017-06.zst", [
