@@ -136,7 +136,22 @@ _READY = "ready"
 MAX_FAILED_STARTS = 5  # consecutive workers that end before they are ready: then the pool gives up with an error
 
 
-def _worker(conn: Connection, config: ExtractConfig) -> None:
+def _exit_when_orphaned(parent_pid: int, interval_s: float = 0.2) -> None:
+    """End this worker soon after the process that started it dies, even by SIGKILL. Otherwise it waits for pages
+    forever (a sibling forked later holds its pipe open), keeping the flow run's output pipe open, so Prefect never
+    sees the run end. getppid() is polled rather than PR_SET_PDEATHSIG set, because that signal fires when the
+    parent's *thread* ends, and the pool may be started from a Dask worker thread that ends before the process."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
+
+
+def _worker(conn: Connection, config: ExtractConfig, parent_pid: int) -> None:
+    _exit_when_orphaned(parent_pid)
     import newspaper  # noqa: F401  (imported before "ready": the deadline must not count start-up)
     import trafilatura  # noqa: F401
     from trafilatura.meta import reset_caches
@@ -164,7 +179,7 @@ class _Slot:
 
     def __init__(self, ctx: Any, config: ExtractConfig) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, config), daemon=True)
+        self.proc = ctx.Process(target=_worker, args=(child, config, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.ready = False

@@ -8,14 +8,13 @@ F1 against the others.
 """
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.data import require_file
+from evaluation.data import read_json, require_file
 from evaluation.lm import Scorer, Tokenizer, stop_at
 
 PUBLISHED = "https://nlp.stanford.edu/data/coqa/coqa-dev-v1.0.json"
@@ -55,7 +54,7 @@ class Turn:
 def read_coqa(path: Path, limit: int | None = None) -> list[Turn]:
     require_file(path, "coqa", PUBLISHED)
     turns: list[Turn] = []
-    for story in json.loads(path.read_text(encoding="utf-8"))["data"]:
+    for story in read_json(path, required=("data",))["data"]:
         history = ""
         extra = story.get("additional_answers", {})
         for i, (q, a) in enumerate(zip(story["questions"], story["answers"])):

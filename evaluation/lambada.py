@@ -15,13 +15,12 @@ form WebText mostly has and the one the original LAMBADA release used; `normaliz
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluation.data import require_file
+from evaluation.data import read_jsonl, require_file
 from evaluation.lm import Scorer, Tokenizer
 
 PUBLISHED = "https://openaipublic.blob.core.windows.net/gpt-2/data/lambada_test.jsonl"
@@ -50,18 +49,14 @@ class Passage:
 def read_lambada(path: Path, limit: int | None = None, normalize_quotes: bool = True) -> list[Passage]:
     require_file(path, "lambada", PUBLISHED)
     passages = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            text = json.loads(line)["text"]
-            text = text.translate(_QUOTES) if normalize_quotes else text
-            match = re.match(r"^(.*\S)\s+(\S+)\s*$", text, re.S)
-            if match is None:
-                raise ValueError(f"{path}:{line_no}: a LAMBADA passage needs a context and a final word")
-            passages.append(Passage(match.group(1), match.group(2)))
-            if limit and len(passages) >= limit:
-                break
+    for line_no, record in read_jsonl(path, required=("text",)):
+        text = record["text"].translate(_QUOTES) if normalize_quotes else record["text"]
+        match = re.match(r"^(.*\S)\s+(\S+)\s*$", text, re.S)
+        if match is None:
+            raise ValueError(f"{path}:{line_no}: a LAMBADA passage needs a context and a final word")
+        passages.append(Passage(match.group(1), match.group(2)))
+        if limit and len(passages) >= limit:
+            break
     return passages
 
 

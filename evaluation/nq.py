@@ -7,11 +7,10 @@ normalized gold answer.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from evaluation.coqa import normalize_answer
-from evaluation.data import require_file
+from evaluation.data import read_jsonl, require_file
 from evaluation.lm import Scorer, Tokenizer, stop_at
 
 PUBLISHED = "https://github.com/google-research-datasets/natural-questions/tree/master/nq_open (NQ-open.dev.jsonl)"
@@ -25,13 +24,10 @@ def _question(q: str) -> str:
 def read_nq(path: Path) -> list[tuple[str, list[str]]]:
     require_file(path, "nq", PUBLISHED)
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                record = json.loads(line)
-                if not isinstance(record.get("answer"), list):
-                    raise ValueError(f"{path}:{line_no}: needs `question` and an `answer` list")
-                records.append((record["question"], record["answer"]))
+    for line_no, record in read_jsonl(path, required=("question", "answer")):
+        if not isinstance(record["answer"], list):
+            raise ValueError(f"{path}:{line_no}: needs `question` and an `answer` list")
+        records.append((record["question"], record["answer"]))
     return records
 
 

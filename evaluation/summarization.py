@@ -9,11 +9,11 @@ Prompt: the article (its beginning, cut so that prompt + 100 new tokens fit the 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rouge_score import rouge_scorer
 
+from evaluation.data import read_jsonl
 from evaluation.lm import Scorer, Tokenizer, split_sentences
 
 PUBLISHED = ("https://huggingface.co/datasets/abisee/cnn_dailymail (3.0.0 test, as jsonl) or the .story files of "
@@ -40,13 +40,10 @@ def read_cnndm(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
         raise FileNotFoundError(f"cnn_dailymail: expected a .jsonl file or a folder of .story files at {path} "
                                 f"(published at {PUBLISHED}); nothing is downloaded at run time")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                record = json.loads(line)
-                records.append((record["article"], record["highlights"]))
-                if limit and len(records) >= limit:
-                    break
+    for _, record in read_jsonl(path, required=("article", "highlights")):
+        records.append((record["article"], record["highlights"]))
+        if limit and len(records) >= limit:
+            break
     return records
 
 

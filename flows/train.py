@@ -24,10 +24,11 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from flows.hooks import crash_subflows
+from modeling.launch import train_in_subprocess
+from modeling.train import TrainConfig, TrainResult, resume_checkpoint
 from tokenization.bpe import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
 from tokenization.encode import encode_corpus
-from modeling.launch import train_in_subprocess
-from modeling.train import TrainConfig, TrainResult
 
 
 @task(cache_policy=NO_CACHE)
@@ -95,7 +96,7 @@ def publish(result: TrainResult, config: TrainConfig) -> None:
     create_table_artifact(key="gpt2-train-summary", table=rows, description="what the training run did")
 
 
-@flow(name="gpt2", log_prints=True)
+@flow(name="gpt2", log_prints=True, on_crashed=[crash_subflows])
 def train(
     corpus: str,
     tokenizer: str = "train",
@@ -127,7 +128,8 @@ def train(
 
     tokenizer: "train" (BPE trained on the corpus' train split), "gpt2" (GPT-2's files from gpt2_bpe_dir) or a
     tokenizer directory. out_dir: default <corpus>-<model> beside the corpus. Give max_steps or max_tokens.
-    resume: True continues from the newest checkpoint in out_dir/checkpoints (exactly), or give a checkpoint path.
+    resume: True continues from the newest readable checkpoint in out_dir/checkpoints (exactly) and fails when there
+    is none; "auto" does the same or starts from step 0; or give a checkpoint path.
     """
     corpus_dir = Path(corpus)
     if not corpus_dir.is_dir():
@@ -136,12 +138,13 @@ def train(
         raise FileNotFoundError(f"corpus {corpus_dir} has no training shards (shards/train-*.parquet)")
     run_dir = Path(out_dir) if out_dir else corpus_dir.with_name(f"{corpus_dir.name}-{model}")
     tokens_dir = run_dir / "tokens"
-    config = TrainConfig(  # checks the model name and step budget before any work
+    config = TrainConfig(  # checks the model name, step budget and batch divisibility before any work
         tokens_dir=str(tokens_dir), out_dir=str(run_dir), model=model, block_size=block_size,
         max_steps=max_steps, max_tokens=max_tokens, batch_tokens=batch_tokens, micro_batch=micro_batch, lr=lr,
         val_interval=val_interval, checkpoint_interval=checkpoint_interval, log_interval=log_interval,
         devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, compile=compile, resume=resume,
     )
+    resume_checkpoint(config, verify=False)  # resume=True with no checkpoint fails now, not after tokenizing
 
     bpe, bpe_dir = make_tokenizer(corpus, tokenizer, run_dir / "tokenizer", gpt2_bpe_dir, tokenizer_vocab_size)
     make_token_shards(corpus, bpe, tokens_dir)

@@ -26,6 +26,7 @@ from corpus.dedup import DedupConfig
 from corpus.extract import ExtractConfig
 from corpus.filters import FilterConfig
 from corpus.shards import ShardConfig
+from flows.hooks import crash_subflows
 
 
 @task(name="links", cache_policy=NO_CACHE)
@@ -141,7 +142,7 @@ def _task_runner(dask_address: str | None, n_workers: int | None) -> Any:
                                           "processes": True, "dashboard_address": ":0"})
 
 
-@flow(name="webtext")
+@flow(name="webtext", on_crashed=[crash_subflows])
 def webtext(
     dumps: list[str] | None = None,
     out_dir: str = "data/webtext",

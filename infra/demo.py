@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from corpus.urls import canonicalize_url
 from infra.env import REPO, local_stack_env
+from infra.failures import failure_report
 from infra.miniweb import DEFAULT_ARTICLES, DEFAULT_SEED, SMALL_ARTICLES, MiniWeb, build_miniweb, serve_miniweb
 from infra.services import Stack, StackError, up
 
@@ -102,7 +103,7 @@ def train_params(out_dir: Path, size: DemoSize) -> dict[str, Any]:
         "val_interval": size.val_interval,
         "checkpoint_interval": size.val_interval,
         "out_dir": str(out_dir / "model"),
-        "resume": True,  # a second demo continues from the newest checkpoint instead of starting over
+        "resume": "auto",  # a second demo continues from the newest checkpoint instead of starting over
         "eval_tasks": eval_tasks(size),
         "eval_data_dir": eval_data_dir(size),
         "eval_limit": size.eval_limit,
@@ -130,10 +131,8 @@ def evaluation_subflow(api_url: str, train_run: dict[str, Any]) -> dict[str, Any
 
 def require_completed(name: str, flow_run: dict[str, Any], api_url: str) -> dict[str, Any]:
     if flow_run["state_type"] != "COMPLETED":
-        logs = api(api_url, "POST", "logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run["id"]]}},
-                                                     "sort": "TIMESTAMP_DESC", "limit": 15})
-        tail = "\n".join(f"    {entry['message']}" for entry in reversed(logs))
-        raise DemoError(f"{name} ended {flow_run['state_name']} (flow run {flow_run['id']}); last log lines:\n{tail}")
+        raise DemoError(f"{name} ended {flow_run['state_name']} (flow run {flow_run['id']}):\n"
+                        f"{failure_report(api_url, flow_run['id'])}")
     return flow_run
 
 

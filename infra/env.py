@@ -25,6 +25,8 @@ from typing import Mapping
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
+LIBRARY_LOGGERS = ("corpus", "tokenization", "modeling", "evaluation")  # the packages that never import Prefect
+SERVICE_MARK = "WEBTEXT_SERVICE_HOME"
 
 
 def stack_host(environ: Mapping[str, str] = os.environ) -> str:
@@ -79,6 +81,9 @@ def prefect_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) 
         "DO_NOT_TRACK": "1",  # SDK telemetry (api2.amplitude.com)
         # The v2 UI initialises Amplitude (sr-client-cfg.amplitude.com) on every page load; the classic UI is offline.
         "PREFECT_SERVER_UI_V2_ENABLED": "false",
+        # Our libraries' log records (e.g. "file:line: skipped malformed line") go to the flow run's logs in the
+        # UI/API, not only to the serve process's output.
+        "PREFECT_LOGGING_EXTRA_LOGGERS": ",".join(LIBRARY_LOGGERS),
     }
 
 
@@ -102,6 +107,7 @@ def service_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     env["HF_HUB_OFFLINE"] = "1"  # a checkpoint name that is not a local folder must fail, not download
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the log files as they happen
+    env[SERVICE_MARK] = str(home)  # inherited by every process a service starts: `make status` finds survivors by it
     if (url := database_url(base)) is not None:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = url
     return env

@@ -86,3 +86,23 @@ def stop_pid_file(path: Path, timeout: float = 10.0) -> list[int]:
     stopped = stop_tree(proc.pid, timeout) if proc else []
     path.unlink(missing_ok=True)
     return stopped
+
+
+def marked_processes(name: str, value: str) -> list[psutil.Process]:
+    """Every live process (of this user) whose environment has `name`=`value`, except this process."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(name) == value and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def tree(proc: psutil.Process) -> set[int]:
+    """The PIDs of a process and all its descendants (empty when it is gone)."""
+    try:
+        return {proc.pid, *(child.pid for child in proc.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return set()

@@ -21,8 +21,8 @@ import httpx
 import psutil
 
 from infra.deployments import present_specs
-from infra.env import REPO, describe_database, service_env, stack_home, stack_host, stack_port
-from infra.processes import read_pid_file, spawn, stop_pid_file, write_pid_file
+from infra.env import SERVICE_MARK, REPO, describe_database, service_env, stack_home, stack_host, stack_port
+from infra.processes import marked_processes, read_pid_file, spawn, stop_pid_file, stop_tree, tree, write_pid_file
 from infra.server import PortInUseError, ServerStartError, is_healthy, log_tail, start_server, wait_healthy
 
 SERVER_TIMEOUT = 180.0
@@ -138,11 +138,34 @@ def up(stack: Stack) -> None:
           f"Stop it all:  make down")
 
 
+def survivors(stack: Stack) -> list[psutil.Process]:
+    """Processes started by this stack's services (they carry its SERVICE_MARK) that no recorded process tree holds
+    any more: e.g. children of a killed flow run, reparented to PID 1."""
+    recorded: set[int] = set()
+    for name in ("server", "serve", *stack.other_pid_files()):
+        if (proc := read_pid_file(stack.pid_file(name))) is not None:
+            recorded |= tree(proc)
+    return [proc for proc in marked_processes(SERVICE_MARK, str(stack.home)) if proc.pid not in recorded]
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid} ({' '.join(proc.cmdline())[:120]})"
+    except psutil.Error:
+        return f"pid {proc.pid}"
+
+
 def down(stack: Stack) -> None:
-    """Stop every process recorded under PREFECT_HOME/run/ (the demo may record its own there too), server last."""
-    for name in ("serve", *stack.other_pid_files(), "server"):  # the server last: the others report their ends to it
+    """Stop every process recorded under PREFECT_HOME/run/ (the demo may record its own there too), server last,
+    and any survivor of a killed run."""
+    for name in ("serve", *stack.other_pid_files()):
         stopped = stop_pid_file(stack.pid_file(name))
         print(f"{name}: stopped pids {stopped}" if stopped else f"{name}: not running")
+    for proc in survivors(stack):
+        print(f"survivor: stopping {_describe(proc)}")
+        stop_tree(proc.pid)
+    stopped = stop_pid_file(stack.pid_file("server"))  # the server last: the others report their ends to it
+    print(f"server: stopped pids {stopped}" if stopped else "server: not running")
 
 
 def status(stack: Stack) -> int:
@@ -154,6 +177,12 @@ def status(stack: Stack) -> int:
         print(f"{name}: " + (f"running (pid {proc.pid})" if proc else "not running"))
     print(f"api {stack.api_url}: " + ("healthy" if is_healthy(stack.api_url) else "not answering"))
     print(f"database: {describe_database()}")
+    left = survivors(stack)
+    if left:
+        print(f"{len(left)} process(es) of this stack outside the server and serve trees (left by a killed run? "
+              f"`make down` stops them):")
+        for proc in left:
+            print(f"  {_describe(proc)}")
     return 0 if running["server"] and running["serve"] else 1
 
 

@@ -2,8 +2,9 @@
 runs it as a child process or from the command line (`python -m modeling.launch`).
 
 Run directory layout (out_dir):
-  checkpoints/stepNNNNNNN.ckpt   Lightning checkpoints (model, optimizer, scheduler, data position, RNG); the newest
-                                 is kept, written atomically; `resume=True` continues from it exactly
+  checkpoints/stepNNNNNNN.ckpt   Lightning checkpoints (model, optimizer, scheduler, data position, RNG); the two
+                                 newest are kept, written atomically; `resume=True` continues from the newest
+                                 readable one exactly
   logs/version_K/metrics.csv     CSVLogger (one version per launch); tensorboard/version_K/  TensorBoardLogger
   loss_curve.png, .svg           train and val loss by step
   model/                         final export: Hugging Face GPT2LMHeadModel files (+ tokenizer files when given)
@@ -15,6 +16,7 @@ import json
 import logging
 import math
 import re
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -70,13 +72,16 @@ class TrainConfig:
     strategy: str = "auto"  # "auto", "ddp", "fsdp" or any Lightning strategy name
     precision: str = "auto"  # "auto": bf16-mixed on GPU, 32-true on CPU
     compile: bool = False
-    resume: bool | str = False  # True: newest checkpoint in out_dir/checkpoints; or a checkpoint path
+    # True: the newest readable checkpoint in out_dir/checkpoints, an error when there is none; "auto": the same, or
+    # step 0 when there is none; or a checkpoint path
+    resume: bool | str = False
     peak_flops: float | None = None  # per device, for MFU; None: looked up for H100/H200/A100
     progress_bar: bool = False
     tokenizer_dir: str | None = None  # tokenizer files saved with the export; its end-of-text id becomes eos
 
     def __post_init__(self) -> None:
-        get_config(self.model)  # unknown names fail here, before any work, listing the valid ones
+        """Every check that needs no data runs here, so that a bad parameter fails before tokenizing a corpus."""
+        model_config = get_config(self.model)  # unknown names fail here, listing the valid ones
         if (self.max_steps is None) == (self.max_tokens is None):
             raise ValueError("give exactly one of max_steps and max_tokens")
         for name in ("max_steps", "max_tokens", "batch_tokens", "micro_batch", "val_interval", "checkpoint_interval",
@@ -84,6 +89,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {value}")
+        world_size = planned_world_size(self.devices, self.num_nodes)
+        if world_size is not None:  # train() checks again with the world size Lightning actually sets up
+            gradient_accumulation(self.batch_tokens, self.micro_batch, self.block_size or model_config.block_size,
+                                  world_size)
+        if self.resume is not True and self.resume is not False and not isinstance(self.resume, str):
+            raise ValueError(f"TrainConfig.resume must be true, false, 'auto' or a checkpoint path, got "
+                             f"{self.resume!r}")
 
     @property
     def total_steps(self) -> int:
@@ -109,11 +121,76 @@ class TrainResult:
         return asdict(self)
 
 
-def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The checkpoint with the highest step in checkpoint_dir (temporary files of interrupted writes ignored)."""
+KEPT_CHECKPOINTS = 2  # the newest and the one before: a checkpoint damaged on disk leaves one to resume from
+
+
+def checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """The checkpoints in checkpoint_dir, highest step first (temporary files of interrupted writes ignored)."""
     found = [(int(m.group(1)), p) for p in Path(checkpoint_dir).glob("step*.ckpt")
              if (m := re.fullmatch(r"step(\d+)\.ckpt", p.name))]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest step in checkpoint_dir."""
+    found = checkpoints(checkpoint_dir)
+    return found[0] if found else None
+
+
+def unreadable_reason(checkpoint: Path) -> str | None:
+    """Why a checkpoint file cannot be loaded (truncated, corrupted), or None when it is whole. torch writes a zip
+    archive: a cut file has no central directory, a damaged one fails the CRC of some entry."""
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return f"entry {bad} fails its CRC check" if bad is not None else None
+
+
+def resume_checkpoint(config: TrainConfig, verify: bool = True) -> Path | None:
+    """The checkpoint that `config.resume` asks to continue from, or None to start at step 0.
+
+    With resume=True or "auto", an unreadable newest checkpoint is skipped with a warning naming it, for the one
+    before it. resume=True with no readable checkpoint is an error (a user asking to resume expects to resume);
+    "auto" then starts from step 0, saying so. verify=False skips reading the files (a quick check of the request
+    before expensive work).
+    """
+    if config.resume is False:
+        return None
+    if config.resume is not True and config.resume != "auto":
+        path = Path(config.resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint to resume from {path} does not exist")
+        if verify and (why := unreadable_reason(path)) is not None:
+            raise ValueError(f"checkpoint to resume from {path} cannot be read ({why})")
+        return path
+    checkpoint_dir = Path(config.out_dir) / "checkpoints"
+    found = checkpoints(checkpoint_dir)
+    for path in found:
+        why = unreadable_reason(path) if verify else None
+        if why is None:
+            return path
+        log.warning("checkpoint %s cannot be read (%s); trying the one before it", path, why)
+    if config.resume == "auto":
+        log.info("resume='auto': no readable checkpoint in %s, training from step 0", checkpoint_dir)
+        return None
+    raise FileNotFoundError(
+        f"resume=True, but {checkpoint_dir} holds no readable checkpoint"
+        + (f" ({len(found)} unreadable: {', '.join(p.name for p in found)})" if found else "")
+        + "; pass resume='auto' to start from step 0 when there is none, or resume=false")
+
+
+def planned_world_size(devices: int | str, num_nodes: int) -> int | None:
+    """The number of processes Lightning will train on, where it is known without setting Lightning up (an int, a
+    digit string or "auto" on a machine without CUDA; "auto" on a GPU machine means every visible GPU)."""
+    if isinstance(devices, int) and devices > 0:
+        return devices * num_nodes
+    if isinstance(devices, str) and devices.isdigit() and int(devices) > 0:
+        return int(devices) * num_nodes
+    if devices == "auto":
+        return (torch.cuda.device_count() or 1) * num_nodes
+    return None
 
 
 def _precision(precision: str) -> str:
@@ -173,13 +250,7 @@ def train(
     checkpoint_dir = out_dir / "checkpoints"
     data = TokenDataModule(config.tokens_dir, model_config.block_size, config.micro_batch, config.seed)
 
-    resume_from: Path | None = None
-    if config.resume is True:
-        resume_from = latest_checkpoint(checkpoint_dir)
-    elif config.resume:
-        resume_from = Path(config.resume)
-        if not resume_from.is_file():
-            raise FileNotFoundError(f"checkpoint to resume from {resume_from} does not exist")
+    resume_from = resume_checkpoint(config)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
@@ -198,7 +269,8 @@ def train(
         peak_flops=_peak_flops(config), compile=config.compile, log_interval=config.log_interval, on_step=on_step,
     )
     checkpointing = ModelCheckpoint(dirpath=checkpoint_dir, filename="step{step:07d}", auto_insert_metric_name=False,
-                                    every_n_train_steps=config.checkpoint_interval, save_top_k=1)
+                                    every_n_train_steps=config.checkpoint_interval,
+                                    monitor="step", mode="max", save_top_k=KEPT_CHECKPOINTS)
     has_val = data.has_val
     trainer = L.Trainer(
         **trainer_args,

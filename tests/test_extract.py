@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -172,3 +175,42 @@ def test_a_worker_killed_mid_page_is_recorded_and_replaced(web_pages_dir):
         assert all(results[e["file"]].outcome == "ok" for e in entries), "the replacement worker must do the rest"
         (replacement,) = [c for c in me.children() if c.pid not in before]
         assert replacement.pid != worker.pid
+
+
+def test_workers_end_soon_after_the_process_that_started_them_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed flow run must not leave extraction workers behind: they held its output pipe, so Prefect never saw
+    the run end. The parent is killed while one worker is busy on a page that takes it seconds and the other waits
+    (the parent's send-ahead of the second page blocks until the first worker is done)."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys\n"
+        "from corpus.extract import ExtractConfig, ExtractorPool\n"
+        f"page = {PATHOLOGICAL!r}\n"
+        "pool = ExtractorPool(ExtractConfig(workers=2, method='trafilatura', timeout_s=300.0))\n"
+        "print(' '.join(str(slot.proc.pid) for slot in pool._slots), flush=True)\n"
+        "list(pool.imap([(i, page, None) for i in range(4)]))\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=repo, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(repo)})
+    workers: list[psutil.Process] = []
+    try:
+        assert parent.stdout is not None
+        workers = [psutil.Process(int(pid)) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        deadline = time.monotonic() + 60
+        while not any(sum(w.cpu_times()[:2]) > 0.5 for w in workers):  # one is in the middle of a page
+            assert time.monotonic() < deadline and parent.poll() is None, "no worker got busy"
+            time.sleep(0.02)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, f"workers {[w.pid for w in alive]} outlived their killed parent by 5 s"
+    finally:
+        parent.kill()
+        parent.wait()
+        for worker in workers:
+            try:
+                worker.kill()
+            except psutil.NoSuchProcess:
+                pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import psutil
 import pytest
 
 from infra.deployments import DEPLOYMENTS, is_present, load_flow, present_specs
-from infra.env import REPO, local_stack_env
+from infra.env import REPO, SERVICE_MARK, local_stack_env
 from infra.processes import read_pid_file, spawn, stop_tree, write_pid_file
 from infra.server import free_port
 from prefect_fixtures import PrefectServer, run_deployment
@@ -75,19 +76,30 @@ def _postgres_bin() -> Path | None:
     return found[-1].parent if found else None
 
 
+def _cluster_folder(as_owner: list[str]) -> Path:
+    """A new folder, mode 0700, owned by the user the cluster runs as, inside a folder that user can reach: the
+    checkout's .tmp when it can (pytest makes tmp_path private to us), else the system's /tmp (when the checkout
+    lies under a private folder, e.g. a clone in /root or in a `mktemp -d` folder)."""
+    (REPO / ".tmp").mkdir(exist_ok=True)
+    for parent in (REPO / ".tmp", Path("/tmp")):
+        if not as_owner or subprocess.run([*as_owner, "test", "-x", str(parent)]).returncode == 0:
+            root = Path(tempfile.mkdtemp(prefix="webtext-postgres-", dir=parent))  # mode 0700
+            if as_owner:
+                shutil.chown(root, user="postgres")
+            return root
+    pytest.fail(f"the postgres user can reach neither {REPO / '.tmp'} nor /tmp")
+
+
 @pytest.fixture
 def postgres() -> Iterator[str]:
-    """A real PostgreSQL server on a free loopback port (its own cluster under tmp_path); yields its asyncpg URL."""
+    """A real PostgreSQL server on a free loopback port (its own cluster, removed after); yields its asyncpg URL."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries are not installed (Debian: apt-get install postgresql)")
-    # not under tmp_path: pytest makes its base folder private to this user, and the cluster's owner must reach it
-    (REPO / ".tmp").mkdir(exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="postgres-", dir=REPO / ".tmp"))
     as_owner: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root: the cluster belongs to the postgres user
-        shutil.chown(root, user="postgres")
         as_owner = ["runuser", "-u", "postgres", "--"]
+    root = _cluster_folder(as_owner)
     port = free_port()
     subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "prefect", "-A", "trust",
                     "-E", "UTF8", "--no-sync"], check=True, capture_output=True, timeout=120)
@@ -188,6 +200,33 @@ def test_stop_tree_reaches_children_that_started_their_own_session(tmp_path: Pat
     parent.wait(timeout=5)
     assert set(stopped) == {parent.pid, *(c.pid for c in children)}
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_status_lists_processes_a_killed_run_left_and_down_stops_them(tmp_path: Path) -> None:
+    """A process started by the stack's services (it carries SERVICE_MARK) that no recorded tree holds any more, as
+    the children of a SIGKILLed flow run once were, is listed by `make status` and stopped by `make down`."""
+    home, port = tmp_path / "home", free_port()
+    marked = {**_OUTER, SERVICE_MARK: str(home.resolve())}
+    recorded = spawn(["bash", "-c", "sleep 300 & wait"], marked, tmp_path / "serve.log", cwd=tmp_path)
+    orphan = spawn(["sleep", "300"], marked, tmp_path / "orphan.log", cwd=tmp_path)
+    unrelated = spawn(["sleep", "300"], {**_OUTER, SERVICE_MARK: str(tmp_path / "other")}, tmp_path / "u.log",
+                      cwd=tmp_path)
+    try:
+        write_pid_file(home / "run" / "serve.pid", recorded.pid)
+        time.sleep(0.2)  # let bash start its child
+        status = run([sys.executable, "-m", "infra.services", "status"], stack_env(home, port))
+        listed = {int(pid) for pid in re.findall(r"^  pid (\d+) ", status.stdout, re.M)}
+        assert listed == {orphan.pid}, status.stdout
+        assert "1 process(es) of this stack outside the server and serve trees" in status.stdout
+        down = run([sys.executable, "-m", "infra.services", "down"], stack_env(home, port))
+        assert f"survivor: stopping pid {orphan.pid} (sleep 300)" in down.stdout, down.stdout
+        orphan.wait(timeout=15)
+        recorded.wait(timeout=15)
+        assert unrelated.poll() is None  # another stack's process is left alone
+    finally:
+        for proc in (recorded, orphan, unrelated):
+            stop_tree(proc.pid, timeout=5)
+            proc.wait(timeout=5)
 
 
 def test_pid_file_ignores_a_dead_or_reused_pid(tmp_path: Path) -> None:

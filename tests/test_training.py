@@ -18,7 +18,7 @@ from modeling.data import RandomWindows, SequentialWindows, TokenDataModule, rea
 from modeling.hf import from_pretrained
 from modeling.launch import TrainingProcessError, build_parser, command_line, train_in_subprocess
 from modeling.lightning_module import export_state_dict, lr_multiplier
-from modeling.train import TrainConfig, gradient_accumulation, latest_checkpoint, train
+from modeling.train import TrainConfig, checkpoints, gradient_accumulation, latest_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 300
@@ -118,6 +118,52 @@ def test_clear_errors(tmp_path: Path) -> None:
             train(tiny_config(tokens, tmp_path / "run", strategy="fsdp"))
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was started
     assert gradient_accumulation(524288, 16, 1024, 8) == 4
+
+
+def test_resume_true_without_a_checkpoint_is_an_error_and_auto_starts_from_step_0(tmp_path: Path, caplog) -> None:
+    tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=rf"resume=True, but {out}/checkpoints holds no readable checkpoint; "
+                                                r"pass resume='auto' to start from step 0"):
+        train(tiny_config(tokens, out, resume=True, max_steps=4))
+    assert not (out / "checkpoints").exists()  # nothing was started
+    with caplog.at_level("INFO", logger="modeling.train"):
+        result = train(tiny_config(tokens, out, resume="auto", max_steps=4))
+    assert result.steps == 4 and sorted(read_metric(out, "train/loss")) == [1, 2, 3, 4]
+    assert f"no readable checkpoint in {out}/checkpoints, training from step 0" in caplog.text
+
+
+def test_a_batch_that_does_not_divide_fails_when_the_config_is_made(tmp_path: Path) -> None:
+    """Before the flow trains a tokenizer and encodes the corpus, not after (TrainConfig is built first)."""
+    with pytest.raises(ValueError, match=r"batch_tokens=1000 is not a multiple of .* = 4 x 64 x 2 = 512"):
+        tiny_config(tmp_path, tmp_path / "run", batch_tokens=1000, devices=2)
+    with pytest.raises(ValueError, match=r"batch_tokens=1280 is not a multiple of .* = 4 x 32 x 4 = 512"):
+        tiny_config(tmp_path, tmp_path / "run", batch_tokens=1280, block_size=32, devices=2, num_nodes=2)
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path: Path, caplog) -> None:
+    tokens = make_shards(tmp_path / "tokens")
+    common = dict(checkpoint_interval=4, val_interval=100)
+    out = tmp_path / "run"
+    train(tiny_config(tokens, out, max_steps=12, **common))
+    assert [p.name for p in checkpoints(out / "checkpoints")] == ["step0000012.ckpt", "step0000008.ckpt"]
+
+    newest = out / "checkpoints" / "step0000012.ckpt"
+    with open(newest, "r+b") as f:  # cut as a full disk or a killed copy would leave it
+        f.truncate(newest.stat().st_size // 2)
+    with caplog.at_level("WARNING", logger="modeling.train"):
+        train(tiny_config(tokens, out, max_steps=16, resume=True, **common))
+    assert f"checkpoint {newest} cannot be read" in caplog.text
+    resumed = read_metric(out, "train/loss", version=1)
+    assert sorted(resumed) == list(range(9, 17))  # from step 8, the checkpoint before the cut one
+
+    left = checkpoints(out / "checkpoints")
+    for path in left:
+        with open(path, "r+b") as f:
+            f.truncate(100)
+    names = ", ".join(p.name for p in left)
+    with pytest.raises(FileNotFoundError, match=rf"holds no readable checkpoint \({len(left)} unreadable: {names}\)"):
+        train(tiny_config(tokens, out, max_steps=20, resume=True, **common))
 
 
 def test_training_run_learns_logs_and_exports(tmp_path: Path) -> None:

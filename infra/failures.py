@@ -1,0 +1,62 @@
+"""Why a flow run failed, read back from the API: what `make run` and the demo print under a failed run.
+
+`prefect deployment run --watch` ends with `Flow run finished in state 'Failed'.`; the reason is in the state message
+and the run's error logs (and those of its subflows), which a user would otherwise have to find in the UI.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+FINAL_OK = ("COMPLETED",)
+ERROR_LEVEL = 40  # logging.ERROR
+
+
+def _post(api_url: str, path: str, body: dict) -> Any:
+    response = httpx.post(f"{api_url}/{path}", json=body, timeout=30.0)
+    response.raise_for_status()
+    return response.json()
+
+
+def _run_and_subflows(api_url: str, flow_run: dict[str, Any]) -> list[dict[str, Any]]:
+    runs, frontier = [flow_run], [flow_run["id"]]
+    while frontier:
+        children = _post(api_url, "flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": frontier}},
+                                                        "limit": 200})
+        runs += children
+        frontier = [child["id"] for child in children]
+    return runs
+
+
+def failure_report(api_url: str, flow_run_id: str, max_logs: int = 5, max_lines: int = 20) -> str:
+    """The state and state message of the run and of each subflow that did not complete, then the last `max_logs`
+    error log entries of them all (each cut to its last `max_lines` lines: a traceback ends with the error), or the
+    last log entries of any level when there is no error entry. Empty for a completed run."""
+    response = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30.0)
+    response.raise_for_status()
+    flow_run = response.json()
+    if flow_run["state_type"] in FINAL_OK:
+        return ""
+    runs = _run_and_subflows(api_url, flow_run)
+    lines = []
+    for run in runs:
+        if run["state_type"] not in FINAL_OK:
+            message = ((run.get("state") or {}).get("message") or "").strip()
+            lines.append(f"flow run {run['name']!r} ({run['id']}) is {run['state_name']}"
+                         + (f": {message}" if message else ""))
+    ids = [run["id"] for run in runs]
+    logs = _post(api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": ids}, "level": {"ge_": ERROR_LEVEL}},
+                                          "sort": "TIMESTAMP_DESC", "limit": max_logs})
+    what = "error log entries"
+    if not logs:
+        logs = _post(api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": ids}}, "sort": "TIMESTAMP_DESC",
+                                              "limit": max_logs})
+        what = "log entries"
+    if logs:
+        lines.append(f"last {what} of the run:")
+        for entry in reversed(logs):
+            text = entry["message"].rstrip().splitlines()
+            shown = (["    ..."] if len(text) > max_lines else []) + [f"    {line}" for line in text[-max_lines:]]
+            lines += [f"  [{entry['timestamp'][:19]}] {entry['name']}:", *shown]
+    return "\n".join(lines)
