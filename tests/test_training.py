@@ -141,6 +141,21 @@ def test_a_batch_that_does_not_divide_fails_when_the_config_is_made(tmp_path: Pa
         tiny_config(tmp_path, tmp_path / "run", batch_tokens=1280, block_size=32, devices=2, num_nodes=2)
 
 
+def test_the_train_flow_checks_resume_and_batch_before_training_a_tokenizer(tmp_path: Path) -> None:
+    """The flow's own body, without Prefect's engine: the errors come before the tokenizer task is reached."""
+    from flows.train import train as train_flow
+
+    corpus = tmp_path / "corpus"
+    (corpus / "shards").mkdir(parents=True)
+    (corpus / "shards" / "train-00000-of-00001.parquet").write_bytes(b"not read before the checks")
+    run_dir = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=rf"resume=True, but {run_dir}/checkpoints holds no readable"):
+        train_flow.fn(corpus=str(corpus), model="tiny", max_steps=1, out_dir=str(run_dir), resume=True)
+    with pytest.raises(ValueError, match=r"batch_tokens=1000 is not a multiple of micro_batch x block_size"):
+        train_flow.fn(corpus=str(corpus), model="tiny", max_steps=1, out_dir=str(run_dir), batch_tokens=1000)
+    assert not run_dir.exists()  # no tokenizer, no token shards
+
+
 def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path: Path, caplog) -> None:
     tokens = make_shards(tmp_path / "tokens")
     common = dict(checkpoint_interval=4, val_interval=100)
