@@ -10,8 +10,8 @@ import os
 import sys
 
 from infra.deployments import find
-from infra.env import local_stack_env
-from infra.server import PREFECT, ServerDownError, require_server
+from infra.env import CLIENT_AUTH, client_env
+from infra.server import PREFECT, ServerAuthError, ServerDownError, require_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,11 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         find(args[0])
-        env = {**os.environ, **local_stack_env()}
-        if "PREFECT_API_URL" in os.environ:  # a user pointing at another (e.g. production) server wins
-            env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"]
-        require_server(env["PREFECT_API_URL"])
-    except (ServerDownError, ValueError) as exc:
+        env = client_env()  # a user pointing PREFECT_API_URL at another (e.g. production) server wins
+        require_server(env["PREFECT_API_URL"], env.get(CLIENT_AUTH))
+    except (ServerDownError, ServerAuthError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     watch = [] if "--watch" in args or "--no-watch" in args else ["--watch"]
