@@ -126,13 +126,15 @@ def stack_auth(home: Path, environ: Mapping[str, str] = os.environ) -> str | Non
     return lines[0]
 
 
-def server_auth_settings(host: str, auth: str | None) -> dict[str, str]:
-    """The server-only settings for a bind on `host`: its auth string, and beyond loopback CSRF protection (the
-    classic UI and Prefect's clients fetch tokens) and a UI that reaches the API at the address the browser used."""
-    settings = {SERVER_AUTH: auth} if auth else {}
-    if not is_loopback(host):
+def server_settings(host: str, auth: str | None) -> dict[str, str]:
+    """The server-only settings: its auth string; CSRF protection when others may reach it (bound beyond loopback,
+    or behind a proxy, which an auth string on loopback stands for; the classic UI and Prefect's clients fetch
+    tokens); and a UI that reaches the API at whatever address the browser used (same origin)."""
+    settings = {"PREFECT_SERVER_UI_API_URL": "/api"}
+    if auth:
+        settings[SERVER_AUTH] = auth
+    if auth or not is_loopback(host):
         settings["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] = "true"
-        settings["PREFECT_SERVER_UI_API_URL"] = "/api"
     return settings
 
 

@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 from infra.env import (AUTH_FILE_NAME, CLIENT_AUTH, REPO, SERVER_AUTH, auth_file, is_loopback,
-                       server_auth_settings)
+                       server_settings)
 from infra.processes import spawn
 
 PREFECT = [sys.executable, "-m", "prefect"]  # the CLI of the interpreter running us, wherever it is installed
@@ -177,7 +177,7 @@ def start_server(env: Mapping[str, str], host: str, port: int, log_path: Path) -
     PREFECT_API_AUTH_STRING (service_env's) when `host` is not loopback: the server is given it as its own."""
     check_bind_allowed(host, env)
     check_port_free(host, port)
-    server_env = {**env, **server_auth_settings(host, env.get(CLIENT_AUTH))}
+    server_env = {**env, **server_settings(host, env.get(CLIENT_AUTH))}
     return spawn([*PREFECT, "server", "start", "--host", host, "--port", str(port), "--analytics-off"],
                  server_env, log_path, cwd=REPO)
 
