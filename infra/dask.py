@@ -1,9 +1,10 @@
 """A standing Dask cluster on this machine for the corpus stages: `python -m infra.dask up|down` (`make dask`).
 
-Starts `dask scheduler` on WEBTEXT_HOST (a free port) and `dask worker` processes (one thread each, non-daemonic:
+Starts `dask scheduler` on loopback (a free port; always loopback: Dask's protocol has no password, and anyone who
+reaches a scheduler runs code on its workers) and `dask worker` processes (one thread each, non-daemonic:
 extraction runs each page in a child process), records them by PID file beside the stack's (`make down` stops them
 too) and prints the address to pass as `--param dask_address=...` to `webtext/build-corpus`. Without it the corpus
-flow starts a throw-away local cluster per run; on several machines, start `dask worker ADDRESS` on each instead.
+flow starts a throw-away local cluster per run; for several machines see the README's production path.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from infra.server import free_port, log_tail
 from infra.services import Stack
 
 START_TIMEOUT = 120.0
+HOST = "127.0.0.1"  # never WEBTEXT_HOST: a cluster across machines needs Dask's TLS (see the README)
 
 
 def address_file(stack: Stack) -> Path:
@@ -39,13 +41,13 @@ def up(stack: Stack, n_workers: int) -> str:
         return address
     env = service_env(stack.home, stack.host, stack.port)
     env["DASK_DISTRIBUTED__WORKER__DAEMON"] = "False"  # workers must be allowed child processes
-    address = f"tcp://{stack.host}:{free_port(stack.host)}"
+    address = f"tcp://{HOST}:{free_port(HOST)}"
     scheduler_log, worker_log = stack.log_file("dask-scheduler"), stack.log_file("dask-worker")
-    scheduler = spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", stack.host, "--port",
+    scheduler = spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", HOST, "--port",
                        address.rsplit(":", 1)[1], "--no-dashboard"], env, scheduler_log, cwd=REPO)
     write_pid_file(stack.pid_file("dask-scheduler"), scheduler.pid)
     workers = spawn([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", str(n_workers),
-                     "--nthreads", "1", "--no-dashboard", "--host", stack.host,
+                     "--nthreads", "1", "--no-dashboard", "--host", HOST,
                      "--local-directory", str(stack.home / "tmp" / "dask")], env, worker_log, cwd=REPO)
     write_pid_file(stack.pid_file("dask-worker"), workers.pid)
     address_file(stack).write_text(address)

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow.parquet as pq
 
 from corpus.urls import canonicalize_url
-from infra.env import REPO, local_stack_env
+from infra.env import CLIENT_AUTH, REPO, client_env
 from infra.failures import failure_report
 from infra.miniweb import DEFAULT_ARTICLES, DEFAULT_SEED, SMALL_ARTICLES, MiniWeb, build_miniweb, serve_miniweb
+from infra.server import api_request
 from infra.services import Stack, StackError, up
 
 CORPUS, TRAIN, EVALUATE = "webtext/build-corpus", "gpt2/train", "gpt2/evaluate"
@@ -116,9 +116,7 @@ def evaluate_params(checkpoint: str, out_dir: Path, size: DemoSize) -> dict[str,
 
 
 def api(api_url: str, method: str, path: str, body: dict | None = None) -> Any:
-    response = httpx.request(method, f"{api_url}/{path}", json=body, timeout=30.0)
-    response.raise_for_status()
-    return response.json()
+    return api_request(api_url, method, path, body, auth=os.environ.get(CLIENT_AUTH))
 
 
 def evaluation_subflow(api_url: str, train_run: dict[str, Any]) -> dict[str, Any] | None:
@@ -132,7 +130,7 @@ def evaluation_subflow(api_url: str, train_run: dict[str, Any]) -> dict[str, Any
 def require_completed(name: str, flow_run: dict[str, Any], api_url: str) -> dict[str, Any]:
     if flow_run["state_type"] != "COMPLETED":
         raise DemoError(f"{name} ended {flow_run['state_name']} (flow run {flow_run['id']}):\n"
-                        f"{failure_report(api_url, flow_run['id'])}")
+                        f"{failure_report(api_url, flow_run['id'], auth=os.environ.get(CLIENT_AUTH))}")
     return flow_run
 
 
@@ -230,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack.from_env()
     try:
         up(stack)
+        env = client_env()
     except (StackError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -237,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = web.expectations()["counts"]
     print(f"\nmini web: {web.root} (seed {web.seed}): {counts['submissions']} Reddit submissions in "
           f"{len(web.dumps)} monthly dumps; {counts['documents']} documents should reach the corpus")
-    env = {**os.environ, **local_stack_env()}
+    if CLIENT_AUTH in env:  # `api` sends it too
+        os.environ[CLIENT_AUTH] = env[CLIENT_AUTH]
     try:
         with serve_miniweb(web) as server:
             print(f"mini web served on {server.url}; connect_to: {json.dumps(server.connect_to)}")

@@ -18,8 +18,8 @@ import os
 import sys
 
 from infra.deployments import load_flow, present_specs
-from infra.env import REPO, local_stack_env
-from infra.server import ServerDownError, require_server
+from infra.env import CLIENT_AUTH, REPO, client_env
+from infra.server import ServerAuthError, ServerDownError, require_server
 
 
 def ensure_process_pool(name: str) -> bool:
@@ -59,12 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", default=str(REPO), help="where workers get the code: a path or a git URL "
                                                             "(default: this checkout)")
     args = parser.parse_args(argv)
-    # An explicit PREFECT_API_URL (a production server) wins over the local stack's default.
-    for key, value in local_stack_env().items():
-        os.environ.setdefault(key, value)
     try:
-        require_server(os.environ["PREFECT_API_URL"])
-    except ServerDownError as exc:
+        # An explicit PREFECT_API_URL (a production server) wins over the local stack's default.
+        os.environ.update(client_env())
+        require_server(os.environ["PREFECT_API_URL"], os.environ.get(CLIENT_AUTH))
+    except (ServerDownError, ServerAuthError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     os.chdir(REPO)
@@ -75,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an unknown name in WEBTEXT_DEPLOYMENTS, or a flow that breaks its contract
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"start workers with: prefect worker start --pool {args.work_pool}")
+    print(f"start workers with: prefect worker start --pool {args.work_pool}"
+          + (f"  (with PREFECT_API_URL and {CLIENT_AUTH} set)" if os.environ.get(CLIENT_AUTH) else ""))
     return 0
 
 

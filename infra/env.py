@@ -9,6 +9,8 @@ configured by three variables of our own:
     WEBTEXT_PREFECT_HOME Prefect's home: SQLite database, logs, PID files (default <checkout>/.prefect)
     WEBTEXT_DATABASE_URL the server's database instead of SQLite in the home, e.g. PostgreSQL:
                          postgresql+asyncpg://USER:PASSWORD@HOST:5432/DBNAME (Prefect creates the tables)
+    WEBTEXT_AUTH_FILE    a file readable only by its owner holding the API's auth string `user:password`
+                         (default <home>/auth-string, used when it exists); required beyond loopback
 
 WEBTEXT_DEPLOYMENTS (comma-separated names) limits which deployments a machine serves or registers (infra/deployments.py).
 
@@ -17,8 +19,10 @@ This module imports nothing heavy (no prefect) so that it is cheap to run from t
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
+import stat
 from pathlib import Path
 from typing import Mapping
 
@@ -68,8 +72,72 @@ def describe_database(environ: Mapping[str, str] = os.environ) -> str:
     return f"{kind} {url.split('@')[-1] if '@' in url else url.split('://', 1)[1]}"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server unreachable from other machines (a hostname other than localhost
+    may resolve to anything, so it counts as beyond loopback)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def client_host(host: str) -> str:
+    """The address this machine's clients use for a server bound to `host` (a wildcard bind answers on loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
 def api_url(host: str, port: int) -> str:
-    return f"http://{host}:{port}/api"
+    host = client_host(host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/api"
+
+
+# Prefect's basic authentication: the server compares the Authorization header of every request but /health with
+# SERVER_AUTH; every client (CLI, serve, workers, flow runs) sends CLIENT_AUTH. Both hold the same `user:password`.
+SERVER_AUTH = "PREFECT_SERVER_API_AUTH_STRING"
+CLIENT_AUTH = "PREFECT_API_AUTH_STRING"
+AUTH_FILE_NAME = "auth-string"
+
+
+def auth_file(home: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("WEBTEXT_AUTH_FILE") or home / AUTH_FILE_NAME)
+
+
+def stack_auth(home: Path, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The stack's auth string from WEBTEXT_AUTH_FILE (default <home>/auth-string); None when the default file does
+    not exist. The file must belong to us and be readable by nobody else. Errors name the file, never its content."""
+    path = auth_file(home, environ)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if environ.get("WEBTEXT_AUTH_FILE"):
+            raise ValueError(f"WEBTEXT_AUTH_FILE names {path}, which does not exist") from None
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"the auth file {path} is not a regular file")
+    if info.st_uid != os.getuid():
+        raise ValueError(f"the auth file {path} belongs to uid {info.st_uid}, not to us (uid {os.getuid()})")
+    if info.st_mode & 0o077:
+        raise ValueError(f"the auth file {path} can be read by others (mode {stat.S_IMODE(info.st_mode):o}); make "
+                         f"it private with `chmod 600 {path}`")
+    lines = path.read_text().splitlines()
+    user, colon, password = (lines[0] if len(lines) == 1 else "").partition(":")
+    if not (user and colon and password) or lines[0] != lines[0].strip():
+        raise ValueError(f"the auth file {path} must hold one line `user:password` (no spaces around it)")
+    return lines[0]
+
+
+def server_settings(host: str, auth: str | None) -> dict[str, str]:
+    """The server-only settings: its auth string; CSRF protection when others may reach it (bound beyond loopback,
+    or behind a proxy, which an auth string on loopback stands for; the classic UI and Prefect's clients fetch
+    tokens); and a UI that reaches the API at whatever address the browser used (same origin)."""
+    settings = {"PREFECT_SERVER_UI_API_URL": "/api"}
+    if auth:
+        settings[SERVER_AUTH] = auth
+    if auth or not is_loopback(host):
+        settings["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] = "true"
+    return settings
 
 
 def prefect_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> dict[str, str]:
@@ -95,8 +163,10 @@ def service_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     /tmp, caches and configs (tldextract, Hugging Face, Chromium) to the checkout's .cache instead of ~, nothing
     downloads models, and the checkout is importable so `flows.*` resolves.
     """
-    env = dict(base)
+    env = {key: value for key, value in base.items() if key not in (SERVER_AUTH, CLIENT_AUTH)}
     env.update(prefect_env(home, host, port))
+    if (auth := stack_auth(home, base)) is not None:
+        env[CLIENT_AUTH] = auth
     scratch = home / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     env["TMPDIR"] = str(scratch)
@@ -118,13 +188,33 @@ def local_stack_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return prefect_env(stack_home(environ), stack_host(environ), stack_port(environ))
 
 
+def client_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Full environment for a client of the local stack (`make run`, `infra.deploy`, the demo).
+
+    An explicit PREFECT_API_URL (another server, e.g. production) wins over the local stack's; the local stack's
+    auth string is then not sent there (the environment's PREFECT_API_AUTH_STRING is).
+    """
+    env = dict(environ)
+    local = local_stack_env(environ)
+    env.update(local)
+    explicit = environ.get("PREFECT_API_URL")
+    if explicit and explicit != local["PREFECT_API_URL"]:
+        env["PREFECT_API_URL"] = explicit
+    elif (auth := stack_auth(stack_home(environ), environ)) is not None:
+        env[CLIENT_AUTH] = auth
+    return env
+
+
 def main() -> None:
     try:
         settings = local_stack_env()
+        auth_path = auth_file(stack_home()) if stack_auth(stack_home()) is not None else None
     except ValueError as exc:
         raise SystemExit(f"infra/env.py: {exc}") from None
     for key, value in settings.items():
         print(f"export {key}={shlex.quote(value)}")
+    if auth_path is not None:  # the shell reads the file itself: the string is never printed
+        print(f'export {CLIENT_AUTH}="$(cat {shlex.quote(str(auth_path))})"')
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 # Source me from bash or zsh:  source infra/env.sh
 # Points the `prefect` CLI (and anything else you start from this shell) at the local stack of `make up`:
 # PREFECT_HOME, PREFECT_API_URL and telemetry off, as computed by infra/env.py (WEBTEXT_HOST / WEBTEXT_PORT /
-# WEBTEXT_PREFECT_HOME choose another stack), and puts the project's .venv/bin first on PATH.
+# WEBTEXT_PREFECT_HOME choose another stack), PREFECT_API_AUTH_STRING read from the stack's auth file when it has one
+# (WEBTEXT_AUTH_FILE; the string is never printed), and puts the project's .venv/bin first on PATH.
 _webtext_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 if [ -x "$_webtext_root/.venv/bin/python" ]; then
     _webtext_python="$_webtext_root/.venv/bin/python"

@@ -7,38 +7,31 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from infra.server import api_request
 
 FINAL_OK = ("COMPLETED",)
 ERROR_LEVEL = 40  # logging.ERROR
 
 
-def _post(api_url: str, path: str, body: dict) -> Any:
-    response = httpx.post(f"{api_url}/{path}", json=body, timeout=30.0)
-    response.raise_for_status()
-    return response.json()
-
-
-def _run_and_subflows(api_url: str, flow_run: dict[str, Any]) -> list[dict[str, Any]]:
+def _run_and_subflows(api_url: str, flow_run: dict[str, Any], auth: str | None) -> list[dict[str, Any]]:
     runs, frontier = [flow_run], [flow_run["id"]]
     while frontier:
-        children = _post(api_url, "flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": frontier}},
-                                                        "limit": 200})
+        body = {"flow_runs": {"parent_flow_run_id": {"any_": frontier}}, "limit": 200}
+        children = api_request(api_url, "POST", "flow_runs/filter", body, auth=auth)
         runs += children
         frontier = [child["id"] for child in children]
     return runs
 
 
-def failure_report(api_url: str, flow_run_id: str, max_logs: int = 5, max_lines: int = 20) -> str:
+def failure_report(api_url: str, flow_run_id: str, max_logs: int = 5, max_lines: int = 20,
+                   auth: str | None = None) -> str:
     """The state and state message of the run and of each subflow that did not complete, then the last `max_logs`
     error log entries of them all (each cut to its last `max_lines` lines: a traceback ends with the error), or the
     last log entries of any level when there is no error entry. Empty for a completed run."""
-    response = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30.0)
-    response.raise_for_status()
-    flow_run = response.json()
+    flow_run = api_request(api_url, "GET", f"flow_runs/{flow_run_id}", auth=auth)
     if flow_run["state_type"] in FINAL_OK:
         return ""
-    runs = _run_and_subflows(api_url, flow_run)
+    runs = _run_and_subflows(api_url, flow_run, auth)
     lines = []
     for run in runs:
         if run["state_type"] not in FINAL_OK:
@@ -46,12 +39,13 @@ def failure_report(api_url: str, flow_run_id: str, max_logs: int = 5, max_lines:
             lines.append(f"flow run {run['name']!r} ({run['id']}) is {run['state_name']}"
                          + (f": {message}" if message else ""))
     ids = [run["id"] for run in runs]
-    logs = _post(api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": ids}, "level": {"ge_": ERROR_LEVEL}},
-                                          "sort": "TIMESTAMP_DESC", "limit": max_logs})
+    errors = {"logs": {"flow_run_id": {"any_": ids}, "level": {"ge_": ERROR_LEVEL}}, "sort": "TIMESTAMP_DESC",
+              "limit": max_logs}
+    logs = api_request(api_url, "POST", "logs/filter", errors, auth=auth)
     what = "error log entries"
     if not logs:
-        logs = _post(api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": ids}}, "sort": "TIMESTAMP_DESC",
-                                              "limit": max_logs})
+        every = {"logs": {"flow_run_id": {"any_": ids}}, "sort": "TIMESTAMP_DESC", "limit": max_logs}
+        logs = api_request(api_url, "POST", "logs/filter", every, auth=auth)
         what = "log entries"
     if logs:
         lines.append(f"last {what} of the run:")

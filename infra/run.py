@@ -7,7 +7,6 @@ name is passed on to `prefect deployment run` unchanged (`-p/--param KEY=VALUE`,
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,9 +14,9 @@ import sys
 import httpx
 
 from infra.deployments import find
-from infra.env import local_stack_env
+from infra.env import CLIENT_AUTH, client_env
 from infra.failures import failure_report
-from infra.server import PREFECT, ServerDownError, require_server
+from infra.server import PREFECT, ServerAuthError, ServerDownError, require_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         find(args[0])
-        env = {**os.environ, **local_stack_env()}
-        if "PREFECT_API_URL" in os.environ:  # a user pointing at another (e.g. production) server wins
-            env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"]
-        require_server(env["PREFECT_API_URL"])
-    except (ServerDownError, ValueError) as exc:
+        env = client_env()  # a user pointing PREFECT_API_URL at another (e.g. production) server wins
+        require_server(env["PREFECT_API_URL"], env.get(CLIENT_AUTH))
+    except (ServerDownError, ServerAuthError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     watch = [] if "--watch" in args or "--no-watch" in args else ["--watch"]
@@ -57,7 +54,7 @@ def run_and_explain(command: list[str], env: dict[str, str]) -> int:
     code = process.wait()
     if flow_run_id is not None and "--watch" in command:
         try:
-            report = failure_report(env["PREFECT_API_URL"], flow_run_id)
+            report = failure_report(env["PREFECT_API_URL"], flow_run_id, auth=env.get(CLIENT_AUTH))
         except httpx.HTTPError as exc:
             report = f"(could not read the run's state and logs back: {exc})"
         if report:

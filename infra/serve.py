@@ -12,7 +12,7 @@ import os
 import sys
 
 from infra.deployments import load_flow, present_specs
-from infra.env import REPO
+from infra.env import CLIENT_AUTH, REPO
 from infra.server import require_server
 
 log = logging.getLogger("infra.serve")
@@ -25,7 +25,7 @@ def main() -> None:
         sys.exit("PREFECT_API_URL is not set: run `source infra/env.sh` first (or use `make up`), otherwise Prefect "
                  "would register the deployments with a throw-away temporary server.")
     try:
-        require_server(os.environ["PREFECT_API_URL"])
+        require_server(os.environ["PREFECT_API_URL"], os.environ.get(CLIENT_AUTH))
     except RuntimeError as exc:
         sys.exit(str(exc))
     os.chdir(REPO)  # entrypoints and relative default paths are relative to the checkout

@@ -3,9 +3,10 @@
 `up` starts the Prefect server (SQLite under PREFECT_HOME, default .prefect/, or PostgreSQL by WEBTEXT_DATABASE_URL;
 on WEBTEXT_HOST:WEBTEXT_PORT, default 127.0.0.1:4200) and the serve process of the deployments, records both by PID
 file under PREFECT_HOME/run/, and returns once the server is healthy and the deployments are registered. Running it
-again while the stack is up does nothing. `down` stops every process tree recorded there (served flow runs included;
-other tools such as the demo may record theirs with `Stack.pid_file(name)` and `infra.processes.write_pid_file`) and
-is safe to repeat.
+again while the stack is up does nothing. Beyond loopback it refuses to start without an auth string
+(WEBTEXT_AUTH_FILE, infra/env.py), which every process it starts then sends. `down` stops every process tree recorded
+there (served flow runs included; other tools such as the demo may record theirs with `Stack.pid_file(name)` and
+`infra.processes.write_pid_file`) and is safe to repeat.
 """
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ import httpx
 import psutil
 
 from infra.deployments import present_specs
-from infra.env import SERVICE_MARK, REPO, describe_database, service_env, stack_home, stack_host, stack_port
+from infra.env import (CLIENT_AUTH, REPO, SERVICE_MARK, api_url, auth_file, describe_database, service_env, stack_auth,
+                       stack_home, stack_host, stack_port)
 from infra.processes import marked_processes, read_pid_file, spawn, stop_pid_file, stop_tree, tree, write_pid_file
-from infra.server import PortInUseError, ServerStartError, is_healthy, log_tail, start_server, wait_healthy
+from infra.server import (InsecureBindError, PortInUseError, ServerStartError, auth_accepted, auth_headers, is_healthy,
+                          log_tail, start_server, wait_healthy)
 
 SERVER_TIMEOUT = 180.0
 SERVE_TIMEOUT = 300.0
@@ -41,11 +44,16 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.host}:{self.port}/api"
+        return api_url(self.host, self.port)
 
     @property
     def ui_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.api_url.removesuffix("/api")
+
+    @property
+    def auth(self) -> str | None:
+        """The auth string every process of the stack sends (None: the server requires none)."""
+        return stack_auth(self.home)
 
     def pid_file(self, name: str) -> Path:
         return self.home / "run" / f"{name}.pid"
@@ -62,22 +70,22 @@ class StackError(RuntimeError):
     """`up` could not bring the stack up; the message says why and what to do."""
 
 
-def _registered_since(api_url: str, full_name: str, since: datetime) -> bool:
+def _registered_since(api_url: str, full_name: str, since: datetime, auth: str | None) -> bool:
     """Whether deployment `full_name` was created or updated at or after `since` (rows from an earlier run of the
     same database do not count: the serve process just started must have registered it)."""
     try:
-        response = httpx.get(f"{api_url}/deployments/name/{full_name}", timeout=5.0)
+        response = httpx.get(f"{api_url}/deployments/name/{full_name}", headers=auth_headers(auth), timeout=5.0)
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and datetime.fromisoformat(response.json()["updated"]) >= since
 
 
 def wait_registered(api_url: str, names: list[str], process: subprocess.Popen, log_path: Path,
-                    timeout: float = SERVE_TIMEOUT) -> None:
+                    timeout: float = SERVE_TIMEOUT, auth: str | None = None) -> None:
     """Wait until the serve `process` (just started) has registered every deployment in `names`."""
     since = datetime.fromtimestamp(psutil.Process(process.pid).create_time(), timezone.utc) - timedelta(seconds=1)
     deadline = time.monotonic() + timeout
-    while not all(_registered_since(api_url, name, since) for name in names):
+    while not all(_registered_since(api_url, name, since, auth) for name in names):
         if process.poll() is not None or time.monotonic() > deadline:
             why = f"exited with code {process.returncode}" if process.returncode is not None else \
                 f"did not register {names} within {timeout:.0f} s"
@@ -97,7 +105,7 @@ def _ensure_server(stack: Stack) -> None:
     env = service_env(stack.home, stack.host, stack.port)
     try:
         process = start_server(env, stack.host, stack.port, log_path)
-    except PortInUseError as exc:
+    except (PortInUseError, InsecureBindError) as exc:
         raise StackError(str(exc)) from None
     write_pid_file(pid_file, process.pid)
     print(f"starting the Prefect server (pid {process.pid}, log {log_path}) ...", flush=True)
@@ -120,7 +128,7 @@ def _ensure_serve(stack: Stack, names: list[str]) -> None:
     write_pid_file(pid_file, process.pid)
     print(f"serving the deployments (pid {process.pid}, log {log_path}) ...", flush=True)
     try:
-        wait_registered(stack.api_url, names, process, log_path)
+        wait_registered(stack.api_url, names, process, log_path, auth=env.get(CLIENT_AUTH))
     except StackError as exc:
         stop_pid_file(pid_file)
         raise StackError(f"{exc}\n(the server is still up; `make down` stops it)") from None
@@ -133,7 +141,7 @@ def up(stack: Stack) -> None:
     _ensure_server(stack)
     _ensure_serve(stack, names)
     print(f"\nPrefect UI:   {stack.ui_url}\nAPI:          {stack.api_url}\nDatabase:     {describe_database()}\n"
-          f"Deployments:  {', '.join(names)}\n"
+          f"Auth:         {describe_auth(stack)}\nDeployments:  {', '.join(names)}\n"
           f"Use the CLI:  source infra/env.sh && prefect deployment run webtext/build-corpus --param ... --watch\n"
           f"Stop it all:  make down")
 
@@ -153,6 +161,28 @@ def _describe(proc: psutil.Process) -> str:
         return f"pid {proc.pid} ({' '.join(proc.cmdline())[:120]})"
     except psutil.Error:
         return f"pid {proc.pid}"
+
+
+def describe_auth(stack: Stack) -> str:
+    """Whether the API requires an auth string, and which file holds it (never the string)."""
+    if stack.auth is None:
+        return f"none (loopback only; `user:password` in {auth_file(stack.home)} turns it on)"
+    return f"required, the string is in {auth_file(stack.home)}"
+
+
+def _auth_status(stack: Stack) -> str:
+    """describe_auth, plus whether the running server agrees."""
+    described, auth = describe_auth(stack), stack.auth
+    if not is_healthy(stack.api_url):
+        return described
+    open_server = auth_accepted(stack.api_url, None)
+    if auth is None:
+        return described if open_server else f"{described}; but the running server requires one"
+    if open_server:
+        return f"{described}; but the running server does not require it (`make down && make up` to apply it)"
+    if auth_accepted(stack.api_url, auth):
+        return f"{described}; the server accepts it"
+    return f"{described}; the server REFUSES it (`make down && make up` after changing the file)"
 
 
 def down(stack: Stack) -> None:
@@ -177,6 +207,7 @@ def status(stack: Stack) -> int:
         print(f"{name}: " + (f"running (pid {proc.pid})" if proc else "not running"))
     print(f"api {stack.api_url}: " + ("healthy" if is_healthy(stack.api_url) else "not answering"))
     print(f"database: {describe_database()}")
+    print(f"auth: {_auth_status(stack)}")
     left = survivors(stack)
     if left:
         print(f"{len(left)} process(es) of this stack outside the server and serve trees (left by a killed run? "

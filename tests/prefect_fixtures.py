@@ -26,9 +26,10 @@ import httpx
 import pytest
 
 from infra.deployments import present_specs
-from infra.env import REPO, prefect_env, service_env
+from infra.env import CLIENT_AUTH, REPO, prefect_env, service_env
 from infra.processes import spawn, stop_tree
-from infra.server import PortInUseError, ServerStartError, free_port, log_tail, start_server, wait_healthy
+from infra.server import (PortInUseError, ServerStartError, api_request, free_port, log_tail, start_server,
+                          wait_healthy)
 from infra.services import StackError, wait_registered
 
 __all__ = ["PrefectServer", "ServedDeployments", "prefect_server", "served_deployments", "run_deployment",
@@ -64,10 +65,8 @@ class ServedDeployments:
 
 
 def api(server: PrefectServer, method: str, path: str, body: dict | None = None) -> Any:
-    """Call the server's REST API (`path` relative to /api) and return the decoded JSON."""
-    response = httpx.request(method, f"{server.api_url}/{path.lstrip('/')}", json=body, timeout=30.0)
-    response.raise_for_status()
-    return response.json() if response.content else None
+    """Call the server's REST API (`path` relative to /api, with its auth string if it has one); decoded JSON."""
+    return api_request(server.api_url, method, path, body, auth=server.env.get(CLIENT_AUTH))
 
 
 @pytest.fixture(scope="session")
@@ -200,17 +199,20 @@ class RunsPage:
     rows: dict[str, str]  # run name -> text of its row on the UI's runs page
     hosts: set[str]       # every host the page contacted
     screenshot: Path
+    login_text: str | None = None  # with `auth`: the page the UI showed instead of the runs, before the login
 
 
-def ui_runs_page(server: PrefectServer, run_names: list[str], screenshot: Path) -> RunsPage:
+def ui_runs_page(server: PrefectServer, run_names: list[str], screenshot: Path, auth: str | None = None) -> RunsPage:
     """Load the Prefect UI's runs page in headless Debian Chromium and read the row of each named run once it shows
-    as Completed; skips the test when Chromium is not installed."""
+    as Completed; with `auth`, first expect the UI's login form and log in with it. Skips the test when Chromium is
+    not installed."""
     if not CHROMIUM.exists():
         pytest.skip(f"needs Debian chromium at {CHROMIUM} (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     hosts: set[str] = set()
     rows: dict[str, str] = {}
+    login_text = None
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -218,6 +220,13 @@ def ui_runs_page(server: PrefectServer, run_names: list[str], screenshot: Path) 
             page.route("**/*amplitude.com/**", lambda route: route.abort())  # the v2 UI's analytics, if ever loaded
             page.on("request", lambda request: hosts.add(httpx.URL(request.url).host))
             page.goto(f"{server.ui_url}/runs", wait_until="networkidle")
+            if auth is not None:
+                password = page.get_by_placeholder("admin:pass")  # the classic UI's login form
+                password.wait_for(timeout=30_000)
+                login_text = page.locator("body").inner_text()
+                password.fill(auth)
+                page.get_by_role("button", name="Login").click()
+                page.wait_for_url("**/runs**", timeout=30_000)
             for run_name in run_names:
                 name = page.get_by_text(run_name, exact=True)
                 name.first.wait_for(timeout=30_000)
@@ -228,4 +237,4 @@ def ui_runs_page(server: PrefectServer, run_names: list[str], screenshot: Path) 
             page.screenshot(path=screenshot, full_page=True)
         finally:
             browser.close()
-    return RunsPage(rows, hosts, screenshot)
+    return RunsPage(rows, hosts, screenshot, login_text)
