@@ -55,6 +55,12 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
                 return None
         return run
 
+    def justext_english(html, url):
+        import justext  # trafilatura's dependency; a stop-word list per language, English here
+
+        paragraphs = justext.justext(_decode(html), justext.get_stoplist("English"))
+        return "\n".join(p.text for p in paragraphs if not p.is_boilerplate) or None
+
     return {
         "bare trafilatura.extract() defaults": lambda html, url: trafilatura.extract(html, url=url),
         "trafilatura, no comments": traf(include_comments=False),
@@ -65,6 +71,7 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
         "resiliparse main_content (rule's check)": alone("resiliparse"),
         "readability-lxml (rule's fallback)": alone("readability"),
         "newspaper4k": alone("newspaper4k"),
+        "jusText, English stop words": justext_english,
         "rule: extract_with() default": lambda html, url: extract_with(html, url, ExtractConfig()).text,
     }
 
