@@ -1,22 +1,31 @@
-"""Extraction benchmarks on the 300 real pages of ../shared/data/web/trafilatura/.
+"""Extraction benchmarks on the 300 gold pages of ../shared/data/web/trafilatura/ (trafilatura's evaluation set).
 
-Default: docs/s per core of the pipeline (corpus.extract.ExtractorPool: worker process, per-page deadline, cache
-resets) against a bare `trafilatura.extract` loop on the same pages in this process; the target is an overhead of
-at most 10%. `--quality`: precision/recall/F1 of trafilatura alone, newspaper4k alone and the combination, scored like
-trafilatura's own evaluation (a "with" snippet found is a true positive, a "without" snippet found a false positive).
+Default: precision, recall and F1 (scored like trafilatura's own evaluation: a "with" snippet found in the text is a
+true positive, one missing a false negative, a "without" snippet found a false positive) and CPU cost of bare
+`trafilatura.extract()` with its defaults, of trafilatura's modes, of the other extractors and of the project's rule
+(`corpus.extract.extract_with`), all in one run. Every page goes through every candidate in turn, in a rotating
+order, and each call is timed by this process's CPU time, so other load on the machine does not bias the ratios.
+The rule's one parameter (`teaser_ratio`) is cross-validated: chosen on one half of the pages, scored on the other.
 
-    .venv/bin/python benchmarks/bench_extract.py [--pages 100] [--quality]
+`--pool`: docs/s per core of the pipeline's worker pool (`corpus.extract.ExtractorPool`: worker process, per-page
+deadline, cache resets) against a loop over the same extractor in this process; the target is at most 10% overhead.
+
+    .venv/bin/python benchmarks/bench_extract.py [--pages 300] [--pool]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES_DIR = Path(os.environ.get("WEBTEXT_SHARED_DIR", REPO.parent / "shared")) / "data" / "web" / "trafilatura"
+TEASER_RATIOS = (2.0, 3.0, 5.0, 10.0)  # the values cross-validation chooses from
 
 
 def load_pages(limit: int) -> list[dict]:
@@ -29,65 +38,165 @@ def load_pages(limit: int) -> list[dict]:
     return manifest
 
 
-def speed(pages: list[dict]) -> None:
+def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
+    """Every candidate takes the page's bytes (decoding is part of its cost) and returns its text."""
     import trafilatura
 
-    from corpus.extract import ExtractConfig, ExtractorPool
+    from corpus.extract import EXTRACTORS, ExtractConfig, _decode, extract_with
 
+    def traf(**options):
+        return lambda html, url: trafilatura.extract(_decode(html), url=url, **options)
+
+    def alone(name):
+        def run(html, url):
+            try:
+                return EXTRACTORS[name](_decode(html), url)
+            except Exception:
+                return None
+        return run
+
+    def justext_english(html, url):
+        import justext  # trafilatura's dependency; a stop-word list per language, English here
+
+        paragraphs = justext.justext(_decode(html), justext.get_stoplist("English"))
+        return "\n".join(p.text for p in paragraphs if not p.is_boilerplate) or None
+
+    return {
+        "bare trafilatura.extract() defaults": lambda html, url: trafilatura.extract(html, url=url),
+        "trafilatura, no comments": traf(include_comments=False),
+        "trafilatura fast, no comments (rule's 1st)": alone("trafilatura"),
+        "trafilatura favor_precision, no comments": traf(favor_precision=True, include_comments=False),
+        "trafilatura favor_recall, no comments": traf(favor_recall=True, include_comments=False),
+        "trafilatura fast, no comments, no tables": traf(fast=True, include_comments=False, include_tables=False),
+        "resiliparse main_content (rule's check)": alone("resiliparse"),
+        "readability-lxml (rule's fallback)": alone("readability"),
+        "newspaper4k": alone("newspaper4k"),
+        "jusText, English stop words": justext_english,
+        "rule: extract_with() default": lambda html, url: extract_with(html, url, ExtractConfig()).text,
+    }
+
+
+def counts(page: dict, text: str | None) -> tuple[int, int, int]:
+    text = text or ""
+    tp = sum(s in text for s in page["with"])
+    return tp, len(page["with"]) - tp, sum(s in text for s in page["without"])
+
+
+def prf(pages: list[dict], texts: list[str | None]) -> tuple[float, float, float]:
+    tp = fn = fp = 0
+    for page, text in zip(pages, texts):
+        a, b, c = counts(page, text)
+        tp, fn, fp = tp + a, fn + b, fp + c
+    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-9)
+
+
+def measure(pages: list[dict]) -> tuple[dict[str, list], dict[str, list[float]]]:
+    """Every candidate on every page, in a rotating order; CPU seconds per call."""
+    runs = candidates()
+    names = list(runs)
+    for p in pages[:3]:  # imports and lazy initialisation are not per-page cost
+        for run in runs.values():
+            run(p["html"], p["url"])
+    texts = {n: [None] * len(pages) for n in names}
+    cpu = {n: [0.0] * len(pages) for n in names}
+    for i, p in enumerate(pages):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            start = time.process_time()
+            texts[name][i] = runs[name](p["html"], p["url"])
+            cpu[name][i] = time.process_time() - start
+    return texts, cpu
+
+
+def rule_texts(texts: dict, cpu: dict, ratio: float) -> tuple[list, float]:
+    """The rule's texts and CPU seconds at another `teaser_ratio`, from its parts' measured outputs and costs."""
+    from corpus.extract import ExtractConfig, _n_words, is_teaser
+
+    first, check, fallback = ("trafilatura fast, no comments (rule's 1st)", "resiliparse main_content (rule's check)",
+                              "readability-lxml (rule's fallback)")
+    out, seconds = [], 0.0
+    for i in range(len(texts[first])):
+        text, seconds = texts[first][i], seconds + cpu[first][i] + cpu[check][i]
+        if is_teaser(text, texts[check][i], ExtractConfig(teaser_ratio=ratio)):
+            seconds += cpu[fallback][i]
+            if _n_words(texts[fallback][i]) > _n_words(text):
+                text = texts[fallback][i]
+        out.append(text)
+    return out, seconds
+
+
+def half(page: dict) -> int:
+    return hashlib.sha256(page["file"].encode()).digest()[0] % 2
+
+
+def quality(pages: list[dict]) -> None:
+    from corpus.extract import ExtractConfig
+
+    texts, cpu = measure(pages)
+    bare_name = "bare trafilatura.extract() defaults"
+    bare_s = sum(cpu[bare_name])
+    rows = [(name, prf(pages, texts[name]), sum(cpu[name])) for name in texts]
+    for ratio in TEASER_RATIOS:
+        out, seconds = rule_texts(texts, cpu, ratio)
+        rows.append((f"rule from its parts, teaser_ratio={ratio:g}", prf(pages, out), seconds))
+    print(f"{len(pages)} pages, CPU time of this process, candidates interleaved page by page")
+    print(f"{'candidate':46s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pages/s/core':>12s} {'CPU vs bare':>11s}")
+    for name, (precision, recall, f1), seconds in rows:
+        print(f"{name:46s} {precision:9.3f} {recall:7.3f} {f1:6.3f} {len(pages) / seconds:12.1f} "
+              f"{seconds / bare_s:10.2f}x")
+
+    default = ExtractConfig().teaser_ratio
+    print(f"\ncross-validation of teaser_ratio (choices {', '.join(f'{r:g}' for r in TEASER_RATIOS)}; default "
+          f"{default:g}); halves by a hash of the file name")
+    for choose_on in (0, 1):
+        pick = [i for i, p in enumerate(pages) if half(p) == choose_on]
+        score = [i for i, p in enumerate(pages) if half(p) != choose_on]
+        sub = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
+        best = max(TEASER_RATIOS, key=lambda r: prf(sub(pick, pages), sub(pick, rule_texts(texts, cpu, r)[0]))[2])
+        held = prf(sub(score, pages), sub(score, rule_texts(texts, cpu, best)[0]))[2]
+        bare = prf(sub(score, pages), sub(score, texts[bare_name]))[2]
+        print(f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best:g}; on the other half "
+              f"({len(score)} pages): F1 {held:.3f} vs bare trafilatura {bare:.3f} ({held - bare:+.3f})")
+
+
+def pool_speed(pages: list[dict]) -> None:
+    from corpus.extract import ExtractConfig, ExtractorPool, extract_with
+
+    config = ExtractConfig(method="trafilatura")
     for p in pages[:5]:  # warm imports and lxml
-        trafilatura.extract(p["html"], url=p["url"], include_comments=False)
+        extract_with(p["html"], p["url"], config)
     t = time.perf_counter()
     for p in pages:
-        trafilatura.extract(p["html"], url=p["url"], include_comments=False)
+        extract_with(p["html"], p["url"], config)
     bare = len(pages) / (time.perf_counter() - t)
 
-    rows = [("bare trafilatura.extract loop (1 process)", bare, 1)]
+    rows = [("extract_with loop, method=trafilatura (1 process)", bare, 1)]
     for method, workers in (("trafilatura", 1), ("combined", 1), ("trafilatura", os.cpu_count() or 1)):
         with ExtractorPool(ExtractConfig(method=method, workers=workers)) as pool:
             list(pool.imap((i, p["html"], p["url"]) for i, p in enumerate(pages[: 2 * workers])))  # start-up
             t = time.perf_counter()
             list(pool.imap((i, p["html"], p["url"]) for i, p in enumerate(pages)))
-            rows.append((f"pipeline pool, method={method}, workers={workers}", len(pages) / (time.perf_counter() - t), workers))
-    print(f"{'extraction of ' + str(len(pages)) + ' real pages':58s} {'docs/s':>8s} {'docs/s/core':>12s} {'vs bare':>8s}")
+            rows.append((f"pipeline pool, method={method}, workers={workers}", len(pages) / (time.perf_counter() - t),
+                         workers))
+    print(f"{'extraction of ' + str(len(pages)) + ' real pages (wall time)':58s} {'docs/s':>8s} {'docs/s/core':>12s} "
+          f"{'vs loop':>8s}")
     for name, rate, cores in rows:
         print(f"{name:58s} {rate:8.1f} {rate / cores:12.1f} {rate / cores / bare:8.2f}")
     overhead = 1 - rows[1][1] / bare
     print(f"pipeline overhead per core (method=trafilatura, 1 worker): {overhead:+.1%} (target <= 10%)")
 
 
-def quality(pages: list[dict]) -> None:
-    from corpus.extract import ExtractConfig, _decode, _newspaper, _trafilatura, choose
-
-    outputs = []
-    for p in pages:
-        html = _decode(p["html"])
-        traf = _trafilatura(html, p["url"])
-        try:
-            news = _newspaper(html, p["url"])
-        except Exception:
-            news = None
-        outputs.append((traf, news))
-    print(f"{'extractor (' + str(len(pages)) + ' pages)':40s} {'precision':>9s} {'recall':>7s} {'F1':>6s}")
-    for method in ("trafilatura", "newspaper4k", "combined"):
-        tp = fp = fn = 0
-        for p, (traf, news) in zip(pages, outputs):
-            text = choose(traf, news, ExtractConfig(method=method))[0] or ""
-            tp += sum(s in text for s in p["with"])
-            fn += sum(s not in text for s in p["with"])
-            fp += sum(s in text for s in p["without"])
-        precision, recall = tp / (tp + fp), tp / (tp + fn)
-        print(f"{method:40s} {precision:9.3f} {recall:7.3f} {2 * precision * recall / (precision + recall):6.3f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pages", type=int, default=100, help="pages to use (of 300)")
-    parser.add_argument("--quality", action="store_true", help="precision/recall/F1 instead of speed (all pages)")
+    parser.add_argument("--pages", type=int, default=300, help="pages to use (of 300)")
+    parser.add_argument("--pool", action="store_true", help="the worker pool's overhead instead of quality and cost")
     args = parser.parse_args()
-    if args.quality:
-        quality(load_pages(300 if args.pages == 100 else args.pages))
+    logging.disable(logging.WARNING)  # trafilatura logs every page it discards
+    if args.pool:
+        pool_speed(load_pages(args.pages))
     else:
-        speed(load_pages(args.pages))
+        quality(load_pages(args.pages))
 
 
 if __name__ == "__main__":

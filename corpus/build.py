@@ -451,7 +451,8 @@ def run_wikipedia(out_dir: Path, upstream_key: str) -> tuple[str, dict]:
 
 
 def _versions() -> dict[str, str]:
-    names = ["trafilatura", "newspaper4k", "datasketch", "pyarrow", "py3langid", "warcio", "zstandard"]
+    names = ["trafilatura", "resiliparse", "readability-lxml", "newspaper4k", "datasketch", "pyarrow", "py3langid",
+             "warcio", "zstandard"]
     return {name: version(name) for name in names}
 
 

@@ -38,14 +38,14 @@ A rebuild of GPT-2's WebText: the main text of {source}, de-duplicated, with Wik
   (train {totals['train_documents']:,}, val {totals['val_documents']:,}; val fraction {cfg['shards']['val_fraction']}).
 - Columns: `id` (hash of the link URL), `url` (final URL after redirects), `link_url` (canonical Reddit link),
   `domain`, `title` (of the highest-scored submission), `text`, `karma`, `subreddits`, `created_utc` (first
-  submission, unix seconds), `fetched_at`, `extractor` (trafilatura or newspaper4k), `n_words`.
+  submission, unix seconds), `fetched_at`, `extractor` (trafilatura or readability), `n_words`.
 - Parquet, zstd, row groups of {cfg['shards']['row_group_rows']} rows; rows ordered by a hash of `id` (a fixed
   shuffle). The split is another hash of `id`, so it is stable when the corpus grows.
 
 ## How it was built
 
 links (Reddit dumps -> canonical URLs with karma) -> fetch (polite crawler, WARC archive) -> extract (trafilatura;
-newspaper4k when it finds more than {cfg['extract']['newspaper_ratio']}x the words) -> filter (at least
+readability-lxml when resiliparse finds more than {cfg['extract']['teaser_ratio']}x its words) -> filter (at least
 {cfg['filter']['min_words']} words, at least {cfg['filter']['min_alpha_fraction']:.0%} letters,
 languages: {', '.join(cfg['filter']['languages']) or 'all'}) -> dedup (exact normalized-text hash; MinHash LSH on word
 {cfg['dedup']['shingle_words']}-grams, {cfg['dedup']['num_perm']} permutations, pairs verified at Jaccard >=

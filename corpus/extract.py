@@ -1,11 +1,9 @@
-"""Main-text extraction: trafilatura, with newspaper4k as a second opinion, in a pool of worker processes.
+"""Main-text extraction: trafilatura, with a second opinion for teasers, in a pool of worker processes.
 
-How the two extractors are combined was decided by measuring on the 300 pages of trafilatura's evaluation set
-(`benchmarks/bench_extract.py --quality`): trafilatura alone has F1 0.920, newspaper4k alone 0.827, keeping only the
-paragraphs both agree on 0.88-0.90, "the longer of the two" 0.918. The rule kept here: trafilatura, unless it
-finds fewer than 600 words and newspaper4k finds more than twice as many (trafilatura returned a teaser, not the
-body). It scores 0.921, the same as asking newspaper4k on every page, while newspaper4k (about 4x slower than
-trafilatura) runs on about half of the pages only; a gate at 200 words gives 0.920 with newspaper4k on 17% of pages.
+The rule (chosen with `benchmarks/bench_extract.py`, which cross-validates its one parameter): trafilatura in its
+fast mode without comments; resiliparse's main-content extraction (about a tenth of trafilatura's cost) on every
+page as a cheap check; when resiliparse finds more than `teaser_ratio` times trafilatura's words, trafilatura kept a
+teaser, not the body, and readability-lxml's text is taken instead (readability, when it finds anything).
 
 trafilatura has no time limit inside `extract()` and its caches grow with every page, so `extract_pages` runs each
 page in a worker process under a deadline (a stuck worker is killed and replaced) and every worker resets the caches
@@ -30,14 +28,15 @@ from corpus.htmldepth import too_deep
 
 log = logging.getLogger(__name__)
 
-METHODS = ("combined", "trafilatura", "newspaper4k")
+# "combined" is the rule above; the others run one extractor alone (for comparison and benchmarks)
+METHODS = ("combined", "trafilatura", "resiliparse", "readability", "newspaper4k")
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
     method: str = "combined"  # one of METHODS
-    newspaper_ratio: float = 2.0  # "combined": newspaper4k wins when it has more than this many times the words
-    second_opinion_below: int = 600  # "combined": newspaper4k only runs when trafilatura finds fewer words
+    # "combined": readability replaces trafilatura's text when resiliparse finds more than this many times its words
+    teaser_ratio: float = 5.0
     timeout_s: float = 30.0  # per page; the worker is killed past it
     workers: int = 0  # 0 = one per CPU core
     reset_caches_every: int = 256  # pages per worker between trafilatura.reset_caches()
@@ -54,12 +53,14 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.method must be one of {METHODS}, got {self.method!r}")
         if self.timeout_s <= 0:
             raise ValueError(f"ExtractConfig.timeout_s must be > 0, got {self.timeout_s}")
+        if not self.teaser_ratio > 0:
+            raise ValueError(f"ExtractConfig.teaser_ratio must be > 0, got {self.teaser_ratio}")
 
 
 @dataclass(frozen=True)
 class Extraction:
     text: str | None
-    extractor: str | None  # which extractor produced `text`: "trafilatura" or "newspaper4k"
+    extractor: str | None  # which extractor produced `text`: one of METHODS other than "combined"
     outcome: str  # "ok", "empty", "too_deep" (nested past the parser's depth limit), "timeout", "too_large", "error"
     error: str | None = None
 
@@ -75,7 +76,25 @@ def _decode(html: str | bytes) -> str:
 def _trafilatura(html: str, url: str | None) -> str | None:
     import trafilatura
 
-    return trafilatura.extract(html, url=url, include_comments=False)
+    # fast: no readability/justext fallback inside trafilatura (about 2/3 of the cost, the same F1 on our pages)
+    return trafilatura.extract(html, url=url, fast=True, include_comments=False)
+
+
+def _resiliparse(html: str, url: str | None) -> str | None:
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    return extract_plain_text(HTMLTree.parse(html), main_content=True) or None
+
+
+def _readability(html: str, url: str | None) -> str | None:
+    import lxml.html
+    from readability import Document
+
+    summary = Document(html, url=url).summary(html_partial=True)
+    text = lxml.html.fromstring(summary).text_content() if summary.strip() else ""
+    # readability keeps the HTML's own line breaks and indentation: one line per non-blank line, trimmed
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip()) or None
 
 
 def _newspaper(html: str, url: str | None) -> str | None:
@@ -88,8 +107,28 @@ def _newspaper(html: str, url: str | None) -> str | None:
     return article.text or None
 
 
+EXTRACTORS = {"trafilatura": _trafilatura, "resiliparse": _resiliparse, "readability": _readability,
+              "newspaper4k": _newspaper}
+
+
 def _n_words(text: str | None) -> int:
     return len(text.split()) if text else 0
+
+
+def _run(name: str, page: str, url: str | None) -> str | None:
+    """One extractor's text; a second opinion that raises on an odd page counts as no answer."""
+    if name == "trafilatura":
+        return _trafilatura(page, url)
+    try:
+        return EXTRACTORS[name](page, url)
+    except Exception as exc:
+        log.debug("%s failed on %s: %s", name, url, exc)
+        return None
+
+
+def is_teaser(traf: str | None, check: str | None, config: ExtractConfig = ExtractConfig()) -> bool:
+    """True when the cheap check (resiliparse) finds more than `teaser_ratio` times trafilatura's words."""
+    return _n_words(check) > config.teaser_ratio * _n_words(traf)
 
 
 def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfig = ExtractConfig()) -> Extraction:
@@ -97,32 +136,19 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
     if len(html) > config.max_html_bytes:
         return Extraction(None, None, "too_large")
     page = _decode(html)
-    traf = _trafilatura(page, url) if config.method in ("combined", "trafilatura") else None
-    news = None
-    if config.method == "newspaper4k" or (config.method == "combined" and _n_words(traf) < config.second_opinion_below):
-        try:
-            news = _newspaper(page, url)
-        except Exception as exc:  # newspaper4k raises on some odd pages; trafilatura's answer stands
-            log.debug("newspaper4k failed on %s: %s", url, exc)
-    text, extractor = choose(traf, news, config)
+    if config.method != "combined":
+        text, extractor = _run(config.method, page, url), config.method
+    else:
+        text, extractor = _run("trafilatura", page, url), "trafilatura"
+        if is_teaser(text, _run("resiliparse", page, url), config):
+            fallback = _run("readability", page, url)
+            if _n_words(fallback) > _n_words(text):
+                text, extractor = fallback, "readability"
+    text = text.strip() if text else None
     if not text:
         depth_error = too_deep(page)  # only asked of empty pages: it parses the page once more
         return Extraction(None, None, "too_deep", depth_error) if depth_error else Extraction(None, None, "empty")
     return Extraction(text, extractor, "ok")
-
-
-def choose(traf: str | None, news: str | None, config: ExtractConfig = ExtractConfig()) -> tuple[str | None, str | None]:
-    """(text, extractor) from the two extractors' outputs by `config.method` (the measured rule for "combined")."""
-    if config.method == "trafilatura":
-        picked = (traf, "trafilatura")
-    elif config.method == "newspaper4k":
-        picked = (news, "newspaper4k")
-    elif _n_words(traf) < config.second_opinion_below and _n_words(news) > config.newspaper_ratio * _n_words(traf):
-        picked = (news, "newspaper4k")
-    else:
-        picked = (traf, "trafilatura")
-    text = picked[0].strip() if picked[0] else None
-    return (text, picked[1]) if text else (None, None)
 
 
 def extract_main_text(html: str | bytes, url: str | None = None) -> str | None:
@@ -133,6 +159,14 @@ def extract_main_text(html: str | bytes, url: str | None = None) -> str | None:
 # ---- worker pool with a per-page deadline ---------------------------------------------------------------------
 
 _READY = "ready"
+
+
+def _import_extractors() -> None:
+    import lxml.html  # noqa: F401
+    import newspaper  # noqa: F401
+    import readability  # noqa: F401
+    import resiliparse.extract.html2text  # noqa: F401
+    import trafilatura  # noqa: F401
 MAX_FAILED_STARTS = 5  # consecutive workers that end before they are ready: then the pool gives up with an error
 
 
@@ -152,8 +186,7 @@ def _exit_when_orphaned(parent_pid: int, interval_s: float = 0.2) -> None:
 
 def _worker(conn: Connection, config: ExtractConfig, parent_pid: int) -> None:
     _exit_when_orphaned(parent_pid)
-    import newspaper  # noqa: F401  (imported before "ready": the deadline must not count start-up)
-    import trafilatura  # noqa: F401
+    _import_extractors()  # before "ready": the deadline must not count start-up
     from trafilatura.meta import reset_caches
 
     conn.send(_READY)
@@ -174,8 +207,9 @@ def _worker(conn: Connection, config: ExtractConfig, parent_pid: int) -> None:
 
 
 class _Slot:
-    """One worker process and its queue of pages (the one it works on, and one sent ahead so that it never waits
-    for this process). The deadline of the page at the head runs from when the worker could start it."""
+    """One worker process and the page it works on. A page is sent only to a ready, idle worker: a page larger than
+    the pipe's buffer (most real pages) blocks the sender until the worker reads it, so one sent ahead to a busy or
+    stuck worker would block the whole pool, deadlines included. The deadline runs from when the page was sent."""
 
     def __init__(self, ctx: Any, config: ExtractConfig) -> None:
         self.conn, child = ctx.Pipe()
@@ -236,8 +270,7 @@ class ExtractorPool:
         self.config = config
         self._ctx = mp.get_context(config.start_method)
         if config.start_method == "fork":
-            import newspaper  # noqa: F401  (imported once here, shared by every forked worker)
-            import trafilatura  # noqa: F401
+            _import_extractors()  # once here, shared by every forked worker
         self._slots = [_Slot(self._ctx, config) for _ in range(config.workers or os.cpu_count() or 1)]
         self._failed_starts = 0  # consecutive workers that ended before they were ready
 
@@ -262,19 +295,18 @@ class ExtractorPool:
         source = iter(pages)
         exhausted = False
         while True:
-            for i in range(len(self._slots)):
-                while len(self._slots[i].queue) < 2:
+            for slot in self._slots:
+                if slot.ready and not slot.queue:
                     page = pending.popleft() if pending else (None if exhausted else next(source, None))
                     if page is None:
                         exhausted = True
-                        break
+                        continue
                     try:
-                        self._slots[i].submit(page)
+                        slot.submit(page)
                     except OSError:  # the worker died: its sentinel is handled below
                         pending.appendleft(page)
-                        break
             slots = self._slots
-            if not pending and not any(s.queue for s in slots):
+            if exhausted and not pending and not any(s.queue for s in slots):
                 return
             timeout = max(0.0, min(s.deadline for s in slots) - time.monotonic())
             ready = set(wait([s.conn for s in slots] + [s.proc.sentinel for s in slots], min(timeout, 3600.0)))

@@ -31,6 +31,31 @@ def test_extract_main_text_keeps_article_and_drops_boilerplate(web_pages_dir):
     assert extract_main_text(html.decode("utf-8"), entry["url"]) == text  # str and bytes give the same text
 
 
+def _page(web_pages_dir: Path, file: str) -> tuple[dict, bytes]:
+    entry = next(e for e in json.loads((web_pages_dir / "manifest.json").read_text()) if e["file"] == file)
+    return entry, (web_pages_dir / file).read_bytes()
+
+
+@pytest.mark.parametrize("file", ["html/axios.com.future.html", "html/iconmagazine.de.sharonstone.html"])
+def test_a_teaser_from_trafilatura_is_replaced_by_the_second_opinion(web_pages_dir, file):
+    # trafilatura's fast mode keeps only the teaser of these pages; resiliparse sees a much longer body
+    entry, html = _page(web_pages_dir, file)
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text or ""
+    assert not all(snippet in alone for snippet in entry["with"])
+    result = extract_with(html, entry["url"])
+    assert result.extractor == "readability"
+    assert all(snippet in result.text for snippet in entry["with"])
+    assert not any(snippet in result.text for snippet in entry["without"])
+
+
+def test_a_full_article_from_trafilatura_is_kept(web_pages_dir):
+    entry = _pages(web_pages_dir, 1)[0]
+    html = (web_pages_dir / entry["file"]).read_bytes()
+    result = extract_with(html, entry["url"])
+    assert result.extractor == "trafilatura"
+    assert result.text == extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
+
+
 def test_combination_is_never_worse_than_trafilatura_on_real_pages(web_pages_dir):
     entries = _pages(web_pages_dir, 8)
     scores = {}
@@ -49,6 +74,8 @@ def test_empty_and_oversized_pages_have_outcomes():
     assert extract_with(b"x" * 100, config=ExtractConfig(max_html_bytes=10)).outcome == "too_large"
     with pytest.raises(ValueError, match="method"):
         ExtractConfig(method="dragnet")
+    with pytest.raises(ValueError, match="teaser_ratio must be > 0, got 0"):
+        ExtractConfig(teaser_ratio=0)
 
 
 DEEP_TEXT = " ".join(f"Sentence {i} of an article that a broken page generator buried under many elements." for i in
@@ -79,7 +106,7 @@ def test_pool_extracts_in_parallel_and_records_the_extractor(web_pages_dir):
     assert set(results) == {e["file"] for e in entries}
     for key, html, url in pages:
         assert results[key].text == extract_with(html, url).text
-        assert results[key].extractor in {"trafilatura", "newspaper4k"}
+        assert results[key].extractor in {"trafilatura", "readability"}
 
 
 # trafilatura has no time limit of its own: 20,000 nested blocks take it several seconds
@@ -214,3 +241,24 @@ def test_workers_end_soon_after_the_process_that_started_them_is_killed(tmp_path
                 worker.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+@pytest.mark.timeout(180)
+def test_a_stuck_worker_times_out_even_with_a_large_page_waiting_behind_it() -> None:
+    """A page larger than the pipe's buffer, sent ahead to a worker that never finishes its current page, blocked the
+    whole pool (and so the deadline that was to kill that worker): the pool hung for ever."""
+    large = "<html><body><article>" + "<p>A long and ordinary article paragraph, sentence after sentence.</p>" * 20000
+    large += "</article></body></html>"  # ~1.4 MB: far past a pipe's 64 KiB buffer
+    with ExtractorPool(ExtractConfig(workers=1, timeout_s=3.0, method="trafilatura")) as pool:
+        assert dict(pool.imap([("warm", SIMPLE_PAGE, None)]))["warm"].outcome == "ok"  # the worker is ready
+        worker = psutil.Process(pool._slots[0].proc.pid)
+
+        def pages():
+            # The worker is stopped while it works on the first page: it will never finish it nor read again.
+            threading.Timer(0.3, worker.suspend).start()
+            yield "stuck", PATHOLOGICAL, "https://stuck.example.com/"
+            yield "large", large, "https://large.example.com/"
+
+        results = dict(pool.imap(pages()))
+    assert results["stuck"].outcome == "timeout"
+    assert results["large"].outcome == "ok" and results["large"].text

@@ -106,7 +106,7 @@ def test_the_memory_bound_never_changes_the_bytes(tmp_path):
 def test_card_renders_the_manifest():
     manifest = {
         "config": {"links": {"min_karma": 3, "cutoff": "2018-01-01", "drop_nsfw": True},
-                   "extract": {"newspaper_ratio": 2.0}, "filter": {"min_words": 128, "min_alpha_fraction": 0.6,
+                   "extract": {"teaser_ratio": 5.0}, "filter": {"min_words": 128, "min_alpha_fraction": 0.6,
                                                                    "languages": []},
                    "dedup": {"shingle_words": 5, "num_perm": 128, "threshold": 0.7},
                    "shards": {"val_fraction": 0.01, "row_group_rows": 1024}},
