@@ -7,13 +7,29 @@ document (tracemalloc, a second build), recall of the generated near-duplicates,
 same run, a plain Python `set` of the same docs' shingle hashes (what exact pairwise verification would hold).
 
     .venv/bin/python benchmarks/bench_dedup.py [--docs 10000] [--large]
+
+`--rss N...` measures the build's dedup stage instead (`corpus.dedup_parts` through `build.run_dedup`, every part in
+one process, as one Dask worker runs them): its peak RSS at each size against today's in-memory index
+(`Deduplicator` over the same filter parts) at the first size, each in a fresh process. The filter parts are
+generated: 150-word texts, 10% near-duplicates (MinHash values redrawn with probability 0.1, the MinHash statistics of a
+copy with Jaccard 0.9, and 3 words of the text edited) and 2% exact copies; the signatures are generated, not
+computed from the texts (signing 1M texts takes longer than the dedup itself), so a generated pair's verification
+uses the generated texts.
+
+    .venv/bin/python benchmarks/bench_dedup.py --rss 100000 1000000 [--partition-docs 50000]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
 from corpus.dedup import DedupConfig, Deduplicator, shingles, signature, text_hash
 
@@ -86,13 +102,116 @@ def run(n: int) -> None:
     print(f"  removed {result.counts()} | near-duplicate recall {caught / max(len(near), 1):.3f} of {len(near):,}")
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_filter_parts(folder: Path, n: int, rows_per_part: int = 5000, seed: int = 0) -> None:
+    """Generated filter-stage parts (see the module docstring): the dedup stage's input."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from corpus.build import FILTERED_SCHEMA, doc_id
+
+    rng = np.random.default_rng(seed)
+    vocab = np.array([f"w{i}" for i in range(50_000)])
+    folder.mkdir(parents=True)
+    texts: list[list[str]] = []
+    signatures: list[np.ndarray] = []
+    rows = []
+    for i in range(n):
+        r = rng.random()
+        if i > 10 and r < 0.10:
+            j = int(rng.integers(len(texts)))
+            words = list(texts[j])
+            for k in rng.choice(len(words), 3, replace=False):
+                words[k] = vocab[rng.integers(len(vocab))]
+            sig = np.where(rng.random(128) < 0.1, rng.integers(0, 2**32, 128, dtype=np.uint64), signatures[j])
+        elif i > 10 and r < 0.12:
+            j = int(rng.integers(len(texts)))
+            words, sig = texts[j], signatures[j]
+        else:
+            words, sig = list(vocab[rng.integers(len(vocab), size=150)]), rng.integers(0, 2**32, 128, dtype=np.uint64)
+        if len(texts) < 20_000:  # copies come from a window of earlier documents: bounded generator memory
+            texts.append(words)
+            signatures.append(sig)
+        else:
+            texts[i % 20_000], signatures[i % 20_000] = words, sig
+        text = " ".join(words)
+        url = f"https://site{i % 500}.example.com/{i}"
+        rows.append({"id": doc_id(url), "url": url, "link_url": url, "domain": f"site{i % 500}.example.com",
+                     "title": None, "text": text, "karma": int(rng.integers(1, 50)), "subreddits": [],
+                     "created_utc": i, "fetched_at": "2026-11-30T00:00:00Z", "extractor": "trafilatura",
+                     "n_words": len(words), "text_hash": text_hash(text), "minhash": sig.astype("<u8").tobytes()})
+        if len(rows) == rows_per_part or i == n - 1:
+            pq.write_table(pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA),
+                           folder / f"00000-{i // rows_per_part:05d}.parquet")
+            rows = []
+
+
+def rss_child(method: str, out_dir: Path, partition_docs: int) -> None:
+    """One dedup run in this fresh process; prints its peak RSS and result as JSON."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from corpus.build import filtered_parts, run_dedup, stage_key
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if method == "parts":
+        _, stats = run_dedup(out_dir, stage_key("bench"), DedupConfig(), partition_docs=partition_docs)
+        removed = stats["dropped"]
+    else:  # today's in-memory index over the same parts (the build's dedup before corpus.dedup_parts)
+        dd = Deduplicator(DedupConfig())
+        parts = filtered_parts(out_dir)
+        for part in parts:
+            t = pq.read_table(part, columns=["id", "karma", "created_utc", "text_hash", "minhash"]).to_pylist()
+            for row in t:
+                dd.add(row["id"], row["text_hash"], np.frombuffer(row["minhash"], dtype="<u8"), row["karma"],
+                       row["created_utc"])
+        need = dd.candidate_ids()
+        texts = ((r["id"], r["text"]) for part in parts for r in pq.read_table(part, columns=["id", "text"]).to_pylist()
+                 if r["id"] in need)
+        removed = dd.resolve(texts).counts()
+    print(json.dumps({"seconds": time.perf_counter() - start, "removed": removed, "base_mib": base / 1024,
+                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def rss(sizes: list[int], partition_docs: int) -> None:
+    print(f"dedup stage, peak RSS of the process (fresh process each; after imports in brackets), "
+          f"partition_docs={partition_docs:,}")
+    runs = [("in-memory", sizes[0])] + [("parts", n) for n in sizes]
+    for method, n in runs:
+        with tempfile.TemporaryDirectory(dir=REPO / ".tmp" if (REPO / ".tmp").is_dir() else None) as tmp:
+            t = time.perf_counter()
+            write_filter_parts(Path(tmp) / "filter", n)
+            generated = time.perf_counter() - t
+            out = subprocess.run([sys.executable, __file__, "--rss-child", method, tmp, str(partition_docs)],
+                                 cwd=REPO, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{method} at {n:,} documents failed:\n{out.stderr[-3000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {method:>9s} {n:>9,} docs: peak {r['peak_mib']:7.0f} MiB ({r['base_mib']:.0f} after imports), "
+              f"{r['seconds']:6.1f} s ({n / r['seconds']:,.0f} docs/s; input generated in {generated:.0f} s), "
+              f"removed {r['removed']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, nargs="*", default=[10_000])
     parser.add_argument("--large", action="store_true", help="also 100k documents (several minutes)")
+    parser.add_argument("--rss", type=int, nargs="*", help="peak RSS of the build's dedup stage at these sizes")
+    parser.add_argument("--partition-docs", type=int, default=50_000)
+    parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for n in args.docs + ([100_000] if args.large else []):
-        run(n)
+    if args.rss_child:
+        method, out_dir, partition_docs = args.rss_child
+        rss_child(method, Path(out_dir), int(partition_docs))
+    elif args.rss:
+        rss(args.rss, args.partition_docs)
+    else:
+        for n in args.docs + ([100_000] if args.large else []):
+            run(n)
 
 
 if __name__ == "__main__":
