@@ -152,31 +152,51 @@ def run_links(dumps: Sequence[Path], out_dir: Path, link_config: Any) -> tuple[s
     return key, finish(stage_dir, key, result.to_dict())
 
 
-def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None
-              ) -> tuple[str, dict]:
-    """Fetch every link; the key is the link list only (where pages are routed is not part of what was fetched)."""
-    from corpus.fetch import fetch_urls
+def fetch_key(links_key: str) -> str:
+    """The key is the link list only: where pages are routed, and how many parts fetch them, is not what was fetched."""
+    return stage_key("fetch", links_key)
+
+
+def plan_fetch(out_dir: Path, key: str, parts: int) -> int:
+    """Prepare the fetch stage folder and split the links into parts by host (corpus.fetch_parts); returns the count."""
+    from corpus import fetch_parts
 
     stage_dir = out_dir / "fetch"
-    key = stage_key("fetch", links_key)
-    if (stats := completed(stage_dir, key)) is not None:
+    begin(stage_dir, key)
+    return fetch_parts.plan(out_dir / "links" / "links.parquet", stage_dir, parts)["parts"]
+
+
+def finish_fetch(out_dir: Path, key: str) -> dict:
+    """The outcome of every link, from every part's log (also what an earlier, interrupted run fetched)."""
+    from corpus import fetch_parts
+
+    stage_dir = out_dir / "fetch"
+    outcomes: Counter[str] = Counter()
+    for log_path in fetch_parts.logs(stage_dir):
+        outcomes.update(pq.read_table(log_path, columns=["outcome"]).column("outcome").to_pylist())
+    links = json.loads((stage_dir / "_plan.json").read_text())["links"]
+    stats = {"in": links, "out": outcomes.get("ok", 0),
+             "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"}, "outcomes": dict(sorted(outcomes.items()))}
+    return finish(stage_dir, key, stats)
+
+
+def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None,
+              parts: int = 1) -> tuple[str, dict]:
+    """Fetch every link, part after part in this process (the flow runs the parts on the Dask cluster)."""
+    from corpus import fetch_parts
+
+    key = fetch_key(links_key)
+    if (stats := completed(out_dir / "fetch", key)) is not None:
         return key, stats
-    begin(stage_dir, key)  # fetch_urls itself resumes from its log
-    links = pq.read_table(out_dir / "links" / "links.parquet", columns=["url", "original_urls"]).to_pylist()
-    # Request a URL as it was submitted (https first): the canonical form is a key, not always a page a site serves.
-    requests = [(row["url"], min(row["original_urls"] or [row["url"]], key=lambda u: (not u.startswith("https:"), u)))
-                for row in links]
-    summary = fetch_urls(requests, stage_dir, fetch_config, progress=progress)
-    # outcomes of every URL in the log, also those fetched by an earlier, interrupted run
-    outcomes = Counter(pq.read_table(stage_dir / "log.parquet", columns=["outcome"]).column("outcome").to_pylist())
-    stats = {"in": len(links), "out": outcomes.get("ok", 0),
-             "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
-             "outcomes": dict(sorted(outcomes.items())), "summary": summary.to_dict()}
-    return key, finish(stage_dir, key, stats)
+    for k in range(plan_fetch(out_dir, key, parts)):
+        fetch_parts.fetch_part(out_dir / "fetch", k, fetch_config, progress)
+    return key, finish_fetch(out_dir, key)
 
 
 def fetched_warcs(out_dir: Path) -> list[Path]:
-    return sorted((out_dir / "fetch" / "warc").glob("*.warc.gz"))
+    from corpus import fetch_parts
+
+    return fetch_parts.warcs(out_dir / "fetch")
 
 
 # ---- extract -----------------------------------------------------------------------------------------------------
