@@ -11,10 +11,10 @@ same run, a plain Python `set` of the same docs' shingle hashes (what exact pair
 `--rss N...` measures the build's dedup stage instead (`corpus.dedup_parts` through `build.run_dedup`, every part in
 one process, as one Dask worker runs them): its peak RSS at each size against today's in-memory index
 (`Deduplicator` over the same filter parts) at the first size, each in a fresh process. The filter parts are
-generated: 150-word texts, 10% near-duplicates (MinHash values redrawn with probability 0.1, the MinHash statistics of a
-copy with Jaccard 0.9, and 3 words of the text edited) and 2% exact copies; the signatures are generated, not
-computed from the texts (signing 1M texts takes longer than the dedup itself), so a generated pair's verification
-uses the generated texts.
+generated: 150-word texts, 10% near-duplicates (3 words of the text edited, and MinHash values redrawn with
+probability 0.1: the MinHash statistics of a copy with Jaccard 0.9) and 2% exact copies; the signatures are
+generated, not computed from the texts (signing 1M texts takes longer than the dedup itself); verification uses the
+generated texts.
 
     .venv/bin/python benchmarks/bench_dedup.py --rss 100000 1000000 [--partition-docs 50000]
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -106,47 +105,64 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_filter_parts(folder: Path, n: int, rows_per_part: int = 5000, seed: int = 0) -> None:
-    """Generated filter-stage parts (see the module docstring): the dedup stage's input."""
+    """Generated filter-stage parts (see the module docstring), built a part at a time with numpy."""
+    import hashlib
+
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from corpus.build import FILTERED_SCHEMA, doc_id
+    from corpus.dedup import normalize_text
 
     rng = np.random.default_rng(seed)
-    vocab = np.array([f"w{i}" for i in range(50_000)])
     folder.mkdir(parents=True)
-    texts: list[list[str]] = []
-    signatures: list[np.ndarray] = []
-    rows = []
-    for i in range(n):
-        r = rng.random()
-        if i > 10 and r < 0.10:
-            j = int(rng.integers(len(texts)))
-            words = list(texts[j])
-            for k in rng.choice(len(words), 3, replace=False):
-                words[k] = vocab[rng.integers(len(vocab))]
-            sig = np.where(rng.random(128) < 0.1, rng.integers(0, 2**32, 128, dtype=np.uint64), signatures[j])
-        elif i > 10 and r < 0.12:
-            j = int(rng.integers(len(texts)))
-            words, sig = texts[j], signatures[j]
-        else:
-            words, sig = list(vocab[rng.integers(len(vocab), size=150)]), rng.integers(0, 2**32, 128, dtype=np.uint64)
-        if len(texts) < 20_000:  # copies come from a window of earlier documents: bounded generator memory
-            texts.append(words)
-            signatures.append(sig)
-        else:
-            texts[i % 20_000], signatures[i % 20_000] = words, sig
-        text = " ".join(words)
-        url = f"https://site{i % 500}.example.com/{i}"
-        rows.append({"id": doc_id(url), "url": url, "link_url": url, "domain": f"site{i % 500}.example.com",
-                     "title": None, "text": text, "karma": int(rng.integers(1, 50)), "subreddits": [],
-                     "created_utc": i, "fetched_at": "2026-11-30T00:00:00Z", "extractor": "trafilatura",
-                     "n_words": len(words), "text_hash": text_hash(text), "minhash": sig.astype("<u8").tobytes()})
-        if len(rows) == rows_per_part or i == n - 1:
-            pq.write_table(pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA),
-                           folder / f"00000-{i // rows_per_part:05d}.parquet")
-            rows = []
+    window = 20_000  # copies come from the last `window` documents: bounded generator memory
+    words = np.zeros((window, 150), dtype=np.int64)
+    sigs = np.zeros((window, 128), dtype=np.uint64)
+    digits = np.frombuffer(b"0123456789", dtype=np.uint8)
+    for start in range(0, n, rows_per_part):
+        m = min(rows_per_part, n - start)
+        w = rng.integers(0, 100_000, size=(m, 150))
+        s = rng.integers(0, 2**32, size=(m, 128), dtype=np.uint64)
+        kind = rng.random(m)
+        for i in range(m):  # copies may copy documents of this part: row by row
+            if start + i > 10 and kind[i] < 0.12:
+                j = int(rng.integers(min(start + i, window)))
+                w[i], s[i] = words[j], sigs[j]
+                if kind[i] < 0.10:  # near: 3 words edited, MinHash values redrawn with probability 0.1
+                    w[i, rng.choice(150, 3, replace=False)] = rng.integers(0, 100_000, 3)
+                    redraw = rng.random(128) < 0.1
+                    s[i, redraw] = rng.integers(0, 2**32, int(redraw.sum()), dtype=np.uint64)
+            words[(start + i) % window], sigs[(start + i) % window] = w[i], s[i]
+        # text "w01234 w56789 ...": fixed-width words written as bytes, already in normalized form
+        chars = np.empty((m, 150, 7), dtype=np.uint8)
+        chars[:, :, 0] = ord("w")
+        for d in range(5):
+            chars[:, :, 1 + d] = digits[(w // 10 ** (4 - d)) % 10]
+        chars[:, :, 6] = ord(" ")
+        raw = chars.reshape(m, -1)[:, :-1].tobytes()
+        width = 150 * 7 - 1
+        texts = [raw[k * width:(k + 1) * width].decode() for k in range(m)]
+        assert normalize_text(texts[0]) == texts[0]
+        urls = [f"https://site{(start + k) % 500}.example.com/{start + k}" for k in range(m)]
+        table = pa.table({
+            "id": [doc_id(u) for u in urls], "url": urls, "link_url": urls,
+            "domain": [u.split("/")[2] for u in urls], "title": pa.nulls(m, pa.string()), "text": texts,
+            "karma": rng.integers(1, 50, m), "subreddits": pa.array([[]] * m, pa.list_(pa.string())),
+            "created_utc": np.arange(start, start + m), "fetched_at": ["2026-11-30T00:00:00Z"] * m,
+            "extractor": ["trafilatura"] * m, "n_words": np.full(m, 150),
+            "text_hash": pa.array([hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts], pa.binary(16)),
+            "minhash": [row.astype("<u8").tobytes() for row in s]}, schema=FILTERED_SCHEMA)
+        pq.write_table(table, folder / f"00000-{start // rows_per_part:05d}.parquet")
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak RSS since it started (VmHWM; ru_maxrss would carry the parent's from before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def rss_child(method: str, out_dir: Path, partition_docs: int) -> None:
@@ -156,7 +172,7 @@ def rss_child(method: str, out_dir: Path, partition_docs: int) -> None:
 
     from corpus.build import filtered_parts, run_dedup, stage_key
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _peak_rss_mib()
     start = time.perf_counter()
     if method == "parts":
         _, stats = run_dedup(out_dir, stage_key("bench"), DedupConfig(), partition_docs=partition_docs)
@@ -173,8 +189,8 @@ def rss_child(method: str, out_dir: Path, partition_docs: int) -> None:
         texts = ((r["id"], r["text"]) for part in parts for r in pq.read_table(part, columns=["id", "text"]).to_pylist()
                  if r["id"] in need)
         removed = dd.resolve(texts).counts()
-    print(json.dumps({"seconds": time.perf_counter() - start, "removed": removed, "base_mib": base / 1024,
-                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "removed": removed, "base_mib": base,
+                      "peak_mib": _peak_rss_mib()}))
 
 
 def rss(sizes: list[int], partition_docs: int) -> None:

@@ -253,13 +253,13 @@ def _bucket_pairs(plan: DedupPlan, k: int) -> dict:
     keys = keys[order]
     starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
     sizes = np.diff(np.r_[starts, len(order)])
-    left, right = [], []
-    for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
+    twos = starts[sizes == 2]  # most buckets with a pair hold just that pair
+    left, right = [order[twos]], [order[twos + 1]]
+    for start, size in zip(starts[sizes > 2], sizes[sizes > 2]):
         i, j = np.triu_indices(size, 1)  # ids ascend within a bucket: i's id < j's id
         left.append(order[start + i])
         right.append(order[start + j])
-    a = np.concatenate(left) if left else np.empty(0, dtype=np.int64)
-    b = np.concatenate(right) if right else np.empty(0, dtype=np.int64)
+    a, b = np.concatenate(left), np.concatenate(right)
     karma, created, ordinal = _col(table, "karma"), _col(table, "created"), _col(table, "ordinal")
     pairs = pa.table({"a": pa.array(ids[a], _U64), "a_karma": pa.array(karma[a], _I64),
                       "a_created": pa.array(created[a], _I64), "b": pa.array(ids[b], _U64),

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus import dedup_parts
-from corpus.build import FILTERED_SCHEMA, doc_id, plan_dedup, run_dedup, dedup_key, stage_key
+from corpus.build import FILTERED_SCHEMA, dedup_key, doc_id, plan_dedup, run_dedup, stage_key
 from corpus.dedup import DedupConfig, Deduplicator, signature, text_hash
 
 VOCAB = [f"w{i}" for i in range(3000)]
@@ -19,8 +19,8 @@ VOCAB = [f"w{i}" for i in range(3000)]
 def _row(n: int, text: str, karma: int, created: int) -> dict:
     url = f"https://site{n % 7}.example.com/{n}"
     return {"id": doc_id(url), "url": url, "link_url": url, "domain": f"site{n % 7}.example.com", "title": None,
-            "text": text, "karma": karma, "subreddits": [], "created_utc": created, "fetched_at": "2026-11-30T00:00:00Z",
-            "extractor": "trafilatura", "n_words": len(text.split()), "text_hash": text_hash(text),
+            "text": text, "karma": karma, "subreddits": [], "created_utc": created,
+            "fetched_at": "2026-11-30T00:00:00Z", "extractor": "trafilatura", "n_words": len(text.split()), "text_hash": text_hash(text),
             "minhash": signature(text).astype("<u8").tobytes()}
 
 
