@@ -63,8 +63,8 @@ class BuildConfig:
     dedup: DedupConfig = DedupConfig()
     shards: ShardConfig = ShardConfig()
     pages_per_part: int = 128  # extraction unit: a crash loses at most the parts in flight
-    # documents per dedup partition: sets the memory of every dedup part (about 1 KB a document), not the result
-    dedup_partition_docs: int = 200_000
+    # documents per dedup partition: sets the memory of every dedup part, not the result (bench_dedup.py --rss)
+    dedup_partition_docs: int = 50_000
 
 
 # ---- stage bookkeeping ------------------------------------------------------------------------------------------
@@ -140,11 +140,30 @@ def resolve_inputs(patterns: Sequence[str | Path] | None, what: str) -> list[Pat
 # ---- links and fetch (corpus.links / corpus.fetch) --------------------------------------------------------------
 
 
+def links_key(dumps: Sequence[Path], link_config: Any) -> str:
+    return stage_key("links", file_fingerprint(dumps), link_config)
+
+
+def plan_links(out_dir: Path, key: str, dumps: Sequence[Path], link_config: Any) -> Any:
+    """Prepare the links stage folder; the parts are corpus.links' (one per dump, one per run of partitions)."""
+    from corpus.links import plan_links
+
+    stage_dir = out_dir / "links"
+    begin(stage_dir, key)
+    return plan_links(dumps, stage_dir / "links.parquet", link_config)
+
+
+def finish_links(out_dir: Path, key: str, plan: Any, unit_counts: Sequence[dict]) -> dict:
+    from corpus.links import finish_links
+
+    return finish(out_dir / "links", key, finish_links(plan, unit_counts).to_dict())
+
+
 def run_links(dumps: Sequence[Path], out_dir: Path, link_config: Any) -> tuple[str, dict]:
     from corpus.links import harvest_links
 
     stage_dir = out_dir / "links"
-    key = stage_key("links", file_fingerprint(dumps), link_config)
+    key = links_key(dumps, link_config)
     if (stats := completed(stage_dir, key)) is not None:
         return key, stats
     begin(stage_dir, key)

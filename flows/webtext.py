@@ -2,8 +2,10 @@
 Wikipedia removal -> Parquet shards.
 
 The stages are the resumable functions of `corpus.build`; this file adds Prefect tasks, retries, progress logs and
-artifacts. Extraction and filtering are mapped over parts on a Dask cluster (prefect-dask's DaskTaskRunner: a local
-cluster of worker processes by default, an existing cluster when `dask_address` is given). A re-run after a crash
+artifacts. Every stage that grows with the corpus is mapped over its parts on a Dask cluster (prefect-dask's
+DaskTaskRunner: a local cluster of worker processes by default, an existing cluster when `dask_address` is given):
+links (a task per dump, then per run of partitions), fetch (per host partition), extract and filter (per part) and
+dedup (per step and partition); the flow itself only plans, maps and finishes. A re-run after a crash
 keeps every finished stage and part; a re-run of a finished build does nothing and says so.
 """
 from __future__ import annotations
@@ -20,19 +22,27 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.utilities.annotations import unmapped
 
-from corpus import build, dedup_parts, fetch_parts
+from corpus import build, dedup_parts, fetch_parts, links
 from corpus.dedup import DedupConfig
 from corpus.extract import ExtractConfig
 from corpus.filters import FilterConfig
 from corpus.shards import ShardConfig
 
 
-@task(name="links", cache_policy=NO_CACHE)
-def links_task(dumps: list[Path], out_dir: Path, link_config: Any) -> tuple[str, dict]:
-    key, stats = build.run_links(dumps, out_dir, link_config)
-    get_run_logger().info("links: %d submissions -> %d links (dropped: %s)", stats["submissions"], stats["kept"],
-                          stats["dropped"])
-    return key, stats
+@task(name="links-read", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def read_dump_task(plan: links.LinksPlan, index: int) -> dict:
+    logger = get_run_logger()
+
+    def report(path: Path, submissions: int, candidates: int) -> None:
+        logger.info("links: %s: %d submissions read, %d candidate submissions", path.name, submissions, candidates)
+
+    marker = links.read_dump(plan, index, report)
+    return {"submissions": marker["submissions"], "rows": marker["rows"]}
+
+
+@task(name="links-aggregate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def aggregate_links_task(plan: links.LinksPlan, units: list[tuple[int, int]], index: int) -> dict:
+    return links.aggregate_unit(plan, units, index)
 
 
 @task(name="fetch", cache_policy=NO_CACHE)
@@ -91,15 +101,33 @@ def _run_mapped(label: str, futures: list, total_pages: int | None = None) -> li
 
 @flow(name="webtext-stages", validate_parameters=False)
 def build_stages(
-    out_dir: Path, links_path: Path | None, links_key: str | None, warcs: list[Path] | None, upstream: str | None,
-    config: build.BuildConfig, stage_rows: list[dict], run_config: dict, fetch_config: Any = None,
-    fetch_part_count: int = 1,
+    out_dir: Path, dumps: list[Path], link_config: Any, warc_inputs: list[Path], config: build.BuildConfig,
+    run_config: dict, fetch_config: Any = None, fetch_part_count: int = 1,
 ) -> dict:
-    """[Fetch ->] extract -> filter -> dedup -> wikipedia -> shards, each stage's parts mapped over the Dask cluster;
-    without `warcs` the links are fetched first."""
+    """[Links -> fetch ->] extract -> filter -> dedup -> wikipedia -> shards, each stage's parts mapped over the Dask
+    cluster; with `warc_inputs` the pages come from those files instead of being fetched."""
     logger = get_run_logger()
-    stage_rows = list(stage_rows)
-    if warcs is None:
+    stage_rows: list[dict] = []
+    links_path, links_key = None, None
+    if dumps:
+        links_key = build.links_key(dumps, link_config)
+        link_stats = build.completed(out_dir / "links", links_key)
+        if link_stats is None:
+            plan = build.plan_links(out_dir, links_key, dumps, link_config)
+            read = _run_mapped("links-read", read_dump_task.map(unmapped(plan), plan.parts))
+            logger.info("links: %d dumps read, %d submissions", len(read), sum(r["submissions"] for r in read))
+            link_units = links.plan_aggregation(plan)
+            counts = _run_mapped("links-aggregate", aggregate_links_task.map(unmapped(plan), unmapped(link_units),
+                                                                             range(len(link_units))))
+            link_stats = build.finish_links(out_dir, links_key, plan, counts)
+        logger.info("links: %d submissions -> %d links (dropped: %s)", link_stats["submissions"], link_stats["kept"],
+                    link_stats["dropped"])
+        links_path = out_dir / "links" / "links.parquet"
+        stage_rows.append({"stage": "links", "in": link_stats["submissions"], "out": link_stats["kept"],
+                           "dropped": link_stats["dropped"]})
+    if warc_inputs:
+        warcs, upstream = warc_inputs, build.stage_key("warc_inputs", links_key, build.file_fingerprint(warc_inputs))
+    else:
         fetch_key = build.fetch_key(links_key)
         fetch_stats = build.completed(out_dir / "fetch", fetch_key)
         if fetch_stats is None:
@@ -179,7 +207,7 @@ def webtext(
     fetch_deadline_s: float = 60.0,
     fetch_part_count: int = 8,
     pages_per_part: int = 128,
-    dedup_partition_docs: int = 200_000,
+    dedup_partition_docs: int = 50_000,
     extract_timeout_s: float = 30.0,
     n_workers: int | None = None,
     ca_file: str | None = None,
@@ -191,7 +219,7 @@ def webtext(
     `ca_file` adds CA certificates to trust (PEM); `n_workers` sizes the local Dask cluster (default: one per core);
     `fetch_part_count` splits the links by host into parts fetched in parallel, each with up to `fetch_concurrency`
     requests in flight (so up to parts in flight x `fetch_concurrency` in all); `dedup_partition_docs` sets the memory
-    of each dedup part (about 1 KB a document), not the result.
+    of each dedup part, not the result.
     """
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig
@@ -227,20 +255,8 @@ def webtext(
         _publish(out, done)  # so this run, too, shows the corpus it stands for
         return done
 
-    stage_rows: list[dict] = []
-    links_path, links_key = None, None
-    if dump_paths:
-        links_key, link_stats = links_task(dump_paths, out, link_config)
-        links_path = out / "links" / "links.parquet"
-        stage_rows.append({"stage": "links", "in": link_stats["submissions"], "out": link_stats["kept"],
-                           "dropped": link_stats["dropped"]})
-    warcs, upstream = None, None  # fetched first, in build_stages
-    if warc_paths:
-        warcs, upstream = warc_paths, build.stage_key("warc_inputs", links_key, build.file_fingerprint(warc_paths))
-
     stages = build_stages.with_options(task_runner=_task_runner(dask_address, n_workers))
-    manifest = stages(out, links_path, links_key, warcs, upstream, config, stage_rows, run_config, fetch_config,
-                      fetch_part_count)
+    manifest = stages(out, dump_paths, link_config, warc_paths, config, run_config, fetch_config, fetch_part_count)
     build.record_request(out, request_key)
     _publish(out, manifest)
     logger.info("webtext: %d documents in %d shards under %s", manifest["totals"]["documents"],
