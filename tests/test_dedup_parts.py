@@ -1,9 +1,13 @@
 """Dedup in parts (corpus.dedup_parts through build.run_dedup) removes exactly the ids the in-memory `Deduplicator`
 removes, with the same reasons and kept duplicates, whatever the number of partitions; an interrupted run resumes to
-the same removed.parquet; the plan keeps parts to the memory setting."""
+the same removed.parquet, also after SIGKILL; the plan keeps parts to the memory setting."""
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +17,7 @@ from corpus import dedup_parts
 from corpus.build import FILTERED_SCHEMA, dedup_key, doc_id, plan_dedup, run_dedup, stage_key
 from corpus.dedup import DedupConfig, Deduplicator, signature, text_hash
 
+REPO = Path(__file__).resolve().parents[1]
 VOCAB = [f"w{i}" for i in range(3000)]
 
 
@@ -105,6 +110,43 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, generated):
     _, stats = run_dedup(tmp_path, stage_key("test"), DedupConfig(), partition_docs=10**6)
     assert stats["partitions"] == plan.partitions == 7
     assert _removed(tmp_path) == expected.removed
+
+
+KILLED_IN_ATTACH = """
+import os, signal, sys
+from pathlib import Path
+from corpus import dedup_parts
+from corpus.build import run_dedup, stage_key
+from corpus.dedup import DedupConfig
+
+attach = dedup_parts._STEP_FUNCTIONS["attach"]
+
+def attach_then_die(plan, index):  # dies after a part's files are written, before its marker
+    stats = attach(plan, index)
+    if index == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return stats
+
+dedup_parts._STEP_FUNCTIONS["attach"] = attach_then_die
+run_dedup(Path(sys.argv[1]), stage_key("test"), DedupConfig(), partition_docs=60)
+"""
+
+
+def test_a_sigkilled_dedup_resumes_to_the_same_bytes(tmp_path, generated):
+    rows, expected = generated
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    _write_parts(killed, rows, 50)
+    _write_parts(clean, rows, 50)
+    child = subprocess.run([sys.executable, "-c", KILLED_IN_ATTACH, str(killed)], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    done = sorted(p.stem for p in (killed / "dedup" / "_work" / "_done").glob("*.json"))
+    assert "attach-00001" in done and "attach-00002" not in done and not (killed / "dedup" / "removed.parquet").exists()
+    assert list((killed / "dedup" / "_work" / "half").glob("*/00002.parquet")), "part 2's files were written"
+    assert run_dedup(killed, stage_key("test"), DedupConfig(), partition_docs=60) == \
+        run_dedup(clean, stage_key("test"), DedupConfig(), partition_docs=60)
+    assert (killed / "dedup" / "removed.parquet").read_bytes() == (clean / "dedup" / "removed.parquet").read_bytes()
+    assert _removed(killed) == expected.removed
 
 
 def test_plan_keeps_every_source_group_to_the_partition_setting(tmp_path, generated):
