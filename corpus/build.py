@@ -212,6 +212,11 @@ def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callab
     return key, finish_fetch(out_dir, key)
 
 
+def warc_inputs_key(links_key: str | None, warcs: Sequence[Path]) -> str:
+    """The upstream key of extraction from given WARC files (not fetched ones): the flow's and build_from_warcs'."""
+    return stage_key("warc_inputs", links_key, file_fingerprint(warcs))
+
+
 def fetched_warcs(out_dir: Path) -> list[Path]:
     from corpus import fetch_parts
 
@@ -573,7 +578,7 @@ def build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig =
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
     t = time.monotonic()
-    upstream = stage_key("warcs", links_key, file_fingerprint(warcs))
+    upstream = warc_inputs_key(links_key, warcs)
     ekey, units = plan_extract(out_dir, warcs, upstream, config)
     for unit in units:
         extract_unit(out_dir, unit, config.extract)

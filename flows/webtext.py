@@ -126,7 +126,7 @@ def build_stages(
         stage_rows.append({"stage": "links", "in": link_stats["submissions"], "out": link_stats["kept"],
                            "dropped": link_stats["dropped"]})
     if warc_inputs:
-        warcs, upstream = warc_inputs, build.stage_key("warc_inputs", links_key, build.file_fingerprint(warc_inputs))
+        warcs, upstream = warc_inputs, build.warc_inputs_key(links_key, warc_inputs)
     else:
         fetch_key = build.fetch_key(links_key)
         fetch_stats = build.completed(out_dir / "fetch", fetch_key)
