@@ -2,7 +2,8 @@
 
 Every step reads and writes Parquet files under `<dedup>/_work` and is split into independent parts (one Dask task
 each in the flow). A part holds about `partition_docs` documents' worth of rows, so memory per process is set by that
-setting, not by the corpus; disk holds the shuffled rows (about 600 bytes a document plus candidates' shingles).
+setting, not by the corpus; disk holds the shuffled rows (about 2 KB a document: two copies of the 512-byte
+signature, and 14 band keys at the default threshold) plus the candidates' shingles, until the stage ends.
 
  1. scatter  (per group of filter parts): rows -> partitions by document id
  2. repeats  (per id partition): a link archived twice keeps its first copy -> partitions by text hash
