@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from datasketch.lsh import _optimal_param
 
 from corpus.dedup import DedupConfig, jaccard_hashes, shingle_hashes
-from corpus.files import write_json, write_parquet
+from corpus.files import run_once, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 STEPS = ("scatter", "repeats", "exact", "buckets", "shingles", "attach", "verify")
@@ -78,13 +78,7 @@ def plan(stage_dir: Path, parts: list[Path], config: DedupConfig, partition_docs
 
 def run_part(plan: DedupPlan, step: str, index: int) -> dict:
     """Run one part of one step unless its marker says it is done; returns its counts."""
-    marker = plan.work / "_done" / f"{step}-{index:05d}.json"
-    if marker.exists():
-        return json.loads(marker.read_text())
-    stats = _STEP_FUNCTIONS[step](plan, index)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    write_json(marker, stats)
-    return stats
+    return run_once(plan.work / "_done" / f"{step}-{index:05d}.json", lambda: _STEP_FUNCTIONS[step](plan, index))
 
 
 def run_all(plan: DedupPlan) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus.files import write_json
+from corpus.files import run_once, write_json
 from corpus.urls import registered_domain, url_host
 
 LINKS_SCHEMA = pa.schema([("url", pa.string()), ("start", pa.string())])  # log key, URL to request
@@ -81,13 +81,12 @@ def fetch_part(fetch_dir: Path, k: int, config, progress: Callable[[dict], None]
     from corpus.fetch import fetch_urls
 
     folder = fetch_dir / "parts" / f"{k:05d}"
-    marker = folder / "_DONE.json"
-    if marker.exists():
-        return json.loads(marker.read_text())
-    fetch_urls(_links(folder), folder, config, progress=progress)
-    outcomes = dict(sorted(Counter(_log_outcomes(folder)).items()))
-    write_json(marker, outcomes)
-    return outcomes
+
+    def fetch() -> dict:
+        fetch_urls(_links(folder), folder, config, progress=progress)
+        return dict(sorted(Counter(_log_outcomes(folder)).items()))
+
+    return run_once(folder / "_DONE.json", fetch)
 
 
 def _log_outcomes(folder: Path) -> list[str]:

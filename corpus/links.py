@@ -59,7 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from corpus.files import write_atomic, write_json
+from corpus.files import run_once, write_atomic, write_json
 from corpus.reddit import iter_submissions
 from corpus.urls import (
     DOMAIN_BLOCKLIST,
@@ -308,24 +308,23 @@ def aggregate_unit(plan: LinksPlan, units: list[tuple[int, int]], index: int) ->
     numbers of URLs and submissions below min_karma. A unit already written is kept."""
     unit_dir = plan.work / "units"
     unit_dir.mkdir(parents=True, exist_ok=True)
-    path, counts_path = unit_dir / f"unit-{index:05d}.arrow", unit_dir / f"unit-{index:05d}.json"
-    if path.exists():
-        return json.loads(counts_path.read_text())
     lo, hi = units[index]
-    links, urls_below, submissions_below = _aggregate(_read_partitions(list(plan.folders), _markers(plan), lo, hi),
-                                                      plan.config.min_karma)
-    counts = {"urls_below": urls_below, "submissions_below": submissions_below}
-    write_json(counts_path, counts)  # first: the unit file's existence means both exist
     # the merge holds one batch per unit file: keep them small when there are many
     batch_rows = max(1024, min(65_536, plan.config.memory_rows // max(len(units), 1)))
 
-    def write(tmp: Path) -> None:
-        with ipc.new_file(tmp, LINKS_SCHEMA, options=_IPC_OPTIONS) as writer:
-            writer.write_table(links, max_chunksize=batch_rows)
+    def aggregate() -> dict:
+        links, urls_below, submissions_below = _aggregate(
+            _read_partitions(list(plan.folders), _markers(plan), lo, hi), plan.config.min_karma)
 
-    write_atomic(path, write)
-    log.debug("links: aggregated partitions %d-%d: %d links kept", lo, hi - 1, links.num_rows)
-    return counts
+        def write(tmp: Path) -> None:
+            with ipc.new_file(tmp, LINKS_SCHEMA, options=_IPC_OPTIONS) as writer:
+                writer.write_table(links, max_chunksize=batch_rows)
+
+        write_atomic(unit_dir / f"unit-{index:05d}.arrow", write)
+        log.debug("links: aggregated partitions %d-%d: %d links kept", lo, hi - 1, links.num_rows)
+        return {"urls_below": urls_below, "submissions_below": submissions_below}
+
+    return run_once(unit_dir / f"unit-{index:05d}.json", aggregate)
 
 
 def finish_links(plan: LinksPlan, unit_counts: Sequence[dict]) -> LinkStats:
@@ -487,9 +486,7 @@ def _spill_dump(path: Path, folder: Path, config: LinkConfig,
     marker = {**fingerprint, "submissions": submissions, "rows": candidates,
               "dropped": dict(dropped), "spills": spiller.spills,
               "partition_rows": spiller.partition_rows.tolist()}
-    tmp = folder / f".{_DONE}.tmp"
-    tmp.write_text(json.dumps(marker))
-    os.replace(tmp, folder / _DONE)  # the dump counts from here on
+    write_json(folder / _DONE, marker)  # the dump counts from here on
     return marker
 
 
