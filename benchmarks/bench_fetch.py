@@ -91,10 +91,19 @@ def _fetch_part(fetch_dir: Path, k: int, config: FetchConfig) -> dict:
     return fetch_part(fetch_dir, k, config)
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (the pool's fetch processes once the pool is shut down)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def parts_scale(args: argparse.Namespace) -> None:
     """2 parts in 2 processes against 1 part, same links and per-part concurrency, a server that delays each page."""
     from concurrent.futures import ProcessPoolExecutor
 
+    import psutil
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -116,15 +125,18 @@ def parts_scale(args: argparse.Namespace) -> None:
         for parts in (1, 2):
             fetch_dir = work / f"parts{parts}"
             plan(work / "links.parquet", fetch_dir, parts)
-            start = time.perf_counter()
+            server_cpu = sum(psutil.Process(server.pid).cpu_times()[:2])
+            start, cpu = time.perf_counter(), _children_cpu_s()
             with ProcessPoolExecutor(max_workers=parts, mp_context=ctx) as pool:
                 outcomes = list(pool.map(_fetch_part, [fetch_dir] * parts, range(parts), [config] * parts))
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
+            server_cpu = sum(psutil.Process(server.pid).cpu_times()[:2]) - server_cpu
             ok = sum(o.get("ok", 0) for o in outcomes)
             rates[parts] = ok / seconds
             print(f"  {parts} part(s) in {parts} process(es): {ok} ok of {args.pages} in {seconds:.2f} s = "
                   f"{rates[parts]:.1f} pages/s (concurrency {args.concurrency} per part, page delay "
-                  f"{args.page_delay * 1000:.0f} ms, {args.hosts} hosts)")
+                  f"{args.page_delay * 1000:.0f} ms, {args.hosts} hosts); fetcher CPU {cpu:.1f} s "
+                  f"({cpu / seconds:.2f} cores busy on average), server CPU {server_cpu:.1f} s")
         print(f"  scale, 2 parts against 1: {rates[2] / rates[1]:.2f}x")
     finally:
         stop.set()
