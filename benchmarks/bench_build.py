@@ -7,7 +7,8 @@ peak RSS of the largest extraction worker; then the growth of the peak per docum
 goal: the peak grows with the corpus only by the dedup index (`bench_dedup.py`: about 4.5-4.9 KB per document of
 Python objects, ~5.5 KB of RSS).
 
-Measured on 2 shared cores: 10k documents 379 MiB peak (in the shards stage: a constant ~170 MiB over the base),
+Measured on 2 shared cores, with the in-memory dedup index that `corpus.dedup_parts` has since replaced in the build
+(not re-measured; `bench_dedup.py --rss` measures the dedup stage alone): 10k documents 379 MiB peak (in the shards stage: a constant ~170 MiB over the base),
 100k documents 801 MiB (in the dedup stage), 199 and 249 docs/s (100k: 6.7 min); the peak grows 4.9 KB per document
 while the dedup stage's own rise grows 5.7 KB per document: the index, nothing else. Before (commit 7913c89): 408 and
 1,683 MiB, 14.5 KB per document, because datasketch's index (a reference cycle) lived on as garbage into the shards

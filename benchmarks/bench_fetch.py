@@ -7,6 +7,12 @@
 
     .venv/bin/python benchmarks/bench_fetch.py                 # 2,000 pages over 200 hosts (about a minute)
     .venv/bin/python benchmarks/bench_fetch.py --pages 20000 --hosts 2000
+
+3. `--parts`: the build's fetch stage in parts (corpus.fetch_parts: links split by host, each part one fetch_urls run
+   in its own process, as on Dask workers) with 2 parts against 1, same links, same per-part concurrency, against the
+   server delaying every response by `--page-delay` seconds: pages/s of each and the ratio.
+
+    .venv/bin/python benchmarks/bench_fetch.py --parts --pages 4000 --hosts 400 --page-delay 0.05
 """
 from __future__ import annotations
 
@@ -28,8 +34,9 @@ PAGE = ("<!doctype html><html><head><meta charset='utf-8'><title>bench</title></
         + "<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit. </p>" * 300 + "</body></html>").encode()
 
 
-def serve(port_queue: mp.Queue, stop: mp.Event, log_queue: mp.Queue) -> None:
-    """A minimal keep-alive HTTP/1.1 server: robots.txt is 404, every other path the same ~19 KB page."""
+def serve(port_queue: mp.Queue, stop: mp.Event, log_queue: mp.Queue, delay: float = 0.0) -> None:
+    """A minimal keep-alive HTTP/1.1 server: robots.txt is 404, every other path the same ~19 KB page, each answered
+    `delay` seconds after its request (a slow site)."""
     arrivals: list[tuple[float, str]] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -40,6 +47,8 @@ def serve(port_queue: mp.Queue, stop: mp.Event, log_queue: mp.Queue) -> None:
                 path = lines[0].split(" ")[1]
                 host = next((line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("host:")), "")
                 arrivals.append((time.monotonic(), host.split(":")[0]))
+                if delay:
+                    await asyncio.sleep(delay)
                 status, body = (b"404 Not Found", b"") if path == "/robots.txt" else (b"200 OK", PAGE)
                 writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/html; charset=utf-8\r\n"
                              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -76,13 +85,78 @@ async def peer(urls: list[str], port: int, concurrency: int) -> int:
     return sum(1 for size in sizes if size == len(PAGE))
 
 
+def _fetch_part(fetch_dir: Path, k: int, config: FetchConfig) -> dict:
+    from corpus.fetch_parts import fetch_part
+
+    return fetch_part(fetch_dir, k, config)
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (the pool's fetch processes once the pool is shut down)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def parts_scale(args: argparse.Namespace) -> None:
+    """2 parts in 2 processes against 1 part, same links and per-part concurrency, a server that delays each page."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import psutil
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from corpus.fetch_parts import plan
+
+    ctx = mp.get_context("spawn")
+    port_queue, log_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    server = ctx.Process(target=serve, args=(port_queue, stop, log_queue, args.page_delay), daemon=True)
+    server.start()
+    port = port_queue.get(timeout=30)
+    work = Path(tempfile.mkdtemp(prefix="bench_fetch_", dir=Path(__file__).resolve().parents[1] / ".tmp"
+                                 if (Path(__file__).resolve().parents[1] / ".tmp").is_dir() else None))
+    try:
+        urls = [f"http://h{i % args.hosts}.bench.test/page/{i}" for i in range(args.pages)]
+        pq.write_table(pa.table({"url": urls, "original_urls": [[u] for u in urls]}), work / "links.parquet")
+        config = FetchConfig(concurrency=args.concurrency, per_host=2, min_delay_s=0.0, progress_interval_s=3600,
+                             connect_to={"*.bench.test": f"127.0.0.1:{port}"})
+        rates = {}
+        for parts in (1, 2):
+            fetch_dir = work / f"parts{parts}"
+            plan(work / "links.parquet", fetch_dir, parts)
+            server_cpu = sum(psutil.Process(server.pid).cpu_times()[:2])
+            start, cpu = time.perf_counter(), _children_cpu_s()
+            with ProcessPoolExecutor(max_workers=parts, mp_context=ctx) as pool:
+                outcomes = list(pool.map(_fetch_part, [fetch_dir] * parts, range(parts), [config] * parts))
+            seconds, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
+            server_cpu = sum(psutil.Process(server.pid).cpu_times()[:2]) - server_cpu
+            ok = sum(o.get("ok", 0) for o in outcomes)
+            rates[parts] = ok / seconds
+            print(f"  {parts} part(s) in {parts} process(es): {ok} ok of {args.pages} in {seconds:.2f} s = "
+                  f"{rates[parts]:.1f} pages/s (concurrency {args.concurrency} per part, page delay "
+                  f"{args.page_delay * 1000:.0f} ms, {args.hosts} hosts); fetcher CPU {cpu:.1f} s "
+                  f"({cpu / seconds:.2f} cores busy on average), server CPU {server_cpu:.1f} s")
+        print(f"  scale, 2 parts against 1: {rates[2] / rates[1]:.2f}x")
+    finally:
+        stop.set()
+        log_queue.get(timeout=30)
+        server.join(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--hosts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--delay", type=float, default=0.2, help="min_delay_s for the politeness check")
+    parser.add_argument("--parts", action="store_true", help="fetch in 2 parts against 1 (see 3. above)")
+    parser.add_argument("--page-delay", type=float, default=0.05, help="seconds the server waits before each page")
     args = parser.parse_args()
+    if args.parts:
+        parts_scale(args)
+        return
 
     ctx = mp.get_context("spawn")
     port_queue, log_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()

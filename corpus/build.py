@@ -8,7 +8,6 @@ Prefect tasks; `build_corpus` runs them in one process (benchmarks, scripts).
 """
 from __future__ import annotations
 
-import gc
 import glob
 import hashlib
 import json
@@ -31,8 +30,10 @@ import pyarrow.parquet as pq
 from corpus.buildlock import build_lock
 from corpus.buildwarnings import build_warnings
 from corpus.card import render_card
-from corpus.dedup import DedupConfig, Deduplicator, signature, text_hash
+from corpus import dedup_parts
+from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
+from corpus.files import write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
 from corpus.shards import SCHEMA, ShardConfig, split_of, write_shards
 from corpus.wikipedia import is_wikipedia
@@ -64,6 +65,8 @@ class BuildConfig:
     dedup: DedupConfig = DedupConfig()
     shards: ShardConfig = ShardConfig()
     pages_per_part: int = 128  # extraction unit: a crash loses at most the parts in flight
+    # documents per dedup partition: sets the memory of every dedup part, not the result (bench_dedup.py --rss)
+    dedup_partition_docs: int = 50_000
 
 
 # ---- stage bookkeeping ------------------------------------------------------------------------------------------
@@ -94,9 +97,7 @@ def file_fingerprint(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json(path, _jsonable(data))
 
 
 def completed(stage_dir: Path, key: str) -> dict | None:
@@ -124,9 +125,7 @@ def finish(stage_dir: Path, key: str, stats: dict) -> dict:
 
 
 def _write_parquet(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
-    os.replace(tmp, path)
+    write_parquet(table, path, row_group_size=row_group_size)
 
 
 def resolve_inputs(patterns: Sequence[str | Path] | None, what: str) -> list[Path]:
@@ -143,11 +142,30 @@ def resolve_inputs(patterns: Sequence[str | Path] | None, what: str) -> list[Pat
 # ---- links and fetch (corpus.links / corpus.fetch) --------------------------------------------------------------
 
 
+def links_key(dumps: Sequence[Path], link_config: Any) -> str:
+    return stage_key("links", file_fingerprint(dumps), link_config)
+
+
+def plan_links(out_dir: Path, key: str, dumps: Sequence[Path], link_config: Any) -> Any:
+    """Prepare the links stage folder; the parts are corpus.links' (one per dump, one per run of partitions)."""
+    from corpus.links import plan_links
+
+    stage_dir = out_dir / "links"
+    begin(stage_dir, key)
+    return plan_links(dumps, stage_dir / "links.parquet", link_config)
+
+
+def finish_links(out_dir: Path, key: str, plan: Any, unit_counts: Sequence[dict]) -> dict:
+    from corpus.links import finish_links
+
+    return finish(out_dir / "links", key, finish_links(plan, unit_counts).to_dict())
+
+
 def run_links(dumps: Sequence[Path], out_dir: Path, link_config: Any) -> tuple[str, dict]:
     from corpus.links import harvest_links
 
     stage_dir = out_dir / "links"
-    key = stage_key("links", file_fingerprint(dumps), link_config)
+    key = links_key(dumps, link_config)
     if (stats := completed(stage_dir, key)) is not None:
         return key, stats
     begin(stage_dir, key)
@@ -155,31 +173,56 @@ def run_links(dumps: Sequence[Path], out_dir: Path, link_config: Any) -> tuple[s
     return key, finish(stage_dir, key, result.to_dict())
 
 
-def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None
-              ) -> tuple[str, dict]:
-    """Fetch every link; the key is the link list only (where pages are routed is not part of what was fetched)."""
-    from corpus.fetch import fetch_urls
+def fetch_key(links_key: str) -> str:
+    """The key is the link list only: where pages are routed, and how many parts fetch them, is not what was fetched."""
+    return stage_key("fetch", links_key)
+
+
+def plan_fetch(out_dir: Path, key: str, parts: int) -> int:
+    """Prepare the fetch stage folder and split the links into parts by host (corpus.fetch_parts); returns the count."""
+    from corpus import fetch_parts
 
     stage_dir = out_dir / "fetch"
-    key = stage_key("fetch", links_key)
-    if (stats := completed(stage_dir, key)) is not None:
+    begin(stage_dir, key)
+    return fetch_parts.plan(out_dir / "links" / "links.parquet", stage_dir, parts)["parts"]
+
+
+def finish_fetch(out_dir: Path, key: str) -> dict:
+    """The outcome of every link, from every part's log (also what an earlier, interrupted run fetched)."""
+    from corpus import fetch_parts
+
+    stage_dir = out_dir / "fetch"
+    outcomes: Counter[str] = Counter()
+    for log_path in fetch_parts.logs(stage_dir):
+        outcomes.update(pq.read_table(log_path, columns=["outcome"]).column("outcome").to_pylist())
+    links = json.loads((stage_dir / "_plan.json").read_text())["links"]
+    stats = {"in": links, "out": outcomes.get("ok", 0),
+             "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"}, "outcomes": dict(sorted(outcomes.items()))}
+    return finish(stage_dir, key, stats)
+
+
+def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None,
+              parts: int = 1) -> tuple[str, dict]:
+    """Fetch every link, part after part in this process (the flow runs the parts on the Dask cluster)."""
+    from corpus import fetch_parts
+
+    key = fetch_key(links_key)
+    if (stats := completed(out_dir / "fetch", key)) is not None:
         return key, stats
-    begin(stage_dir, key)  # fetch_urls itself resumes from its log
-    links = pq.read_table(out_dir / "links" / "links.parquet", columns=["url", "original_urls"]).to_pylist()
-    # Request a URL as it was submitted (https first): the canonical form is a key, not always a page a site serves.
-    requests = [(row["url"], min(row["original_urls"] or [row["url"]], key=lambda u: (not u.startswith("https:"), u)))
-                for row in links]
-    summary = fetch_urls(requests, stage_dir, fetch_config, progress=progress)
-    # outcomes of every URL in the log, also those fetched by an earlier, interrupted run
-    outcomes = Counter(pq.read_table(stage_dir / "log.parquet", columns=["outcome"]).column("outcome").to_pylist())
-    stats = {"in": len(links), "out": outcomes.get("ok", 0),
-             "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
-             "outcomes": dict(sorted(outcomes.items())), "summary": summary.to_dict()}
-    return key, finish(stage_dir, key, stats)
+    for k in range(plan_fetch(out_dir, key, parts)):
+        fetch_parts.fetch_part(out_dir / "fetch", k, fetch_config, progress)
+    return key, finish_fetch(out_dir, key)
+
+
+def warc_inputs_key(links_key: str | None, warcs: Sequence[Path]) -> str:
+    """The upstream key of extraction from given WARC files (not fetched ones): the flow's and build_from_warcs'."""
+    return stage_key("warc_inputs", links_key, file_fingerprint(warcs))
 
 
 def fetched_warcs(out_dir: Path) -> list[Path]:
-    return sorted((out_dir / "fetch" / "warc").glob("*.warc.gz"))
+    from corpus import fetch_parts
+
+    return fetch_parts.warcs(out_dir / "fetch")
 
 
 # ---- extract -----------------------------------------------------------------------------------------------------
@@ -367,45 +410,39 @@ def _iter_columns(parts: Sequence[Path], columns: list[str], removed: IdSet | No
             yield from table.to_pylist()
 
 
-def run_dedup(out_dir: Path, upstream_key: str, config: DedupConfig) -> tuple[str, dict]:
-    """Exact and near-duplicate removal: dedup/removed.parquet lists the removed ids.
+def dedup_key(upstream_key: str, config: DedupConfig) -> str:
+    return stage_key("dedup", upstream_key, config)
 
-    Memory: the index (corpus.dedup: LSH band keys, text hashes, id, karma, time), `seen` (the ids, shared with the
-    index, to skip a link archived twice) and the result's removed ids; texts are read again only for candidates.
-    """
+
+def plan_dedup(out_dir: Path, key: str, config: DedupConfig, partition_docs: int) -> dedup_parts.DedupPlan:
+    """Prepare the dedup stage folder and split its work into parts (corpus.dedup_parts)."""
     stage_dir = out_dir / "dedup"
-    key = stage_key("dedup", upstream_key, config)
-    if (stats := completed(stage_dir, key)) is not None:
-        return key, stats
     begin(stage_dir, key)
-    parts = filtered_parts(out_dir)
-    dd = Deduplicator(config)
-    seen: set[str] = set()
-    repeats = 0
-    for row in _iter_columns(parts, ["id", "karma", "created_utc", "text_hash", "minhash"]):
-        if row["id"] in seen:  # the same link archived twice (a fetch retried after a crash): shards keep one
-            repeats += 1
-            continue
-        seen.add(row["id"])
-        dd.add(row["id"], row["text_hash"], np.frombuffer(row["minhash"], dtype="<u8"), row["karma"], row["created_utc"])
-    del seen
-    need = dd.candidate_ids()
-    result = dd.resolve((r["id"], r["text"]) for r in _iter_columns(parts, ["id", "text"]) if r["id"] in need)
-    removed = sorted(result.removed.items())
-    table = pa.table({"id": [i for i, _ in removed], "reason": [r for _, (r, _) in removed],
-                      "duplicate_of": [d for _, (_, d) in removed]})
+    return dedup_parts.plan(stage_dir, filtered_parts(out_dir), config, partition_docs)
+
+
+def finish_dedup(out_dir: Path, key: str, plan: dedup_parts.DedupPlan) -> dict:
+    """dedup/removed.parquet (id, reason, duplicate_of) from the finished parts; the shuffled work files go."""
+    stage_dir = out_dir / "dedup"
+    table, stats = dedup_parts.finish(plan)
     _write_parquet(table, stage_dir / "removed.parquet", row_group_size=REMOVED_ROW_GROUP)
-    counts = result.counts()
-    if repeats:
-        counts["duplicate_fetch"] = repeats
-    stats = {"in": len(dd) + repeats, "out": len(dd) - len(result.removed), "dropped": counts,
-             "lsh_candidate_pairs": result.candidate_pairs, "verified_pairs": result.verified_pairs,
-             "rejected_pairs": result.rejected_pairs}
-    # datasketch's MinHashLSH refers to itself (a bound method kept as an attribute): without a collection the
-    # whole index outlives this stage as garbage until Python's next full collection, i.e. through the shards stage
-    del dd, result, removed, table
-    gc.collect()
-    return key, finish(stage_dir, key, stats)
+    finish(stage_dir, key, stats)
+    shutil.rmtree(plan.work, ignore_errors=True)
+    return stats
+
+
+def run_dedup(out_dir: Path, upstream_key: str, config: DedupConfig,
+              partition_docs: int = BuildConfig.dedup_partition_docs) -> tuple[str, dict]:
+    """Exact and near-duplicate removal, every part in this process: dedup/removed.parquet lists the removed ids.
+
+    Memory is set by `partition_docs` (corpus.dedup_parts), not by the corpus; the flow runs the same parts on Dask.
+    """
+    key = dedup_key(upstream_key, config)
+    if (stats := completed(out_dir / "dedup", key)) is not None:
+        return key, stats
+    plan = plan_dedup(out_dir, key, config, partition_docs)
+    dedup_parts.run_all(plan)
+    return key, finish_dedup(out_dir, key, plan)
 
 
 REMOVED_ROW_GROUP = 65536  # rows of removed.parquet read at once
@@ -554,7 +591,7 @@ def _build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig,
                       links_key: str | None) -> BuildResult:
     seconds: dict[str, float] = {}
     t = time.monotonic()
-    upstream = stage_key("warcs", links_key, file_fingerprint(warcs))
+    upstream = warc_inputs_key(links_key, warcs)
     ekey, units = plan_extract(out_dir, warcs, upstream, config)
     for unit in units:
         extract_unit(out_dir, unit, config.extract)
@@ -562,7 +599,7 @@ def _build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig,
     seconds["extract"] = time.monotonic() - t
     fkey, filter_stats = run_filter_stage(out_dir, ekey, links_path, links_key, config)
     seconds["filter"] = time.monotonic() - t - sum(seconds.values())
-    dkey, dedup_stats = run_dedup(out_dir, fkey, config.dedup)
+    dkey, dedup_stats = run_dedup(out_dir, fkey, config.dedup, config.dedup_partition_docs)
     seconds["dedup"] = time.monotonic() - t - sum(seconds.values())
     wkey, wiki_stats = run_wikipedia(out_dir, dkey)
     rows = [stage_row("extract", extract_stats), stage_row("filter", filter_stats), stage_row("dedup", dedup_stats),

@@ -14,13 +14,10 @@ smallest id). The best one is kept and everything verified as its duplicate is r
 is not removed is kept, and so on. Every removed document thus has a kept document it is verified to duplicate, and
 the result does not depend on input order.
 
-Memory: the in-memory index holds, per document, its key in each LSH band's hash table (datasketch), its text hash
-(the exact-duplicate table), its id, and its karma and time as 8-byte array items: 4.5-4.9 KB per document with 128
-permutations at 10k-100k documents (`benchmarks/bench_dedup.py`), i.e. ~5 GB for 1M documents; signatures and texts
-are not kept. Pass 2 holds the shingles of candidate documents only, each as a sorted array of 64-bit shingle hashes
-(8 bytes per word, about the size of the text). For larger runs, or runs spread over several workers,
-`DedupConfig.lsh_storage` takes datasketch's storage config, e.g.
-`{"type": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}`, so the band tables live in one Redis server.
+Memory: the in-memory index holds, per document, its key in each LSH band's hash table (datasketch), its text hash,
+its id, karma and time: 4.5-4.9 KB per document (`benchmarks/bench_dedup.py`). The corpus build does not use it: it
+runs `corpus.dedup_parts`, which gives the same result with memory set per partition, and is tested against this
+class. `DedupConfig.lsh_storage` takes datasketch's storage config (e.g. Redis) for callers of this class.
 
 Usage is two passes over the documents, neither of which holds the corpus in memory:
     dd = Deduplicator(config)

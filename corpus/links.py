@@ -62,6 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from corpus.files import run_once, write_atomic, write_json
 from corpus.reddit import DumpReadError, iter_submissions
 from corpus.urls import (
     CANONICAL_FORM,
@@ -223,11 +224,68 @@ def harvest_links(
 ) -> LinkStats:
     """Read every dump, apply the selection rules, write `out_path` (links.parquet, sorted by url) atomically.
 
-    Dumps finished by an interrupted earlier run with the same settings are not read again (see the module
-    docstring). `progress`, if given, receives {"file", "submissions", "candidate_urls", "rate"} every
-    `config.progress_every` submissions and at the end of each file; `candidate_urls` counts the submissions that
-    passed the per-submission rules so far (the rows spilled), since distinct URLs are only known at the end.
+    Runs the parts of `plan_links` in this process, one after the other (the flow runs them on Dask). Dumps finished
+    by an interrupted earlier run with the same settings are not read again (see the module docstring). `progress`,
+    if given, receives {"file", "submissions", "candidate_urls", "rate"} every `config.progress_every` submissions
+    and at the end of each file; `candidate_urls` counts the submissions that passed the per-submission rules so far
+    (the rows spilled), since distinct URLs are only known at the end.
     """
+    plan = plan_links(dumps, out_path, config)
+    start = time.monotonic()
+    before = {"submissions": 0, "rows": 0}  # of the dumps already read
+
+    def report(path: Path, submissions: int, candidates: int) -> None:
+        rate = (before["submissions"] + submissions) / max(time.monotonic() - start, 1e-9)
+        info = {"file": str(path), "submissions": before["submissions"] + submissions,
+                "candidate_urls": before["rows"] + candidates, "rate": rate}
+        log.info("links: %(submissions)d submissions read, %(candidate_urls)d candidate submissions, %(rate).0f/s",
+                 info)
+        if progress:
+            progress(info)
+
+    unreadable = []
+    for i, path in enumerate(plan.dumps):
+        try:
+            marker = read_dump(plan, i, report)
+        except DumpReadError as error:  # read the other dumps first: one run finds every bad dump
+            log.error("links: %s", error)
+            unreadable.append(error)
+            continue
+        before["submissions"] += marker["submissions"]
+        before["rows"] += marker["rows"]
+        report(path, 0, 0)
+    if unreadable:
+        raise unreadable_dumps_error(plan, unreadable)
+    units = plan_aggregation(plan)
+    unit_counts = [aggregate_unit(plan, units, i) for i in range(len(units))]
+    stats = finish_links(plan, unit_counts)
+    stats.elapsed_s = time.monotonic() - start
+    return stats
+
+
+# ---- the parts: read each dump, aggregate each run of partitions, merge ------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinksPlan:
+    dumps: tuple[Path, ...]
+    folders: tuple[Path, ...]  # each dump's spill folder
+    out_path: Path
+    config: LinkConfig
+
+    @property
+    def work(self) -> Path:
+        return self.out_path.with_name(f".{self.out_path.name}.work")
+
+    @property
+    def parts(self) -> list[int]:
+        """The dumps to read, each once: a dump listed twice counts twice but is read into one folder, once."""
+        return sorted({folder: i for i, folder in reversed(list(enumerate(self.folders)))}.values())
+
+
+def plan_links(dumps: Sequence[str | Path], out_path: Path, config: LinkConfig = LinkConfig()) -> LinksPlan:
+    """Check the inputs and settings, and drop what an earlier run left for other dumps; each dump is then one part
+    (`read_dump`), each run of partitions another (`aggregate_unit`), and `finish_links` merges."""
     out_path = Path(out_path)
     paths = [Path(p) for p in dumps]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -239,53 +297,96 @@ def harvest_links(
     work = out_path.with_name(f".{out_path.name}.work")
     folders = [work / _dump_folder_name(path) for path in paths]
     _remove_stale(work, {folder.name for folder in folders})
+    return LinksPlan(tuple(paths), tuple(folders), out_path, config)
+
+
+def _log_progress(path: Path, submissions: int, candidates: int) -> None:
+    log.info("links: %s: %d submissions read, %d candidate submissions", path, submissions, candidates)
+
+
+def read_dump(plan: LinksPlan, index: int, report: Callable[[Path, int, int], None] | None = None) -> dict:
+    """One part: spill dump `index`'s surviving submissions, or reuse the spills an earlier run finished; returns
+    the dump's marker (counts, drop reasons, rows per partition)."""
+    path, folder = plan.dumps[index], plan.folders[index]
+    marker = _committed(folder, path, plan.config)
+    if marker is None:
+        return _spill_dump(path, folder, plan.config, report or _log_progress)
+    log.info("links: reusing %s, read by an earlier run (%d submissions, %d candidates)",
+             path, marker["submissions"], marker["rows"])
+    return marker
+
+
+def unreadable_dumps_error(plan: LinksPlan, errors: Sequence[DumpReadError]) -> DumpReadError:
+    """One error naming every dump that could not be read to the end (the others' spills stay for a re-run)."""
+    n = len(plan.dumps)
+    return DumpReadError(
+        f"{len(errors)} of {n} Reddit dumps could not be read to the end, so no links were written: "
+        + " | ".join(map(str, errors)) + f" | The other {n - len(errors)} dumps were read completely and are kept in "
+        f"{plan.work}: a re-run reuses them and reads only the dumps it has not finished.")
+
+
+def _markers(plan: LinksPlan) -> list[dict]:
+    markers = []
+    for path, folder in zip(plan.dumps, plan.folders):
+        marker = _committed(folder, path, plan.config)
+        if marker is None:
+            raise ValueError(f"links: {path} has not been read yet (read_dump) with these settings")
+        markers.append(marker)
+    return markers
+
+
+def plan_aggregation(plan: LinksPlan) -> list[tuple[int, int]]:
+    """Runs of consecutive partitions [lo, hi) of about `memory_rows` rows, once every dump is read."""
+    partition_rows = np.zeros(SPILL_PARTITIONS, np.int64)
+    for marker in _markers(plan):
+        partition_rows += marker["partition_rows"]
+    units = _units(partition_rows, plan.config.memory_rows)
+    log.info("links: aggregating %d candidate submissions in %d units", int(partition_rows.sum()), len(units))
+    return units
+
+
+def aggregate_unit(plan: LinksPlan, units: list[tuple[int, int]], index: int) -> dict:
+    """One part: the links of partitions units[index], sorted by url, into units/unit-<index>.arrow; returns the
+    numbers of URLs and submissions below min_karma. A unit already written is kept."""
+    unit_dir = plan.work / "units"
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    lo, hi = units[index]
+    # the merge holds one batch per unit file: keep them small when there are many
+    batch_rows = max(1024, min(65_536, plan.config.memory_rows // max(len(units), 1)))
+
+    def aggregate() -> dict:
+        links, urls_below, submissions_below = _aggregate(
+            _read_partitions(list(plan.folders), _markers(plan), lo, hi), plan.config.min_karma)
+
+        def write(tmp: Path) -> None:
+            with ipc.new_file(tmp, LINKS_SCHEMA, options=_IPC_OPTIONS) as writer:
+                writer.write_table(links, max_chunksize=batch_rows)
+
+        write_atomic(unit_dir / f"unit-{index:05d}.arrow", write)
+        log.debug("links: aggregated partitions %d-%d: %d links kept", lo, hi - 1, links.num_rows)
+        return {"urls_below": urls_below, "submissions_below": submissions_below}
+
+    return run_once(unit_dir / f"unit-{index:05d}.json", aggregate)
+
+
+def finish_links(plan: LinksPlan, unit_counts: Sequence[dict]) -> LinkStats:
+    """Merge the units into links.parquet and count; the work folder goes."""
+    markers = _markers(plan)
+    unit_files = [plan.work / "units" / f"unit-{i:05d}.arrow" for i in range(len(unit_counts))]
+    kept = _merge_into(plan.out_path, unit_files)
+    shutil.rmtree(plan.work)
     stats = LinkStats()
     dropped: Counter[str] = Counter()
-    rows = 0
-    start = time.monotonic()
-
-    def report(path: Path, submissions: int, candidates: int) -> None:
-        rate = (stats.submissions + submissions) / max(time.monotonic() - start, 1e-9)
-        info = {"file": str(path), "submissions": stats.submissions + submissions,
-                "candidate_urls": rows + candidates, "rate": rate}
-        log.info("links: %(submissions)d submissions read, %(candidate_urls)d candidate submissions, %(rate).0f/s",
-                 info)
-        if progress:
-            progress(info)
-
-    markers, unreadable = [], []
-    for path, folder in zip(paths, folders):
-        marker = _committed(folder, path, config)
-        if marker is None:
-            try:
-                marker = _spill_dump(path, folder, config, report)
-            except DumpReadError as error:  # read the other dumps first: one run finds every bad dump
-                log.error("links: %s", error)
-                unreadable.append(str(error))
-                continue
-        else:
-            log.info("links: reusing %s, read by an earlier run (%d submissions, %d candidates)",
-                     path, marker["submissions"], marker["rows"])
+    for marker in markers:
         stats.submissions += marker["submissions"]
-        rows += marker["rows"]
         dropped.update(marker["dropped"])
-        markers.append(marker)
-        report(path, 0, 0)
-    if unreadable:
-        raise DumpReadError(
-            f"{len(unreadable)} of {len(paths)} Reddit dumps could not be read to the end, so no links were written: "
-            + " | ".join(unreadable) + f" | The other {len(paths) - len(unreadable)} dumps were read completely and "
-            f"are kept in {work}: a re-run reuses them and reads only the dumps it has not finished.")
-
-    aggregated = _aggregate_partitions(folders, markers, work / "units", config)
-    kept = _merge_into(out_path, aggregated.unit_files)
-    shutil.rmtree(work)
+    rows = sum(marker["rows"] for marker in markers)
+    below = sum(c["submissions_below"] for c in unit_counts)
     stats.kept = kept
-    stats.kept_submissions = rows - aggregated.submissions_below
-    stats.urls_below_min_karma = aggregated.urls_below
-    dropped["below_min_karma"] = aggregated.submissions_below
+    stats.kept_submissions = rows - below
+    stats.urls_below_min_karma = sum(c["urls_below"] for c in unit_counts)
+    dropped["below_min_karma"] = below
     stats.dropped = {reason: dropped[reason] for reason in DROP_REASONS}
-    stats.elapsed_s = time.monotonic() - start
     log.info("links: kept %d URLs from %d submissions; dropped %s", stats.kept, stats.submissions, stats.dropped)
     return stats
 
@@ -427,20 +528,11 @@ def _spill_dump(path: Path, folder: Path, config: LinkConfig,
     marker = {**fingerprint, "submissions": submissions, "rows": candidates,
               "dropped": dict(dropped), "spills": spiller.spills,
               "partition_rows": spiller.partition_rows.tolist()}
-    tmp = folder / f".{_DONE}.tmp"
-    tmp.write_text(json.dumps(marker))
-    os.replace(tmp, folder / _DONE)  # the dump counts from here on
+    write_json(folder / _DONE, marker)  # the dump counts from here on
     return marker
 
 
 # ---- aggregation: runs of partitions -> sorted link tables ---------------------------------------------------------
-
-
-@dataclass
-class _Aggregated:
-    unit_files: list[Path]
-    urls_below: int
-    submissions_below: int
 
 
 def _units(partition_rows: np.ndarray, memory_rows: int) -> list[tuple[int, int]]:
@@ -455,30 +547,6 @@ def _units(partition_rows: np.ndarray, memory_rows: int) -> list[tuple[int, int]
     if held:
         units.append((lo, len(partition_rows)))
     return units
-
-
-def _aggregate_partitions(folders: list[Path], markers: list[dict], unit_dir: Path,
-                          config: LinkConfig) -> _Aggregated:
-    unit_dir.mkdir(parents=True, exist_ok=True)
-    partition_rows = np.zeros(SPILL_PARTITIONS, np.int64)
-    for marker in markers:
-        partition_rows += marker["partition_rows"]
-    units = _units(partition_rows, config.memory_rows)
-    # the merge holds one batch per unit file: keep them small when there are many
-    batch_rows = max(1024, min(65_536, config.memory_rows // max(len(units), 1)))
-    result = _Aggregated([], 0, 0)
-    for i, (lo, hi) in enumerate(units):
-        links, urls_below, submissions_below = _aggregate(_read_partitions(folders, markers, lo, hi),
-                                                          config.min_karma)
-        result.urls_below += urls_below
-        result.submissions_below += submissions_below
-        path = unit_dir / f"unit-{i:05d}.arrow"
-        with ipc.new_file(path, LINKS_SCHEMA, options=_IPC_OPTIONS) as writer:
-            writer.write_table(links, max_chunksize=batch_rows)
-        result.unit_files.append(path)
-        log.debug("links: aggregated partitions %d-%d: %d links kept", lo, hi - 1, links.num_rows)
-    log.info("links: aggregated %d candidate submissions in %d units", int(partition_rows.sum()), len(units))
-    return result
 
 
 def _read_partitions(folders: list[Path], markers: list[dict], lo: int, hi: int) -> pa.Table:

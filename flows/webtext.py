@@ -2,8 +2,10 @@
 Wikipedia removal -> Parquet shards.
 
 The stages are the resumable functions of `corpus.build`; this file adds Prefect tasks, retries, progress logs and
-artifacts. Extraction and filtering are mapped over parts on a Dask cluster (prefect-dask's DaskTaskRunner: a local
-cluster of worker processes by default, an existing cluster when `dask_address` is given). A re-run after a crash
+artifacts. Every stage that grows with the corpus is mapped over its parts on a Dask cluster (prefect-dask's
+DaskTaskRunner: a local cluster of worker processes by default, an existing cluster when `dask_address` is given):
+links (a task per dump, then per run of partitions), fetch (per host partition), extract and filter (per part) and
+dedup (per step and partition); the flow itself only plans, maps and finishes. A re-run after a crash
 keeps every finished stage and part; a re-run of a finished build does nothing and says so.
 """
 from __future__ import annotations
@@ -18,35 +20,47 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.utilities.annotations import unmapped
 
-from corpus import build
+from corpus import build, dedup_parts, fetch_parts, links
 from corpus.buildlock import build_lock
 from corpus.buildwarnings import empty_corpus_reason
 from corpus.dedup import DedupConfig
+from corpus.reddit import DumpReadError
 from corpus.extract import ExtractConfig
 from corpus.filters import FilterConfig
 from corpus.shards import ShardConfig
 from flows.hooks import crash_subflows
 
 
-@task(name="links", cache_policy=NO_CACHE)
-def links_task(dumps: list[Path], out_dir: Path, link_config: Any) -> tuple[str, dict]:
-    key, stats = build.run_links(dumps, out_dir, link_config)
-    get_run_logger().info("links: %d submissions -> %d links (dropped: %s)", stats["submissions"], stats["kept"],
-                          stats["dropped"])
-    return key, stats
+@task(name="links-read", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def read_dump_task(plan: links.LinksPlan, index: int) -> dict:
+    logger = get_run_logger()
+
+    def report(path: Path, submissions: int, candidates: int) -> None:
+        logger.info("links: %s: %d submissions read, %d candidate submissions", path.name, submissions, candidates)
+
+    try:
+        marker = links.read_dump(plan, index, report)
+    except DumpReadError as error:  # not retried, and the other dumps are read first: one run finds every bad dump
+        logger.error("links: %s", error)
+        return {"error": str(error)}
+    return {"submissions": marker["submissions"], "rows": marker["rows"]}
+
+
+@task(name="links-aggregate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def aggregate_links_task(plan: links.LinksPlan, units: list[tuple[int, int]], index: int) -> dict:
+    return links.aggregate_unit(plan, units, index)
 
 
 @task(name="fetch", cache_policy=NO_CACHE)
-def fetch_task(out_dir: Path, links_key: str, fetch_config: Any) -> tuple[str, dict]:
+def fetch_part_task(out_dir: Path, part: int, fetch_config: Any) -> dict:
     logger = get_run_logger()
 
     def progress(p: dict) -> None:
-        logger.info("fetch: %d/%d URLs, %.1f URLs/s, outcomes %s", p["done"], p["total"], p["rate"], p["outcomes"])
+        logger.info("fetch part %d: %d URLs done, %.1f URLs/s, outcomes %s", part, p["done"], p["rate"], p["outcomes"])
 
-    key, stats = build.run_fetch(out_dir, links_key, fetch_config, progress)
-    logger.info("fetch: %d URLs -> %d pages; outcomes %s", stats["in"], stats["out"], stats["outcomes"])
-    return key, stats
+    return fetch_parts.fetch_part(out_dir / "fetch", part, fetch_config, progress)
 
 
 @task(name="plan-extract", cache_policy=NO_CACHE)
@@ -64,9 +78,9 @@ def filter_task(out_dir: Path, part: Path, links_path: Path | None, config: buil
     return build.filter_part(out_dir, part, links_path, config)
 
 
-@task(name="dedup", cache_policy=NO_CACHE)
-def dedup_task(out_dir: Path, upstream: str, config: DedupConfig) -> tuple[str, dict]:
-    return build.run_dedup(out_dir, upstream, config)
+@task(name="dedup", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def dedup_part_task(plan: dedup_parts.DedupPlan, step: str, index: int) -> dict:
+    return dedup_parts.run_part(plan, step, index)
 
 
 @task(name="wikipedia", cache_policy=NO_CACHE)
@@ -80,7 +94,7 @@ def shards_task(out_dir: Path, upstream: str, config: build.BuildConfig, rows: l
     return build.run_shards(out_dir, upstream, config, rows, run_config)
 
 
-def _run_mapped(label: str, futures: list, total_pages: int | None = None) -> list:
+def _run_mapped(label: str, futures: list) -> list:
     """Wait for mapped tasks, logging progress with counts and rate and updating a progress artifact."""
     logger = get_run_logger()
     start, results = time.monotonic(), []
@@ -95,12 +109,46 @@ def _run_mapped(label: str, futures: list, total_pages: int | None = None) -> li
 
 @flow(name="webtext-stages", validate_parameters=False)
 def build_stages(
-    out_dir: Path, links_path: Path | None, links_key: str | None, warcs: list[Path], upstream: str,
-    config: build.BuildConfig, stage_rows: list[dict], run_config: dict,
+    out_dir: Path, dumps: list[Path], link_config: Any, warc_inputs: list[Path], config: build.BuildConfig,
+    run_config: dict, fetch_config: Any = None, fetch_part_count: int = 1,
 ) -> dict:
-    """Extract -> filter -> dedup -> wikipedia -> shards, with extract and filter mapped over the Dask cluster."""
+    """[Links -> fetch ->] extract -> filter -> dedup -> wikipedia -> shards, each stage's parts mapped over the Dask
+    cluster; with `warc_inputs` the pages come from those files instead of being fetched."""
     logger = get_run_logger()
-    stage_rows = list(stage_rows)
+    stage_rows: list[dict] = []
+    links_path, links_key = None, None
+    if dumps:
+        links_key = build.links_key(dumps, link_config)
+        link_stats = build.completed(out_dir / "links", links_key)
+        if link_stats is None:
+            plan = build.plan_links(out_dir, links_key, dumps, link_config)
+            read = _run_mapped("links-read", read_dump_task.map(unmapped(plan), plan.parts))
+            if unreadable := [DumpReadError(r["error"]) for r in read if "error" in r]:
+                raise links.unreadable_dumps_error(plan, unreadable)
+            logger.info("links: %d dumps read, %d submissions", len(read), sum(r["submissions"] for r in read))
+            link_units = links.plan_aggregation(plan)
+            counts = _run_mapped("links-aggregate", aggregate_links_task.map(unmapped(plan), unmapped(link_units),
+                                                                             range(len(link_units))))
+            link_stats = build.finish_links(out_dir, links_key, plan, counts)
+        logger.info("links: %d submissions -> %d links (dropped: %s)", link_stats["submissions"], link_stats["kept"],
+                    link_stats["dropped"])
+        links_path = out_dir / "links" / "links.parquet"
+        stage_rows.append({"stage": "links", "in": link_stats["submissions"], "out": link_stats["kept"],
+                           "dropped": link_stats["dropped"]})
+    if warc_inputs:
+        warcs, upstream = warc_inputs, build.warc_inputs_key(links_key, warc_inputs)
+    else:
+        fetch_key = build.fetch_key(links_key)
+        fetch_stats = build.completed(out_dir / "fetch", fetch_key)
+        if fetch_stats is None:
+            parts = build.plan_fetch(out_dir, fetch_key, fetch_part_count)
+            logger.info("fetch: %d parts by host, up to %d requests each", parts, fetch_config.concurrency)
+            _run_mapped("fetch", fetch_part_task.map(out_dir, range(parts), unmapped(fetch_config)))
+            fetch_stats = build.finish_fetch(out_dir, fetch_key)
+        logger.info("fetch: %d URLs -> %d pages; outcomes %s", fetch_stats["in"], fetch_stats["out"],
+                    fetch_stats["outcomes"])
+        stage_rows.append(build.stage_row("fetch", fetch_stats))
+        warcs, upstream = build.fetched_warcs(out_dir), fetch_key
     ekey, units = plan_task(out_dir, warcs, upstream, config)
     if units:
         logger.info("extract: %d parts of up to %d pages to do", len(units), config.pages_per_part)
@@ -121,7 +169,14 @@ def build_stages(
         filter_stats = build.finish_filter(out_dir, fkey, results)
     stage_rows.append(build.stage_row("filter", filter_stats))
 
-    dkey, dedup_stats = dedup_task(out_dir, fkey, config.dedup)
+    dkey = build.dedup_key(fkey, config.dedup)
+    dedup_stats = build.completed(out_dir / "dedup", dkey)
+    if dedup_stats is None:
+        plan = build.plan_dedup(out_dir, dkey, config.dedup, config.dedup_partition_docs)
+        logger.info("dedup: %d partitions of up to %d documents", plan.partitions, config.dedup_partition_docs)
+        for step in dedup_parts.STEPS:  # each step's parts in parallel; a step starts when the one before is done
+            _run_mapped(f"dedup-{step}", dedup_part_task.map(unmapped(plan), step, range(plan.count(step))))
+        dedup_stats = build.finish_dedup(out_dir, dkey, plan)
     stage_rows.append(build.stage_row("dedup", dedup_stats))
     wkey, wiki_stats = wikipedia_task(out_dir, dkey)
     stage_rows.append(build.stage_row("wikipedia", wiki_stats))
@@ -160,7 +215,9 @@ def webtext(
     per_host: int = 2,
     min_delay_s: float = 1.0,
     fetch_deadline_s: float = 60.0,
+    fetch_part_count: int = 8,
     pages_per_part: int = 128,
+    dedup_partition_docs: int = 50_000,
     extract_timeout_s: float = 30.0,
     n_workers: int | None = None,
     ca_file: str | None = None,
@@ -169,7 +226,10 @@ def webtext(
     fetched, or read from `warc_inputs` (paths or globs of WARC files) when given. Returns manifest.json's content.
 
     `connect_to` routes host names to addresses like curl's --connect-to ({"news.example.com:443": "10.0.0.5:8443"});
-    `ca_file` adds CA certificates to trust (PEM); `n_workers` sizes the local Dask cluster (default: one per core).
+    `ca_file` adds CA certificates to trust (PEM); `n_workers` sizes the local Dask cluster (default: one per core);
+    `fetch_part_count` splits the links by host into parts fetched in parallel, each with up to `fetch_concurrency`
+    requests in flight (so up to parts in flight x `fetch_concurrency` in all); `dedup_partition_docs` sets the memory
+    of each dedup part, not the result.
     """
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig
@@ -186,6 +246,7 @@ def webtext(
         dedup=DedupConfig(threshold=dedup_threshold),
         shards=ShardConfig(val_fraction=val_fraction),
         pages_per_part=pages_per_part,
+        dedup_partition_docs=dedup_partition_docs,
     )
     link_config = LinkConfig(min_karma=min_karma, cutoff=cutoff)
     fetch_config = FetchConfig(concurrency=fetch_concurrency, per_host=per_host, min_delay_s=min_delay_s,
@@ -197,14 +258,14 @@ def webtext(
                                   run_config)
     with build_lock(out):  # the whole run: a second build in this folder is refused at once
         manifest = _build(out, request_key, dump_paths, warc_paths, config, link_config, fetch_config, run_config,
-                          dask_address, n_workers)
+                          dask_address, n_workers, fetch_part_count)
     _fail_if_empty(manifest)
     return manifest
 
 
 def _build(out: Path, request_key: str, dump_paths: list[Path], warc_paths: list[Path], config: build.BuildConfig,
-           link_config: Any, fetch_config: Any, run_config: dict, dask_address: str | None, n_workers: int | None
-           ) -> dict:
+           link_config: Any, fetch_config: Any, run_config: dict, dask_address: str | None, n_workers: int | None,
+           fetch_part_count: int) -> dict:
     logger = get_run_logger()
     done = build.finished_build(out, request_key)
     if done is not None:
@@ -213,22 +274,8 @@ def _build(out: Path, request_key: str, dump_paths: list[Path], warc_paths: list
         _publish(out, done)  # so this run, too, shows the corpus it stands for
         return done
 
-    stage_rows: list[dict] = []
-    links_path, links_key = None, None
-    if dump_paths:
-        links_key, link_stats = links_task(dump_paths, out, link_config)
-        links_path = out / "links" / "links.parquet"
-        stage_rows.append({"stage": "links", "in": link_stats["submissions"], "out": link_stats["kept"],
-                           "dropped": link_stats["dropped"]})
-    if warc_paths:
-        warcs, upstream = warc_paths, build.stage_key("warc_inputs", links_key, build.file_fingerprint(warc_paths))
-    else:
-        fetch_key, fetch_stats = fetch_task(out, links_key, fetch_config)
-        stage_rows.append(build.stage_row("fetch", fetch_stats))
-        warcs, upstream = build.fetched_warcs(out), fetch_key
-
     stages = build_stages.with_options(task_runner=_task_runner(dask_address, n_workers))
-    manifest = stages(out, links_path, links_key, warcs, upstream, config, stage_rows, run_config)
+    manifest = stages(out, dump_paths, link_config, warc_paths, config, run_config, fetch_config, fetch_part_count)
     build.record_request(out, request_key)
     _publish(out, manifest)
     logger.info("webtext: %d documents in %d shards under %s", manifest["totals"]["documents"],

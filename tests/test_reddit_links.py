@@ -17,7 +17,8 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpus.links import DROP_REASONS, LINKS_SCHEMA, LinkConfig, harvest_links
+from corpus.links import (DROP_REASONS, LINKS_SCHEMA, LinkConfig, aggregate_unit, finish_links, harvest_links,
+                          plan_aggregation, plan_links, read_dump)
 from corpus.reddit import iter_submissions, write_submissions
 from corpus.urls import (
     CANONICAL_FORM,
@@ -497,6 +498,27 @@ def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
     assert_same_as_in_memory(dumps + dumps[:1], records + records[:300], config, tmp_path)
     stats = assert_same_as_in_memory(dumps, records, LinkConfig(min_karma=10**9, memory_rows=4), tmp_path)
     assert stats.kept == 0 and pq.read_table(tmp_path / "links.parquet").schema == LINKS_SCHEMA
+
+
+def test_links_in_parts_on_parallel_processes_write_the_same_file(tmp_path):
+    """The flow runs each dump and each aggregation unit as a task on Dask: parts in other processes, in any order."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    dumps, _ = write_generated_dumps(tmp_path, seeds=(11, 12, 13))
+    dumps.append(dumps[0])  # listed twice: counted twice, read once
+    config = LinkConfig(memory_rows=60)
+    want = harvest_links(dumps, tmp_path / "serial" / "links.parquet", config)
+    plan = plan_links(dumps, tmp_path / "parts" / "links.parquet", config)
+    assert plan.parts == [0, 1, 2]
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        list(pool.map(read_dump, [plan] * 3, plan.parts[::-1]))
+        units = plan_aggregation(plan)
+        counts = list(pool.map(aggregate_unit, [plan] * len(units), [units] * len(units), range(len(units))[::-1]))
+    stats = finish_links(plan, counts[::-1])
+    assert len(units) > 1
+    assert (tmp_path / "parts" / "links.parquet").read_bytes() == (tmp_path / "serial" / "links.parquet").read_bytes()
+    assert {**stats.to_dict(), "elapsed_s": 0} == {**want.to_dict(), "elapsed_s": 0}
 
 
 def test_spilled_aggregation_of_the_shared_sample(reddit_sample, tmp_path):

@@ -18,7 +18,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from corpus.build import doc_id
+from corpus.build import doc_id, fetched_warcs
 from corpus.extract import extract_with
 from corpus.filters import drop_reason
 from corpus.reddit import write_submissions
@@ -158,6 +158,7 @@ def _check_build(scenario: Scenario, out_dir: Path) -> dict:
     assert stages["extract"]["out"] == scenario.n_links
     assert stages["filter"]["dropped"] == {"too_short": scenario.too_short}
     assert stages["dedup"]["dropped"] == {"exact_duplicate": 1, "near_duplicate": 1}
+    assert not (out_dir / "dedup" / "_work").exists()
     assert stages["wikipedia"]["dropped"] == {"wikipedia": 1}
     assert stages["shards"]["out"] == len(scenario.expected_urls) == manifest["totals"]["documents"]
     for shard in manifest["shards"]:
@@ -171,10 +172,14 @@ def _check_build(scenario: Scenario, out_dir: Path) -> dict:
 @pytest.mark.server
 def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, prefect_server, served_deployments,
                                                                      tmp_path, request):
-    from prefect_fixtures import read_artifacts, read_logs, run_deployment
+    from prefect_fixtures import _subflow_ids, read_artifacts, read_logs, run_deployment
 
+    # The reference fetches in 3 parts and dedups in partitions of 2 documents on 3 Dask workers; the resumed build
+    # below runs on 1 worker with one dedup partition: the shards must not depend on how the work was split.
     reference = tmp_path / "reference"
-    run = run_deployment(prefect_server, "webtext/build-corpus", _params(scenario, reference), timeout=420)
+    run = run_deployment(prefect_server, "webtext/build-corpus",
+                         _params(scenario, reference, n_workers=3, fetch_part_count=3, dedup_partition_docs=2),
+                         timeout=420)
     assert run["state_type"] == "COMPLETED", "\n".join(read_logs(prefect_server, run["id"]))
     manifest = _check_build(scenario, reference)
 
@@ -185,8 +190,10 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, pr
     assert stage_table == [s["stage"] for s in manifest["stages"]]
     assert artifacts["webtext-dataset-card"]["data"].startswith("# WebText-style corpus")
     assert "webtext-extract-progress" in artifacts
-    logs = "\n".join(read_logs(prefect_server, run["id"]))
+    logs = "\n".join(line for run_id in [run["id"], *_subflow_ids(prefect_server, run["id"])]
+                     for line in read_logs(prefect_server, run_id))
     assert re.search(r"fetch: \d+ URLs -> \d+ pages", logs)
+    assert re.search(r"dedup: \d+ partitions", logs) and re.search(r"dedup-verify: \d+/\d+ parts done", logs)
 
     # SIGKILL the flow process in the middle of extraction, then re-run. These runs use an existing Dask cluster
     # (`dask_address`), as a scaled-out build would; it outlives the killed flow. The pages come from the reference
@@ -197,7 +204,8 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, pr
     with dask.config.set({"distributed.worker.daemon": False}):  # extraction workers are its children
         cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
     request.addfinalizer(cluster.close)
-    warcs = sorted(str(p) for p in (reference / "fetch" / "warc").glob("*.warc.gz"))
+    warcs = [str(p) for p in fetched_warcs(reference)]
+    assert len({p.split("/parts/")[1].split("/")[0] for p in warcs}) > 1, "the reference fetched in several parts"
     crashed = tmp_path / "crashed"
     params = _params(scenario, crashed, warc_inputs=warcs, pages_per_part=2, dask_address=cluster.scheduler_address)
     script = ("import json, sys; from flows.webtext import webtext; "

@@ -1,0 +1,104 @@
+"""Fetching in parts: the link list is split by a stable hash of each URL's registered domain, so every host (and its
+`www.` form) is in exactly one part and `corpus.fetch`'s per-host politeness holds across the cluster. Each part is
+one `fetch_urls` run with its own folder (`parts/<k>/`: links.parquet, log.parquet, warc/), resumable by itself from
+its log, and reads its links a batch at a time: no process holds the whole link list.
+
+Concurrency: every part runs `FetchConfig.concurrency` requests at most, so the whole fetch runs (parts in flight) x
+`concurrency`; per host it stays `per_host`, `min_delay_s` apart, whatever the number of parts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpus.files import run_once, write_json
+from corpus.urls import registered_domain, url_host
+
+LINKS_SCHEMA = pa.schema([("url", pa.string()), ("start", pa.string())])  # log key, URL to request
+_BATCH_ROWS = 50_000
+
+
+def part_of(url: str, parts: int) -> int:
+    """The part of a URL: a hash of its registered domain, the same in every process and run."""
+    domain = registered_domain(url_host(url))
+    return int.from_bytes(hashlib.blake2b(domain.encode(), digest_size=8).digest(), "big") % parts
+
+
+def request_url(url: str, original_urls: list[str] | None) -> str:
+    """Request a URL as it was submitted (https first): the canonical form is a key, not always a page a site serves."""
+    return min(original_urls or [url], key=lambda u: (not u.startswith("https:"), u))
+
+
+def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
+    """Write each part's links (parts/<k>/links.parquet) from links.parquet, a batch at a time; returns the plan.
+
+    A plan written by an interrupted run is kept as it was (its part folders hold fetched pages)."""
+    plan_file = fetch_dir / "_plan.json"
+    if plan_file.exists():
+        return json.loads(plan_file.read_text())
+    if parts < 1:
+        raise ValueError(f"fetch parts must be at least 1, got {parts}")
+    folders = [fetch_dir / "parts" / f"{k:05d}" for k in range(parts)]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    tmp_paths = [folder / ".links.parquet.tmp" for folder in folders]
+    writers = [pq.ParquetWriter(path, LINKS_SCHEMA, compression="zstd") for path in tmp_paths]
+    sizes = [0] * parts
+    try:
+        for batch in pq.ParquetFile(links_path).iter_batches(batch_size=_BATCH_ROWS, columns=["url", "original_urls"]):
+            rows: list[list[tuple[str, str]]] = [[] for _ in range(parts)]
+            for url, originals in zip(batch.column("url").to_pylist(), batch.column("original_urls").to_pylist()):
+                start = request_url(url, originals)
+                rows[part_of(start, parts)].append((url, start))
+            for k, part_rows in enumerate(rows):
+                if part_rows:
+                    writers[k].write_table(pa.table({"url": [u for u, _ in part_rows],
+                                                     "start": [s for _, s in part_rows]}, schema=LINKS_SCHEMA))
+                    sizes[k] += len(part_rows)
+    finally:
+        for writer in writers:
+            writer.close()
+    for tmp, folder in zip(tmp_paths, folders):
+        tmp.replace(folder / "links.parquet")
+    result = {"parts": parts, "links": sum(sizes), "part_links": sizes}
+    write_json(plan_file, result)  # last: the plan exists only when every part's links do
+    return result
+
+
+def _links(folder: Path) -> Iterator[tuple[str, str]]:
+    for batch in pq.ParquetFile(folder / "links.parquet").iter_batches(batch_size=_BATCH_ROWS):
+        yield from zip(batch.column("url").to_pylist(), batch.column("start").to_pylist())
+
+
+def fetch_part(fetch_dir: Path, k: int, config, progress: Callable[[dict], None] | None = None) -> dict:
+    """Fetch part k unless its marker says it is done; returns its outcome counts."""
+    from corpus.fetch import fetch_urls
+
+    folder = fetch_dir / "parts" / f"{k:05d}"
+
+    def fetch() -> dict:
+        fetch_urls(_links(folder), folder, config, progress=progress)
+        return dict(sorted(Counter(_log_outcomes(folder)).items()))
+
+    return run_once(folder / "_DONE.json", fetch)
+
+
+def _log_outcomes(folder: Path) -> list[str]:
+    log = folder / "log.parquet"
+    return pq.read_table(log, columns=["outcome"]).column("outcome").to_pylist() if log.exists() else []
+
+
+def warcs(fetch_dir: Path) -> list[Path]:
+    """Every part's WARC files, in part order."""
+    return sorted((fetch_dir / "parts").glob("*/warc/*.warc.gz"))
+
+
+def logs(fetch_dir: Path) -> list[Path]:
+    return sorted((fetch_dir / "parts").glob("*/log.parquet"))
+

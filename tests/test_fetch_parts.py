@@ -1,0 +1,95 @@
+"""The fetch stage in parts (corpus.fetch_parts through build.run_fetch): every host is in exactly one part, the parts
+together fetch every link once with the same outcome as one part does, and a finished part is not fetched again."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from corpus import fetch_parts
+from corpus.build import fetch_key, fetched_warcs, plan_fetch, run_fetch
+from corpus.fetch import FetchConfig
+from corpus.urls import url_host
+from corpus.warc import iter_html_records
+from hostile_server import HostileServer
+
+PATHS = ["/story/{i}", "/not-found?n={i}", "/image.png?n={i}", "/hop?n=2&i={i}", "/story/{i}"]
+
+
+def _write_links(out_dir: Path, hosts: int = 9, per_host: int = 5) -> list[str]:
+    """links/links.parquet with `hosts` sites (half of them also as www.) and a mix of outcomes."""
+    urls = [f"http://{'www.' if (i // hosts) % 2 and i % 2 else ''}news{i % hosts}.co.uk"
+            + PATHS[i % len(PATHS)].format(i=i) for i in range(hosts * per_host)]
+    (out_dir / "links").mkdir(parents=True)
+    pq.write_table(pa.table({"url": urls, "original_urls": [[u] for u in urls]}), out_dir / "links" / "links.parquet")
+    return urls
+
+
+def _log(out_dir: Path) -> dict[str, tuple]:
+    rows = [r for log in fetch_parts.logs(out_dir / "fetch") for r in pq.read_table(log).to_pylist()]
+    assert len(rows) == len({r["url"] for r in rows}), "a URL was logged twice"
+    return {r["url"]: (r["outcome"], r["http_status"], r["final_url"]) for r in rows}
+
+
+def test_a_host_is_in_exactly_one_part_and_the_parts_cover_the_links(tmp_path):
+    urls = _write_links(tmp_path, hosts=30, per_host=4)
+    plan = fetch_parts.plan(tmp_path / "links" / "links.parquet", tmp_path / "fetch", 4)
+    part_of_site: dict[str, set[int]] = {}
+    seen = []
+    for k in range(4):
+        table = pq.read_table(tmp_path / "fetch" / "parts" / f"{k:05d}" / "links.parquet")
+        assert table.num_rows == plan["part_links"][k]
+        for url in table.column("start").to_pylist():
+            part_of_site.setdefault(url_host(url).removeprefix("www."), set()).add(k)
+        seen += table.column("url").to_pylist()
+    assert sorted(seen) == sorted(urls) and plan["links"] == len(urls)
+    assert len(part_of_site) == 30 and sum(1 for u in urls if "//www." in u) >= 10
+    assert all(len(parts) == 1 for parts in part_of_site.values()), "news1.co.uk and www.news1.co.uk split apart"
+    assert sum(1 for n in plan["part_links"] if n) > 1
+    # a re-run keeps the plan it made (its parts hold what was fetched), whatever it is asked for now
+    assert fetch_parts.plan(tmp_path / "links" / "links.parquet", tmp_path / "fetch", 7) == plan
+    with pytest.raises(ValueError, match="fetch parts must be at least 1"):
+        fetch_parts.plan(tmp_path / "links" / "links.parquet", tmp_path / "other", 0)
+
+
+def test_parts_fetch_every_link_once_with_the_outcome_of_one_part(tmp_path):
+    with HostileServer() as server:
+        config = FetchConfig(concurrency=8, per_host=1, min_delay_s=0.0, progress_interval_s=3600,
+                             connect_to={"*.co.uk": f"127.0.0.1:{server.port}"})
+        results = {}
+        for parts in (1, 3):
+            out = tmp_path / f"parts{parts}"
+            urls = _write_links(out)
+            _, stats = run_fetch(out, "links-key", config, parts=parts)
+            results[parts] = (_log(out), stats)
+            pages = Counter(page.link_url for page in iter_html_records(fetched_warcs(out)))
+            ok = {u for u, (outcome, _, _) in results[parts][0].items() if outcome == "ok"}
+            assert set(pages) == ok and set(pages.values()) == {1}, "every ok page archived exactly once"
+            part_folders = {p.parent.parent.name for p in fetched_warcs(out)}
+            assert len(part_folders) == 1 if parts == 1 else len(part_folders) > 1
+    (log1, stats1), (log3, stats3) = results[1], results[3]
+    assert set(log1) == set(urls)
+    assert log3 == log1
+    assert stats3 == stats1 and stats1["in"] == len(urls)
+    assert set(stats1["outcomes"]) >= {"ok", "http_error", "unsupported_content_type"}
+
+
+def test_a_finished_part_is_not_fetched_again(tmp_path):
+    with HostileServer() as server:
+        config = FetchConfig(concurrency=8, per_host=1, min_delay_s=0.0, progress_interval_s=3600,
+                             connect_to={"*.co.uk": f"127.0.0.1:{server.port}"})
+        urls = _write_links(tmp_path)
+        assert plan_fetch(tmp_path, fetch_key("links-key"), 3) == 3
+        plan = json.loads((tmp_path / "fetch" / "_plan.json").read_text())
+        done = fetch_parts.fetch_part(tmp_path / "fetch", 0, config)
+        assert sum(done.values()) == plan["part_links"][0] > 0
+        log0 = tmp_path / "fetch" / "parts" / "00000" / "log.parquet"
+        before = log0.stat().st_mtime_ns
+        # the run that follows the crash: asked for one part, it keeps the plan of three and part 0 as it was
+        _, stats = run_fetch(tmp_path, "links-key", config, parts=1)
+        assert log0.stat().st_mtime_ns == before
+        assert stats["in"] == len(urls) == sum(stats["outcomes"].values())
