@@ -62,7 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from corpus.files import run_once, write_atomic, write_json
+from corpus.files import fingerprint, run_once, write_atomic, write_json
 from corpus.reddit import DumpReadError, iter_submissions
 from corpus.urls import (
     CANONICAL_FORM,
@@ -412,9 +412,8 @@ def _remove_stale(work: Path, keep: set[str]) -> None:
 
 
 def _fingerprint(path: Path, config: LinkConfig) -> dict:
-    stat = path.stat()
-    return {"dump": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "selection": config.selection_key()}
+    name, size, mtime_ns = fingerprint(path)
+    return {"dump": name, "size": size, "mtime_ns": mtime_ns, "selection": config.selection_key()}
 
 
 def _committed(folder: Path, path: Path, config: LinkConfig) -> dict | None:
