@@ -32,8 +32,8 @@ each), and the sorted results are merged into links.parquet, one 1 Mi-row row gr
 `pyarrow.parquet.write_table` makes, so the file is the one a single in-memory table gives).
 
 Peak memory follows `memory_rows`, not the corpus (figures: `benchmarks/bench_links.py`, README). pyarrow's default
-mimalloc pool keeps freed pages, so RSS sits above the rows held unless ARROW_DEFAULT_MEMORY_POOL=system. Disk holds the surviving
-submissions once, zstd-compressed, until the work folder is removed at the end.
+mimalloc pool keeps freed pages, so RSS sits above the rows held unless ARROW_DEFAULT_MEMORY_POOL=system. Disk holds
+the surviving submissions once, zstd-compressed, until the work folder is removed at the end.
 """
 from __future__ import annotations
 
