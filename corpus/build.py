@@ -33,7 +33,7 @@ from corpus.card import render_card
 from corpus import dedup_parts
 from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
-from corpus.files import write_json, write_parquet
+from corpus.files import fingerprints, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
 from corpus.shards import SCHEMA, ShardConfig, split_of, write_shards
 from corpus.wikipedia import is_wikipedia
@@ -92,10 +92,6 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(_jsonable(parts), sort_keys=True).encode()).hexdigest()[:32]
 
 
-def file_fingerprint(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
-    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-
-
 def _write_json(path: Path, data: Any) -> None:
     write_json(path, _jsonable(data))
 
@@ -143,7 +139,7 @@ def resolve_inputs(patterns: Sequence[str | Path] | None, what: str) -> list[Pat
 
 
 def links_key(dumps: Sequence[Path], link_config: Any) -> str:
-    return stage_key("links", file_fingerprint(dumps), link_config)
+    return stage_key("links", fingerprints(dumps), link_config)
 
 
 def plan_links(out_dir: Path, key: str, dumps: Sequence[Path], link_config: Any) -> Any:
@@ -216,7 +212,7 @@ def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callab
 
 def warc_inputs_key(links_key: str | None, warcs: Sequence[Path]) -> str:
     """The upstream key of extraction from given WARC files (not fetched ones): the flow's and build_from_warcs'."""
-    return stage_key("warc_inputs", links_key, file_fingerprint(warcs))
+    return stage_key("warc_inputs", links_key, fingerprints(warcs))
 
 
 def fetched_warcs(out_dir: Path) -> list[Path]:
@@ -247,7 +243,7 @@ def plan_extract(out_dir: Path, warcs: Sequence[Path], upstream_key: str, config
     from corpus.warc import html_record_offsets
 
     stage_dir = out_dir / "extract"
-    key = stage_key("extract", upstream_key, file_fingerprint(warcs), config.extract, config.pages_per_part)
+    key = stage_key("extract", upstream_key, fingerprints(warcs), config.extract, config.pages_per_part)
     if completed(stage_dir, key) is not None:
         return key, []
     begin(stage_dir, key)

@@ -15,7 +15,7 @@ is not removed is kept, and so on. Every removed document thus has a kept docume
 the result does not depend on input order.
 
 Memory: the in-memory index holds, per document, its key in each LSH band's hash table (datasketch), its text hash,
-its id, karma and time: 4.5-4.9 KB per document (`benchmarks/bench_dedup.py`). The corpus build does not use it: it
+its id, karma and time, so it grows with the corpus (`benchmarks/bench_dedup.py`). The corpus build does not use it: it
 runs `corpus.dedup_parts`, which gives the same result with memory set per partition, and is tested against this
 class. `DedupConfig.lsh_storage` takes datasketch's storage config (e.g. Redis) for callers of this class.
 

@@ -20,8 +20,8 @@ holding the request and response of every `ok` page. While running, outcomes are
 run therefore loses only the URLs in flight: the next run cuts open WARC files back to their last logged record,
 merges the journal into log.parquet, and skips every URL already there.
 
-Memory: the set of URLs already logged or seen in this run (~150 bytes each: 10 M URLs ~ 1.5 GB), the frontier's
-read-ahead (`frontier_max_urls`), one robots.txt parser per origin up to `robots_cache_size`, and one small record
+Memory: the set of URLs already logged or seen in this run (one string each: `corpus.fetch_parts` splits a crawl
+so that each run holds only its part's), the frontier's read-ahead (`frontier_max_urls`), one robots.txt parser per origin up to `robots_cache_size`, and one small record
 per host name seen.
 """
 from __future__ import annotations

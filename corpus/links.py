@@ -31,11 +31,9 @@ or one read under other settings. The links are then aggregated a few partitions
 each), and the sorted results are merged into links.parquet, one 1 Mi-row row group at a time (the row groups
 `pyarrow.parquet.write_table` makes, so the file is the one a single in-memory table gives).
 
-Peak memory follows `memory_rows`, not the corpus: ~250 B of Arrow per held row while reading, ~750 B per row of the
-partitions being aggregated, and one row group of links while writing: ~1 GB at the default 1 M rows. The in-memory
-dict this replaces took ~1.4 KB per candidate URL (benchmarks/bench_links.py). pyarrow's default mimalloc pool keeps
-freed pages, so RSS sits above these figures unless ARROW_DEFAULT_MEMORY_POOL=system. Disk holds the surviving
-submissions once, zstd-compressed, until the work folder is removed at the end.
+Peak memory follows `memory_rows`, not the corpus (figures: `benchmarks/bench_links.py`, README). pyarrow's default
+mimalloc pool keeps freed pages, so RSS sits above the rows held unless ARROW_DEFAULT_MEMORY_POOL=system. Disk holds
+the surviving submissions once, zstd-compressed, until the work folder is removed at the end.
 """
 from __future__ import annotations
 
@@ -62,7 +60,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from corpus.files import run_once, write_atomic, write_json
+from corpus.files import fingerprint, run_once, write_atomic, write_json
 from corpus.reddit import DumpReadError, iter_submissions
 from corpus.urls import (
     CANONICAL_FORM,
@@ -412,9 +410,8 @@ def _remove_stale(work: Path, keep: set[str]) -> None:
 
 
 def _fingerprint(path: Path, config: LinkConfig) -> dict:
-    stat = path.stat()
-    return {"dump": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "selection": config.selection_key()}
+    name, size, mtime_ns = fingerprint(path)
+    return {"dump": name, "size": size, "mtime_ns": mtime_ns, "selection": config.selection_key()}
 
 
 def _committed(folder: Path, path: Path, config: LinkConfig) -> dict | None:

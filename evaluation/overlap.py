@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from rbloom import Bloom
 
+from corpus.files import fingerprints
+
 log = logging.getLogger(__name__)
 N = 8
 FALSE_POSITIVE_RATE = 1e-8
@@ -204,8 +206,8 @@ def corpus_bloom(corpus_dir: Path, cache_dir: Path | None = None,
     """The Bloom filter of a corpus' training 8-grams, cached in cache_dir under a name that changes with the shards
     and with the filter's format (a file of another format is never read as this one)."""
     shards = _train_shards(corpus_dir)
-    fingerprint = hashlib.blake2b(repr([(s.name, s.stat().st_size, s.stat().st_mtime_ns) for s in shards]
-                                       + [false_positive_rate, FORMAT]).encode(), digest_size=8).hexdigest()
+    fingerprint = hashlib.blake2b(repr(fingerprints(shards) + [false_positive_rate, FORMAT]).encode(),
+                                  digest_size=8).hexdigest()
     cache = None if cache_dir is None else Path(cache_dir) / f"train-8grams-{fingerprint}.{FORMAT}"
     if cache is not None and cache.is_file():
         return NgramBloom.load(cache)

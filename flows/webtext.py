@@ -26,6 +26,7 @@ from corpus import build, dedup_parts, fetch_parts, links
 from corpus.buildlock import build_lock
 from corpus.buildwarnings import empty_corpus_reason
 from corpus.dedup import DedupConfig
+from corpus.files import fingerprints
 from corpus.reddit import DumpReadError
 from corpus.extract import ExtractConfig
 from corpus.filters import FilterConfig
@@ -254,7 +255,7 @@ def webtext(
                                ca_file=ca_file, deadline_s=fetch_deadline_s)
     run_config = build.config_summary(config, link_config if dump_paths else None,
                                       dumps=[str(p) for p in dump_paths], warc_inputs=[str(p) for p in warc_paths])
-    request_key = build.stage_key("request", build.file_fingerprint(dump_paths), build.file_fingerprint(warc_paths),
+    request_key = build.stage_key("request", fingerprints(dump_paths), fingerprints(warc_paths),
                                   run_config)
     with build_lock(out):  # the whole run: a second build in this folder is refused at once
         manifest = _build(out, request_key, dump_paths, warc_paths, config, link_config, fetch_config, run_config,

@@ -131,3 +131,32 @@ def test_a_corpus_of_one_document_warns_that_it_has_no_validation_split(tmp_path
     assert manifest["totals"] == {**manifest["totals"], "documents": 1, "val_documents": 0}
     assert manifest["warnings"] == ["no validation split: 1 document(s) are too few to set one aside (gpt2/train's "
                                     "webtext-val evaluation needs one)"]
+
+
+def test_a_moved_data_folder_keeps_every_key_and_a_changed_file_does_not(tmp_path) -> None:
+    """One identity rule for input files (corpus.files.fingerprint: name, size, mtime): a dump or WARC folder moved or
+    copied with its times (`cp -p`, `rsync -t`) keeps the stage keys, so nothing is redone; an edited file changes them."""
+    import os
+    import shutil
+
+    from corpus import build
+    from corpus.files import fingerprints
+    from corpus.links import LinkConfig
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    (first / "RS_2017-12.ndjson").write_text('{"id": "a", "url": "https://example.com/", "score": 5}\n')
+    (first / "pages.warc.gz").write_bytes(b"not looked into: only its identity counts")
+    shutil.copytree(first, second)  # copy2: times kept
+    for name in ("RS_2017-12.ndjson", "pages.warc.gz"):
+        assert fingerprints([first / name]) == fingerprints([second / name])
+    dump, moved = [first / "RS_2017-12.ndjson"], [second / "RS_2017-12.ndjson"]
+    assert build.links_key(dump, LinkConfig()) == build.links_key(moved, LinkConfig())
+    links_key = build.links_key(dump, LinkConfig())
+    assert (build.warc_inputs_key(links_key, [first / "pages.warc.gz"])
+            == build.warc_inputs_key(links_key, [second / "pages.warc.gz"]))
+    assert fingerprints([first]) == fingerprints([second])  # a folder: every file under it by relative path
+
+    (second / "RS_2017-12.ndjson").write_text('{"id": "b", "url": "https://example.com/", "score": 5}\n')
+    os.utime(second / "RS_2017-12.ndjson", ns=(1, 1))
+    assert build.links_key(dump, LinkConfig()) != build.links_key(moved, LinkConfig())
