@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 
 from corpus.tokenizer import BPETokenizer, load_gpt2, load_tokenizer, train_or_reuse_bpe
 from corpus.tokens import encode_corpus
+from evaluation.protocol import resolve_protocols
 from modeling.train import TrainConfig, TrainResult, train_in_subprocess
 
 
@@ -120,13 +121,16 @@ def train(
     eval_tasks: list[str] | None = None,
     eval_data_dir: str | None = None,
     eval_limit: int | None = None,
+    eval_protocol: str | list[str] = "paper",
 ) -> dict[str, Any]:
     """Train GPT-2 on a build-corpus output directory and evaluate the result.
 
     tokenizer: "train" (BPE trained on the corpus' train split), "gpt2" (GPT-2's files from gpt2_bpe_dir) or a
     tokenizer directory. out_dir: default <corpus>-<model> beside the corpus. Give max_steps or max_tokens.
     resume: True continues from the newest checkpoint in out_dir/checkpoints (exactly), or give a checkpoint path.
+    eval_protocol: the evaluation's protocol(s), "paper" and/or "lm-eval" (flows.evaluate).
     """
+    resolve_protocols(eval_protocol)  # a misspelt protocol fails here, not after training
     corpus_dir = Path(corpus)
     if not corpus_dir.is_dir():
         raise FileNotFoundError(f"corpus directory {corpus_dir} does not exist (expected a build-corpus output)")
@@ -153,5 +157,5 @@ def train(
         from flows.evaluate import evaluate  # the evaluation flow, run as a subflow
 
         summary["evaluate"] = evaluate(checkpoint=result.export_dir, tasks=eval_tasks, data_dir=eval_data_dir,
-                                       limit=eval_limit, corpus=corpus)
+                                       limit=eval_limit, corpus=corpus, protocol=eval_protocol)
     return summary
