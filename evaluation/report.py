@@ -130,9 +130,10 @@ def write_report(out_dir: Path, results: dict[str, dict[str, float]], n_params: 
         encoded = base64.b64encode(svg.encode()).decode()
         markdown_artifact = markdown + f"\n![metric against model size](data:image/svg+xml;base64,{encoded})\n"
     else:
+        (out_dir / "results.svg").unlink(missing_ok=True)  # a picture of an earlier run would not match this table
         markdown_file = markdown_artifact = markdown
     _write(out_dir / "results.md", markdown_file)
     payload = {"meta": meta, "n_params": n_params, "results": results, "rows": rows}
     _write(out_dir / "results.json", json.dumps(payload, indent=2, sort_keys=False))
-    return {"rows": rows, "markdown": markdown_artifact, "paths": [str(out_dir / n) for n in
-                                                                   ("results.md", "results.json", "results.svg")]}
+    written = ("results.md", "results.json") + (("results.svg",) if svg else ())
+    return {"rows": rows, "markdown": markdown_artifact, "paths": [str(out_dir / n) for n in written]}

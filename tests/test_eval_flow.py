@@ -24,23 +24,23 @@ def test_evaluate_flow_publishes_table_and_markdown(prefect_server, eval_data_di
     load_gpt2(gpt2_bpe_dir / "encoder.json", gpt2_bpe_dir / "vocab.bpe").save(checkpoint)
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         state = evaluate(str(checkpoint), tasks=["lambada", "wsc273"], data_dir=str(eval_data_dir), limit=2,
-                         device="cpu", protocol=["paper", "lm-eval"], eot_prefix=False, return_state=True)
+                         device="cpu", protocol=["paper", "lm-eval"], eot_prefix=True, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
     assert set(result["results"]) == {"lambada", "wsc273"}
-    # The option reaches each protocol's LAMBADA run; for lm-eval it is the default, so that one is unmodified.
+    # The option reaches each protocol's LAMBADA run; for paper it is the default, so that one is unmodified.
     lambada = result["results"]["lambada"]
-    assert lambada["paper"]["protocol"] == "paper eot_prefix=False" and lambada["lm-eval"]["protocol"] == "lm-eval"
-    assert lambada["paper"]["options"] == {"normalize_quotes": True, "eot_prefix": False}
+    assert lambada["paper"]["protocol"] == "paper" and lambada["lm-eval"]["protocol"] == "lm-eval eot_prefix=True"
+    assert lambada["lm-eval"]["options"] == {"normalize_quotes": False, "eot_prefix": True}
     assert {Path(p).name for p in result["paths"]} == {"results.md", "results.json", "results.svg"}
     assert all(Path(p).is_file() for p in result["paths"])
     artifacts = {a["key"]: a for a in read_artifacts(prefect_server, str(state.state_details.flow_run_id))}
     table = artifacts["eval-tiny-model"]
     assert table["type"] == "table"
     assert {(r["task"], r["protocol"], r["metric"]) for r in table["data"]} >= {
-        ("lambada", "paper eot_prefix=False", "ppl"), ("lambada", "lm-eval", "acc"), ("wsc273", "paper", "acc_partial")}
+        ("lambada", "paper", "ppl"), ("lambada", "lm-eval eot_prefix=True", "acc"), ("wsc273", "paper", "acc_partial")}
     report = artifacts["eval-tiny-model-report"]
-    assert report["type"] == "markdown" and "| lambada | lm-eval | perplexity |" in report["data"]
+    assert report["type"] == "markdown" and "| lambada | lm-eval eot_prefix=True | perplexity |" in report["data"]
     assert "data:image/svg+xml;base64," in report["data"]
 
 

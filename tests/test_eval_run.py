@@ -104,6 +104,9 @@ def test_a_changed_option_is_labelled_and_loses_the_paper_column(checkpoint: Pat
     rows = {(r["task"], r["metric"]): r for r in out["rows"]}
     assert rows[("lambada", "ppl")]["paper"] is None and rows[("wsc273", "acc_partial")]["paper"] == 70.70
     assert "| lambada | paper normalize_quotes=False | ppl |" in out["markdown"]
+    # No number to plot against the paper's sizes: no picture, and none left over from an earlier run.
+    assert [Path(p).name for p in out["paths"]] == ["results.md", "results.json"]
+    assert not (checkpoint / "results.svg").exists()
 
 
 def test_bad_protocols_and_options_fail_before_any_work(checkpoint: Path, eval_data_dir: Path) -> None:
