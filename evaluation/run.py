@@ -25,7 +25,7 @@ from evaluation.coqa import evaluate_coqa, read_coqa
 from evaluation.language_modeling import LM_TASKS, evaluate_lm_task, evaluate_webtext_val, read_webtext_val
 from evaluation.lm import Scorer, Tokenizer
 from evaluation.nq import evaluate_nq, read_nq
-from evaluation.protocol import LM_EVAL_TASKS, PAPER, PROTOCOLS, Protocol, resolve_protocols, supports
+from evaluation.protocol import LM_EVAL_TASKS, PAPER, Protocol, resolve_protocols, supports
 from evaluation.report import write_report
 from evaluation.summarization import evaluate_summarization, read_cnndm
 from evaluation.translation import evaluate_translation, read_pairs

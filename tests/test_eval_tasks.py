@@ -83,6 +83,11 @@ def test_lambada_protocols_split_prefix_and_quote_as_they_say(tmp_path: Path) ->
     metrics = evaluate_lambada(path, Recording(model), tokenizer, protocol=LM_EVAL).metrics
     assert seen == [(tokenizer.encode("\u201cThe Will to\u201d is a book"), tokenizer.encode(" of\n\nPower"))]
     assert metrics["acc"] == 1.0 and set(metrics) == {"acc", "perplexity", "examples"}
+    # acc needs every target token to be the argmax: here only the last one is (after "\n\n" the model says Power).
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "I like the\n\nPower"}) + "\n")
+    model = PreferModel(tokenizer, ["\u201cThe Will to\u201d is a book of\n\nPower", "I like cats"])
+    assert evaluate_lambada(path, Scorer(model), tokenizer, protocol=LM_EVAL).metrics["acc"] == 0.5
     seen.clear()
     evaluate_lambada(path, Recording(model), tokenizer, protocol=LM_EVAL, eot_prefix=True, normalize_quotes=True)
     assert seen[0][0] == [tokenizer.eot_token] + tokenizer.encode('"The Will to" is a book')
