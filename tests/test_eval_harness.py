@@ -25,8 +25,7 @@ pytestmark = pytest.mark.slow  # the harness and a few training steps: about a m
 lm_eval = pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install -e '.[test]')")
 
 FIRST = 17  # LAMBADA passages from the top of the file, plus every one whose last space-separated piece holds white
-TRAINED = 12  # space (lm-eval's target differs there); the model has seen TRAINED of them, so it predicts some final
-# words and not others
+# space (lm-eval's target differs there)
 REL = 1e-6
 CONTEXT = 128  # some passages fit (so the end-of-text prefix would show), longer ones are cut on the left
 
@@ -69,12 +68,12 @@ PTB_RAW = "".join(f" {line} \n" for line in [
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Path]) -> Path:
-    """A tiny GPT, with a small BPE trained on LAMBADA's text, that has seen the windows both evaluations score for
-    the first TRAINED passages (so it predicts some final words and not others) and the WikiText and PTB texts (a low
-    loss there keeps the harness's float32 sums per window well inside the 1e-6 tolerance)."""
+    """A tiny GPT, with a small BPE trained on LAMBADA's text, briefly trained on the windows both evaluations score
+    (so it predicts some final words and not others) and on the WikiText and PTB texts. A moderate loss everywhere
+    keeps the float32 rounding of per-token log-probabilities (both sides') far inside the 1e-6 tolerance."""
     texts = [json.loads(line)["text"] for line in data["lambada-all"].read_text(encoding="utf-8").splitlines()[:400]]
     tokenizer = train_bpe(texts + PAGES + [PTB_RAW], vocab_size=1000)
-    passages = read_lambada(data["lambada"], TRAINED, normalize_quotes=False, protocol=LM_EVAL)
+    passages = read_lambada(data["lambada"], normalize_quotes=False, protocol=LM_EVAL)
     windows = [tokenizer.encode(p.context + " " + p.target)[-(CONTEXT + 1):] for p in passages]
     for text in PAGES + [PTB_RAW]:
         ids = [tokenizer.eot_token] + tokenizer.encode(text)
@@ -88,7 +87,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Path]) 
         torch.manual_seed(0)
         model = GPT(GPTConfig(block_size=CONTEXT, vocab_size=tokenizer.n_vocab, n_layer=2, n_head=2, n_embd=64))
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        for _ in range(80):
+        for _ in range(60):
             loss = model(inputs, targets)
             optimizer.zero_grad()
             loss.backward()
