@@ -1,9 +1,8 @@
 """Evaluation protocols by name: the inputs, target split, normalization and metrics a task's numbers come from.
 
 - `paper`: what the GPT-2 paper states, and for each choice it leaves open, the one public evidence favours. Each
-  task module lists its choices, one line each with the evidence (`lambada.PAPER_CHOICES`,
-  `language_modeling.PAPER_CHOICES`). Only numbers of this protocol, with its default options, stand beside the
-  paper's in the results table.
+  task module lists its choices in `PAPER_CHOICES`, one line each with the evidence. Only numbers of this protocol,
+  with its default options, stand beside the paper's in the results table.
 - `lm-eval`: EleutherAI's lm-evaluation-harness (0.4): `lambada_openai` for LAMBADA (acc, perplexity) and the
   `wikitext` recipe (word_perplexity, byte_perplexity, bits_per_byte) applied to WikiText-2/103 and PTB, with the
   harness's metric names and units (acc is a fraction). Benchmarks the harness has no recipe for are paper-only.
