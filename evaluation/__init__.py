@@ -8,6 +8,8 @@ Modules:
 - `language_modeling` (WikiText-2/103, PTB, enwik8, text8, 1BW, webtext-val), `lambada`, `cbt`, `wsc`, `coqa`,
   `summarization` (CNN/DM), `translation` (WMT14 en-fr / fr-en), `nq`: one module per benchmark, each documenting
   how the paper ran it and every choice we had to make.
+- `protocol`: the named protocols (`paper`, `lm-eval`) and their options (`normalize_quotes`, `eot_prefix`, `stride`).
+- `harness`: lm-evaluation-harness task files over local data, to run the real harness beside the `lm-eval` protocol.
 - `overlap`: train/test 8-gram overlap with a Bloom filter (paper section 4).
 - `paper`: the paper's numbers; `report`: results.md / results.json / results.svg; `run`: evaluate a checkpoint.
 

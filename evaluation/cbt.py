@@ -20,6 +20,14 @@ from evaluation.lm import Scorer, Tokenizer
 PUBLISHED = "https://research.facebook.com/downloads/babi/ (CBTest.tgz, data/cbtest_*_valid_2000ex.txt)"
 BLANK = "XXXXX"
 
+PAPER_CHOICES = (
+    "validation files (paper 3.2: the test set's book, The Jungle Book, is in WebText, so results are on validation)",
+    "each candidate scored with the rest of the sentence after it (paper 3.2, following the original LM approach)",
+    "de-tokenized (paper 3.2: a de-tokenizer removes PTB-style artifacts); ours: `` '' to \", then the 1BW one",
+    "context: the 20 sentences joined by spaces after <|endoftext|> (the paper is silent; a document start, as in "
+    "training)",
+)
+
 
 @dataclass(frozen=True)
 class Question:

@@ -19,6 +19,12 @@ from evaluation.lm import Scorer, Tokenizer, stop_at
 
 PUBLISHED = "https://nlp.stanford.edu/data/coqa/coqa-dev-v1.0.json"
 
+PAPER_CHOICES = (
+    "prompt: the document, the conversation history and a final 'A:' (paper 3.5)",
+    "greedy decoding (paper 3.5), to the end of the line, at most 32 new tokens (ours)",
+    "the official leave-one-out F1 on the development set (paper 3.5: 55 F1 on the development set)",
+)
+
 
 def normalize_answer(text: str) -> str:
     """The official CoQA/SQuAD normalization."""

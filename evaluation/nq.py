@@ -15,6 +15,12 @@ from evaluation.lm import Scorer, Tokenizer, stop_at
 
 PUBLISHED = "https://github.com/google-research-datasets/natural-questions/tree/master/nq_open (NQ-open.dev.jsonl)"
 
+PAPER_CHOICES = (
+    "the context seeded with example question-answer pairs, exact match (paper 3.8)",
+    "8 example pairs from the file's first records, not scored; `Q:`/`A:` lines: ours, the paper gives neither",
+    "greedy decoding to the end of the line; answers normalized as SQuAD's script does: ours",
+)
+
 
 def _question(q: str) -> str:
     q = q.strip()

@@ -8,6 +8,7 @@ the published archives) unless `task_paths` names a path for the task.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import time
@@ -17,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from corpus.files import fingerprints
 from evaluation import lambada as lambada_task
 from evaluation import overlap as overlap_lib
 from evaluation.cbt import evaluate_cbt, read_cbt
@@ -24,6 +26,7 @@ from evaluation.coqa import evaluate_coqa, read_coqa
 from evaluation.language_modeling import LM_TASKS, evaluate_lm_task, evaluate_webtext_val, read_webtext_val
 from evaluation.lm import Scorer, Tokenizer
 from evaluation.nq import evaluate_nq, read_nq
+from evaluation.protocol import LM_EVAL_TASKS, PAPER, Protocol, resolve_protocols, supports
 from evaluation.report import write_report
 from evaluation.summarization import evaluate_summarization, read_cnndm
 from evaluation.translation import evaluate_translation, read_pairs
@@ -37,41 +40,50 @@ WEBTEXT_VAL = "webtext-val"
 @dataclass(frozen=True)
 class TaskSpec:
     default_path: str  # relative to data_dir
-    run: Callable[[Path, Scorer, Tokenizer, int | None], dict[str, float]]
+    run: Callable[[Path, Scorer, Tokenizer, int | None, Protocol], dict[str, float]]  # paper-only tasks ignore it
     texts: Callable[[Path, int | None], list[str]]  # the test texts, for the overlap analysis
 
 
 def _lm_spec(name: str) -> TaskSpec:
     task = LM_TASKS[name]
     return TaskSpec(task.default_path,
-                    lambda p, s, t, n: evaluate_lm_task(task, p, s, t, n, overlap_stride=s.block_size // 2),
+                    lambda p, s, t, n, proto: evaluate_lm_task(
+                        task, p, s, t, n, proto.name, proto.stride,
+                        overlap_stride=s.block_size // 2 if proto.name == PAPER else None),
                     lambda p, n: task.read(Path(p), n, False).documents)
 
 
 def _translation_spec(source: str, target: str) -> TaskSpec:
     return TaskSpec("wmt14-newstest2014-fren",
-                    lambda p, s, t, n: evaluate_translation(p, source, target, s, t, n),
+                    lambda p, s, t, n, proto: evaluate_translation(p, source, target, s, t, n),
                     lambda p, n: [a + "\n" + b for a, b in read_pairs(Path(p), source, target)[:n]])
+
+
+def _paper_only(run: Callable[[Path, Scorer, Tokenizer, int | None], dict[str, float]],
+                ) -> Callable[[Path, Scorer, Tokenizer, int | None, Protocol], dict[str, float]]:
+    return lambda p, s, t, n, proto: run(p, s, t, n)
 
 
 TASKS: dict[str, TaskSpec] = {
     **{name: _lm_spec(name) for name in LM_TASKS},
     "lambada": TaskSpec("lambada/lambada_test.jsonl",
-                        lambda p, s, t, n: lambada_task.evaluate_lambada(p, s, t, n).metrics,
+                        lambda p, s, t, n, proto: lambada_task.evaluate_lambada(
+                            p, s, t, n, proto.name, proto.normalize_quotes, proto.eot_prefix).metrics,
                         lambda p, n: [x.context + " " + x.target for x in lambada_task.read_lambada(Path(p), n)]),
-    "cbt-cn": TaskSpec("cbt/cbtest_CN_valid_2000ex.txt", evaluate_cbt,
+    "cbt-cn": TaskSpec("cbt/cbtest_CN_valid_2000ex.txt", _paper_only(evaluate_cbt),
                        lambda p, n: [q.context + " " + q.question for q in read_cbt(Path(p), n)]),
-    "cbt-ne": TaskSpec("cbt/cbtest_NE_valid_2000ex.txt", evaluate_cbt,
+    "cbt-ne": TaskSpec("cbt/cbtest_NE_valid_2000ex.txt", _paper_only(evaluate_cbt),
                        lambda p, n: [q.context + " " + q.question for q in read_cbt(Path(p), n)]),
-    "wsc273": TaskSpec("wsc/WSCollection.xml", evaluate_wsc,
+    "wsc273": TaskSpec("wsc/WSCollection.xml", _paper_only(evaluate_wsc),
                        lambda p, n: [f"{s.before} {s.pronoun} {s.after}" for s in read_wsc(Path(p), n)]),
-    "coqa": TaskSpec("coqa/coqa-dev-v1.0.json", evaluate_coqa,
+    "coqa": TaskSpec("coqa/coqa-dev-v1.0.json", _paper_only(evaluate_coqa),
                      lambda p, n: sorted({t.prompt.split("\n\n")[0] for t in read_coqa(Path(p), n)})),
-    "cnn_dailymail": TaskSpec("cnn_dailymail/test.jsonl", evaluate_summarization,
+    "cnn_dailymail": TaskSpec("cnn_dailymail/test.jsonl", _paper_only(evaluate_summarization),
                               lambda p, n: [a for a, _ in read_cnndm(Path(p), n)]),
     "wmt14-en-fr": _translation_spec("en", "fr"),
     "wmt14-fr-en": _translation_spec("fr", "en"),
-    "nq": TaskSpec("nq_open/NQ-open.dev.jsonl", evaluate_nq, lambda p, n: [q for q, _ in read_nq(Path(p))[:n]]),
+    "nq": TaskSpec("nq_open/NQ-open.dev.jsonl", _paper_only(evaluate_nq),
+                   lambda p, n: [q for q, _ in read_nq(Path(p))[:n]]),
 }
 
 
@@ -118,8 +130,27 @@ def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[torch
 
 
 def default_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None, corpus: str | Path | None,
-                  ) -> list[str]:
-    return available_tasks(data_dir, task_paths) + ([WEBTEXT_VAL] if corpus else [])
+                  protocols: list[Protocol] | None = None) -> list[str]:
+    """Every task whose data is found (webtext-val when a corpus is given) that one of the protocols covers."""
+    found = available_tasks(data_dir, task_paths) + ([WEBTEXT_VAL] if corpus else [])
+    protocols = protocols or resolve_protocols()
+    return [t for t in found if any(supports(p, t) for p in protocols)]
+
+
+def plan_runs(tasks: list[str], protocols: list[Protocol]) -> list[tuple[str, Protocol]]:
+    """(task, protocol) for every task under every protocol that covers it; a task none covers is an error."""
+    uncovered = [t for t in tasks if not any(supports(p, t) for p in protocols)]
+    if uncovered:
+        names = ", ".join(p.name for p in protocols)
+        raise ValueError(f"tasks {', '.join(uncovered)}: protocol {names} has no recipe for them (the lm-eval "
+                         f"protocol covers {', '.join(LM_EVAL_TASKS)}); run them under protocol {PAPER!r}")
+    return [(t, p) for t in tasks for p in protocols if supports(p, t)]
+
+
+def check_stride(protocols: list[Protocol], block_size: int) -> None:
+    for protocol in protocols:
+        if protocol.stride is not None and protocol.stride > block_size:
+            raise ValueError(f"stride: {protocol.stride} is longer than the model's context ({block_size} tokens)")
 
 
 def check_inputs(tasks: list[str], data_dir: str | Path | None, task_paths: dict[str, str] | None,
@@ -146,45 +177,51 @@ _MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokeni
                 "encoder.json", "vocab.bpe")
 
 
-def _fingerprint(digest: Any, path: Path) -> None:
-    """Name, size and modification time of a file, or of every file under a folder."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{stat.st_size}:{stat.st_mtime_ns};"
-                      .encode())
-
-
-def task_cache_key(checkpoint: str | Path, name: str, path: str | Path, limit: int | None) -> str:
-    """A key that changes with the checkpoint's model files, the task, its data, the limit and the evaluation code:
-    a task result stored under it can be reused by a re-run (an evaluation resumes after a crash)."""
+def task_cache_key(checkpoint: str | Path, name: str, path: str | Path, limit: int | None, protocol: str = PAPER,
+                   options: dict[str, Any] | None = None) -> str:
+    """A key that changes with the checkpoint's model files, the task, its data, the limit, the protocol and the
+    options the task reads, and the evaluation code: a task result stored under it can be reused by a re-run (an
+    evaluation resumes after a crash)."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{name}|{limit}|".encode())
-    for model_file in _MODEL_FILES:
-        if (Path(checkpoint) / model_file).is_file():
-            _fingerprint(digest, Path(checkpoint) / model_file)
+    digest.update(f"{name}|{limit}|{protocol}|{json.dumps(options or {}, sort_keys=True)}|".encode())
+    model_files = [Path(checkpoint) / f for f in _MODEL_FILES if (Path(checkpoint) / f).is_file()]
     data = Path(path) / "shards" if name == WEBTEXT_VAL else Path(path)  # not the corpus' overlap/ cache beside it
-    if data.exists():
-        _fingerprint(digest, data)
+    digest.update(repr(fingerprints(model_files + ([data] if data.exists() else []))).encode())
     for source in sorted(Path(__file__).parent.glob("*.py")):  # a fix in the protocol recomputes every result
         digest.update(source.read_bytes())
     return f"eval-{name}-{digest.hexdigest()}"
 
 
+def task_options(name: str, protocol: Protocol, block_size: int) -> dict[str, Any]:
+    """The options the task reads under the protocol, as recorded with its result (stride None: the context)."""
+    options = protocol.options_for(name)
+    if "stride" in options and options["stride"] is None:
+        options["stride"] = block_size
+    return options
+
+
 def run_task(name: str, path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None,
-             ) -> tuple[dict[str, float], lambada_task.LambadaResult | None]:
-    """The task's metrics, and for LAMBADA its per-passage results (the overlap analysis needs them)."""
+             protocol: Protocol | None = None) -> tuple[dict[str, Any], lambada_task.LambadaResult | None]:
+    """The task's result under the protocol (default: paper), and for LAMBADA its per-passage results (the overlap
+    analysis needs them). The result: {"protocol": label, "claims_paper", "options", "metrics"}."""
+    protocol = protocol or resolve_protocols()[0]
+    if not supports(protocol, name):
+        raise ValueError(f"{name}: the {protocol.name} protocol has no recipe for it")
     started = time.perf_counter()
     detail = None
     if name == WEBTEXT_VAL:
-        metrics = evaluate_webtext_val(path, scorer, tokenizer, limit)
+        metrics = evaluate_webtext_val(path, scorer, tokenizer, limit, protocol.stride)
     elif name == "lambada":
-        detail = lambada_task.evaluate_lambada(path, scorer, tokenizer, limit)
+        detail = lambada_task.evaluate_lambada(path, scorer, tokenizer, limit, protocol.name,
+                                               protocol.normalize_quotes, protocol.eot_prefix)
         metrics = detail.metrics
     else:
-        metrics = TASKS[name].run(path, scorer, tokenizer, limit)
-    log.info("%s: %s (%.1f s)", name, {k: round(v, 4) for k, v in metrics.items()}, time.perf_counter() - started)
-    return metrics, detail
+        metrics = TASKS[name].run(path, scorer, tokenizer, limit, protocol)
+    log.info("%s [%s]: %s (%.1f s)", name, protocol.name, {k: round(v, 4) for k, v in metrics.items()},
+             time.perf_counter() - started)
+    result = {"protocol": protocol.label_for(name), "claims_paper": protocol.claims_paper(name),
+              "options": task_options(name, protocol, scorer.block_size), "metrics": metrics}
+    return result, detail
 
 
 def overlap_report(corpus: str | Path, paths: dict[str, Path], limit: int | None,
@@ -214,25 +251,45 @@ def overlap_report(corpus: str | Path, paths: dict[str, Path], limit: int | None
 
 def evaluate_checkpoint(checkpoint: str | Path, tasks: list[str] | None = None, data_dir: str | Path | None = None,
                         task_paths: dict[str, str] | None = None, batch_size: int = 8, device: str = "auto",
-                        limit: int | None = None, corpus: str | Path | None = None) -> dict[str, Any]:
-    """Run the tasks, write results.md/json/svg into the checkpoint directory, return everything as a dict."""
-    tasks = list(tasks) if tasks else default_tasks(data_dir, task_paths, corpus)
+                        limit: int | None = None, corpus: str | Path | None = None,
+                        protocol: str | list[str] = PAPER, normalize_quotes: bool | None = None,
+                        eot_prefix: bool | None = None, stride: int | None = None) -> dict[str, Any]:
+    """Run the tasks under each protocol that covers them, write results.md/json/svg into the checkpoint directory,
+    return everything as a dict. The options (None: each protocol's default) are described in evaluation.protocol."""
+    protocols = resolve_protocols(protocol, normalize_quotes, eot_prefix, stride)
+    tasks = list(tasks) if tasks else default_tasks(data_dir, task_paths, corpus, protocols)
     if not tasks:
         raise ValueError(f"no task to run: no benchmark data under {data_dir} and no corpus given")
+    runs = plan_runs(tasks, protocols)
     paths = check_inputs(tasks, data_dir, task_paths, corpus)
     model, tokenizer, n_params = load_checkpoint(checkpoint, device)
     scorer = Scorer(model, batch_size=batch_size, device=next(model.parameters()).device)
-    results, lambada_result = {}, None
-    for name in tasks:
-        results[name], detail = run_task(name, paths[name], scorer, tokenizer, limit)
-        lambada_result = detail or lambada_result
+    check_stride(protocols, scorer.block_size)
+    results: dict[str, dict[str, Any]] = {}
+    lambada_result = None
+    for name, proto in runs:
+        result, detail = run_task(name, paths[name], scorer, tokenizer, limit, proto)
+        results.setdefault(name, {})[proto.name] = result
+        if detail is not None and proto.name == PAPER:  # the overlap analysis reads the paper's LAMBADA metrics
+            lambada_result = detail
     if corpus is not None:
-        results["overlap"] = overlap_report(corpus, paths, limit, lambada_result)
-    return publish(checkpoint, results, n_params, {"tasks": tasks, "limit": limit, "batch_size": batch_size,
-                                                    "device": str(scorer.device)})
+        results["overlap"] = {PAPER: overlap_result(overlap_report(corpus, paths, limit, lambada_result))}
+    return publish(checkpoint, results, n_params, run_meta(tasks, protocols, limit, batch_size, scorer))
 
 
-def publish(checkpoint: str | Path, results: dict[str, dict[str, float]], n_params: int,
+def overlap_result(metrics: dict[str, float]) -> dict[str, Any]:
+    """The overlap analysis as a result: the paper's method (section 4), on the paper protocol's LAMBADA numbers."""
+    return {"protocol": PAPER, "claims_paper": True, "options": {}, "metrics": metrics}
+
+
+def run_meta(tasks: list[str], protocols: list[Protocol], limit: int | None, batch_size: int,
+             scorer: Scorer) -> dict[str, Any]:
+    """The run's settings for results.json: the tasks, each protocol with its options, the limit, the device."""
+    return {"tasks": tasks, "protocols": {p.name: p.settings() for p in protocols},
+            "limit": limit, "batch_size": batch_size, "device": str(scorer.device), "context": scorer.block_size}
+
+
+def publish(checkpoint: str | Path, results: dict[str, dict[str, Any]], n_params: int,
             meta: dict[str, Any]) -> dict[str, Any]:
     report = write_report(Path(checkpoint), results, n_params, {"checkpoint": str(checkpoint), **meta})
     return {"checkpoint": str(checkpoint), "n_params": n_params, "results": results, "rows": report["rows"],

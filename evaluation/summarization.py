@@ -20,6 +20,12 @@ PUBLISHED = ("https://huggingface.co/datasets/abisee/cnn_dailymail (3.0.0 test, 
              "https://cs.nyu.edu/~kcho/DMQA/")
 PROMPT_SUFFIX = "\nTL;DR:"
 
+PAPER_CHOICES = (
+    "the article, then TL;DR:, 100 tokens with top-k sampling k=2, the first 3 generated sentences (paper 3.6)",
+    "ROUGE-1/2/L F1 (Table 4) with rouge-score and stemming: ours, the paper does not name its ROUGE implementation",
+    "the article cut so that it and 100 new tokens fit the context: ours",
+)
+
 
 def parse_story(text: str) -> tuple[str, str]:
     """(article, reference) from an abisee .story file: highlights follow `@highlight` lines."""

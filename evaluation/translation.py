@@ -18,6 +18,13 @@ from evaluation.lm import Scorer, Tokenizer, stop_at
 PUBLISHED = "https://www.statmt.org/wmt14/test-full.tgz (newstest2014-fren-{src,ref}.{en,fr}.sgm)"
 _SEG = re.compile(r"<seg[^>]*>(.*?)</seg>", re.S)
 
+PAPER_CHOICES = (
+    "example pairs `english sentence = french sentence`, then `english sentence =` (paper 3.7)",
+    "greedy decoding, the first generated sentence (paper 3.7); ours: the first generated line",
+    "5 example pairs from the test set's first segments, not scored: ours, the paper gives no count or source",
+    "corpus BLEU with sacrebleu's defaults: ours, the paper does not name its BLEU implementation",
+)
+
 
 def read_sgm(path: Path) -> list[str]:
     require_file(path, "wmt14", PUBLISHED)

@@ -20,6 +20,12 @@ PUBLISHED = "https://cs.nyu.edu/~davise/papers/WinogradSchemas/WSCollection.xml"
 N_SCHEMAS = 273
 _POSSESSIVE = {"his", "her", "its", "their"}
 
+PAPER_CHOICES = (
+    "Trinh & Le (2018) full and partial scoring on WSC273 (paper 3.4 and Figure 3)",
+    "the paper's number (70.70%, largest model) beside partial scoring, the better one in Figure 3",
+    "substitution rules (possessive + 's, lower-cased leading article): ours, the paper gives none",
+)
+
 
 @dataclass(frozen=True)
 class Schema:

@@ -24,6 +24,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from evaluation.protocol import resolve_protocols
 from flows.hooks import crash_subflows
 from modeling.launch import train_in_subprocess
 from modeling.train import TrainConfig, TrainResult, resume_checkpoint
@@ -123,6 +124,7 @@ def train(
     eval_tasks: list[str] | None = None,
     eval_data_dir: str | None = None,
     eval_limit: int | None = None,
+    eval_protocol: str | list[str] = "paper",
 ) -> dict[str, Any]:
     """Train GPT-2 on a build-corpus output directory and evaluate the result.
 
@@ -130,7 +132,9 @@ def train(
     tokenizer directory. out_dir: default <corpus>-<model> beside the corpus. Give max_steps or max_tokens.
     resume: True continues from the newest readable checkpoint in out_dir/checkpoints (exactly) and fails when there
     is none; "auto" does the same or starts from step 0; or give a checkpoint path.
+    eval_protocol: the evaluation's protocol(s), "paper" and/or "lm-eval" (flows.evaluate).
     """
+    resolve_protocols(eval_protocol)  # a misspelt protocol fails here, not after training
     corpus_dir = Path(corpus)
     if not corpus_dir.is_dir():
         raise FileNotFoundError(f"corpus directory {corpus_dir} does not exist (expected a build-corpus output)")
@@ -157,5 +161,5 @@ def train(
         from flows.evaluate import evaluate  # the evaluation flow, run as a subflow
 
         summary["evaluate"] = evaluate(checkpoint=result.export_dir, tasks=eval_tasks, data_dir=eval_data_dir,
-                                       limit=eval_limit, corpus=corpus)
+                                       limit=eval_limit, corpus=corpus, protocol=eval_protocol)
     return summary

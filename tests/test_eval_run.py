@@ -12,7 +12,7 @@ import torch
 
 from tokenization.bpe import load_gpt2
 from evaluation.lambada import read_lambada
-from evaluation.run import available_tasks, evaluate_checkpoint, load_checkpoint
+from evaluation.run import available_tasks, evaluate_checkpoint, load_checkpoint, task_cache_key
 from evaluation.translation import read_pairs
 from evaluation.wsc import read_wsc
 from modeling.hf import save_pretrained
@@ -61,24 +61,77 @@ def _corpus(root: Path) -> Path:
 
 def test_evaluate_checkpoint_end_to_end(checkpoint: Path, eval_data_dir: Path, tmp_path: Path) -> None:
     corpus = _corpus(tmp_path)
-    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273", "webtext-val"],
+    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273", "webtext-val"], protocol=["paper", "lm-eval"],
                               data_dir=eval_data_dir, limit=3, batch_size=4, device="cpu", corpus=corpus)
     results = out["results"]
-    assert results["lambada"]["examples"] == 3 and results["lambada"]["ppl"] > 1000  # random weights
-    assert results["wsc273"]["examples"] == 3
-    assert results["webtext-val"]["ppl"] > 1000 and results["webtext-val"]["bpb"] > 1
-    overlap = results["overlap"]
+    assert set(results["lambada"]) == {"paper", "lm-eval"}  # the harness has no WSC273 or webtext-val recipe
+    assert set(results["wsc273"]) == set(results["webtext-val"]) == {"paper"}
+    paper, harness = results["lambada"]["paper"], results["lambada"]["lm-eval"]
+    assert paper["metrics"]["examples"] == 3 and paper["metrics"]["ppl"] > 1000  # random weights
+    assert harness["metrics"]["examples"] == 3 and 0 <= harness["metrics"]["acc"] <= 1
+    assert paper["options"] == {"normalize_quotes": True, "eot_prefix": True}
+    assert harness["options"] == {"normalize_quotes": False, "eot_prefix": False}
+    assert results["webtext-val"]["paper"]["options"] == {"stride": 64}  # the model's context
+    assert results["wsc273"]["paper"]["metrics"]["examples"] == 3
+    webtext = results["webtext-val"]["paper"]["metrics"]
+    assert webtext["ppl"] > 1000 and webtext["bpb"] > 1
+    overlap = results["overlap"]["paper"]["metrics"]
     assert overlap["lambada_examples_with_overlap"] == 1 and overlap["lambada_8grams_in_train_pct"] > 20
     assert overlap["webtext-val_8grams_in_train_pct"] == 0.0 and overlap["bloom_fpr_measured"] == 0.0
     saved = json.loads((checkpoint / "results.json").read_text())
     assert saved["results"] == json.loads(json.dumps(results))
-    row = next(r for r in saved["rows"] if (r["task"], r["metric"]) == ("lambada", "ppl"))
+    assert saved["meta"]["protocols"]["lm-eval"] == {"normalize_quotes": False, "eot_prefix": False, "stride": None}
+    rows = {(r["task"], r["protocol"], r["metric"]): r for r in saved["rows"]}
+    row = rows[("lambada", "paper", "ppl")]
     assert (row["paper"], row["paper_size"]) == (35.13, "117M")
     assert row["difference"] == pytest.approx(row["ours"] - 35.13, abs=1e-3)
+    # The harness's numbers are not the paper's measurement: no paper column beside them.
+    assert rows[("lambada", "lm-eval", "perplexity")]["paper"] is None
+    assert rows[("lambada", "lm-eval", "acc")]["difference"] is None
     markdown = (checkpoint / "results.md").read_text()
-    assert "| lambada | ppl |" in markdown and "results.png" in markdown
+    assert "| lambada | paper | ppl |" in markdown and "| lambada | lm-eval | perplexity |" in markdown
+    assert "results.png" in markdown
     assert (checkpoint / "results.png").read_bytes().startswith(b"\x89PNG")
     assert "<svg" in (checkpoint / "results.svg").read_text()
+
+
+def test_a_changed_option_is_labelled_and_loses_the_paper_column(checkpoint: Path, eval_data_dir: Path) -> None:
+    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273"], data_dir=eval_data_dir, limit=2,
+                              device="cpu", normalize_quotes=False)
+    lambada, wsc = out["results"]["lambada"]["paper"], out["results"]["wsc273"]["paper"]
+    assert lambada["protocol"] == "paper normalize_quotes=False" and not lambada["claims_paper"]
+    assert lambada["options"] == {"normalize_quotes": False, "eot_prefix": True}
+    assert wsc["protocol"] == "paper" and wsc["claims_paper"]  # WSC reads no option: still the paper's way
+    rows = {(r["task"], r["metric"]): r for r in out["rows"]}
+    assert rows[("lambada", "ppl")]["paper"] is None and rows[("wsc273", "acc_partial")]["paper"] == 70.70
+    assert "| lambada | paper normalize_quotes=False | ppl |" in out["markdown"]
+    # No number to plot against the paper's sizes: no picture, and none left over from an earlier run.
+    assert [Path(p).name for p in out["paths"]] == ["results.md", "results.json"]
+    assert not (checkpoint / "results.svg").exists()
+
+
+def test_bad_protocols_and_options_fail_before_any_work(checkpoint: Path, eval_data_dir: Path) -> None:
+    before = sorted(p.name for p in checkpoint.iterdir())
+    with pytest.raises(ValueError, match=r"protocol: unknown 'lm_eval'; known: paper, lm-eval"):
+        evaluate_checkpoint(checkpoint, tasks=["lambada"], data_dir=eval_data_dir, protocol="lm_eval")
+    with pytest.raises(ValueError, match=r"tasks wsc273: protocol lm-eval has no recipe for them"):
+        evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273"], data_dir=eval_data_dir, protocol="lm-eval")
+    with pytest.raises(ValueError, match=r"stride: 65 is longer than the model's context \(64 tokens\)"):
+        evaluate_checkpoint(checkpoint, tasks=["lambada"], data_dir=eval_data_dir, stride=65, device="cpu")
+    with pytest.raises(ValueError, match=r"stride: must be a positive number of tokens"):
+        evaluate_checkpoint(checkpoint, tasks=["lambada"], data_dir=eval_data_dir, stride=0)
+    assert sorted(p.name for p in checkpoint.iterdir()) == before
+
+
+def test_cache_key_changes_with_protocol_and_options(checkpoint: Path, eval_data_dir: Path) -> None:
+    path = eval_data_dir / "lambada" / "lambada_test.jsonl"
+    paper = task_cache_key(checkpoint, "lambada", path, 3, "paper", {"normalize_quotes": True, "eot_prefix": True})
+    assert paper == task_cache_key(checkpoint, "lambada", path, 3, "paper",
+                                   {"eot_prefix": True, "normalize_quotes": True})
+    assert paper != task_cache_key(checkpoint, "lambada", path, 3, "lm-eval",
+                                   {"normalize_quotes": True, "eot_prefix": True})
+    assert paper != task_cache_key(checkpoint, "lambada", path, 3, "paper",
+                                   {"normalize_quotes": False, "eot_prefix": True})
 
 
 def test_missing_task_data_fails_before_any_work(checkpoint: Path, eval_data_dir: Path, tmp_path: Path) -> None:

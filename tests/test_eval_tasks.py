@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ from rouge_score import rouge_scorer
 
 from evaluation.cbt import evaluate_cbt
 from evaluation.coqa import evaluate_coqa, turn_f1
-from evaluation.lambada import evaluate_lambada, read_lambada
-from evaluation.language_modeling import (LM_TASKS, evaluate_lm_task, read_ptb, read_wikitext)
+from evaluation.lambada import Passage, evaluate_lambada, lm_eval_request, read_lambada
+from evaluation.language_modeling import (LM_TASKS, evaluate_lm_task, lm_eval_detokenize, read_ptb, read_wikitext,
+                                          wikitext_pages)
 from evaluation.lm import Scorer
 from evaluation.nq import evaluate_nq
+from evaluation.protocol import LM_EVAL
 from evaluation.summarization import evaluate_summarization, parse_story
 from evaluation.translation import evaluate_translation
 from evaluation.wsc import evaluate_wsc
@@ -48,7 +51,7 @@ def test_lambada_metrics_and_stop_word_filter(tmp_path: Path) -> None:
     assert m["examples"] == 2
     assert m["acc_word"] == 50.0  # passage 1 greedy word is "the"
     assert m["acc_word_stopword_filter"] == 100.0  # the filter skips "the" and finds "Poppins"
-    assert m["acc_all_tokens_greedy"] == 50.0 and m["acc_last_token"] == 50.0
+    assert m["acc_last_token"] == 50.0 and "acc" not in m  # lm-eval's accuracy comes from its own protocol only
     # Perplexity from the model's own next-token distributions, one target token each.
     expected = []
     for context, target in (("At the party Tom met Mary", " Poppins"), ('"Hello," he said to the old', " dog")):
@@ -57,6 +60,37 @@ def test_lambada_metrics_and_stop_word_filter(tmp_path: Path) -> None:
     assert m["ppl"] == pytest.approx(math.exp(-sum(expected) / 2), rel=1e-4)  # fp32 log-softmax
     assert read_lambada(path)[1].context == '"Hello," he said to the old'
     assert read_lambada(path, normalize_quotes=False)[1].context.startswith("\u201cHello")
+
+
+def test_lambada_protocols_split_prefix_and_quote_as_they_say(tmp_path: Path) -> None:
+    """paper: the last word after any white space, <|endoftext|> first, ASCII quotes; lm-eval: split(' '), no
+    prefix, quotes kept, and the target's tokens are what encoding the whole text adds after the context."""
+    path = tmp_path / "lambada_test.jsonl"
+    path.write_text(json.dumps({"text": "\u201cThe Will to\u201d is a book of\n\nPower"}) + "\n", encoding="utf-8")
+    assert read_lambada(path)[0] == Passage('"The Will to" is a book of', "Power")
+    assert read_lambada(path, normalize_quotes=False, protocol=LM_EVAL)[0] == Passage(
+        "\u201cThe Will to\u201d is a book", "of\n\nPower")
+    tokenizer = PieceTokenizer()
+    assert lm_eval_request(tokenizer, "a book ", " of") == (tokenizer.encode("a book"), tokenizer.encode("  of"))
+    model = PreferModel(tokenizer, ["\u201cThe Will to\u201d is a book of\n\nPower"])
+    seen: list[tuple[list[int], list[int]]] = []
+
+    class Recording(Scorer):
+        def score_continuations(self, requests):  # type: ignore[no-untyped-def]
+            seen.extend(requests)
+            return super().score_continuations(requests)
+
+    metrics = evaluate_lambada(path, Recording(model), tokenizer, protocol=LM_EVAL).metrics
+    assert seen == [(tokenizer.encode("\u201cThe Will to\u201d is a book"), tokenizer.encode(" of\n\nPower"))]
+    assert metrics["acc"] == 1.0 and set(metrics) == {"acc", "perplexity", "examples"}
+    # acc needs every target token to be the argmax: here only the last one is (after "\n\n" the model says Power).
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "I like the\n\nPower"}) + "\n")
+    model = PreferModel(tokenizer, ["\u201cThe Will to\u201d is a book of\n\nPower", "I like cats"])
+    assert evaluate_lambada(path, Scorer(model), tokenizer, protocol=LM_EVAL).metrics["acc"] == 0.5
+    seen.clear()
+    evaluate_lambada(path, Recording(model), tokenizer, protocol=LM_EVAL, eot_prefix=True, normalize_quotes=True)
+    assert seen[0][0] == [tokenizer.eot_token] + tokenizer.encode('"The Will to" is a book')
 
 
 def test_missing_file_names_the_file_and_where_it_is_published(tmp_path: Path) -> None:
@@ -223,6 +257,37 @@ def test_wikitext_articles_word_count_and_word_perplexity(tmp_path: Path) -> Non
     expected = math.exp(n_tokens * math.log(4000) / corpus.units)  # uniform model: n_tokens * log V nats in all
     assert result["ppl"] == pytest.approx(expected) and result["ppl@stride8"] == pytest.approx(expected)
     assert result["tokens"] == n_tokens and result["detokenized_lines"] == 1.0
+    # Bits per byte of the original articles: all the file but the blank line before the first title and the
+    # newline between the two articles.
+    assert result["bytes"] == len(WIKI.encode()) - len(" \n") - 1
+    assert result["bpb"] == pytest.approx(n_tokens * math.log2(4000) / result["bytes"])
+
+
+def test_lm_eval_protocol_counts_words_and_bytes_of_the_original_pages(tmp_path: Path) -> None:
+    """lm-eval's wikitext recipe: pages as the harness's data set cuts them, its de-tokenizer, words by
+    re.split(r"\\s+") and UTF-8 bytes of the original pages, and the PTB file as one page."""
+    path = tmp_path / "wiki.test.raw"
+    path.write_text(WIKI, encoding="utf-8")
+    pages = wikitext_pages(WIKI)
+    assert len(pages) == 2 and pages[0].startswith(" = Robert Boulter = ") and pages[1].startswith(" = Du Fu = ")
+    assert lm_eval_detokenize(pages[0]).startswith(" = Robert Boulter =\n\nRobert Boulter is an English film, ")
+    assert "guest-starring role in 2000, and cost $ 1,000." in lm_eval_detokenize(pages[0])
+    tokenizer = PieceTokenizer()
+    n_tokens = sum(len(tokenizer.encode(lm_eval_detokenize(p))) for p in pages)
+    words = sum(len(re.split(r"\s+", p)) for p in pages)
+    n_bytes = sum(len(p.encode()) for p in pages)
+    result = evaluate_lm_task(LM_TASKS["wikitext2"], path, Scorer(Uniform(4000)), tokenizer, protocol=LM_EVAL)
+    assert (result["words"], result["bytes"], result["tokens"]) == (words, n_bytes, n_tokens)
+    nats = n_tokens * math.log(4000)
+    assert result["word_perplexity"] == pytest.approx(math.exp(nats / words))
+    assert result["byte_perplexity"] == pytest.approx(math.exp(nats / n_bytes))
+    assert result["bits_per_byte"] == pytest.approx(nats / n_bytes / math.log(2))
+    ptb = tmp_path / "ptb.test.txt"
+    ptb.write_text(" no it was n't black monday \n the N stocks fell \n", encoding="utf-8")
+    result = evaluate_lm_task(LM_TASKS["ptb"], ptb, Scorer(Uniform(4000)), tokenizer, protocol=LM_EVAL)
+    assert result["documents"] == 1 and result["words"] == 6 + 4 + 2  # plus the empty pieces at both ends
+    with pytest.raises(ValueError, match="enwik8: the lm-eval protocol covers lambada, wikitext2"):
+        evaluate_lm_task(LM_TASKS["enwik8"], ptb, Scorer(Uniform(4000)), tokenizer, protocol=LM_EVAL)
 
 
 def test_ptb_counts_an_end_of_sentence_per_line(tmp_path: Path) -> None:
@@ -231,6 +296,7 @@ def test_ptb_counts_an_end_of_sentence_per_line(tmp_path: Path) -> None:
                     encoding="utf-8")
     corpus = read_ptb(path)
     assert corpus.units == 6 + 1 + 11 + 1
+    assert corpus.n_bytes == len(path.read_text().encode())  # bits per byte of the file as published
     assert corpus.documents == ["No it wasn't black monday\nBut while the new york stock exchange didn't fall apart\n"]
 
 
