@@ -73,7 +73,7 @@ def test_recall_on_generated_near_duplicates_is_at_least_95_percent():
 def test_no_pair_below_threshold_is_merged():
     rng = random.Random(3)
     base = random_doc(rng, 200)
-    # copies from very similar to clearly different; LSH proposes some below 0.7, verification must reject them
+    # copies from very similar to clearly different; verification must reject the ones below 0.7
     docs = [("base", " ".join(base), 100, 0)]
     for k, edits in enumerate([2, 5, 10, 15, 20, 25, 30, 40, 60]):
         docs.append((f"v{k}", " ".join(mutate(rng, base, edits)), 1, k))
@@ -84,7 +84,42 @@ def test_no_pair_below_threshold_is_merged():
         assert kept not in result.removed
     below = [d for d, _, _, _ in docs if d != "base" and jaccard(texts[d], texts["base"]) < 0.7]
     assert below and not any(d in result.removed for d in below)
-    assert result.rejected_pairs >= 0
+
+
+def near_threshold_pairs(rng: random.Random, count: int, low: float, high: float) -> list[tuple[str, str]]:
+    """`count` (original, copy) texts whose exact shingle Jaccard lies in [low, high)."""
+    pairs: list[tuple[str, str]] = []
+    while len(pairs) < count:
+        words = random_doc(rng, 300)
+        copy = mutate(rng, words, rng.randint(8, 16))  # about 0.55-0.75 for 300 words
+        a, b = " ".join(words), " ".join(copy)
+        if low <= jaccard(shingles(a), shingles(b)) < high:
+            pairs.append((a, b))
+    return pairs
+
+
+def test_pairs_lsh_proposes_below_the_threshold_are_rejected_by_exact_jaccard():
+    """LSH (14 bands x 9 rows at 0.7) proposes about a third of the pairs at Jaccard 0.62-0.7; each one it proposes
+    must be verified and kept apart, so merging on the LSH proposal alone fails here."""
+    pairs = near_threshold_pairs(random.Random(21), 40, 0.62, 0.7)
+    docs = [(f"o{i:02d}", a, 10, 0) for i, (a, _) in enumerate(pairs)]
+    docs += [(f"c{i:02d}", b, 1, 0) for i, (_, b) in enumerate(pairs)]
+    result = run(docs)
+    proposed = result.candidate_pairs
+    assert proposed >= 5, "the input must contain pairs that LSH proposes, or verification is never exercised"
+    assert result.removed == {}
+    assert result.rejected_pairs == proposed and result.verified_pairs == 0
+
+
+def test_pairs_just_above_the_threshold_are_merged():
+    """The other side: exact Jaccard >= 0.7 merges (LSH proposes nearly all pairs at 0.7-0.78)."""
+    above = near_threshold_pairs(random.Random(22), 30, 0.7, 0.78)
+    docs = [(f"o{i:02d}", a, 10, 0) for i, (a, _) in enumerate(above)]
+    docs += [(f"c{i:02d}", b, 1, 0) for i, (_, b) in enumerate(above)]
+    result = run(docs)
+    merged = {c for c, (reason, kept) in result.removed.items() if reason == "near_duplicate"}
+    assert merged and all(result.removed[c] == ("near_duplicate", "o" + c[1:]) for c in merged)
+    assert result.verified_pairs == len(merged) and result.rejected_pairs == 0
 
 
 def test_survivor_is_highest_karma_then_earliest_then_id_independent_of_order():
