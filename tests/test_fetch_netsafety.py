@@ -42,6 +42,10 @@ from hostile_server import HostileServer
     ("2002:7f00:1::", "loopback (embedded in 2002:7f00:1::)"),          # 6to4 of 127.0.0.1
     ("64:ff9b::a00:1", "private (embedded in 64:ff9b::a00:1)"),        # NAT64 of 10.0.0.1
     ("64:ff9b::808:808", None),                                        # NAT64 of 8.8.8.8
+    # Teredo (2001::/32): the client's IPv4 is the last 32 bits inverted; 2001::/23 alone would read "private"
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback (embedded in 2001:0:4136:e378:8000:63bf:80ff:fffe)"),
+    ("2001:0:4136:e378:8000:63bf:5601:5601", "link-local (embedded in 2001:0:4136:e378:8000:63bf:5601:5601)"),
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", None),                   # Teredo client 8.8.8.8
 ])
 def test_blocked_reason(address, reason):
     assert blocked_reason(address) == reason
