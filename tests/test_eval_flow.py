@@ -40,6 +40,7 @@ def test_evaluate_flow_publishes_table_and_markdown(prefect_server, eval_data_di
     assert "data:image/svg+xml;base64," in report["data"]
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_a_re_run_reuses_finished_task_results_until_the_model_changes(prefect_server, tmp_path: Path) -> None:
     """Evaluation resumes: each task's result is persisted under a key of the model files, data, limit and code."""

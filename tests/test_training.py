@@ -307,6 +307,7 @@ def make_corpus(directory: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_server, tmp_path: Path) -> None:
     from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
