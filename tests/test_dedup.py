@@ -196,6 +196,7 @@ def test_shingles_and_jaccard_at_their_edges():
     assert jaccard(set(), {"x"}) == 0.0 and jaccard(set(), set()) == 1.0
     empty = shingle_hashes("a b c")[:0]
     assert jaccard_hashes(empty, shingle_hashes("a b c")) == jaccard_hashes(shingle_hashes("a b c"), empty) == 0.0
+    assert jaccard_hashes(empty, empty) == 1.0
     assert len(text_hash("x")) == 16
     assert DedupConfig(threshold=1.0).threshold == 1.0
     with pytest.raises(ValueError, match="threshold"):
@@ -265,6 +266,7 @@ def test_near_duplicates_of_exact_groups_link_each_groups_best_member():
     result = run(docs)
     assert result.removed == {"X": ("exact_duplicate", "X'"), "Y": ("exact_duplicate", "Y'"),
                               "X'": ("near_duplicate", "Y'")}
+    assert result.counts() == {"exact_duplicate": 2, "near_duplicate": 1}
 
 
 def test_negative_karma_is_ranked_too():

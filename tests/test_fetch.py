@@ -100,6 +100,7 @@ def test_log_schema_and_errors_explain_failures(hostile_run):
     assert "169.254.169.254" in rows[h("redir", "/to-metadata")]["error"]
     assert rows[h("redir", "/to-metadata")]["final_url"].startswith("http://169.254.169.254/")
     assert "::1" in rows[h("redir", "/to-ipv6-loopback")]["error"]
+    assert "cannot resolve www.does-not-exist.invalid" in rows["http://does-not-exist.invalid/"]["error"]  # the fallback
     assert "decompressed" in rows[h("bomb", "/gzip-bomb")]["error"]
     assert rows[h("endless", "/endless")]["bytes"] > 1 << 20
     assert rows[h("bomb", "/gzip-bomb")]["bytes"] < 100_000
