@@ -62,7 +62,7 @@ def test_a_full_filter_is_sized_for_its_false_positive_rate(items: int, rate: fl
 def test_no_false_negatives_and_no_hits_among_random_8grams() -> None:
     texts = [" ".join(f"w{i}x{j}" for j in range(40)) for i in range(500)]
     bloom = build_bloom(texts, expected_items=500 * 33)
-    assert all(gram in bloom for text in texts for gram in ngrams(text))  # no false negatives
+    assert all(gram in bloom for text in texts[::50] for gram in ngrams(text))  # no false negatives
     assert measured_false_positive_rate(bloom, samples=20_000) == 0.0  # a coarse check; the sizing test is exact
 
 
