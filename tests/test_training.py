@@ -252,6 +252,7 @@ def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path: Path) -> Non
     assert all(torch.isfinite(t).all() for t in state.values())
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_through_a_training_child_process(tmp_path: Path) -> None:
     tokens = make_shards(tmp_path / "tokens")
     config = tiny_config(tokens, tmp_path / "run", max_steps=6, devices=2, strategy="ddp", batch_tokens=2 * 2 * 4 * 64,
@@ -271,6 +272,7 @@ def test_ddp_on_two_cpu_processes_through_a_training_child_process(tmp_path: Pat
     torch.testing.assert_close(hf.transformer.h[0].ln_1.weight, state["transformer.h.0.ln_1.weight"])
 
 
+@pytest.mark.slow
 def test_the_training_child_process_dies_with_its_caller(tmp_path: Path) -> None:
     import psutil
 
