@@ -64,6 +64,12 @@ def test_choose_takes_the_article_over_a_teaser_and_trafilatura_otherwise():
     assert choose(article, None) == (article, "trafilatura")
     assert choose(None, article) == (article, "newspaper4k")  # trafilatura found nothing at all
     assert choose(None, None) == (None, None)
+    # no second opinion over a text that is no teaser, however long newspaper4k's
+    long_enough = " ".join(article.split()[: ExtractConfig().second_opinion_below])
+    assert choose(long_enough, article * 3) == (long_enough, "trafilatura")
+    # the single-extractor methods take their own text whatever the other found
+    assert choose(teaser, article, ExtractConfig(method="trafilatura")) == (teaser, "trafilatura")
+    assert choose(article, teaser, ExtractConfig(method="newspaper4k")) == (teaser, "newspaper4k")
 
 
 def test_empty_and_oversized_pages_have_outcomes():

@@ -149,10 +149,10 @@ def test_progress_reports_counts_and_rate(hostile_run):
 def test_retry_after_is_waited_for_and_one_past_the_bound_ends_the_url(server, tmp_path):
     """429 with Retry-After, in seconds and as an HTTP-date: the retry comes no sooner than asked (the backoff alone
     would retry within 0.3 s here); a Retry-After past max_retry_after_s is not waited for, the URL ends at once."""
-    waits = {h("wait", "/retry-after?s=2"): 2.0,
+    waits = {h("wait", "/retry-after?s=3"): 3.0,  # exactly at the bound: still honoured
              h("waitdate", "/retry-after?s=3&form=date"): 2.0}  # the date has whole seconds: 2-3 s ahead
     too_long = [h("toolong", "/retry-after?s=3600"), h("toolongdate", "/retry-after?s=3600&form=date")]
-    summary = fetch_urls(list(waits) + too_long, tmp_path, fast_config(server, max_retry_after_s=5.0))
+    summary = fetch_urls(list(waits) + too_long, tmp_path, fast_config(server, max_retry_after_s=3.0))
     assert summary.outcomes == {"ok": 2, "http_error": 2}
     rows = {row["url"]: row for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
     for url, asked in waits.items():
