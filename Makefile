@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LOCAL_DIRS := TMPDIR=$(CURDIR)/.tmp XDG_CACHE_HOME=$(CURDIR)/.cache XDG_CONFIG_HOME=$(CURDIR)/.cache/config \
 	PIP_CACHE_DIR=$(CURDIR)/.cache/pip
 
-.PHONY: venv up down status demo test run deploy dask
+.PHONY: venv up down status demo test run deploy dask mutants
 
 # pip is upgraded first (pip 23 cannot resolve newspaper4k with trafilatura); torch comes before the rest so the
 # pinned CPU build is used (install your CUDA build of torch into .venv first on a GPU machine).
@@ -54,3 +54,12 @@ deploy: $(STAMP)
 test: $(STAMP)
 	@mkdir -p .tmp .cache/config
 	$(LOCAL_DIRS) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Mutation testing of the decision modules (dedup, extractor choice, retry/robots in fetch, netsafety, urls, links),
+# each mutant against the focused tests that reach it ([tool.mutmut] in pyproject.toml); not part of `make test`.
+# make mutants MUTANTS='corpus.dedup*'  (default: every configured module; hours on 2 cores). Survivors:
+# `.venv/bin/mutmut results`, one mutant's diff: `.venv/bin/mutmut show NAME`.
+mutants: $(STAMP)
+	@mkdir -p .tmp .cache/config
+	$(LOCAL_DIRS) $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS)
+	@$(VENV)/bin/mutmut results

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -126,6 +127,18 @@ def _batch_gram_hashes(hashes: list[int], lengths: list[int]) -> tuple[list[int]
     return _gram_hashes([words[j:j + windows][valid] for j in range(N)]), np.maximum(length - N + 1, 0)
 
 
+def _rbloom_rate(rate: float) -> float:
+    """The rate to ask rbloom for so that its filter, full, stays at or under `rate`.
+
+    rbloom gives m = n * log2(1/rate) / ln 2 bits but k = floor(log2(1/rate)) hash positions, and with k rounded
+    down the rate at n items, (1 - exp(-k n / m))^k, is above the one asked (by 0.1% at 1e-8, 2% at 1e-3). Asking
+    for 2^-L, with L the bits-per-item factor at which those k positions give exactly `rate`, keeps k and meets it.
+    """
+    k = max(1, math.floor(-math.log2(rate)))
+    bits_factor = -k / math.log2(1 - rate ** (1 / k))
+    return 2 ** -bits_factor * (1 - 1e-9)
+
+
 class NgramBloom:
     """A Bloom filter of 8-grams: `add_texts` inserts every 8-gram of texts, `contains_texts` counts those found."""
 
@@ -140,7 +153,7 @@ class NgramBloom:
         if not 0 < false_positive_rate < 1 or collisions > false_positive_rate / 2:
             raise ValueError(f"NgramBloom: false_positive_rate {false_positive_rate} is not in (0, 1) or leaves no "
                              f"room for the 64-bit hash collisions ({collisions:.1e}) of {expected_items} items")
-        return cls(Bloom(expected_items, false_positive_rate - collisions, hash_func=int))
+        return cls(Bloom(expected_items, _rbloom_rate(false_positive_rate - collisions), hash_func=int))
 
     def add_texts(self, texts: Iterable[str]) -> None:
         for hashes, _ in _text_batches(texts):

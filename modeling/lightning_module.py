@@ -72,6 +72,7 @@ class GPTModule(L.LightningModule):
         self._step_started = self._val_started = time.perf_counter()
         self._last_step = 0
         self._step_times: list[float] = []
+        self._step_lr = float("nan")  # the rate of the optimizer step being taken
         self.log_interval = log_interval
         self.last_train_loss: float | None = None
         self.last_val_step = -1
@@ -89,6 +90,11 @@ class GPTModule(L.LightningModule):
         self._micro_batches += 1
         return loss
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning steps the LR scheduler before on_train_batch_end, whose param_groups then hold the next step's
+        # rate: the one this step uses is read here.
+        self._step_lr = optimizer.param_groups[0]["lr"]
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.global_step == self._last_step:
             return  # mid-accumulation: the optimizer has not stepped yet
@@ -100,7 +106,7 @@ class GPTModule(L.LightningModule):
             tokens_per_s = self.hparams.batch_tokens * len(interval) / sum(interval)
             metrics = {
                 "train/loss": self.last_train_loss,
-                "train/lr": self.optimizers().param_groups[0]["lr"],
+                "train/lr": self._step_lr,
                 "train/tokens": float(self.global_step * self.hparams.batch_tokens),
                 "perf/tokens_per_s": tokens_per_s,
             }

@@ -68,3 +68,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_SERVER_FIXTURES = {"prefect_server", "served_deployments"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts a Prefect server through the fixtures must say so, or `-m "not server"` runs it anyway."""
+    unmarked = [item.nodeid for item in items if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("server") is None]
+    if unmarked:
+        raise pytest.UsageError(f"tests using {sorted(_SERVER_FIXTURES)} need @pytest.mark.server: {unmarked}")

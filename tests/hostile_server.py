@@ -10,7 +10,8 @@ plus static pages served under their original URLs (routed by the Host header; r
     /to-loopback          redirects to http://127.0.0.1:PORT/ok
     /to-metadata          redirects to http://169.254.169.254/latest/meta-data/
     /to-ipv6-loopback     redirects to http://[::1]:PORT/ok
-    /retry-after          429 with Retry-After: 1 the first time, then the page
+    /retry-after          429 with Retry-After: 1 the first time, then the page (?s=N: Retry-After N; &form=date:
+                          as the HTTP-date N seconds ahead)
     /always-429           429 with Retry-After: 1, always
     /retry-after-long     429 with Retry-After: 3600
     /unavailable-once     503 the first time, then the page
@@ -27,6 +28,7 @@ plus static pages served under their original URLs (routed by the Host header; r
 from __future__ import annotations
 
 import datetime
+import email.utils
 import gzip
 import random
 import ssl
@@ -170,7 +172,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/to-ipv6-loopback":
             self._redirect(f"http://[::1]:{owner.port}/ok")
         elif path == "/retry-after" and first:
-            self._send(429, b"slow down", "text/plain", {"Retry-After": "1"})
+            query = parse_qs(parts.query)
+            seconds = int(query.get("s", ["1"])[0])
+            value = email.utils.formatdate(time.time() + seconds, usegmt=True) if query.get("form") == ["date"] \
+                else str(seconds)
+            self._send(429, b"slow down", "text/plain", {"Retry-After": value})
         elif path == "/always-429":
             self._send(429, b"slow down", "text/plain", {"Retry-After": "1"})
         elif path == "/retry-after-long":

@@ -14,6 +14,7 @@ from prefect_fixtures import read_artifacts
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_evaluate_flow_publishes_table_and_markdown(prefect_server, eval_data_dir: Path, gpt2_bpe_dir: Path,
                                                      tmp_path: Path) -> None:
     from flows.evaluate import evaluate
@@ -41,9 +42,11 @@ def test_evaluate_flow_publishes_table_and_markdown(prefect_server, eval_data_di
         ("lambada", "paper", "ppl"), ("lambada", "lm-eval eot_prefix=True", "acc"), ("wsc273", "paper", "acc_partial")}
     report = artifacts["eval-tiny-model-report"]
     assert report["type"] == "markdown" and "| lambada | lm-eval eot_prefix=True | perplexity |" in report["data"]
-    assert "data:image/svg+xml;base64," in report["data"]
+    assert "data:image/png;base64," in report["data"]
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_re_run_reuses_finished_task_results_until_the_model_changes(prefect_server, tmp_path: Path) -> None:
     """Evaluation resumes: each task's result is persisted under a key of the model files, data, limit and code."""
     from flows.evaluate import evaluate
@@ -51,30 +54,83 @@ def test_a_re_run_reuses_finished_task_results_until_the_model_changes(prefect_s
     from tiny_checkpoint import tiny_corpus_and_checkpoint
 
     corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
+    ptb = _ptb_file(tmp_path)
 
-    def run(stride: int | None = None) -> tuple[dict, list[str]]:
+    def run(tasks: list[str], stride: int | None = None) -> tuple[dict, dict[str, str]]:
         from prefect.logging.handlers import APILogHandler
 
         with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
-            state = evaluate(str(checkpoint), tasks=["webtext-val"], corpus=str(corpus), limit=3, device="cpu",
-                             stride=stride, return_state=True)
+            state = evaluate(str(checkpoint), tasks=tasks, corpus=str(corpus), task_paths={"ptb": str(ptb)}, limit=3,
+                             device="cpu", stride=stride, return_state=True)
             APILogHandler().flush()  # send the queued run logs while this session's server is up
         assert state.is_completed(), state.message
         task_runs = api(prefect_server, "POST", "task_runs/filter",
                         {"flow_runs": {"id": {"any_": [str(state.state_details.flow_run_id)]}}})
-        return state.result(), [t["state_name"] for t in task_runs if t["name"].startswith("eval-webtext-val")]
+        return state.result(), {t["name"].split("-", 1)[1].rsplit("-", 1)[0]: t["state_name"] for t in task_runs
+                                if t["name"].startswith("eval-")}
 
-    first, first_states = run()
-    again, again_states = run()
-    assert first_states == ["Completed"] and again_states == ["Cached"]
-    assert again["results"] == first["results"]
+    first, first_states = run(["webtext-val"])
+    # A task added: the finished one is reused, the new one runs.
+    again, again_states = run(["webtext-val", "ptb"])
+    assert first_states == {"webtext-val": "Completed"}
+    assert again_states == {"webtext-val": "Cached", "ptb": "Completed"}
+    assert again["results"]["webtext-val"] == first["results"]["webtext-val"]
     # Another stride is another measurement: computed again, recorded with its result.
-    strided, strided_states = run(stride=8)
-    assert strided_states == ["Completed"]
+    strided, strided_states = run(["webtext-val"], stride=8)
+    assert strided_states == {"webtext-val": "Completed"}
     assert strided["results"]["webtext-val"]["paper"]["options"] == {"stride": 8}
     # New weights in the checkpoint: the task runs again and gives another result.
     tiny_corpus_and_checkpoint(tmp_path / "other", seed=1)
     (checkpoint / "model.safetensors").write_bytes((tmp_path / "other" / "checkpoint" / "model.safetensors").read_bytes())
-    changed, changed_states = run()
-    assert changed_states == ["Completed"]
+    changed, changed_states = run(["webtext-val"])
+    assert changed_states == {"webtext-val": "Completed"}
     assert changed["results"]["webtext-val"] != first["results"]["webtext-val"]
+
+
+def _ptb_file(root: Path) -> Path:
+    path = root / "ptb" / "ptb.test.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text(" the cat sat on a mat while dogs ran past the old red barn \n"
+                    " and birds sang in tall green trees <unk> \n" * 3)
+    return path
+
+
+def test_the_result_key_changes_with_data_limit_code_and_model_and_with_nothing_else(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """The key the flow stores each benchmark's result under (`_benchmark_key`, as Prefect calls it)."""
+    import shutil
+
+    import evaluation.run
+    from flows.evaluate import _benchmark_key
+    from tiny_checkpoint import tiny_corpus_and_checkpoint
+
+    corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
+    ptb = _ptb_file(tmp_path)
+    params = {"checkpoint": str(checkpoint), "name": "ptb", "path": str(ptb), "limit": 3}
+
+    def key(**changes: object) -> str:
+        return _benchmark_key(None, {**params, **changes})
+
+    first = key()
+    assert key() == first and key(scorer=object(), tokenizer=object()) == first  # not what computes it, nor tasks
+    assert key(limit=4) != first and key(limit=None) != first
+    assert key(name="webtext-val", path=str(corpus)) != first
+    ptb.write_text(ptb.read_text() + " one more sentence \n")
+    assert key() != first
+    data_changed = key()
+    webtext = key(name="webtext-val", path=str(corpus))
+    (corpus / "overlap").mkdir()  # the overlap cache beside a corpus' shards is not its data
+    (corpus / "overlap" / "x.ngram64").write_bytes(b"cache")
+    assert key(name="webtext-val", path=str(corpus)) == webtext
+    (corpus / "shards" / "val-00000-of-00001.parquet").write_bytes(b"other data")
+    assert key(name="webtext-val", path=str(corpus)) != webtext
+    # The evaluation code: a copy of the package's sources, one file changed.
+    sources = tmp_path / "evaluation"
+    shutil.copytree(Path(evaluation.run.__file__).parent, sources, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(evaluation.run, "__file__", str(sources / "run.py"))
+    assert key() == data_changed
+    (sources / "lambada.py").write_text((sources / "lambada.py").read_text() + "\n# a fix in the protocol\n")
+    assert key() != data_changed
+    code_changed = key()
+    (checkpoint / "model.safetensors").write_bytes(b"other weights")
+    assert key() != code_changed

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import subprocess
 import sys
@@ -39,11 +40,30 @@ def test_overlap_percent_counts_the_test_8grams_found() -> None:
     assert per_example_overlap(bloom, ["short text", "zero one two three four five six seven eight"]) == [0.0, 50.0]
 
 
-def test_false_positive_rate_is_below_1e_8_on_random_strings() -> None:
+def _bits_and_positions(bloom: NgramBloom, tmp_path: Path) -> tuple[int, int]:
+    """The filter's size m in bits and its number k of hash positions (the first 8 bytes of rbloom's file)."""
+    bloom.save(tmp_path / "sized.ngram64")
+    k = int.from_bytes((tmp_path / "sized.ngram64").read_bytes()[:8], "little")
+    return bloom.bloom.size_in_bits, k
+
+
+@pytest.mark.parametrize("items, rate", [(1000, 1e-8), (10**6, 1e-8), (20_000, 1e-3), (12_345, 1e-2),
+                                         (10**6, 1.1e-13), (7, 0.5)])
+def test_a_full_filter_is_sized_for_its_false_positive_rate(items: int, rate: float, tmp_path: Path) -> None:
+    """The arithmetic, exactly: with the filter's own m and k, the Bloom rate at `items` distinct 8-grams,
+    (1 - e^(-k n / m))^k, plus the 64-bit collision rate n / 2^64 stays at or under the rate asked for
+    (at 1e6 items and 1.1e-13 the collision term is half of it, so it cannot be left out)."""
+    m, k = _bits_and_positions(NgramBloom.sized(items, rate), tmp_path)
+    bloom_rate = (1 - math.exp(-k * items / m)) ** k
+    assert bloom_rate + items / 2**64 <= rate, (m, k, bloom_rate)
+    assert bloom_rate + items / 2**64 > 0.99 * rate or items < 10, "sized far larger than needed"
+
+
+def test_no_false_negatives_and_no_hits_among_random_8grams() -> None:
     texts = [" ".join(f"w{i}x{j}" for j in range(40)) for i in range(500)]
     bloom = build_bloom(texts, expected_items=500 * 33)
-    assert measured_false_positive_rate(bloom, samples=50_000) == 0.0
-    assert all(gram in bloom for gram in ngrams(texts[7]))  # no false negatives
+    assert all(gram in bloom for text in texts[::50] for gram in ngrams(text))  # no false negatives
+    assert measured_false_positive_rate(bloom, samples=20_000) == 0.0  # a coarse check; the sizing test is exact
 
 
 def test_corpus_bloom_is_saved_and_reloaded(tmp_path: Path) -> None:
@@ -57,6 +77,13 @@ def test_corpus_bloom_is_saved_and_reloaded(tmp_path: Path) -> None:
     again = corpus_bloom(tmp_path / "corpus", cache)  # loaded from the file, in a fresh filter object
     assert overlap_percent(again, [text]) == overlap_percent(bloom, [text]) == 100.0
     assert list(cache.iterdir()) == [saved]
+    # Put another filter in the cache file: a loaded filter answers by it, a rebuilt one by the shards.
+    other = "an entirely different sentence that only the planted filter has seen before"
+    build_bloom([other], expected_items=100).save(saved)
+    planted = saved.read_bytes()
+    loaded = corpus_bloom(tmp_path / "corpus", cache)
+    assert overlap_percent(loaded, [other]) == 100.0 and overlap_percent(loaded, [text]) == 0.0
+    assert saved.read_bytes() == planted and list(cache.iterdir()) == [saved]  # read, not rewritten
     pq.write_table(pa.table({"text": ["a different corpus now, with other words in it than before"]}),
                    shards / "train-00000-of-00001.parquet")
     rebuilt = corpus_bloom(tmp_path / "corpus", cache)  # the shards changed: a new filter, not the stale one

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -109,10 +111,50 @@ def test_pool_extracts_in_parallel_and_records_the_extractor(web_pages_dir):
         assert results[key].extractor in {"trafilatura", "readability"}
 
 
+def test_two_workers_extract_at_the_same_time():
+    """Both workers burn CPU on their pages in the same sampling windows (one worker after the other would overlap
+    in at most the window of the hand-over)."""
+    page = nested_blocks(1500)  # ~0.7 s of CPU each
+    me = psutil.Process()
+    before = {c.pid for c in me.children()}
+    with ExtractorPool(ExtractConfig(workers=2, method="trafilatura", timeout_s=300.0)) as pool:
+        workers = [c for c in me.children() if c.pid not in before]
+        assert len(workers) == 2
+        samples: list[list[float]] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append([_cpu_seconds(w) for w in workers])
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            # four pages: each worker holds two (the one it works on and one sent ahead)
+            results = dict(pool.imap([(i, page, f"https://slow{i}.example.com/") for i in range(4)]))
+        finally:
+            stop.set()
+            sampler.join()
+    assert {r.outcome for r in results.values()} == {"ok"}
+    both_busy = sum(b[0] > a[0] and b[1] > a[1] for a, b in zip(samples, samples[1:]))
+    assert both_busy >= 5, f"{both_busy} windows with both workers busy; samples: {samples}"
+
+
 # trafilatura has no time limit of its own: 20,000 nested blocks take it several seconds
-PATHOLOGICAL = "<html><body>" + "".join(
-    f"<div><table><tr><td><p>paragraph {i} with some words in it</p></td></tr></table></div>" for i in range(20000)
-) + "</body></html>"
+def nested_blocks(n: int) -> str:
+    return "<html><body>" + "".join(
+        f"<div><table><tr><td><p>paragraph {i} with some words in it</p></td></tr></table></div>" for i in range(n)
+    ) + "</body></html>"
+
+
+PATHOLOGICAL = nested_blocks(20000)
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
 
 
 def test_a_page_past_the_deadline_is_killed_and_the_pool_goes_on(web_pages_dir):
@@ -138,15 +180,18 @@ def _spawned_workers(before: set[int]) -> list[psutil.Process]:
             and any("spawn_main" in part for part in c.cmdline())]
 
 
-def test_a_worker_killed_before_it_is_ready_hands_its_pages_on() -> None:
+def test_a_worker_killed_before_it_is_ready_hands_its_pages_on(caplog: pytest.LogCaptureFixture) -> None:
     before = {c.pid for c in psutil.Process().children()}
     pages = [(i, SIMPLE_PAGE, f"https://example.com/{i}") for i in range(4)]
     # spawn: a worker takes about a second to import its extractors, so it is surely killed before it is ready
     with ExtractorPool(ExtractConfig(workers=1, method="trafilatura", start_method="spawn")) as pool:
         (worker,) = _spawned_workers(before)
         worker.send_signal(signal.SIGKILL)
-        results = dict(pool.imap(pages))
+        with caplog.at_level(logging.WARNING, logger="corpus.extract"):
+            results = dict(pool.imap(pages))
     assert {key: r.outcome for key, r in results.items()} == {0: "ok", 1: "ok", 2: "ok", 3: "ok"}
+    # the pool saw the worker's pipe close before its "ready" message: the kill came before ready
+    assert "an extraction worker failed to start (worker died (killed by SIGKILL))" in caplog.text
 
 
 def test_workers_that_keep_dying_at_start_up_stop_the_pool_with_a_clear_error() -> None:
@@ -270,3 +315,29 @@ def test_a_stuck_worker_times_out_even_with_a_large_page_waiting_behind_it() -> 
     assert not hung, "the pool blocked on a page sent to a worker that never reads it"
     assert results["stuck"].outcome == "timeout"
     assert results["large"].outcome == "ok" and results["large"].text
+
+
+def test_a_worker_resets_trafilaturas_caches_every_n_pages():
+    """The worker loop itself, run in a thread of this process so that trafilatura's caches can be looked at."""
+    from trafilatura.utils import line_processing
+
+    from corpus.extract import _worker
+
+    mine, theirs = mp.Pipe()
+    worker = threading.Thread(target=_worker, args=(theirs, ExtractConfig(method="trafilatura", reset_caches_every=3),
+                                                          os.getppid()))
+    worker.start()
+    try:
+        assert mine.recv() == "ready"
+        line_processing.cache_clear()
+        cached = []
+        for i in range(5):
+            mine.send((i, SIMPLE_PAGE.replace("Paragraph", f"Page {i} paragraph"), f"https://example.com/{i}"))
+            assert mine.recv()[1].outcome == "ok"
+            cached.append(line_processing.cache_info().currsize)
+    finally:
+        mine.send(None)
+        worker.join()
+    # growing over pages 1-2; reset after page 3 (before page 4 was read), so page 4 starts from empty caches
+    assert 0 < cached[0] < cached[1] and cached[3] < cached[1], cached
+

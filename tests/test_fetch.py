@@ -100,6 +100,7 @@ def test_log_schema_and_errors_explain_failures(hostile_run):
     assert "169.254.169.254" in rows[h("redir", "/to-metadata")]["error"]
     assert rows[h("redir", "/to-metadata")]["final_url"].startswith("http://169.254.169.254/")
     assert "::1" in rows[h("redir", "/to-ipv6-loopback")]["error"]
+    assert "cannot resolve www.does-not-exist.invalid" in rows["http://does-not-exist.invalid/"]["error"]  # the fallback
     assert "decompressed" in rows[h("bomb", "/gzip-bomb")]["error"]
     assert rows[h("endless", "/endless")]["bytes"] > 1 << 20
     assert rows[h("bomb", "/gzip-bomb")]["bytes"] < 100_000
@@ -143,6 +144,25 @@ def test_progress_reports_counts_and_rate(hostile_run):
     final = reports[-1]
     assert final["done"] == len(expected) and final["total"] == len(expected) + 1 and final["skipped"] == 1
     assert sum(final["outcomes"].values()) == final["done"] and final["rate"] > 0
+
+
+def test_retry_after_is_waited_for_and_one_past_the_bound_ends_the_url(server, tmp_path):
+    """429 with Retry-After, in seconds and as an HTTP-date: the retry comes no sooner than asked (the backoff alone
+    would retry within 0.3 s here); a Retry-After past max_retry_after_s is not waited for, the URL ends at once."""
+    waits = {h("wait", "/retry-after?s=3"): 3.0,  # exactly at the bound: still honoured
+             h("waitdate", "/retry-after?s=3&form=date"): 2.0}  # the date has whole seconds: 2-3 s ahead
+    too_long = [h("toolong", "/retry-after?s=3600"), h("toolongdate", "/retry-after?s=3600&form=date")]
+    summary = fetch_urls(list(waits) + too_long, tmp_path, fast_config(server, max_retry_after_s=3.0))
+    assert summary.outcomes == {"ok": 2, "http_error": 2}
+    rows = {row["url"]: row for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
+    for url, asked in waits.items():
+        assert rows[url]["attempts"] == 2
+        first, retry = server.request_times(url.split("/")[2])
+        assert retry - first >= asked, (url, retry - first)
+    for url in too_long:
+        assert (rows[url]["outcome"], rows[url]["http_status"], rows[url]["attempts"]) == ("http_error", 429, 1)
+        assert "exceeds the bound" in rows[url]["error"], rows[url]["error"]
+        assert len(server.request_times(url.split("/")[2])) == 1
 
 
 def test_private_addresses_allowed_when_asked(server, tmp_path):

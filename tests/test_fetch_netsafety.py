@@ -42,6 +42,10 @@ from hostile_server import HostileServer
     ("2002:7f00:1::", "loopback (embedded in 2002:7f00:1::)"),          # 6to4 of 127.0.0.1
     ("64:ff9b::a00:1", "private (embedded in 64:ff9b::a00:1)"),        # NAT64 of 10.0.0.1
     ("64:ff9b::808:808", None),                                        # NAT64 of 8.8.8.8
+    # Teredo (2001::/32): the client's IPv4 is the last 32 bits inverted; 2001::/23 alone would read "private"
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback (embedded in 2001:0:4136:e378:8000:63bf:80ff:fffe)"),
+    ("2001:0:4136:e378:8000:63bf:5601:5601", "link-local (embedded in 2001:0:4136:e378:8000:63bf:5601:5601)"),
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", None),                   # Teredo client 8.8.8.8
 ])
 def test_blocked_reason(address, reason):
     assert blocked_reason(address) == reason
@@ -59,6 +63,16 @@ def test_connect_to_patterns():
     assert ConnectTo({"*.example.org": "127.0.0.1"}).lookup("127.0.0.1", 80) is None  # literals never mapped
     with pytest.raises(ValueError, match="connect_to entry"):
         ConnectTo({"a.example": "not-an-ip:80"})
+    # keys in any case and with the root's trailing dot; an IPv6 target without a port keeps the URL's port
+    trailing = ConnectTo({"News.Example.COM.": "[::1]"})
+    assert trailing.lookup("news.example.com", 443) == ConnectTarget("::1", None)
+
+
+def test_ip_literals_are_never_mapped_even_when_named_in_connect_to():
+    """A redirect to an IP literal must be checked as that address, never sent to an operator's trusted target."""
+    mapping = ConnectTo({"127.0.0.1": "93.184.216.34", "::1": "93.184.216.34", "*.0.0.1": "93.184.216.34"})
+    assert mapping.lookup("127.0.0.1", 80) is None
+    assert mapping.lookup("[::1]", 80) is None and mapping.lookup("::1", 80) is None
 
 
 @pytest.mark.parametrize("key, value, bad", [
@@ -93,3 +107,6 @@ def test_transport_keeps_url_and_host_header_and_checks_literals():
         with pytest.raises(BlockedAddressError, match="loopback"):
             _get(SafeTransport(), f"http://localhost:{server.port}/")
         assert _get(SafeTransport(allow_private_addresses=True), f"http://localhost:{server.port}/").status_code == 200
+        # a host:port key applies to that port: the request's own port is what is looked up
+        by_port = SafeTransport({"news.example.com:80": f"127.0.0.1:{server.port}"})
+        assert _get(by_port, "http://news.example.com/by-port").status_code == 200

@@ -116,6 +116,8 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_make_up_on_postgresql_keeps_the_runs_there(tmp_path: Path, postgres: str) -> None:
     home, port = tmp_path / "prefect", free_port()
     env = {**stack_env(home, port), "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate", "WEBTEXT_DATABASE_URL": postgres}
@@ -279,8 +281,6 @@ def _tree(pid: int) -> set[int]:
     return {pid, *(child.pid for child in proc.children(recursive=True))}
 
 
-@pytest.mark.slow
-@pytest.mark.server
 def _stack_server(env: dict[str, str]) -> PrefectServer:
     """The server `make up` started with `env`, described as the fixtures describe theirs (for `run_deployment`)."""
     settings = local_stack_env(env)
@@ -310,6 +310,8 @@ def _run_through_a_worker(tmp_path: Path, env: dict[str, str]) -> None:
         worker.wait(timeout=10)
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) -> None:
     home, port = tmp_path / "prefect", free_port()
     # One deployment keeps this test's three flow imports cheap; serving all three is what `served_deployments` does.

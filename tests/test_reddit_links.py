@@ -679,3 +679,37 @@ def test_scores_that_are_not_integers_are_counted_as_invalid_score_not_as_zero(t
 def test_min_karma_below_one_or_not_an_integer_is_refused(min_karma):
     with pytest.raises(ValueError, match=r"min_karma must be an integer of at least 1.*got"):
         LinkConfig(min_karma=min_karma)
+
+
+def _held_rows_during_harvest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_rows: int) -> tuple[int, int]:
+    """The most submissions held in memory while reading (rows in one spill) and the most rows aggregated at once
+    (one unit of partitions read back), over a harvest of 3,000 distinct links, counted where the rows are held."""
+    from corpus import links
+
+    records = [{"id": str(i), "url": f"http://site{i % 50}.example.com/story/{i}", "score": 3, "subreddit": "news",
+                "title": f"story {i}", "created_utc": 1400000000 + i} for i in range(3000)]
+    dumps = [write_submissions(tmp_path / f"RS_part{k}.json", records[k::2]) for k in range(2)]
+    spilled, aggregated = [0], [0]
+    real_spill, real_read = links._Spiller.spill, links._read_partitions
+
+    def spill(self: links._Spiller) -> None:
+        spilled[0] = max(spilled[0], self.held + len(self.rows))
+        real_spill(self)
+
+    def read_partitions(*args: object) -> pa.Table:
+        table = real_read(*args)
+        aggregated[0] = max(aggregated[0], table.num_rows)
+        return table
+
+    monkeypatch.setattr(links._Spiller, "spill", spill)
+    monkeypatch.setattr(links, "_read_partitions", read_partitions)
+    stats = harvest_links(dumps, tmp_path / f"links-{memory_rows}.parquet", LinkConfig(memory_rows=memory_rows))
+    assert stats.kept == 3000
+    return spilled[0], aggregated[0]
+
+
+def test_link_harvest_holds_at_most_memory_rows_submissions(tmp_path, monkeypatch):
+    spilled, aggregated = _held_rows_during_harvest(tmp_path, monkeypatch, memory_rows=100)
+    assert spilled == 100 and 50 < aggregated <= 100, (spilled, aggregated)
+    # the measure is sensitive: with room for everything, one dump's 1,500 and then all 3,000 rows are held at once
+    assert _held_rows_during_harvest(tmp_path, monkeypatch, memory_rows=10**6) == (1500, 3000)

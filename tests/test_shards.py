@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from corpus.card import render_card
 from corpus.shards import SCHEMA, ShardConfig, iter_shard_rows, shard_key, split_of, write_shards
 
+REPO = Path(__file__).resolve().parents[1]
 CONTRACT_COLUMNS = {"id", "url", "domain", "title", "text", "karma", "subreddits", "created_utc", "fetched_at",
                     "extractor", "n_words"}
 
@@ -63,13 +67,25 @@ def test_contract_columns_split_and_byte_identical_output(tmp_path):
 
 
 def test_split_is_stable_when_the_corpus_grows(tmp_path):
-    small, big = make_docs(100), make_docs(300)
-    assert all(split_of(d["id"], 0.2) == split_of(d["id"], 0.2) for d in small)
+    small, big = make_docs(100), make_docs(300)  # the first 100 documents of both are the same
     write_shards(lambda: iter(small), tmp_path / "s", ShardConfig(val_fraction=0.2))
     write_shards(lambda: iter(big), tmp_path / "b", ShardConfig(val_fraction=0.2))
-    small_val = {r["id"] for r in iter_shard_rows(tmp_path / "s", "val", ["id"])}
-    big_val = {r["id"] for r in iter_shard_rows(tmp_path / "b", "val", ["id"])}
-    assert small_val <= big_val
+    split = {name: {r["id"]: part for part in ("train", "val") for r in iter_shard_rows(tmp_path / name, part, ["id"])}
+             for name in ("s", "b")}
+    assert "val" in split["s"].values() and "train" in split["s"].values()
+    # every document of the small corpus is in the same split in the grown one
+    assert split["s"] == {doc_id: split["b"][doc_id] for doc_id in split["s"]}
+
+
+def test_split_of_is_the_same_in_another_process():
+    """The split hashes the id with a fixed function, not Python's hash(), which is salted per process."""
+    ids = [d["id"] for d in make_docs(200)]
+    here = "".join("v" if split_of(i, 0.3) == "val" else "t" for i in ids)
+    script = ("import sys; from corpus.shards import split_of\n"
+              "print(''.join('v' if split_of(i, 0.3) == 'val' else 't' for i in sys.argv[1:]))")
+    there = subprocess.run([sys.executable, "-c", script, *ids], cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "4321"},
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert there == here and "v" in here and "t" in here
 
 
 def test_duplicate_ids_keep_the_first_and_bad_fraction_is_rejected(tmp_path):

@@ -94,6 +94,9 @@ def test_gpt2_known_ids(gpt2: BPETokenizer) -> None:
 def test_gpt2_equals_tiktoken_gpt2_from_same_files(
     gpt2: BPETokenizer, gpt2_bpe_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Our loader against tiktoken's own loader of OpenAI's files: same ranks, same pattern, same ids. Both encode
+    with tiktoken, so this checks the loading, not the BPE itself; the independent check of the ids is
+    `test_gpt2_equals_hf_tokenizers` (Hugging Face `tokenizers`, another implementation)."""
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken would otherwise cache a copy keyed by path
     ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
         vocab_bpe_file=str(gpt2_bpe_dir / "vocab.bpe"), encoder_json_file=str(gpt2_bpe_dir / "encoder.json")

@@ -18,6 +18,7 @@ from modeling.data import RandomWindows, SequentialWindows, TokenDataModule, rea
 from modeling.hf import from_pretrained
 from modeling.launch import TrainingProcessError, build_parser, command_line, train_in_subprocess
 from modeling.lightning_module import export_state_dict, lr_multiplier
+from modeling.model import GPT, get_config
 from modeling.train import TrainConfig, checkpoints, gradient_accumulation, latest_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,6 +194,8 @@ def test_training_run_learns_logs_and_exports(tmp_path: Path) -> None:
     assert {8, 16, 24} <= set(val) and val[24] < val[8]
     assert result.final_val_loss == pytest.approx(val[24])
     assert set(read_metric(out, "perf/tokens_per_s")) == set(losses)
+    if not torch.cuda.is_available():  # no peak FLOP/s is known for a CPU: no MFU
+        assert read_metric(out, "perf/mfu") == {} and result.mfu is None
     assert list((out / "tensorboard").glob("version_0/events.out.tfevents.*"))
     assert result.loss_curve == str(out / "loss_curve.png")
     assert (out / "loss_curve.png").read_bytes().startswith(b"\x89PNG") and (out / "loss_curve.svg").is_file()
@@ -206,6 +209,46 @@ def test_training_run_learns_logs_and_exports(tmp_path: Path) -> None:
     x = torch.from_numpy(read_token_shard(tokens / "val_000000.bin")[:64].astype(np.int64))[None]
     with torch.no_grad():
         torch.testing.assert_close(hf(x).logits, ours(x), rtol=0, atol=1e-5)
+
+
+def test_logged_lr_is_the_rate_each_step_used_and_mfu_follows_its_formula(tmp_path: Path) -> None:
+    """Step s (from 1) is taken with lr x lr_multiplier(s - 1): warmup 1/4, 2/4, 3/4, 4/4, then cosine. Lightning
+    steps the scheduler before on_train_batch_end, so reading the optimizer there logs the next step's rate."""
+    tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
+    out = tmp_path / "run"
+    peak = 1e12
+    result = train(tiny_config(tokens, out, max_steps=7, warmup_steps=4, lr=1e-3, val_interval=100,
+                               checkpoint_interval=100, peak_flops=peak))
+    logged = read_metric(out, "train/lr")
+    used = {step: 1e-3 * lr_multiplier(step - 1, 4, 7, 0.1) for step in range(1, 8)}
+    assert logged == pytest.approx(used, rel=1e-12, abs=0)
+    assert logged[1] == pytest.approx(2.5e-4) and logged[4] == pytest.approx(1e-3)
+    # MFU = tokens/s x FLOPs per token / peak FLOP/s (one device), logged when a peak is given
+    flops_per_token = GPT(get_config("tiny", vocab_size=VOCAB)).flops_per_token()
+    tokens_per_s, mfu = read_metric(out, "perf/tokens_per_s"), read_metric(out, "perf/mfu")
+    assert set(mfu) == set(range(1, 8))
+    assert mfu == pytest.approx({s: tokens_per_s[s] * flops_per_token / peak for s in mfu}, rel=1e-6)
+    assert result.mfu == pytest.approx(result.tokens_per_s * flops_per_token / peak)
+
+
+def test_flops_per_token_is_6n_plus_attention() -> None:
+    """GPT-2 124M by hand: N without position embeddings = 12 layers x (12 d^2 + 13 d) + final LayerNorm 2d +
+    the padded token embedding 50304 d = 123,689,472 for d = 768; 6N + 12 x 12 layers x 1024 x 768 = 855,383,040."""
+    with torch.device("meta"):
+        gpt2 = GPT(get_config("gpt2"))
+    assert gpt2.num_params() == 12 * (12 * 768**2 + 13 * 768) + 2 * 768 + 50304 * 768 == 123_689_472
+    assert gpt2.flops_per_token() == 855_383_040
+    assert gpt2.flops_per_token(seq_len=512) == 6 * 123_689_472 + 12 * 12 * 512 * 768
+
+
+def test_no_peak_flops_is_assumed_on_the_cpu(tmp_path: Path) -> None:
+    from modeling.train import _peak_flops
+
+    config = tiny_config(tmp_path, tmp_path / "run")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: its peak is looked up")
+    assert _peak_flops(config) is None
+    assert _peak_flops(tiny_config(tmp_path, tmp_path / "run", peak_flops=5e12)) == 5e12
 
 
 def test_resume_after_sigkill_gives_identical_losses(tmp_path: Path) -> None:
@@ -263,6 +306,7 @@ def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path: Path) -> Non
     assert all(torch.isfinite(t).all() for t in state.values())
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_through_a_training_child_process(tmp_path: Path) -> None:
     tokens = make_shards(tmp_path / "tokens")
     config = tiny_config(tokens, tmp_path / "run", max_steps=6, devices=2, strategy="ddp", batch_tokens=2 * 2 * 4 * 64,
@@ -282,6 +326,7 @@ def test_ddp_on_two_cpu_processes_through_a_training_child_process(tmp_path: Pat
     torch.testing.assert_close(hf.transformer.h[0].ln_1.weight, state["transformer.h.0.ln_1.weight"])
 
 
+@pytest.mark.slow
 def test_the_training_child_process_dies_with_its_caller(tmp_path: Path) -> None:
     import psutil
 
@@ -318,6 +363,7 @@ def make_corpus(directory: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_server, tmp_path: Path) -> None:
     from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
