@@ -140,6 +140,10 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
         text, extractor = _run(config.method, page, url), config.method
     else:
         text, extractor = _run("trafilatura", page, url), "trafilatura"
+        # Nothing may mean a page nested past the parser's depth limit: say so before the cheap check, which takes
+        # minutes on such a page (resiliparse on 200,000 nested <div>s).
+        if not _n_words(text) and (depth_error := too_deep(page)):
+            return Extraction(None, None, "too_deep", depth_error)
         if is_teaser(text, _run("resiliparse", page, url), config):
             fallback = _run("readability", page, url)
             if _n_words(fallback) > _n_words(text):
