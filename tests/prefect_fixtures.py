@@ -127,10 +127,20 @@ def read_flow_run(server: PrefectServer, flow_run_id: str) -> dict:
 
 
 def read_logs(server: PrefectServer, flow_run_id: str) -> list[str]:
-    """The flow run's log messages, oldest first (handy in assertion messages when a run failed)."""
-    logs = api(server, "POST", "logs/filter",
-               {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200})
-    return [entry["message"] for entry in logs]
+    """The log messages of the flow run and of its subflow runs (the UI shows those under the run), oldest first."""
+    ids, frontier = [flow_run_id], [flow_run_id]
+    while frontier:
+        children = api(server, "POST", "flow_runs/filter",
+                       {"flow_runs": {"parent_flow_run_id": {"any_": frontier}}, "limit": 200})
+        frontier = [child["id"] for child in children]
+        ids += frontier
+    messages: list[str] = []
+    while True:  # the API returns at most 200 entries a call
+        page = api(server, "POST", "logs/filter", {"logs": {"flow_run_id": {"any_": ids}}, "sort": "TIMESTAMP_ASC",
+                                                   "limit": 200, "offset": len(messages)})
+        messages += [entry["message"] for entry in page]
+        if len(page) < 200:
+            return messages
 
 
 _UUID_LINE = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")

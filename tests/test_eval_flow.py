@@ -66,8 +66,9 @@ def test_a_re_run_reuses_finished_task_results_until_the_model_changes(prefect_s
         assert state.is_completed(), state.message
         task_runs = api(prefect_server, "POST", "task_runs/filter",
                         {"flow_runs": {"id": {"any_": [str(state.state_details.flow_run_id)]}}})
-        return state.result(), {t["name"].split("-", 1)[1].rsplit("-", 1)[0]: t["state_name"] for t in task_runs
-                                if t["name"].startswith("eval-")}
+        # task runs are named eval-<task>-<protocol>-<n>
+        return state.result(), {t["name"].split("-", 1)[1].rsplit("-", 1)[0].removesuffix("-paper"): t["state_name"]
+                                for t in task_runs if t["name"].startswith("eval-")}
 
     first, first_states = run(["webtext-val"])
     # A task added: the finished one is reused, the new one runs.
@@ -106,7 +107,10 @@ def test_the_result_key_changes_with_data_limit_code_and_model_and_with_nothing_
 
     corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
     ptb = _ptb_file(tmp_path)
-    params = {"checkpoint": str(checkpoint), "name": "ptb", "path": str(ptb), "limit": 3}
+    from evaluation.protocol import resolve_protocols
+
+    params = {"checkpoint": str(checkpoint), "name": "ptb", "path": str(ptb), "limit": 3,
+              "protocol": resolve_protocols("paper")[0]}
 
     def key(**changes: object) -> str:
         return _benchmark_key(None, {**params, **changes})

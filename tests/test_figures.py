@@ -19,7 +19,10 @@ def _overlapping(labels) -> list[tuple[str, str]]:
 def test_size_figure_uses_log_axes_and_labels_that_do_not_overlap(tmp_path: Path) -> None:
     # A weak 4M-parameter model: its perplexity is orders of magnitude above the paper's, which a linear axis would
     # squash into a flat line.
-    results = {"lambada": {"ppl": 5000.0, "acc_word_stopword_filter": 30.0}, "wikitext2": {"ppl": 900.0}}
+    def paper(metrics: dict[str, float]) -> dict:
+        return {"paper": {"protocol": "paper", "claims_paper": True, "options": {}, "metrics": metrics}}
+
+    results = {"lambada": paper({"ppl": 5000.0, "acc_word_stopword_filter": 30.0}), "wikitext2": paper({"ppl": 900.0})}
     rows = result_rows(results, 4_000_000)
     fig = size_figure(rows, 4_000_000)
     FigureCanvasAgg(fig).draw()  # lays out the text so its extents are real
