@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LOCAL_DIRS := TMPDIR=$(CURDIR)/.tmp XDG_CACHE_HOME=$(CURDIR)/.cache XDG_CONFIG_HOME=$(CURDIR)/.cache/config \
 	PIP_CACHE_DIR=$(CURDIR)/.cache/pip
 
-.PHONY: venv up down status demo test run deploy dask mutants
+.PHONY: venv up down status demo test lint format run deploy dask mutants
 
 # pip is upgraded first (pip 23 cannot resolve newspaper4k with trafilatura); torch comes before the rest so the
 # pinned CPU build is used (install your CUDA build of torch into .venv first on a GPU machine).
@@ -50,8 +50,8 @@ dask: $(STAMP)
 deploy: $(STAMP)
 	@$(PY) -m infra.deploy --work-pool $(POOL) --create-pool
 
-# make test PYTEST_ARGS='-k infra -x'
-test: $(STAMP)
+# make test PYTEST_ARGS='-k infra -x'   (lint and format are checked first: `make format` fixes both)
+test: lint
 	@mkdir -p .tmp .cache/config
 	$(LOCAL_DIRS) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -63,3 +63,11 @@ mutants: $(STAMP)
 	@mkdir -p .tmp .cache/config
 	$(LOCAL_DIRS) $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS)
 	@$(VENV)/bin/mutmut results
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

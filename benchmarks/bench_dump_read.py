@@ -69,9 +69,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for frames in (1, 8):
             dump = write_dump(Path(folder) / f"RS_bench_{frames}.zst", lines, frames)
-            peer, n_peer = best_of(3, lambda: stream_reader_lines(dump))
-            ours, n_ours = best_of(3, lambda: frame_checking_lines(dump))
-            parsed, n_parsed = best_of(3, lambda: sum(1 for _ in iter_submissions(dump)))
+            peer, n_peer = best_of(3, lambda dump=dump: stream_reader_lines(dump))
+            ours, n_ours = best_of(3, lambda dump=dump: frame_checking_lines(dump))
+            parsed, n_parsed = best_of(3, lambda dump=dump: sum(1 for _ in iter_submissions(dump)))
             assert n_peer == n_ours == n_parsed == len(lines)
             print(f"{frames} frame(s), {len(lines):,} lines, {dump.stat().st_size / 2**20:.1f} MiB: "
                   f"stream_reader {peer:.3f} s, frame-checking reader {ours:.3f} s ({ours / peer:.2f}x); "

@@ -37,11 +37,23 @@ log = logging.getLogger(__name__)
 WEBTEXT_VAL = "webtext-val"
 
 
+def _must_exist(name: str, path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: expected {path}; nothing is downloaded at run time. "
+                                f"Pass task_paths={{{name!r}: ...}} or put the published file there")
+
+
+def _webtext_val_readable(corpus: Path) -> None:
+    read_webtext_val(corpus, limit=1)  # raises naming the corpus when it has no validation shards
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    default_path: str  # relative to data_dir
+    default_path: str | None  # relative to data_dir; None: the task reads the `corpus` folder (webtext-val)
     run: Callable[[Path, Scorer, Tokenizer, int | None, Protocol], dict[str, float]]  # paper-only tasks ignore it
     texts: Callable[[Path, int | None], list[str]]  # the test texts, for the overlap analysis
+    check: Callable[[str, Path], None] = _must_exist  # before any work: the data is there and readable
+    key_data: Callable[[Path], Path] = lambda path: path  # the files whose identity is part of the result key
 
 
 def _lm_spec(name: str) -> TaskSpec:
@@ -84,26 +96,38 @@ TASKS: dict[str, TaskSpec] = {
     "wmt14-fr-en": _translation_spec("fr", "en"),
     "nq": TaskSpec("nq_open/NQ-open.dev.jsonl", _paper_only(evaluate_nq),
                    lambda p, n: [q for q, _ in read_nq(Path(p))[:n]]),
+    WEBTEXT_VAL: TaskSpec(None,
+                          lambda p, s, t, n, proto: evaluate_webtext_val(p, s, t, n, proto.stride),
+                          lambda p, n: read_webtext_val(Path(p), n).documents,
+                          check=lambda name, p: _webtext_val_readable(p),
+                          key_data=lambda p: Path(p) / "shards"),  # not the corpus' overlap/ cache beside it
 }
 
 
-def task_path(name: str, data_dir: str | Path | None, task_paths: dict[str, str] | None = None) -> Path:
-    """Where a task's data is: task_paths[name] if given, else data_dir/<published layout>."""
+def task_path(name: str, data_dir: str | Path | None, task_paths: dict[str, str] | None = None,
+              corpus: str | Path | None = None) -> Path:
+    """Where a task's data is: task_paths[name] if given, else data_dir/<published layout> (the corpus folder for
+    webtext-val)."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}, {WEBTEXT_VAL}")
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
     if task_paths and name in task_paths:
         return Path(task_paths[name])
+    if TASKS[name].default_path is None:
+        if corpus is None:
+            raise ValueError(f"task {name} needs the corpus parameter (a webtext corpus folder)")
+        return Path(corpus)
     if data_dir is None:
         raise ValueError(f"task {name!r} needs data_dir or task_paths[{name!r}]")
     return Path(data_dir) / TASKS[name].default_path
 
 
-def available_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None = None) -> list[str]:
+def available_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None = None,
+                    corpus: str | Path | None = None) -> list[str]:
     """The tasks whose data is present."""
     found = []
     for name in TASKS:
         try:
-            if task_path(name, data_dir, task_paths).exists():
+            if task_path(name, data_dir, task_paths, corpus).exists():
                 found.append(name)
         except ValueError:
             continue
@@ -132,7 +156,7 @@ def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[torch
 def default_tasks(data_dir: str | Path | None, task_paths: dict[str, str] | None, corpus: str | Path | None,
                   protocols: list[Protocol] | None = None) -> list[str]:
     """Every task whose data is found (webtext-val when a corpus is given) that one of the protocols covers."""
-    found = available_tasks(data_dir, task_paths) + ([WEBTEXT_VAL] if corpus else [])
+    found = available_tasks(data_dir, task_paths, corpus)
     protocols = protocols or resolve_protocols()
     return [t for t in found if any(supports(p, t) for p in protocols)]
 
@@ -158,16 +182,8 @@ def check_inputs(tasks: list[str], data_dir: str | Path | None, task_paths: dict
     """Every task's data path, checked before any work starts; a missing one is an error naming the file."""
     paths = {}
     for name in tasks:
-        if name == WEBTEXT_VAL:
-            if corpus is None:
-                raise ValueError(f"task {WEBTEXT_VAL} needs the corpus parameter (a webtext corpus folder)")
-            read_webtext_val(Path(corpus), limit=1)
-            paths[name] = Path(corpus)
-            continue
-        path = task_path(name, data_dir, task_paths)
-        if not path.exists():
-            raise FileNotFoundError(f"{name}: expected {path}; nothing is downloaded at run time. "
-                                    f"Pass task_paths={{{name!r}: ...}} or put the published file there")
+        path = task_path(name, data_dir, task_paths, corpus)
+        TASKS[name].check(name, path)
         paths[name] = path
     return paths
 
@@ -185,7 +201,7 @@ def task_cache_key(checkpoint: str | Path, name: str, path: str | Path, limit: i
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{name}|{limit}|{protocol}|{json.dumps(options or {}, sort_keys=True)}|".encode())
     model_files = [Path(checkpoint) / f for f in _MODEL_FILES if (Path(checkpoint) / f).is_file()]
-    data = Path(path) / "shards" if name == WEBTEXT_VAL else Path(path)  # not the corpus' overlap/ cache beside it
+    data = TASKS[name].key_data(Path(path)) if name in TASKS else Path(path)
     digest.update(repr(fingerprints(model_files + ([data] if data.exists() else []))).encode())
     for source in sorted(Path(__file__).parent.glob("*.py")):  # a fix in the protocol recomputes every result
         digest.update(source.read_bytes())
@@ -209,9 +225,7 @@ def run_task(name: str, path: Path, scorer: Scorer, tokenizer: Tokenizer, limit:
         raise ValueError(f"{name}: the {protocol.name} protocol has no recipe for it")
     started = time.perf_counter()
     detail = None
-    if name == WEBTEXT_VAL:
-        metrics = evaluate_webtext_val(path, scorer, tokenizer, limit, protocol.stride)
-    elif name == "lambada":
+    if name == "lambada":  # its per-passage results feed the overlap analysis
         detail = lambada_task.evaluate_lambada(path, scorer, tokenizer, limit, protocol.name,
                                                protocol.normalize_quotes, protocol.eot_prefix)
         metrics = detail.metrics
@@ -231,11 +245,7 @@ def overlap_report(corpus: str | Path, paths: dict[str, Path], limit: int | None
     bloom = overlap_lib.corpus_bloom(Path(corpus), Path(corpus) / "overlap")
     report: dict[str, float] = {"bloom_fpr_measured": overlap_lib.measured_false_positive_rate(bloom, fpr_samples)}
     for name, path in paths.items():
-        if name == WEBTEXT_VAL:
-            texts = read_webtext_val(path, limit).documents
-        else:
-            texts = TASKS[name].texts(path, limit)
-        report[f"{name}_8grams_in_train_pct"] = overlap_lib.overlap_percent(bloom, texts)
+        report[f"{name}_8grams_in_train_pct"] = overlap_lib.overlap_percent(bloom, TASKS[name].texts(path, limit))
     if "lambada" in paths and lambada_result is not None:
         passages = lambada_task.read_lambada(paths["lambada"], limit)
         per_example = overlap_lib.per_example_overlap(bloom, [p.context + " " + p.target for p in passages])

@@ -55,8 +55,8 @@ def evaluate(checkpoint: str | Path, tasks: list[str] | None = None, data_dir: s
              normalize_quotes: bool | None = None, eot_prefix: bool | None = None, stride: int | None = None) -> dict:
     """Evaluate `checkpoint` (a Hugging Face GPT-2 directory with tokenizer files, ours or OpenAI's).
 
-    tasks: names from evaluation.run.TASKS plus "webtext-val"; default: every task whose data is found under
-    data_dir (task_paths overrides single paths), plus webtext-val when a corpus is given. corpus: a webtext corpus
+    tasks: names from evaluation.run.TASKS; default: every task whose data is found under data_dir (task_paths
+    overrides single paths), plus webtext-val when a corpus is given. corpus: a webtext corpus
     folder, for webtext-val and the 8-gram overlap analysis. limit: examples per task, for quick runs.
     protocol: "paper", "lm-eval" or both as a list. normalize_quotes, eot_prefix, stride: override the protocols'
     defaults (None keeps them); a result records the options its task used.

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.create_pool and ensure_process_pool(args.work_pool):
         print(f"created process work pool {args.work_pool!r}")
     try:
-        names = deploy_all(args.work_pool, args.source)
+        deploy_all(args.work_pool, args.source)
     except ValueError as exc:  # an unknown name in WEBTEXT_DEPLOYMENTS, or a flow that breaks its contract
         print(f"error: {exc}", file=sys.stderr)
         return 1

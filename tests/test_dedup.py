@@ -79,7 +79,7 @@ def test_no_pair_below_threshold_is_merged():
         docs.append((f"v{k}", " ".join(mutate(rng, base, edits)), 1, k))
     texts = {d: shingles(t) for d, t, _, _ in docs}
     result = run(docs)
-    for removed, (reason, kept) in result.removed.items():
+    for removed, (_reason, kept) in result.removed.items():
         assert jaccard(texts[removed], texts[kept]) >= 0.7, (removed, kept)
         assert kept not in result.removed
     below = [d for d, _, _, _ in docs if d != "base" and jaccard(texts[d], texts["base"]) < 0.7]

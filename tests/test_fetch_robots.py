@@ -285,3 +285,23 @@ def test_url_deadline_bounds_redirects_and_retries(tmp_path):
     assert "URL deadline" in rows[retried]["error"]
     [unbounded] = pq.read_table(tmp_path / "unbounded" / "log.parquet").to_pylist()
     assert unbounded["outcome"] == "ok"  # the same chain, given time: only the URL deadline stopped it
+
+
+ROBOTS_FOR_URL_FORMS = b"User-agent: *\nDisallow: /page$\nDisallow: /private\nDisallow: /$\nDisallow: /*?q=\n"
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("http://example.com/page#section", False),  # the fragment is never sent: /page is what is matched
+    ("http://example.com/page#a#b", False),
+    ("http://example.com/pages", True),
+    ("//example.com/private/x", False),  # scheme-relative
+    ("/private/x", False),  # a bare path
+    ("example.com/private/x", False),  # host and path without a scheme
+    ("http://example.com", False),  # no path: "/", which `Disallow: /$` names
+    ("http://example.com/", False),
+    ("http://example.com?q=1", False),  # a query straight after the host: "/?q=1"
+    ("http://example.com/open?q=1", False),
+    ("http://example.com/open?p=1", True),
+])
+def test_the_path_matched_is_the_one_the_request_sends(url: str, allowed: bool) -> None:
+    assert robots_allowed(ROBOTS_FOR_URL_FORMS, UA, url) is allowed

@@ -443,7 +443,7 @@ def generated_records(seed, n):
         record = {"id": f"{seed}-{i}", "url": url, "is_self": rng.random() < 0.05, "over_18": rng.random() < 0.05,
                   "score": rng.choice([0, 1, 1, 2, 2, 3, 5, -1, "4", None, "n/a"]),
                   "title": rng.choice(["Same title", "Ünïcode ✓", "", None, f"title {i}"]),
-                  "subreddit": rng.choice(["news", "World", "", None, "r%d" % rng.randrange(4)]),
+                  "subreddit": rng.choice(["news", "World", "", None, f"r{rng.randrange(4)}"]),
                   "created_utc": rng.choice([1400000000 + i, float(1450000000 - i), str(1300000000 + 7 * i),
                                              1514764800 + i, None])}
         records.append({k: v for k, v in record.items() if v is not None or rng.random() < 0.5})
