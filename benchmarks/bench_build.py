@@ -16,6 +16,7 @@ stage, which sorted a whole shard in memory, and pass 2 of dedup held candidates
 
     .venv/bin/python benchmarks/bench_build.py [--docs 1000 3000] [--large]   # --large: 10k and 100k (~8 min)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,17 @@ def write_warc(path: Path, n: int, seed: int = 0) -> None:
             else:
                 words = [rng.choice(vocab) for _ in range(350)]
                 texts.append(words)
-            paragraphs = "".join(f"<p>{' '.join(words[k:k + 50])}.</p>" for k in range(0, len(words), 50))
-            html = (f"<html><head><title>Page {i}</title></head><body><nav><a href='/'>Home</a> <a href='/a'>About</a>"
-                    f"</nav><article><h1>Story {i}</h1>{paragraphs}</article><footer>Copyright site{i % 50}</footer>"
-                    f"</body></html>").encode()
+            paragraphs = "".join(f"<p>{' '.join(words[k : k + 50])}.</p>" for k in range(0, len(words), 50))
+            html = (
+                f"<html><head><title>Page {i}</title></head><body><nav><a href='/'>Home</a> <a href='/a'>About</a>"
+                f"</nav><article><h1>Story {i}</h1>{paragraphs}</article><footer>Copyright site{i % 50}</footer>"
+                f"</body></html>"
+            ).encode()
             headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
             url = f"https://site{i % 50}.example.com/story/{i}"
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(html),
-                                                          http_headers=headers))
+            writer.write_record(
+                writer.create_warc_record(url, "response", payload=io.BytesIO(html), http_headers=headers)
+            )
 
 
 class RssSampler(threading.Thread):
@@ -95,25 +99,36 @@ def child(n: int, workdir: Path) -> None:
     sampler.start()
     start = time.perf_counter()
     t0 = time.monotonic()
-    result = build_from_warcs([warc], workdir / "out", BuildConfig(extract=ExtractConfig(method="trafilatura"),
-                                                                   pages_per_part=256))
+    result = build_from_warcs(
+        [warc], workdir / "out", BuildConfig(extract=ExtractConfig(method="trafilatura"), pages_per_part=256)
+    )
     wall = time.perf_counter() - start
     sampler.stop.set()
     sampler.join()
     close_shared_pools()  # extraction workers are waited for, so their peak RSS is counted below
     stages = sampler.stages(t0, result.stage_seconds)
-    print(json.dumps({"docs": n, "wall_s": wall, "kept": result.manifest["totals"]["documents"],
-                      "stage_s": result.stage_seconds,
-                      "peak_stage": max(stages, key=lambda name: stages[name][1]),
-                      "dedup_rise_bytes": stages["dedup"][1] - stages["dedup"][0],
-                      "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "docs": n,
+                "wall_s": wall,
+                "kept": result.manifest["totals"]["documents"],
+                "stage_s": result.stage_seconds,
+                "peak_stage": max(stages, key=lambda name: stages[name][1]),
+                "dedup_rise_bytes": stages["dedup"][1] - stages["dedup"][0],
+                "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, nargs="*", default=[500, 2000])
-    parser.add_argument("--large", action="store_true", help="10k and 100k documents (100k: about 7 minutes on 2 cores)")
+    parser.add_argument(
+        "--large", action="store_true", help="10k and 100k documents (100k: about 7 minutes on 2 cores)"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -121,23 +136,34 @@ def main() -> None:
         child(args.child, args.workdir)
         return
     sizes = [10_000, 100_000] if args.large else args.docs
-    print(f"{'docs':>8s} {'kept':>8s} {'wall s':>8s} {'docs/s':>8s} {'peak RSS MiB':>13s} {'peak in':>8s} "
-          f"{'dedup rise KB/doc':>18s} {'worker RSS MiB':>15s}  stages (s; shards includes wikipedia)")
+    print(
+        f"{'docs':>8s} {'kept':>8s} {'wall s':>8s} {'docs/s':>8s} {'peak RSS MiB':>13s} {'peak in':>8s} "
+        f"{'dedup rise KB/doc':>18s} {'worker RSS MiB':>15s}  stages (s; shards includes wikipedia)"
+    )
     results = []
     for n in sizes:
         with tempfile.TemporaryDirectory(dir=REPO / ".tmp" if (REPO / ".tmp").is_dir() else None) as tmp:
-            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--workdir", tmp], cwd=REPO,
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), "--workdir", tmp],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
         stages = " ".join(f"{k} {v:.1f}" for k, v in r["stage_s"].items())
-        print(f"{n:8d} {r['kept']:8d} {r['wall_s']:8.1f} {n / r['wall_s']:8.1f} {r['rss_mib']:13.0f} "
-              f"{r['peak_stage']:>8s} {r['dedup_rise_bytes'] / n / 1000:18.1f} {r['worker_rss_mib']:15.0f}  {stages}")
+        print(
+            f"{n:8d} {r['kept']:8d} {r['wall_s']:8.1f} {n / r['wall_s']:8.1f} {r['rss_mib']:13.0f} "
+            f"{r['peak_stage']:>8s} {r['dedup_rise_bytes'] / n / 1000:18.1f} {r['worker_rss_mib']:15.0f}  {stages}"
+        )
     for a, b in zip(results, results[1:]):
         growth = (b["rss_mib"] - a["rss_mib"]) * 2**20 / (b["docs"] - a["docs"]) / 1000
         index = (b["dedup_rise_bytes"] - a["dedup_rise_bytes"]) / (b["docs"] - a["docs"]) / 1000
-        print(f"peak RSS growth {a['docs']:,} -> {b['docs']:,} documents: {growth:.1f} KB/doc; the dedup stage's own "
-              f"rise grows {index:.1f} KB/doc (ratio {growth / index if index > 0 else float('nan'):.2f})")
+        print(
+            f"peak RSS growth {a['docs']:,} -> {b['docs']:,} documents: {growth:.1f} KB/doc; the dedup stage's own "
+            f"rise grows {index:.1f} KB/doc (ratio {growth / index if index > 0 else float('nan'):.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ generated texts.
 
     .venv/bin/python benchmarks/bench_dedup.py --rss 100000 1000000 [--partition-docs 50000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,11 +94,15 @@ def run(n: int) -> None:
 
     # a pair (kept, copy) is caught when the copy is removed, directly or through another copy of the same original
     caught = sum(1 for a, b in near if b in result.removed or a in result.removed)
-    print(f"documents {n:,}: signatures {n / sig_s:,.0f} docs/s | index {n / index_s:,.0f} docs/s | "
-          f"verify {verify_s:.1f} s for {result.candidate_pairs:,} candidate pairs "
-          f"({result.rejected_pairs:,} rejected below {config.threshold})")
-    print(f"  index memory {index_bytes / 2**20:,.1f} MiB = {index_bytes / n:,.0f} B/doc "
-          f"(peer: a set of one doc's shingle hashes {set_bytes:,.0f} B/doc, {set_bytes / (index_bytes / n):.1f}x)")
+    print(
+        f"documents {n:,}: signatures {n / sig_s:,.0f} docs/s | index {n / index_s:,.0f} docs/s | "
+        f"verify {verify_s:.1f} s for {result.candidate_pairs:,} candidate pairs "
+        f"({result.rejected_pairs:,} rejected below {config.threshold})"
+    )
+    print(
+        f"  index memory {index_bytes / 2**20:,.1f} MiB = {index_bytes / n:,.0f} B/doc "
+        f"(peer: a set of one doc's shingle hashes {set_bytes:,.0f} B/doc, {set_bytes / (index_bytes / n):.1f}x)"
+    )
     print(f"  removed {result.counts()} | near-duplicate recall {caught / max(len(near), 1):.3f} of {len(near):,}")
 
 
@@ -143,17 +148,30 @@ def write_filter_parts(folder: Path, n: int, rows_per_part: int = 5000, seed: in
         chars[:, :, 6] = ord(" ")
         raw = chars.reshape(m, -1)[:, :-1].tobytes()
         width = 150 * 7 - 1
-        texts = [raw[k * width:(k + 1) * width].decode() for k in range(m)]
+        texts = [raw[k * width : (k + 1) * width].decode() for k in range(m)]
         assert normalize_text(texts[0]) == texts[0]
         urls = [f"https://site{(start + k) % 500}.example.com/{start + k}" for k in range(m)]
-        table = pa.table({
-            "id": [doc_id(u) for u in urls], "url": urls, "link_url": urls,
-            "domain": [u.split("/")[2] for u in urls], "title": pa.nulls(m, pa.string()), "text": texts,
-            "karma": rng.integers(1, 50, m), "subreddits": pa.array([[]] * m, pa.list_(pa.string())),
-            "created_utc": np.arange(start, start + m), "fetched_at": ["2026-11-30T00:00:00Z"] * m,
-            "extractor": ["trafilatura"] * m, "n_words": np.full(m, 150),
-            "text_hash": pa.array([hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts], pa.binary(16)),
-            "minhash": [row.astype("<u8").tobytes() for row in s]}, schema=FILTERED_SCHEMA)
+        table = pa.table(
+            {
+                "id": [doc_id(u) for u in urls],
+                "url": urls,
+                "link_url": urls,
+                "domain": [u.split("/")[2] for u in urls],
+                "title": pa.nulls(m, pa.string()),
+                "text": texts,
+                "karma": rng.integers(1, 50, m),
+                "subreddits": pa.array([[]] * m, pa.list_(pa.string())),
+                "created_utc": np.arange(start, start + m),
+                "fetched_at": ["2026-11-30T00:00:00Z"] * m,
+                "extractor": ["trafilatura"] * m,
+                "n_words": np.full(m, 150),
+                "text_hash": pa.array(
+                    [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts], pa.binary(16)
+                ),
+                "minhash": [row.astype("<u8").tobytes() for row in s],
+            },
+            schema=FILTERED_SCHEMA,
+        )
         pq.write_table(table, folder / f"00000-{start // rows_per_part:05d}.parquet")
 
 
@@ -183,33 +201,53 @@ def rss_child(method: str, out_dir: Path, partition_docs: int) -> None:
         for part in parts:
             t = pq.read_table(part, columns=["id", "karma", "created_utc", "text_hash", "minhash"]).to_pylist()
             for row in t:
-                dd.add(row["id"], row["text_hash"], np.frombuffer(row["minhash"], dtype="<u8"), row["karma"],
-                       row["created_utc"])
+                dd.add(
+                    row["id"],
+                    row["text_hash"],
+                    np.frombuffer(row["minhash"], dtype="<u8"),
+                    row["karma"],
+                    row["created_utc"],
+                )
         need = dd.candidate_ids()
-        texts = ((r["id"], r["text"]) for part in parts for r in pq.read_table(part, columns=["id", "text"]).to_pylist()
-                 if r["id"] in need)
+        texts = (
+            (r["id"], r["text"])
+            for part in parts
+            for r in pq.read_table(part, columns=["id", "text"]).to_pylist()
+            if r["id"] in need
+        )
         removed = dd.resolve(texts).counts()
-    print(json.dumps({"seconds": time.perf_counter() - start, "removed": removed, "base_mib": base,
-                      "peak_mib": _peak_rss_mib()}))
+    print(
+        json.dumps(
+            {"seconds": time.perf_counter() - start, "removed": removed, "base_mib": base, "peak_mib": _peak_rss_mib()}
+        )
+    )
 
 
 def rss(sizes: list[int], partition_docs: int) -> None:
-    print(f"dedup stage, peak RSS of the process (fresh process each; after imports in brackets), "
-          f"partition_docs={partition_docs:,}")
+    print(
+        f"dedup stage, peak RSS of the process (fresh process each; after imports in brackets), "
+        f"partition_docs={partition_docs:,}"
+    )
     runs = [("in-memory", sizes[0])] + [("parts", n) for n in sizes]
     for method, n in runs:
         with tempfile.TemporaryDirectory(dir=REPO / ".tmp" if (REPO / ".tmp").is_dir() else None) as tmp:
             t = time.perf_counter()
             write_filter_parts(Path(tmp) / "filter", n)
             generated = time.perf_counter() - t
-            out = subprocess.run([sys.executable, __file__, "--rss-child", method, tmp, str(partition_docs)],
-                                 cwd=REPO, capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--rss-child", method, tmp, str(partition_docs)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
             if out.returncode:
                 raise SystemExit(f"{method} at {n:,} documents failed:\n{out.stderr[-3000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {method:>9s} {n:>9,} docs: peak {r['peak_mib']:7.0f} MiB ({r['base_mib']:.0f} after imports), "
-              f"{r['seconds']:6.1f} s ({n / r['seconds']:,.0f} docs/s; input generated in {generated:.0f} s), "
-              f"removed {r['removed']}")
+        print(
+            f"  {method:>9s} {n:>9,} docs: peak {r['peak_mib']:7.0f} MiB ({r['base_mib']:.0f} after imports), "
+            f"{r['seconds']:6.1f} s ({n / r['seconds']:,.0f} docs/s; input generated in {generated:.0f} s), "
+            f"removed {r['removed']}"
+        )
 
 
 def main() -> None:

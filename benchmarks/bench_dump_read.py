@@ -8,6 +8,7 @@ generated dump (N submissions, default 400k, one frame and 8 frames) with each r
     .venv/bin/python benchmarks/bench_dump_read.py
     .venv/bin/python benchmarks/bench_dump_read.py --submissions 2000000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,17 +28,28 @@ from corpus.reddit import _READ_BUFFER, ZSTD_MAX_WINDOW, _ZstdFrames, iter_submi
 def generated_lines(n: int, seed: int = 0) -> list[bytes]:
     rng = random.Random(seed)
     words = ["news", "science", "story", "report", "update", "video", "analysis", "city", "market", "world"]
-    return [json.dumps({"id": f"t3_{i:x}", "subreddit": rng.choice(words), "score": rng.randint(-5, 5000),
-                        "url": f"https://{rng.choice(words)}{rng.randrange(5000)}.example.com/{i}",
-                        "title": " ".join(rng.choice(words) for _ in range(rng.randint(3, 15))),
-                        "created_utc": 1_400_000_000 + i, "is_self": rng.random() < 0.3,
-                        "over_18": rng.random() < 0.02}).encode() + b"\n" for i in range(n)]
+    return [
+        json.dumps(
+            {
+                "id": f"t3_{i:x}",
+                "subreddit": rng.choice(words),
+                "score": rng.randint(-5, 5000),
+                "url": f"https://{rng.choice(words)}{rng.randrange(5000)}.example.com/{i}",
+                "title": " ".join(rng.choice(words) for _ in range(rng.randint(3, 15))),
+                "created_utc": 1_400_000_000 + i,
+                "is_self": rng.random() < 0.3,
+                "over_18": rng.random() < 0.02,
+            }
+        ).encode()
+        + b"\n"
+        for i in range(n)
+    ]
 
 
 def write_dump(path: Path, lines: list[bytes], frames: int) -> Path:
     step = -(-len(lines) // frames)
     compressor = zstandard.ZstdCompressor(level=3)
-    path.write_bytes(b"".join(compressor.compress(b"".join(lines[i:i + step])) for i in range(0, len(lines), step)))
+    path.write_bytes(b"".join(compressor.compress(b"".join(lines[i : i + step])) for i in range(0, len(lines), step)))
     return path
 
 
@@ -73,9 +85,11 @@ def main() -> None:
             ours, n_ours = best_of(3, lambda dump=dump: frame_checking_lines(dump))
             parsed, n_parsed = best_of(3, lambda dump=dump: sum(1 for _ in iter_submissions(dump)))
             assert n_peer == n_ours == n_parsed == len(lines)
-            print(f"{frames} frame(s), {len(lines):,} lines, {dump.stat().st_size / 2**20:.1f} MiB: "
-                  f"stream_reader {peer:.3f} s, frame-checking reader {ours:.3f} s ({ours / peer:.2f}x); "
-                  f"iter_submissions {parsed:.3f} s (the reader's extra cost is {(ours - peer) / parsed:.1%} of it)")
+            print(
+                f"{frames} frame(s), {len(lines):,} lines, {dump.stat().st_size / 2**20:.1f} MiB: "
+                f"stream_reader {peer:.3f} s, frame-checking reader {ours:.3f} s ({ours / peer:.2f}x); "
+                f"iter_submissions {parsed:.3f} s (the reader's extra cost is {(ours - peer) / parsed:.1%} of it)"
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ deadline, cache resets) against a loop over the same extractor in this process; 
 
     .venv/bin/python benchmarks/bench_extract.py [--pages 300] [--pool]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,6 +54,7 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
                 return EXTRACTORS[name](_decode(html), url)
             except Exception:
                 return None
+
         return run
 
     def justext_english(html, url):
@@ -113,8 +115,11 @@ def rule_texts(texts: dict, cpu: dict, ratio: float) -> tuple[list, float]:
     """The rule's texts and CPU seconds at another `teaser_ratio`, from its parts' measured outputs and costs."""
     from corpus.extract import ExtractConfig, _n_words, is_teaser
 
-    first, check, fallback = ("trafilatura fast, no comments (rule's 1st)", "resiliparse main_content (rule's check)",
-                              "readability-lxml (rule's fallback)")
+    first, check, fallback = (
+        "trafilatura fast, no comments (rule's 1st)",
+        "resiliparse main_content (rule's check)",
+        "readability-lxml (rule's fallback)",
+    )
     out, seconds = [], 0.0
     for i in range(len(texts[first])):
         text, seconds = texts[first][i], seconds + cpu[first][i] + cpu[check][i]
@@ -143,12 +148,16 @@ def quality(pages: list[dict]) -> None:
     print(f"{len(pages)} pages, CPU time of this process, candidates interleaved page by page")
     print(f"{'candidate':46s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pages/s/core':>12s} {'CPU vs bare':>11s}")
     for name, (precision, recall, f1), seconds in rows:
-        print(f"{name:46s} {precision:9.3f} {recall:7.3f} {f1:6.3f} {len(pages) / seconds:12.1f} "
-              f"{seconds / bare_s:10.2f}x")
+        print(
+            f"{name:46s} {precision:9.3f} {recall:7.3f} {f1:6.3f} {len(pages) / seconds:12.1f} "
+            f"{seconds / bare_s:10.2f}x"
+        )
 
     default = ExtractConfig().teaser_ratio
-    print(f"\ncross-validation of teaser_ratio (choices {', '.join(f'{r:g}' for r in TEASER_RATIOS)}; default "
-          f"{default:g}); halves by a hash of the file name")
+    print(
+        f"\ncross-validation of teaser_ratio (choices {', '.join(f'{r:g}' for r in TEASER_RATIOS)}; default "
+        f"{default:g}); halves by a hash of the file name"
+    )
     for choose_on in (0, 1):
         pick = [i for i, p in enumerate(pages) if half(p) == choose_on]
         score = [i for i, p in enumerate(pages) if half(p) != choose_on]
@@ -156,8 +165,10 @@ def quality(pages: list[dict]) -> None:
         best = max(TEASER_RATIOS, key=lambda r: prf(sub(pick, pages), sub(pick, rule_texts(texts, cpu, r)[0]))[2])
         held = prf(sub(score, pages), sub(score, rule_texts(texts, cpu, best)[0]))[2]
         bare = prf(sub(score, pages), sub(score, texts[bare_name]))[2]
-        print(f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best:g}; on the other half "
-              f"({len(score)} pages): F1 {held:.3f} vs bare trafilatura {bare:.3f} ({held - bare:+.3f})")
+        print(
+            f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best:g}; on the other half "
+            f"({len(score)} pages): F1 {held:.3f} vs bare trafilatura {bare:.3f} ({held - bare:+.3f})"
+        )
 
 
 def pool_speed(pages: list[dict]) -> None:
@@ -177,10 +188,13 @@ def pool_speed(pages: list[dict]) -> None:
             list(pool.imap((i, p["html"], p["url"]) for i, p in enumerate(pages[: 2 * workers])))  # start-up
             t = time.perf_counter()
             list(pool.imap((i, p["html"], p["url"]) for i, p in enumerate(pages)))
-            rows.append((f"pipeline pool, method={method}, workers={workers}", len(pages) / (time.perf_counter() - t),
-                         workers))
-    print(f"{'extraction of ' + str(len(pages)) + ' real pages (wall time)':58s} {'docs/s':>8s} {'docs/s/core':>12s} "
-          f"{'vs loop':>8s}")
+            rows.append(
+                (f"pipeline pool, method={method}, workers={workers}", len(pages) / (time.perf_counter() - t), workers)
+            )
+    print(
+        f"{'extraction of ' + str(len(pages)) + ' real pages (wall time)':58s} {'docs/s':>8s} {'docs/s/core':>12s} "
+        f"{'vs loop':>8s}"
+    )
     for name, rate, cores in rows:
         print(f"{name:58s} {rate:8.1f} {rate / cores:12.1f} {rate / cores / bare:8.2f}")
     overhead = 1 - rows[1][1] / bare

@@ -14,6 +14,7 @@
 
     .venv/bin/python benchmarks/bench_fetch.py --parts --pages 4000 --hosts 400 --page-delay 0.05
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corpus.fetch import FetchConfig, fetch_urls  # noqa: E402
 
-PAGE = ("<!doctype html><html><head><meta charset='utf-8'><title>bench</title></head><body>"
-        + "<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit. </p>" * 300 + "</body></html>").encode()
+PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>bench</title></head><body>"
+    + "<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit. </p>" * 300
+    + "</body></html>"
+).encode()
 
 
 def serve(port_queue: mp.Queue, stop: mp.Event, log_queue: mp.Queue, delay: float = 0.0) -> None:
@@ -45,13 +49,17 @@ def serve(port_queue: mp.Queue, stop: mp.Event, log_queue: mp.Queue, delay: floa
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 path = lines[0].split(" ")[1]
-                host = next((line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("host:")), "")
+                host = next(
+                    (line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("host:")), ""
+                )
                 arrivals.append((time.monotonic(), host.split(":")[0]))
                 if delay:
                     await asyncio.sleep(delay)
                 status, body = (b"404 Not Found", b"") if path == "/robots.txt" else (b"200 OK", PAGE)
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/html; charset=utf-8\r\n"
-                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                writer.write(
+                    b"HTTP/1.1 " + status + b"\r\nContent-Type: text/html; charset=utf-8\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -75,12 +83,15 @@ async def peer(urls: list[str], port: int, concurrency: int) -> int:
     limits = httpx.Limits(max_connections=concurrency)
 
     async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
+
         async def get(url: str) -> int:
             parsed = httpx.URL(url)
             async with semaphore:
-                response = await client.get(f"http://127.0.0.1:{port}{parsed.raw_path.decode()}",
-                                            headers={"Host": parsed.host})
+                response = await client.get(
+                    f"http://127.0.0.1:{port}{parsed.raw_path.decode()}", headers={"Host": parsed.host}
+                )
                 return len(response.content)
+
         sizes = await asyncio.gather(*(get(url) for url in urls))
     return sum(1 for size in sizes if size == len(PAGE))
 
@@ -114,13 +125,24 @@ def parts_scale(args: argparse.Namespace) -> None:
     server = ctx.Process(target=serve, args=(port_queue, stop, log_queue, args.page_delay), daemon=True)
     server.start()
     port = port_queue.get(timeout=30)
-    work = Path(tempfile.mkdtemp(prefix="bench_fetch_", dir=Path(__file__).resolve().parents[1] / ".tmp"
-                                 if (Path(__file__).resolve().parents[1] / ".tmp").is_dir() else None))
+    work = Path(
+        tempfile.mkdtemp(
+            prefix="bench_fetch_",
+            dir=Path(__file__).resolve().parents[1] / ".tmp"
+            if (Path(__file__).resolve().parents[1] / ".tmp").is_dir()
+            else None,
+        )
+    )
     try:
         urls = [f"http://h{i % args.hosts}.bench.test/page/{i}" for i in range(args.pages)]
         pq.write_table(pa.table({"url": urls, "original_urls": [[u] for u in urls]}), work / "links.parquet")
-        config = FetchConfig(concurrency=args.concurrency, per_host=2, min_delay_s=0.0, progress_interval_s=3600,
-                             connect_to={"*.bench.test": f"127.0.0.1:{port}"})
+        config = FetchConfig(
+            concurrency=args.concurrency,
+            per_host=2,
+            min_delay_s=0.0,
+            progress_interval_s=3600,
+            connect_to={"*.bench.test": f"127.0.0.1:{port}"},
+        )
         rates = {}
         for parts in (1, 2):
             fetch_dir = work / f"parts{parts}"
@@ -133,10 +155,12 @@ def parts_scale(args: argparse.Namespace) -> None:
             server_cpu = sum(psutil.Process(server.pid).cpu_times()[:2]) - server_cpu
             ok = sum(o.get("ok", 0) for o in outcomes)
             rates[parts] = ok / seconds
-            print(f"  {parts} part(s) in {parts} process(es): {ok} ok of {args.pages} in {seconds:.2f} s = "
-                  f"{rates[parts]:.1f} pages/s (concurrency {args.concurrency} per part, page delay "
-                  f"{args.page_delay * 1000:.0f} ms, {args.hosts} hosts); fetcher CPU {cpu:.1f} s "
-                  f"({cpu / seconds:.2f} cores busy on average), server CPU {server_cpu:.1f} s")
+            print(
+                f"  {parts} part(s) in {parts} process(es): {ok} ok of {args.pages} in {seconds:.2f} s = "
+                f"{rates[parts]:.1f} pages/s (concurrency {args.concurrency} per part, page delay "
+                f"{args.page_delay * 1000:.0f} ms, {args.hosts} hosts); fetcher CPU {cpu:.1f} s "
+                f"({cpu / seconds:.2f} cores busy on average), server CPU {server_cpu:.1f} s"
+            )
         print(f"  scale, 2 parts against 1: {rates[2] / rates[1]:.2f}x")
     finally:
         stop.set()
@@ -163,13 +187,20 @@ def main() -> None:
     server = ctx.Process(target=serve, args=(port_queue, stop, log_queue), daemon=True)
     server.start()
     port = port_queue.get(timeout=30)
-    work = Path(tempfile.mkdtemp(prefix="bench_fetch_", dir=Path(__file__).resolve().parents[1] / ".tmp"
-                                 if (Path(__file__).resolve().parents[1] / ".tmp").is_dir() else None))
+    work = Path(
+        tempfile.mkdtemp(
+            prefix="bench_fetch_",
+            dir=Path(__file__).resolve().parents[1] / ".tmp"
+            if (Path(__file__).resolve().parents[1] / ".tmp").is_dir()
+            else None,
+        )
+    )
     try:
         connect_to = {"*.bench.test": f"127.0.0.1:{port}"}
         urls = [f"http://h{i % args.hosts}.bench.test/page/{i}" for i in range(args.pages)]
-        config = FetchConfig(concurrency=args.concurrency, per_host=2, min_delay_s=0.0, connect_to=connect_to,
-                             progress_interval_s=3600)
+        config = FetchConfig(
+            concurrency=args.concurrency, per_host=2, min_delay_s=0.0, connect_to=connect_to, progress_interval_s=3600
+        )
 
         start = time.perf_counter()
         ok_peer = asyncio.run(peer(urls, port, args.concurrency))
@@ -183,13 +214,19 @@ def main() -> None:
         bare = fetch_urls(urls, work / "bare", FetchConfig(**{**config.__dict__, "obey_robots": False}))
         bare_s = time.perf_counter() - start
 
-        print(f"throughput: {args.pages} pages of {len(PAGE):,} bytes over {args.hosts} hosts, "
-              f"concurrency {args.concurrency}")
+        print(
+            f"throughput: {args.pages} pages of {len(PAGE):,} bytes over {args.hosts} hosts, "
+            f"concurrency {args.concurrency}"
+        )
         print(f"  peer httpx gather loop : {args.pages / peer_s:8.1f} pages/s  ({ok_peer} ok, {peer_s:.2f} s)")
-        print(f"  corpus.fetch           : {args.pages / ours_s:8.1f} pages/s  ({summary.outcomes.get('ok', 0)} ok, "
-              f"{ours_s:.2f} s; robots.txt + WARC + log)  ratio {peer_s / ours_s:.2f}x of peer")
-        print(f"  corpus.fetch, no robots: {args.pages / bare_s:8.1f} pages/s  ({bare.outcomes.get('ok', 0)} ok, "
-              f"{bare_s:.2f} s)  ratio {peer_s / bare_s:.2f}x of peer")
+        print(
+            f"  corpus.fetch           : {args.pages / ours_s:8.1f} pages/s  ({summary.outcomes.get('ok', 0)} ok, "
+            f"{ours_s:.2f} s; robots.txt + WARC + log)  ratio {peer_s / ours_s:.2f}x of peer"
+        )
+        print(
+            f"  corpus.fetch, no robots: {args.pages / bare_s:8.1f} pages/s  ({bare.outcomes.get('ok', 0)} ok, "
+            f"{bare_s:.2f} s)  ratio {peer_s / bare_s:.2f}x of peer"
+        )
 
         polite_urls = [f"http://polite.bench.test/p/{i}" for i in range(20)]
         polite = FetchConfig(concurrency=args.concurrency, per_host=2, min_delay_s=args.delay, connect_to=connect_to)
@@ -205,8 +242,10 @@ def main() -> None:
     times = sorted(t for t, host in arrivals if host == "polite.bench.test")
     gaps = [b - a for a, b in zip(times, times[1:])]
     print(f"politeness: {len(times)} requests to one host (robots.txt + 20 pages) in {polite_s:.2f} s, per_host=2")
-    print(f"  smallest interval observed at the server: {min(gaps):.3f} s; configured min_delay_s {args.delay:.3f} s "
-          f"(ratio {min(gaps) / args.delay:.2f})")
+    print(
+        f"  smallest interval observed at the server: {min(gaps):.3f} s; configured min_delay_s {args.delay:.3f} s "
+        f"(ratio {min(gaps) / args.delay:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -9,18 +9,25 @@ paper's 1e-8 false-positive rate; the rate is measured on random 8-grams (--fpr-
 
     .venv/bin/python benchmarks/bench_overlap.py [--texts 2000] [--large] [--fpr-samples 1000000]
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import random
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from rbloom import Bloom
 
-from evaluation.overlap import (FALSE_POSITIVE_RATE, build_bloom, count_ngrams, measured_false_positive_rate, ngrams,
-                                overlap_percent)
+from evaluation.overlap import (
+    FALSE_POSITIVE_RATE,
+    build_bloom,
+    count_ngrams,
+    measured_false_positive_rate,
+    ngrams,
+    overlap_percent,
+)
 
 
 def generate(texts: int, seed: int) -> list[str]:
@@ -80,13 +87,17 @@ def main() -> None:
     fpr, fpr_time = timed(measured_false_positive_rate, new, args.fpr_samples, repeat=1)
 
     print(f"{'(best of 2 runs)':24}{'old: strings':>16}{'new: ngram64':>14}{'ratio':>8}")
-    print(f"{'build 8-grams/s':24}{expected / old_build:16,.0f}{expected / new_build:14,.0f}"
-          f"{old_build / new_build:7.1f}x")
-    print(f"{'query 8-grams/s':24}{queried / old_query:16,.0f}{queried / new_query:14,.0f}"
-          f"{old_query / new_query:7.1f}x")
+    print(
+        f"{'build 8-grams/s':24}{expected / old_build:16,.0f}{expected / new_build:14,.0f}{old_build / new_build:7.1f}x"
+    )
+    print(
+        f"{'query 8-grams/s':24}{queried / old_query:16,.0f}{queried / new_query:14,.0f}{old_query / new_query:7.1f}x"
+    )
     print(f"{'bits per item':24}{old.size_in_bits / expected:16.1f}{new.bloom.size_in_bits / expected:14.1f}")
-    print(f"overlap of the queries: {new_pct:.4f}% (both); false-positive rate measured on {args.fpr_samples:,} "
-          f"random 8-grams: {fpr:.2e} (configured {FALSE_POSITIVE_RATE:.0e}; {args.fpr_samples / fpr_time:,.0f}/s)")
+    print(
+        f"overlap of the queries: {new_pct:.4f}% (both); false-positive rate measured on {args.fpr_samples:,} "
+        f"random 8-grams: {fpr:.2e} (configured {FALSE_POSITIVE_RATE:.0e}; {args.fpr_samples / fpr_time:,.0f}/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ trained here on the same sources. Target: ours >= 0.9x tiktoken at 1 and 2 threa
     .venv/bin/python benchmarks/bench_tokenizer.py            # ~3 MB of text, best of 3
     .venv/bin/python benchmarks/bench_tokenizer.py --mb 50    # larger
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,22 +107,35 @@ def main() -> None:
 
     rows: list[tuple[str, int, float, int]] = []
     pairs = [
-        ("encode_batch / encode_ordinary_batch", threads,
-         lambda threads=threads: sum(map(len, ours.encode_batch(texts, threads=threads))),
-         lambda threads=threads: sum(map(len, peer.encode_ordinary_batch(texts, num_threads=threads))))
+        (
+            "encode_batch / encode_ordinary_batch",
+            threads,
+            lambda threads=threads: sum(map(len, ours.encode_batch(texts, threads=threads))),
+            lambda threads=threads: sum(map(len, peer.encode_ordinary_batch(texts, num_threads=threads))),
+        )
         for threads in (1, 2)
     ]
-    pairs.append(("encode (loop) / encode_ordinary (loop)", 1,
-                  lambda: sum(len(ours.encode(t)) for t in texts),
-                  lambda: sum(len(peer.encode_ordinary(t)) for t in texts)))
+    pairs.append(
+        (
+            "encode (loop) / encode_ordinary (loop)",
+            1,
+            lambda: sum(len(ours.encode(t)) for t in texts),
+            lambda: sum(len(peer.encode_ordinary(t)) for t in texts),
+        )
+    )
     for method, threads, ours_run, peer_run in pairs:
         (ours_s, ours_n), (peer_s, peer_n) = best_of_interleaved(args.repeat, ours_run, peer_run)
-        rows += [(f"ours {method.split(' / ')[0]}", threads, ours_s, ours_n),
-                 (f"tiktoken {method.split(' / ')[-1]}", threads, peer_s, peer_n)]
+        rows += [
+            (f"ours {method.split(' / ')[0]}", threads, ours_s, ours_n),
+            (f"tiktoken {method.split(' / ')[-1]}", threads, peer_s, peer_n),
+        ]
     for threads in (1, 2):
         child = subprocess.run(
             [sys.executable, __file__, "--hf-child", "--mb", str(args.mb), "--repeat", str(args.repeat)],
-            env={**os.environ, "RAYON_NUM_THREADS": str(threads)}, capture_output=True, text=True, check=True,
+            env={**os.environ, "RAYON_NUM_THREADS": str(threads)},
+            capture_output=True,
+            text=True,
+            check=True,
         )
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         rows.append(("HF tokenizers encode_batch_fast", threads, figures["seconds"], figures["tokens"]))
@@ -160,8 +174,10 @@ def shard_pipeline(texts: list[str], ours: BPETokenizer, peer: tiktoken.Encoding
             lambda: encode_corpus(corpus, ours, Path(tmp) / f"tokens{next(runs)}", workers=2)["train"]["tokens"],
             lambda: sum(map(len, peer.encode_ordinary_batch(texts, num_threads=2))),
         )
-    print(f"\nencode_corpus (Parquet -> .bin shards, 2 threads): {corpus_s:.2f} s; bare tiktoken batch: {peer_s:.2f} s;"
-          f" pipeline throughput {peer_s / corpus_s:.2f}x of bare encoding")
+    print(
+        f"\nencode_corpus (Parquet -> .bin shards, 2 threads): {corpus_s:.2f} s; bare tiktoken batch: {peer_s:.2f} s;"
+        f" pipeline throughput {peer_s / corpus_s:.2f}x of bare encoding"
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ Measured on the 2-core development machine (2026-11-28), default shape: 1.84x at
 1.67x with --threads 1), 1.28x at --vocab-size 8192, 1.40x at GPT-2 124M's width (12 x 768, context 256, batch 4:
 134 vs 95 tokens/s). Most of the gain is the head fused with the loss (modeling/loss.py); before it, 1.08x and 1.18x.
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -26,19 +27,39 @@ from modeling.model import GPT, GPTConfig, configure_optimizer
 def step_fn(kind: str, args: argparse.Namespace) -> tuple[Callable[[torch.Tensor, torch.Tensor], float], int]:
     torch.manual_seed(0)
     if kind == "ours":
-        model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
-                              n_head=args.n_head, n_embd=args.n_embd))
+        model = GPT(
+            GPTConfig(
+                block_size=args.block_size,
+                vocab_size=args.vocab_size,
+                n_layer=args.n_layer,
+                n_head=args.n_head,
+                n_embd=args.n_embd,
+            )
+        )
 
         def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return model(x, y)
     else:
-        model = GPT2LMHeadModel(GPT2Config(
-            vocab_size=args.vocab_size, n_positions=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
-            n_embd=args.n_embd, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
-            bos_token_id=args.vocab_size - 1, eos_token_id=args.vocab_size - 1, attn_implementation="sdpa"))
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=args.vocab_size,
+                n_positions=args.block_size,
+                n_layer=args.n_layer,
+                n_head=args.n_head,
+                n_embd=args.n_embd,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                use_cache=False,
+                bos_token_id=args.vocab_size - 1,
+                eos_token_id=args.vocab_size - 1,
+                attn_implementation="sdpa",
+            )
+        )
 
         def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return model(input_ids=x, labels=x).loss  # HF's usual call: it shifts the labels itself
+
     model.train()
     if args.compile:
         model.compile()
@@ -74,8 +95,10 @@ def main() -> None:
     batches = [torch.randint(0, args.vocab_size, (args.batch, args.block_size + 1), generator=g) for _ in range(4)]
     steps = {kind: step_fn(kind, args) for kind in ("ours", "transformers")}
     tokens_per_step = args.batch * args.block_size
-    print(f"config: {args.n_layer} layers x {args.n_embd} ({args.n_head} heads), context {args.block_size}, vocab "
-          f"{args.vocab_size}, batch {args.batch}, threads {args.threads}, compile {args.compile}")
+    print(
+        f"config: {args.n_layer} layers x {args.n_embd} ({args.n_head} heads), context {args.block_size}, vocab "
+        f"{args.vocab_size}, batch {args.batch}, threads {args.threads}, compile {args.compile}"
+    )
     for kind, (step, n_params) in steps.items():
         for w in batches[:2]:  # warm-up (allocator, compile)
             step(w[:, :-1], w[:, 1:])

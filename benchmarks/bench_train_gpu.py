@@ -8,6 +8,7 @@ Target on an H200: >= 550k tokens/s (a plain compiled PyTorch loop does ~480k, t
     python benchmarks/bench_train_gpu.py                # the H200 run (a few minutes)
     python benchmarks/bench_train_gpu.py --smoke        # tiny model on the CPU: proves the script runs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,20 @@ def main() -> None:
 
     steps: list[dict[str, float]] = []
     config = TrainConfig(
-        tokens_dir=str(tokens_dir), out_dir=str(scratch / "run"), model=args.model, max_steps=args.steps,
-        batch_tokens=args.batch_tokens, micro_batch=args.micro_batch, lr=6e-4, warmup_steps=2, log_interval=1,
-        checkpoint_interval=10**9, precision=args.precision, compile=not args.no_compile,
-        peak_flops=args.peak_tflops * 1e12, devices=1,
+        tokens_dir=str(tokens_dir),
+        out_dir=str(scratch / "run"),
+        model=args.model,
+        max_steps=args.steps,
+        batch_tokens=args.batch_tokens,
+        micro_batch=args.micro_batch,
+        lr=6e-4,
+        warmup_steps=2,
+        log_interval=1,
+        checkpoint_interval=10**9,
+        precision=args.precision,
+        compile=not args.no_compile,
+        peak_flops=args.peak_tflops * 1e12,
+        devices=1,
     )
     start = time.perf_counter()
     result = train(config, on_step=lambda m: steps.append(m) if "train/loss" in m else None)
@@ -63,9 +74,11 @@ def main() -> None:
     steady = [m for m in steps if m["step"] > args.warmup_steps] or steps
     tokens_per_s = statistics.median(m["perf/tokens_per_s"] for m in steady)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"device: {device}; model {args.model} ({result.params / 1e6:.1f}M params), precision {args.precision}, "
-          f"compile {not args.no_compile}, batch {args.batch_tokens} tokens = micro-batch {args.micro_batch} x "
-          f"context x accumulation")
+    print(
+        f"device: {device}; model {args.model} ({result.params / 1e6:.1f}M params), precision {args.precision}, "
+        f"compile {not args.no_compile}, batch {args.batch_tokens} tokens = micro-batch {args.micro_batch} x "
+        f"context x accumulation"
+    )
     print(f"steps: {result.steps} in {wall:.1f} s wall (setup, compile and export included)")
     print(f"loss: first {steps[0]['train/loss']:.3f}, last {steps[-1]['train/loss']:.3f}")
     print(f"steady-state tokens/s (median of steps > {args.warmup_steps}): {tokens_per_s:,.0f}")

@@ -10,6 +10,7 @@ host or path. The robots.txt has 40 groups of 25 rules with wildcards, like a bi
     .venv/bin/python benchmarks/bench_urls_robots.py            # a few seconds
     .venv/bin/python benchmarks/bench_urls_robots.py --urls 500000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def make_robots(rng: random.Random) -> str:
     groups = []
     for g in range(40):
         agent = "*" if g == 39 else f"Bot{g}"
-        rules = [f"{rng.choice(['Allow', 'Disallow'])}: /{rng.choice(['a', 'b', 'c'])}{r}/{rng.choice(['', '*', '*.php$'])}"
-                 for r in range(25)]
+        rules = [
+            f"{rng.choice(['Allow', 'Disallow'])}: /{rng.choice(['a', 'b', 'c'])}{r}/{rng.choice(['', '*', '*.php$'])}"
+            for r in range(25)
+        ]
         groups.append(f"User-agent: {agent}\n" + "\n".join(rules))
     return "\n\n".join(groups) + "\n"
 
@@ -68,8 +71,10 @@ def main() -> None:
     for url in urls:
         canonicalize_url(url)
     ours_s = time.perf_counter() - start
-    print(f"canonicalize_url        {rate(len(urls), ours_s)}  peer urlsplit+urlunsplit {rate(len(urls), peer_s)}"
-          f"  ratio {peer_s / ours_s:.2f}x of peer")
+    print(
+        f"canonicalize_url        {rate(len(urls), ours_s)}  peer urlsplit+urlunsplit {rate(len(urls), peer_s)}"
+        f"  ratio {peer_s / ours_s:.2f}x of peer"
+    )
 
     robots = make_robots(rng)
     paths = [urlsplit(url)._replace(netloc="site.test").geturl() for url in urls[:20_000]]
@@ -83,8 +88,10 @@ def main() -> None:
     for _ in range(repeats):
         rules = RobotsRules.parse(robots.encode(), UA)
     ours_parse_s = time.perf_counter() - start
-    print(f"robots.txt parse ({len(robots) // 1024} KiB) {rate(repeats, ours_parse_s)}  peer urllib.robotparser "
-          f"{rate(repeats, peer_parse_s)}  ratio {peer_parse_s / ours_parse_s:.2f}x of peer")
+    print(
+        f"robots.txt parse ({len(robots) // 1024} KiB) {rate(repeats, ours_parse_s)}  peer urllib.robotparser "
+        f"{rate(repeats, peer_parse_s)}  ratio {peer_parse_s / ours_parse_s:.2f}x of peer"
+    )
     start = time.perf_counter()
     for url in paths:
         peer.can_fetch(UA, url)
@@ -93,8 +100,10 @@ def main() -> None:
     for url in paths:
         rules.allowed(url)
     ours_s = time.perf_counter() - start
-    print(f"robots decision         {rate(len(paths), ours_s)}  peer urllib.robotparser {rate(len(paths), peer_s)}"
-          f"  ratio {peer_s / ours_s:.2f}x of peer")
+    print(
+        f"robots decision         {rate(len(paths), ours_s)}  peer urllib.robotparser {rate(len(paths), peer_s)}"
+        f"  ratio {peer_s / ours_s:.2f}x of peer"
+    )
 
 
 if __name__ == "__main__":

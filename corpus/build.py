@@ -6,6 +6,7 @@ by an interrupted run with the same key keeps its finished parts (extract and fi
 part atomically), and a folder made with another key is cleared first. `flows/webtext.py` runs these functions as
 Prefect tasks; `build_corpus` runs them in one process (benchmarks, scripts).
 """
+
 from __future__ import annotations
 
 import glob
@@ -27,15 +28,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from corpus import dedup_parts
 from corpus.buildlock import build_lock
 from corpus.buildwarnings import build_warnings
 from corpus.card import render_card
-from corpus import dedup_parts
 from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
 from corpus.files import fingerprints, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
-from corpus.shards import SCHEMA, ShardConfig, split_of, write_shards
+from corpus.shards import SCHEMA, ShardConfig, write_shards
 from corpus.wikipedia import is_wikipedia
 
 log = logging.getLogger(__name__)
@@ -192,13 +193,18 @@ def finish_fetch(out_dir: Path, key: str) -> dict:
     for log_path in fetch_parts.logs(stage_dir):
         outcomes.update(pq.read_table(log_path, columns=["outcome"]).column("outcome").to_pylist())
     links = json.loads((stage_dir / "_plan.json").read_text())["links"]
-    stats = {"in": links, "out": outcomes.get("ok", 0),
-             "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"}, "outcomes": dict(sorted(outcomes.items()))}
+    stats = {
+        "in": links,
+        "out": outcomes.get("ok", 0),
+        "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
+        "outcomes": dict(sorted(outcomes.items())),
+    }
     return finish(stage_dir, key, stats)
 
 
-def run_fetch(out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None,
-              parts: int = 1) -> tuple[str, dict]:
+def run_fetch(
+    out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None, parts: int = 1
+) -> tuple[str, dict]:
     """Fetch every link, part after part in this process (the flow runs the parts on the Dask cluster)."""
     from corpus import fetch_parts
 
@@ -238,7 +244,9 @@ class ExtractUnit:
         return f"{self.file_index:05d}-{self.chunk:05d}.parquet"
 
 
-def plan_extract(out_dir: Path, warcs: Sequence[Path], upstream_key: str, config: BuildConfig) -> tuple[str, list[ExtractUnit]]:
+def plan_extract(
+    out_dir: Path, warcs: Sequence[Path], upstream_key: str, config: BuildConfig
+) -> tuple[str, list[ExtractUnit]]:
     """Split the WARC files into units of `pages_per_part` HTML records; returns (stage key, units not done yet)."""
     from corpus.warc import html_record_offsets
 
@@ -254,7 +262,7 @@ def plan_extract(out_dir: Path, warcs: Sequence[Path], upstream_key: str, config
         plan = []
         for warc in warcs:
             offsets = html_record_offsets(warc)
-            plan.append({"pages": len(offsets), "part_offsets": offsets[::config.pages_per_part]})
+            plan.append({"pages": len(offsets), "part_offsets": offsets[:: config.pages_per_part]})
         _write_json(plan_file, plan)
     units = []
     for i, (warc, file_plan) in enumerate(zip(warcs, plan)):
@@ -270,14 +278,23 @@ def extract_unit(out_dir: Path, unit: ExtractUnit, config: ExtractConfig) -> dic
 
     path = out_dir / "extract" / unit.name
     if not path.exists():
-        pages: dict[int, Any] = dict(enumerate(
-            iter_html_records_from(unit.warc, unit.offset, unit.stop - unit.start), start=unit.start))
+        pages: dict[int, Any] = dict(
+            enumerate(iter_html_records_from(unit.warc, unit.offset, unit.stop - unit.start), start=unit.start)
+        )
         pages_in = ((i, p.body, p.url) for i, p in pages.items())
         results = dict(extract_pages(pages_in, config, pool=shared_pool(config)))
         rows = [
-            {"record": i, "url": p.url, "link_url": p.link_url, "fetched_at": p.fetched_at, "html_bytes": len(p.body),
-             "outcome": results[i].outcome, "extractor": results[i].extractor, "text": results[i].text,
-             "error": results[i].error}
+            {
+                "record": i,
+                "url": p.url,
+                "link_url": p.link_url,
+                "fetched_at": p.fetched_at,
+                "html_bytes": len(p.body),
+                "outcome": results[i].outcome,
+                "extractor": results[i].extractor,
+                "text": results[i].text,
+                "error": results[i].error,
+            }
             for i, p in sorted(pages.items())
         ]
         _write_parquet(pa.Table.from_pylist(rows, schema=EXTRACT_SCHEMA), path)
@@ -293,7 +310,11 @@ def finish_extract(out_dir: Path, key: str, units_done: Sequence[dict[str, int]]
     for part in extract_parts(out_dir):
         outcomes.update(pq.read_table(part, columns=["outcome"]).column("outcome").to_pylist())
     pages = sum(outcomes.values())
-    stats = {"in": pages, "out": outcomes.get("ok", 0), "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"}}
+    stats = {
+        "in": pages,
+        "out": outcomes.get("ok", 0),
+        "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
+    }
     return finish(stage_dir, key, stats)
 
 
@@ -364,14 +385,28 @@ def filter_part(out_dir: Path, part: Path, links_path: Path | None, config: Buil
         m = meta.get(link, {})
         text = page["text"]
         rows.append(
-            {"id": doc_id(link), "url": page["url"], "link_url": link, "domain": registered_domain(url_host(page["url"])),
-             "title": m.get("title"), "text": text, "karma": m.get("karma", 0), "subreddits": m.get("subreddits", []),
-             "created_utc": m.get("first_created_utc", 0), "fetched_at": page["fetched_at"],
-             "extractor": page["extractor"], "n_words": len(text.split()), "text_hash": text_hash(text),
-             "minhash": signature(text, config.dedup).astype("<u8").tobytes()}
+            {
+                "id": doc_id(link),
+                "url": page["url"],
+                "link_url": link,
+                "domain": registered_domain(url_host(page["url"])),
+                "title": m.get("title"),
+                "text": text,
+                "karma": m.get("karma", 0),
+                "subreddits": m.get("subreddits", []),
+                "created_utc": m.get("first_created_utc", 0),
+                "fetched_at": page["fetched_at"],
+                "extractor": page["extractor"],
+                "n_words": len(text.split()),
+                "text_hash": text_hash(text),
+                "minhash": signature(text, config.dedup).astype("<u8").tobytes(),
+            }
         )
-    stats = {"in": sum(1 for p in pages if p["outcome"] == "ok"), "out": len(rows),
-             "dropped": {k: v for k, v in dropped.items() if not k.startswith("extract_")}}
+    stats = {
+        "in": sum(1 for p in pages if p["outcome"] == "ok"),
+        "out": len(rows),
+        "dropped": {k: v for k, v in dropped.items() if not k.startswith("extract_")},
+    }
     _write_json(out_dir / "filter" / f"{part.stem}.json", stats)  # first: the part's existence means both exist
     _write_parquet(pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA), path)
     return stats
@@ -389,7 +424,11 @@ def _merge_counts(stats: Sequence[dict]) -> dict:
     dropped: Counter[str] = Counter()
     for s in stats:
         dropped.update(s["dropped"])
-    return {"in": sum(s["in"] for s in stats), "out": sum(s["out"] for s in stats), "dropped": dict(sorted(dropped.items()))}
+    return {
+        "in": sum(s["in"] for s in stats),
+        "out": sum(s["out"] for s in stats),
+        "dropped": dict(sorted(dropped.items())),
+    }
 
 
 # ---- dedup, wikipedia --------------------------------------------------------------------------------------------
@@ -427,8 +466,9 @@ def finish_dedup(out_dir: Path, key: str, plan: dedup_parts.DedupPlan) -> dict:
     return stats
 
 
-def run_dedup(out_dir: Path, upstream_key: str, config: DedupConfig,
-              partition_docs: int = BuildConfig.dedup_partition_docs) -> tuple[str, dict]:
+def run_dedup(
+    out_dir: Path, upstream_key: str, config: DedupConfig, partition_docs: int = BuildConfig.dedup_partition_docs
+) -> tuple[str, dict]:
     """Exact and near-duplicate removal, every part in this process: dedup/removed.parquet lists the removed ids.
 
     Memory is set by `partition_docs` (corpus.dedup_parts), not by the corpus; the flow runs the same parts on Dask.
@@ -450,8 +490,10 @@ def _removed_ids(*paths: Path) -> IdSet:
     for path in paths:
         if path.exists():
             pf = pq.ParquetFile(path)
-            values += [IdSet.values_of(pf.read_row_group(i, columns=["id"]).column("id").to_pylist())
-                       for i in range(pf.num_row_groups)]
+            values += [
+                IdSet.values_of(pf.read_row_group(i, columns=["id"]).column("id").to_pylist())
+                for i in range(pf.num_row_groups)
+            ]
     return IdSet(np.concatenate(values))
 
 
@@ -466,8 +508,9 @@ def run_wikipedia(out_dir: Path, upstream_key: str) -> tuple[str, dict]:
         return key, stats
     dedup_stats = completed(out_dir / "dedup", upstream_key)
     if dedup_stats is None:
-        raise ValueError(f"Wikipedia removal needs the dedup stage finished with key {upstream_key} "
-                         f"in {out_dir / 'dedup'}")
+        raise ValueError(
+            f"Wikipedia removal needs the dedup stage finished with key {upstream_key} in {out_dir / 'dedup'}"
+        )
     begin(stage_dir, key)
     dup = _removed_ids(out_dir / "dedup" / "removed.parquet")
     wiki: set[str] = set()
@@ -484,13 +527,23 @@ def run_wikipedia(out_dir: Path, upstream_key: str) -> tuple[str, dict]:
 
 
 def _versions() -> dict[str, str]:
-    names = ["trafilatura", "resiliparse", "readability-lxml", "newspaper4k", "datasketch", "pyarrow", "py3langid",
-             "warcio", "zstandard"]
+    names = [
+        "trafilatura",
+        "resiliparse",
+        "readability-lxml",
+        "newspaper4k",
+        "datasketch",
+        "pyarrow",
+        "py3langid",
+        "warcio",
+        "zstandard",
+    ]
     return {name: version(name) for name in names}
 
 
-def run_shards(out_dir: Path, upstream_key: str, config: BuildConfig, stage_stats: list[dict], run_config: dict
-               ) -> tuple[dict, bool]:
+def run_shards(
+    out_dir: Path, upstream_key: str, config: BuildConfig, stage_stats: list[dict], run_config: dict
+) -> tuple[dict, bool]:
     """Write shards, manifest.json and the card; returns (manifest, True if it was already there)."""
     key = stage_key("shards", upstream_key, config.shards)
     manifest_path = out_dir / "manifest.json"
@@ -515,16 +568,22 @@ def run_shards(out_dir: Path, upstream_key: str, config: BuildConfig, stage_stat
             text_bytes += pc.sum(pc.binary_length(table.column("text").cast(pa.binary()))).as_py() or 0
         split_counts[f.split] += f.rows
     documents = sum(f.rows for f in files)
-    stages = stage_stats + [{"stage": "shards", "in": stage_stats[-1]["out"] if stage_stats else documents,
-                             "out": documents, "dropped": {}}]
+    stages = stage_stats + [
+        {"stage": "shards", "in": stage_stats[-1]["out"] if stage_stats else documents, "out": documents, "dropped": {}}
+    ]
     manifest = {
         "key": key,
         "config": run_config,
         "versions": _versions(),
         "stages": stages,
-        "totals": {"documents": documents, "words": words, "text_bytes": text_bytes,
-                   "train_documents": split_counts["train"], "val_documents": split_counts["val"],
-                   "shard_bytes": sum(f.bytes for f in files)},
+        "totals": {
+            "documents": documents,
+            "words": words,
+            "text_bytes": text_bytes,
+            "train_documents": split_counts["train"],
+            "val_documents": split_counts["val"],
+            "shard_bytes": sum(f.bytes for f in files),
+        },
         "extractors": dict(extractors),
         "top_domains": sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:25],
         "shards": [f.to_dict() for f in files],
@@ -540,8 +599,16 @@ def run_shards(out_dir: Path, upstream_key: str, config: BuildConfig, stage_stat
 
 def config_summary(config: BuildConfig, link_config: Any = None, **extra: Any) -> dict:
     """The configuration as it goes into manifest.json (and the card)."""
-    summary = _jsonable({"links": link_config, "extract": config.extract, "filter": config.filter,
-                         "dedup": config.dedup, "shards": config.shards, "pages_per_part": config.pages_per_part})
+    summary = _jsonable(
+        {
+            "links": link_config,
+            "extract": config.extract,
+            "filter": config.filter,
+            "dedup": config.dedup,
+            "shards": config.shards,
+            "pages_per_part": config.pages_per_part,
+        }
+    )
     summary["dedup"].pop("lsh_storage", None)  # may hold a Redis address; not a property of the data
     return {**summary, **_jsonable(extra)}
 
@@ -574,8 +641,13 @@ class BuildResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig = BuildConfig(),
-                     links_path: Path | None = None, links_key: str | None = None) -> BuildResult:
+def build_from_warcs(
+    warcs: Sequence[Path],
+    out_dir: Path,
+    config: BuildConfig = BuildConfig(),
+    links_path: Path | None = None,
+    links_key: str | None = None,
+) -> BuildResult:
     """Extract -> filter -> dedup -> wikipedia -> shards in this process (no Prefect); see flows/webtext.py.
 
     Holds `out_dir` for the whole build (corpus.buildlock): another build there is refused at once."""
@@ -583,8 +655,9 @@ def build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig =
         return _build_from_warcs(warcs, out, config, links_path, links_key)
 
 
-def _build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig, links_path: Path | None,
-                      links_key: str | None) -> BuildResult:
+def _build_from_warcs(
+    warcs: Sequence[Path], out_dir: Path, config: BuildConfig, links_path: Path | None, links_key: str | None
+) -> BuildResult:
     seconds: dict[str, float] = {}
     t = time.monotonic()
     upstream = warc_inputs_key(links_key, warcs)
@@ -598,15 +671,20 @@ def _build_from_warcs(warcs: Sequence[Path], out_dir: Path, config: BuildConfig,
     dkey, dedup_stats = run_dedup(out_dir, fkey, config.dedup, config.dedup_partition_docs)
     seconds["dedup"] = time.monotonic() - t - sum(seconds.values())
     wkey, wiki_stats = run_wikipedia(out_dir, dkey)
-    rows = [stage_row("extract", extract_stats), stage_row("filter", filter_stats), stage_row("dedup", dedup_stats),
-            stage_row("wikipedia", wiki_stats)]
+    rows = [
+        stage_row("extract", extract_stats),
+        stage_row("filter", filter_stats),
+        stage_row("dedup", dedup_stats),
+        stage_row("wikipedia", wiki_stats),
+    ]
     manifest, done = run_shards(out_dir, wkey, config, rows, config_summary(config))
     seconds["shards"] = time.monotonic() - t - sum(seconds.values())
     return BuildResult(manifest, done, seconds)
 
 
-def run_filter_stage(out_dir: Path, extract_key: str, links_path: Path | None, links_key: str | None,
-                     config: BuildConfig) -> tuple[str, dict]:
+def run_filter_stage(
+    out_dir: Path, extract_key: str, links_path: Path | None, links_key: str | None, config: BuildConfig
+) -> tuple[str, dict]:
     key = filter_key(extract_key, links_key, config)
     stage_dir = out_dir / "filter"
     if (stats := completed(stage_dir, key)) is not None:

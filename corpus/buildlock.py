@@ -5,6 +5,7 @@ lock file left by a killed build never blocks the next one. The file only tells 
 (PID, host, start time). `out_dir` is checked first (created if missing; a file, or a folder that cannot be written,
 is an error naming it), so a bad folder fails before any work.
 """
+
 from __future__ import annotations
 
 import errno
@@ -15,7 +16,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 LOCK_FILE = ".build.lock"
@@ -58,8 +59,10 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
         why = f"{a_file} is a file, not a folder" if a_file else f"{error.strerror}; choose a folder on a writable disk"
         raise OutDirError(f"out_dir {path} cannot be created: {why}") from error
     if not os.access(path, os.W_OK | os.X_OK):
-        raise OutDirError(f"out_dir {path} is not writable by this user (uid {os.getuid()}): choose another folder "
-                          f"or fix its permissions")
+        raise OutDirError(
+            f"out_dir {path} is not writable by this user (uid {os.getuid()}): choose another folder "
+            f"or fix its permissions"
+        )
     return path
 
 
@@ -95,8 +98,10 @@ def build_lock(out_dir: str | Path) -> Iterator[Path]:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as error:
-        raise OutDirError(f"out_dir {path} is not writable (cannot create {lock_path}: {error.strerror}): choose "
-                          f"another folder or fix its permissions") from error
+        raise OutDirError(
+            f"out_dir {path} is not writable (cannot create {lock_path}: {error.strerror}): choose "
+            f"another folder or fix its permissions"
+        ) from error
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
@@ -106,12 +111,16 @@ def build_lock(out_dir: str | Path) -> Iterator[Path]:
         raise BuildLockedError(
             f"out_dir {path} is in use by another build: {_holder_text(lock_path)}. Wait for that build to end (or "
             f"stop it), or build into another out_dir. The lock ({lock_path}) goes with its holder's process, so "
-            f"there is nothing to delete.") from None
+            f"there is nothing to delete."
+        ) from None
     with _held_guard:
         _held[path] = fd
     try:
-        holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         yield path

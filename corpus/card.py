@@ -1,4 +1,5 @@
 """The dataset card (shards/README.md), rendered from the build manifest: what, how, stats, top domains, caveats."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,9 @@ def render_card(manifest: dict[str, Any]) -> str:
     cfg = manifest["config"]
     totals = manifest["totals"]
     stages = manifest["stages"]
-    stage_rows = [[s["stage"], s["in"], s["out"], ", ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "-"]
-                  for s in stages]
+    stage_rows = [
+        [s["stage"], s["in"], s["out"], ", ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "-"] for s in stages
+    ]
     shard_rows = [[f["name"], f["rows"], f"{f['bytes']:,}", f["sha256"][:16]] for f in manifest["shards"]]
     domain_rows = [[d, n] for d, n in manifest["top_domains"]]
     extractor_rows = [[e, n] for e, n in sorted(manifest["extractors"].items())]
@@ -23,9 +25,11 @@ def render_card(manifest: dict[str, Any]) -> str:
     warnings = "".join(f"\n> **Warning:** {w}.\n" for w in manifest.get("warnings", []))
     links = cfg.get("links")
     if links:
-        source = (f"web pages linked from Reddit submissions with at least {links['min_karma']} karma (sum of scores "
-                  f"per canonical URL, submissions before {links['cutoff']}, NSFW posts "
-                  f"{'dropped' if links['drop_nsfw'] else 'kept'})")
+        source = (
+            f"web pages linked from Reddit submissions with at least {links['min_karma']} karma (sum of scores "
+            f"per canonical URL, submissions before {links['cutoff']}, NSFW posts "
+            f"{'dropped' if links['drop_nsfw'] else 'kept'})"
+        )
     else:
         source = "web pages read from existing WARC files"
     return f"""# WebText-style corpus
@@ -34,37 +38,37 @@ A rebuild of GPT-2's WebText: the main text of {source}, de-duplicated, with Wik
 {warnings}
 ## Contents
 
-- **{totals['documents']:,} documents**, {totals['words']:,} words, {totals['text_bytes']:,} bytes of UTF-8 text
-  (train {totals['train_documents']:,}, val {totals['val_documents']:,}; val fraction {cfg['shards']['val_fraction']}).
+- **{totals["documents"]:,} documents**, {totals["words"]:,} words, {totals["text_bytes"]:,} bytes of UTF-8 text
+  (train {totals["train_documents"]:,}, val {totals["val_documents"]:,}; val fraction {cfg["shards"]["val_fraction"]}).
 - Columns: `id` (hash of the link URL), `url` (final URL after redirects), `link_url` (canonical Reddit link),
   `domain`, `title` (of the highest-scored submission), `text`, `karma`, `subreddits`, `created_utc` (first
   submission, unix seconds), `fetched_at`, `extractor` (trafilatura or readability), `n_words`.
-- Parquet, zstd, row groups of {cfg['shards']['row_group_rows']} rows; rows ordered by a hash of `id` (a fixed
+- Parquet, zstd, row groups of {cfg["shards"]["row_group_rows"]} rows; rows ordered by a hash of `id` (a fixed
   shuffle). The split is another hash of `id`, so it is stable when the corpus grows.
 
 ## How it was built
 
 links (Reddit dumps -> canonical URLs with karma) -> fetch (polite crawler, WARC archive) -> extract (trafilatura;
-readability-lxml when resiliparse finds more than {cfg['extract']['teaser_ratio']}x its words) -> filter (at least
-{cfg['filter']['min_words']} words, at least {cfg['filter']['min_alpha_fraction']:.0%} letters,
-languages: {', '.join(cfg['filter']['languages']) or 'all'}) -> dedup (exact normalized-text hash; MinHash LSH on word
-{cfg['dedup']['shingle_words']}-grams, {cfg['dedup']['num_perm']} permutations, pairs verified at Jaccard >=
-{cfg['dedup']['threshold']}; survivor: highest karma, then earliest) -> Wikipedia removal (wikipedia.org, all
+readability-lxml when resiliparse finds more than {cfg["extract"]["teaser_ratio"]}x its words) -> filter (at least
+{cfg["filter"]["min_words"]} words, at least {cfg["filter"]["min_alpha_fraction"]:.0%} letters,
+languages: {", ".join(cfg["filter"]["languages"]) or "all"}) -> dedup (exact normalized-text hash; MinHash LSH on word
+{cfg["dedup"]["shingle_words"]}-grams, {cfg["dedup"]["num_perm"]} permutations, pairs verified at Jaccard >=
+{cfg["dedup"]["threshold"]}; survivor: highest karma, then earliest) -> Wikipedia removal (wikipedia.org, all
 languages and mobile hosts, and known mirrors) -> shards.
 
-{_table(['stage', 'in', 'out', 'dropped'], stage_rows)}
+{_table(["stage", "in", "out", "dropped"], stage_rows)}
 
 ## Extractors
 
-{_table(['extractor', 'documents'], extractor_rows)}
+{_table(["extractor", "documents"], extractor_rows)}
 
 ## Top domains
 
-{_table(['domain', 'documents'], domain_rows)}
+{_table(["domain", "documents"], domain_rows)}
 
 ## Files
 
-{_table(['file', 'rows', 'bytes', 'sha256 (prefix)'], shard_rows)}
+{_table(["file", "rows", "bytes", "sha256 (prefix)"], shard_rows)}
 
 Full checksums, the configuration and library versions are in `../manifest.json`. Built with {versions}.
 

@@ -25,6 +25,7 @@ Usage is two passes over the documents, neither of which holds the corpus in mem
     need = dd.candidate_ids()                                                          # usually a small set
     result = dd.resolve((d.id, d.text) for d in docs if d.id in need)                   # pass 2: verify pairs
 """
+
 from __future__ import annotations
 
 import hashlib

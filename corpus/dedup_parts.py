@@ -18,6 +18,7 @@ signature, and 14 band keys at the default threshold) plus the candidates' shing
 Bands are datasketch's MinHashLSH bands for the threshold (same b x r) compared by their raw values, so the candidate
 pairs are exactly the in-memory index's, and the removed ids equal `Deduplicator`'s.
 """
+
 from __future__ import annotations
 
 import json
@@ -95,8 +96,9 @@ def run_all(plan: DedupPlan) -> None:
 def id_values(ids: list[str], where: Path) -> np.ndarray:
     """`doc_id`s (16 hex digits) as 64-bit values, which sort as the ids do."""
     if any(len(i) != 16 for i in ids):
-        raise ValueError(f"{where}: document ids must be 16 hex digits, got e.g. "
-                         f"{next(i for i in ids if len(i) != 16)!r}")
+        raise ValueError(
+            f"{where}: document ids must be 16 hex digits, got e.g. {next(i for i in ids if len(i) != 16)!r}"
+        )
     return np.frombuffer(bytes.fromhex("".join(ids)), dtype=">u8").astype(np.uint64)
 
 
@@ -111,17 +113,17 @@ def _fixed_values(column: pa.ChunkedArray, dtype: str, width: int) -> np.ndarray
     """A fixed-size binary column back as a 2-d array of `dtype`, `width` items a row."""
     arr = column.combine_chunks()
     size = np.dtype(dtype).itemsize * width
-    data = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * size:(arr.offset + len(arr)) * size]
+    data = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * size : (arr.offset + len(arr)) * size]
     return data.view(dtype).reshape(len(arr), width)
 
 
 def _minhash_values(column: pa.ChunkedArray, num_perm: int, where: Path) -> np.ndarray:
     """The filter stage's minhash column (num_perm little-endian uint64) as uint32: MinHash values are below 2**32."""
     arr = column.combine_chunks()
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
     if len(arr) and not np.all(np.diff(offsets) == 8 * num_perm):
         raise ValueError(f"{where}: minhash values must be {num_perm} uint64 each (num_perm={num_perm})")
-    data = np.frombuffer(arr.buffers()[2], dtype="<u8")[offsets[0] // 8:offsets[-1] // 8] if len(arr) else np.empty(0)
+    data = np.frombuffer(arr.buffers()[2], dtype="<u8")[offsets[0] // 8 : offsets[-1] // 8] if len(arr) else np.empty(0)
     if data.size and data.max() >= 2**32:
         raise ValueError(f"{where}: minhash values above 2**32: not datasketch's affine32 MinHash")
     return data.astype(np.uint32).reshape(len(arr), num_perm)
@@ -141,8 +143,9 @@ def _scatter(table: pa.Table, partition_of: np.ndarray, folder: str, plan: Dedup
         if bounds[p + 1] > bounds[p]:
             folder_p = plan.work / folder / f"{p:05d}"
             folder_p.mkdir(parents=True, exist_ok=True)
-            write_parquet(table.slice(bounds[p], bounds[p + 1] - bounds[p]), folder_p / f"{name}.parquet",
-                          compression="lz4")
+            write_parquet(
+                table.slice(bounds[p], bounds[p + 1] - bounds[p]), folder_p / f"{name}.parquet", compression="lz4"
+            )
 
 
 def _gather(plan: DedupPlan, folder: str, index: int | None = None) -> pa.Table | None:
@@ -166,11 +169,18 @@ def _scatter_rows(plan: DedupPlan, group: int) -> dict:
         part = plan.parts[i]
         t = pq.read_table(part, columns=["id", "karma", "created_utc", "text_hash", "minhash"])
         minhash = _minhash_values(t.column("minhash"), plan.config.num_perm, part)
-        tables.append(pa.table({
-            "id": pa.array(id_values(t.column("id").to_pylist(), part), _U64),
-            "ordinal": pa.array((np.uint64(i) << np.uint64(32)) + np.arange(t.num_rows, dtype=np.uint64), _U64),
-            "karma": t.column("karma").cast(_I64), "created": t.column("created_utc").cast(_I64),
-            "text_hash": t.column("text_hash"), "minhash": _fixed_array(minhash)}))
+        tables.append(
+            pa.table(
+                {
+                    "id": pa.array(id_values(t.column("id").to_pylist(), part), _U64),
+                    "ordinal": pa.array((np.uint64(i) << np.uint64(32)) + np.arange(t.num_rows, dtype=np.uint64), _U64),
+                    "karma": t.column("karma").cast(_I64),
+                    "created": t.column("created_utc").cast(_I64),
+                    "text_hash": t.column("text_hash"),
+                    "minhash": _fixed_array(minhash),
+                }
+            )
+        )
     table = pa.concat_tables(tables)
     _scatter(table, _partition_of_ids(_col(table, "id"), plan), "by_id", plan, f"{group:05d}")
     return {"rows": table.num_rows}
@@ -212,18 +222,27 @@ def _exact_groups(plan: DedupPlan, q: int) -> dict:
     best_of = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
     members = ~first
     _mkdir(plan.work / "exact")
-    write_parquet(pa.table({"id": pa.array(ids[order[members]], _U64),
-                            "duplicate_of": pa.array(ids[best_of[members]], _U64)}),
-                  plan.work / "exact" / f"{q:05d}.parquet")
+    write_parquet(
+        pa.table({"id": pa.array(ids[order[members]], _U64), "duplicate_of": pa.array(ids[best_of[members]], _U64)}),
+        plan.work / "exact" / f"{q:05d}.parquet",
+    )
     best = np.sort(order[first])
     minhash = _fixed_values(table.column("minhash"), "<u4", plan.config.num_perm)[best]
     bands = []
     for band, (lo, hi) in enumerate(_bands(plan.config)):
         key = np.concatenate([np.full((len(best), 1), band, dtype=np.uint32), minhash[:, lo:hi]], axis=1)
-        bands.append(pa.table({"key": _fixed_array(key), "id": pa.array(ids[best], _U64),
-                               "ordinal": pa.array(_col(table, "ordinal")[best], _U64),
-                               "karma": pa.array(karma[best], _I64), "created": pa.array(created[best], _I64),
-                               "partition": pa.array((minhash[:, lo].astype(np.int64) + band) % plan.partitions)}))
+        bands.append(
+            pa.table(
+                {
+                    "key": _fixed_array(key),
+                    "id": pa.array(ids[best], _U64),
+                    "ordinal": pa.array(_col(table, "ordinal")[best], _U64),
+                    "karma": pa.array(karma[best], _I64),
+                    "created": pa.array(created[best], _I64),
+                    "partition": pa.array((minhash[:, lo].astype(np.int64) + band) % plan.partitions),
+                }
+            )
+        )
     rows = pa.concat_tables(bands)
     _scatter(rows.drop_columns(["partition"]), _col(rows, "partition"), "bands", plan, f"{q:05d}")
     return {"exact_duplicate": int(members.sum()), "representatives": int(len(best))}
@@ -256,9 +275,16 @@ def _bucket_pairs(plan: DedupPlan, k: int) -> dict:
         right.append(order[start + j])
     a, b = np.concatenate(left), np.concatenate(right)
     karma, created, ordinal = _col(table, "karma"), _col(table, "created"), _col(table, "ordinal")
-    pairs = pa.table({"a": pa.array(ids[a], _U64), "a_karma": pa.array(karma[a], _I64),
-                      "a_created": pa.array(created[a], _I64), "b": pa.array(ids[b], _U64),
-                      "b_karma": pa.array(karma[b], _I64), "b_created": pa.array(created[b], _I64)})
+    pairs = pa.table(
+        {
+            "a": pa.array(ids[a], _U64),
+            "a_karma": pa.array(karma[a], _I64),
+            "a_created": pa.array(created[a], _I64),
+            "b": pa.array(ids[b], _U64),
+            "b_karma": pa.array(karma[b], _I64),
+            "b_created": pa.array(created[b], _I64),
+        }
+    )
     _scatter(pairs, _partition_of_ids(ids[a], plan), "pairs", plan, f"{k:05d}")
     ends = np.unique(np.concatenate([ordinal[a], ordinal[b]]))
     _mkdir(plan.work / "ends")
@@ -279,8 +305,10 @@ def _candidate_shingles(plan: DedupPlan, group: int) -> dict:
         rows = (ends[lo:hi] & np.uint64(0xFFFFFFFF)).astype(np.int64)
         t = pq.read_table(plan.parts[i], columns=["id", "text"]).take(pa.array(rows))
         ids_out.append(id_values(t.column("id").to_pylist(), plan.parts[i]))
-        shingles_out += [shingle_hashes(text, plan.config.shingle_words).astype("<u8").tobytes()
-                         for text in t.column("text").to_pylist()]
+        shingles_out += [
+            shingle_hashes(text, plan.config.shingle_words).astype("<u8").tobytes()
+            for text in t.column("text").to_pylist()
+        ]
     if not ids_out:
         return {"candidates": 0}
     ids = np.concatenate(ids_out)
@@ -307,8 +335,9 @@ def _attach(plan: DedupPlan, p: int) -> dict:
     first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
     pairs = pairs.take(pa.array(order[first]))
     shingles = _shingles_of(plan, p)
-    attached = pairs.append_column("a_shingles", pa.array([shingles[x] for x in _col(pairs, "a").tolist()],
-                                                          pa.large_binary()))
+    attached = pairs.append_column(
+        "a_shingles", pa.array([shingles[x] for x in _col(pairs, "a").tolist()], pa.large_binary())
+    )
     _scatter(attached, _partition_of_ids(_col(pairs, "b"), plan), "half", plan, f"{p:05d}")
     return {"candidate_pairs": int(pairs.num_rows)}
 
@@ -319,17 +348,28 @@ def _verify(plan: DedupPlan, q: int) -> dict:
     if half is None:
         return {"verified_pairs": 0, "rejected_pairs": 0}
     shingles = _shingles_of(plan, q)
-    keep = np.array([jaccard_hashes(np.frombuffer(sa, dtype="<u8"), np.frombuffer(shingles[b], dtype="<u8"))
-                     >= plan.config.threshold
-                     for sa, b in zip(half.column("a_shingles").to_pylist(), _col(half, "b").tolist())], dtype=bool)
+    keep = np.array(
+        [
+            jaccard_hashes(np.frombuffer(sa, dtype="<u8"), np.frombuffer(shingles[b], dtype="<u8"))
+            >= plan.config.threshold
+            for sa, b in zip(half.column("a_shingles").to_pylist(), _col(half, "b").tolist())
+        ],
+        dtype=bool,
+    )
     _mkdir(plan.work / "edges")
     write_parquet(half.select(list(_PAIR_COLUMNS)).filter(pa.array(keep)), plan.work / "edges" / f"{q:05d}.parquet")
     return {"verified_pairs": int(keep.sum()), "rejected_pairs": int((~keep).sum())}
 
 
 _STEP_FUNCTIONS: dict[str, Callable[[DedupPlan, int], dict]] = {
-    "scatter": _scatter_rows, "repeats": _drop_repeats, "exact": _exact_groups, "buckets": _bucket_pairs,
-    "shingles": _candidate_shingles, "attach": _attach, "verify": _verify}
+    "scatter": _scatter_rows,
+    "repeats": _drop_repeats,
+    "exact": _exact_groups,
+    "buckets": _bucket_pairs,
+    "shingles": _candidate_shingles,
+    "attach": _attach,
+    "verify": _verify,
+}
 
 
 # ---- finish ------------------------------------------------------------------------------------------------------
@@ -367,16 +407,26 @@ def finish(plan: DedupPlan) -> tuple[pa.Table, dict]:
                 near.add(other)
                 removed[other] = ("near_duplicate", node)
     ordered = sorted(removed)
-    table = pa.table({"id": [f"{i:016x}" for i in ordered], "reason": [removed[i][0] for i in ordered],
-                      "duplicate_of": [f"{removed[i][1]:016x}" for i in ordered]})
+    table = pa.table(
+        {
+            "id": [f"{i:016x}" for i in ordered],
+            "reason": [removed[i][0] for i in ordered],
+            "duplicate_of": [f"{removed[i][1]:016x}" for i in ordered],
+        }
+    )
     rows = sum(s["rows"] for s in _step_stats(plan, "scatter"))
     repeats = sum(s["duplicate_fetch"] for s in _step_stats(plan, "repeats"))
     verify = _step_stats(plan, "verify")
     counts = {"exact_duplicate": len(removed) - len(near), "near_duplicate": len(near)}
     if repeats:
         counts["duplicate_fetch"] = repeats
-    stats = {"in": rows, "out": rows - repeats - len(removed), "dropped": counts,
-             "lsh_candidate_pairs": sum(s["candidate_pairs"] for s in _step_stats(plan, "attach")),
-             "verified_pairs": sum(s["verified_pairs"] for s in verify),
-             "rejected_pairs": sum(s["rejected_pairs"] for s in verify), "partitions": plan.partitions}
+    stats = {
+        "in": rows,
+        "out": rows - repeats - len(removed),
+        "dropped": counts,
+        "lsh_candidate_pairs": sum(s["candidate_pairs"] for s in _step_stats(plan, "attach")),
+        "verified_pairs": sum(s["verified_pairs"] for s in verify),
+        "rejected_pairs": sum(s["rejected_pairs"] for s in verify),
+        "partitions": plan.partitions,
+    }
     return table, stats

@@ -9,6 +9,7 @@ trafilatura has no time limit inside `extract()` and its caches grow with every 
 page in a worker process under a deadline (a stuck worker is killed and replaced) and every worker resets the caches
 periodically.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -107,8 +108,12 @@ def _newspaper(html: str, url: str | None) -> str | None:
     return article.text or None
 
 
-EXTRACTORS = {"trafilatura": _trafilatura, "resiliparse": _resiliparse, "readability": _readability,
-              "newspaper4k": _newspaper}
+EXTRACTORS = {
+    "trafilatura": _trafilatura,
+    "resiliparse": _resiliparse,
+    "readability": _readability,
+    "newspaper4k": _newspaper,
+}
 
 
 def _n_words(text: str | None) -> int:
@@ -171,6 +176,8 @@ def _import_extractors() -> None:
     import readability  # noqa: F401
     import resiliparse.extract.html2text  # noqa: F401
     import trafilatura  # noqa: F401
+
+
 MAX_FAILED_STARTS = 5  # consecutive workers that end before they are ready: then the pool gives up with an error
 
 
@@ -332,8 +339,9 @@ class ExtractorPool:
                 gone = slot.conn in ready or slot.proc.sentinel in ready  # the pipe closed: the process is gone
                 if gone and slot.ready:
                     reason = slot.death()
-                    log.warning("extraction of %s: %s; starting a new worker", slot.queue[0][2] if slot.queue else
-                                None, reason)
+                    log.warning(
+                        "extraction of %s: %s; starting a new worker", slot.queue[0][2] if slot.queue else None, reason
+                    )
                     result = Extraction(None, None, "error", reason)
                 elif gone or (not slot.ready and now >= slot.deadline):
                     # it never started a page: its pages go to the next worker, not to an error
@@ -343,8 +351,9 @@ class ExtractorPool:
                     slot.queue.clear()
                     result = None
                 elif slot.queue and now >= slot.deadline:
-                    log.warning("extraction of %s passed %.0f s; restarting its worker", slot.queue[0][2],
-                                config.timeout_s)
+                    log.warning(
+                        "extraction of %s passed %.0f s; restarting its worker", slot.queue[0][2], config.timeout_s
+                    )
                     result = Extraction(None, None, "timeout", f"over {config.timeout_s} s")
                 else:
                     continue

@@ -24,6 +24,7 @@ Memory: the set of URLs already logged or seen in this run (one string each: `co
 so that each run holds only its part's), the frontier's read-ahead (`frontier_max_urls`), one robots.txt parser per origin up to `robots_cache_size`, and one small record
 per host name seen.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +44,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.netsafety import BlockedAddressError, ConnectTo, DNSError, SafeTransport
+
 # robots_allowed is the crawler's own robots.txt decision, public here
 from corpus.robots import PARSE_LIMIT, RobotsRules, robots_allowed  # noqa: F401
 from corpus.warc import CHARSET_HEADER, RollingWarcWriter, WarcLocation, finalize_open_files, is_html
@@ -62,66 +64,82 @@ from corpus.warc import CHARSET_HEADER, RollingWarcWriter, WarcLocation, finaliz
 log = logging.getLogger(__name__)
 
 OUTCOMES: tuple[str, ...] = (
-    "ok", "robots_disallowed", "timeout", "too_large", "unsupported_content_type", "http_error",
-    "too_many_redirects", "blocked_address", "dns_error", "connection_error", "decode_error",
+    "ok",
+    "robots_disallowed",
+    "timeout",
+    "too_large",
+    "unsupported_content_type",
+    "http_error",
+    "too_many_redirects",
+    "blocked_address",
+    "dns_error",
+    "connection_error",
+    "decode_error",
     "invalid_url",  # not an http(s) URL at all: nothing was requested
 )
 
-LOG_SCHEMA = pa.schema([
-    ("url", pa.string()),            # the URL as given (for the corpus: the canonical link URL)
-    ("outcome", pa.string()),
-    ("http_status", pa.int32()),     # status of the last response, if any
-    ("final_url", pa.string()),      # URL of the last request, after redirects
-    ("bytes", pa.int64()),           # body bytes received, as sent (before Content-Encoding)
-    ("error", pa.string()),
-    ("fetched_at", pa.string()),     # ISO 8601 UTC time of the outcome
-    ("content_type", pa.string()),
-    ("encoding", pa.string()),       # detected charset of ok pages
-    ("attempts", pa.int32()),
-    ("elapsed_s", pa.float64()),
-    ("warc_file", pa.string()),      # ok pages: file under warc/, offset and length of request+response records
-    ("warc_offset", pa.int64()),
-    ("warc_length", pa.int64()),
-])
+LOG_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),  # the URL as given (for the corpus: the canonical link URL)
+        ("outcome", pa.string()),
+        ("http_status", pa.int32()),  # status of the last response, if any
+        ("final_url", pa.string()),  # URL of the last request, after redirects
+        ("bytes", pa.int64()),  # body bytes received, as sent (before Content-Encoding)
+        ("error", pa.string()),
+        ("fetched_at", pa.string()),  # ISO 8601 UTC time of the outcome
+        ("content_type", pa.string()),
+        ("encoding", pa.string()),  # detected charset of ok pages
+        ("attempts", pa.int32()),
+        ("elapsed_s", pa.float64()),
+        ("warc_file", pa.string()),  # ok pages: file under warc/, offset and length of request+response records
+        ("warc_offset", pa.int64()),
+        ("warc_length", pa.int64()),
+    ]
+)
 
 _ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five; past that, robots.txt is unavailable
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 @dataclass
 class FetchConfig:
-    concurrency: int = 64                    # URLs in flight
-    per_host: int = 2                        # URLs in flight per host name
-    min_delay_s: float = 1.0                 # between request starts to one host
-    max_crawl_delay_s: float = 30.0          # cap on a robots.txt Crawl-delay
+    concurrency: int = 64  # URLs in flight
+    per_host: int = 2  # URLs in flight per host name
+    min_delay_s: float = 1.0  # between request starts to one host
+    max_crawl_delay_s: float = 30.0  # cap on a robots.txt Crawl-delay
     # robots.txt groups are matched against its product token: the part before the first "/", which must be letters,
     # `_` and `-` (RFC 9309 2.2.1), else only `*` groups apply. Put a contact address in it for real crawls.
     user_agent: str = "WebTextBot/0.1 (research crawler rebuilding GPT-2's WebText)"
     obey_robots: bool = True
-    www_fallback: bool = True                # a host that does not resolve is tried once more as www.host
+    www_fallback: bool = True  # a host that does not resolve is tried once more as www.host
     connect_to: dict[str, str] = field(default_factory=dict)
     allow_private_addresses: bool = False
-    ca_file: str | None = None               # extra CA certificates to trust (PEM), besides certifi's
+    ca_file: str | None = None  # extra CA certificates to trust (PEM), besides certifi's
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 20.0             # between two received chunks
-    deadline_s: float = 60.0                 # whole request: headers and body
-    url_deadline_s: float | None = None      # whole URL: redirects, retries, backoff, robots.txt; None: 5 x deadline_s
-    max_bytes: int = 10 * 2**20              # body as received
+    read_timeout_s: float = 20.0  # between two received chunks
+    deadline_s: float = 60.0  # whole request: headers and body
+    url_deadline_s: float | None = None  # whole URL: redirects, retries, backoff, robots.txt; None: 5 x deadline_s
+    max_bytes: int = 10 * 2**20  # body as received
     max_decompressed_bytes: int = 40 * 2**20
     max_redirects: int = 5
     max_retries: int = 3
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 60.0
-    warc_max_bytes: int = 1 << 30            # roll WARC files past this size
+    warc_max_bytes: int = 1 << 30  # roll WARC files past this size
     progress_interval_s: float = 10.0
-    robots_cache_size: int = 100_000         # origins whose robots.txt is kept in memory
-    robots_cache_s: float = 86_400.0         # RFC 9309 2.4: a fetched robots.txt is used for at most 24 hours
-    robots_error_cache_s: float = 600.0      # a 5xx/429 robots.txt forbids the whole site this long, then is re-asked
-    frontier_max_urls: int = 1_000_000       # URLs read ahead of the workers at most, to find hosts that are ready
+    robots_cache_size: int = 100_000  # origins whose robots.txt is kept in memory
+    robots_cache_s: float = 86_400.0  # RFC 9309 2.4: a fetched robots.txt is used for at most 24 hours
+    robots_error_cache_s: float = 600.0  # a 5xx/429 robots.txt forbids the whole site this long, then is re-asked
+    frontier_max_urls: int = 1_000_000  # URLs read ahead of the workers at most, to find hosts that are ready
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "per_host", "max_bytes", "max_decompressed_bytes"):
@@ -135,8 +153,10 @@ class FetchConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"FetchConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.url_deadline_s < self.deadline_s:
-            raise ValueError(f"FetchConfig.url_deadline_s ({self.url_deadline_s}) must be at least deadline_s "
-                             f"({self.deadline_s}): it bounds a whole URL, whose every request has deadline_s")
+            raise ValueError(
+                f"FetchConfig.url_deadline_s ({self.url_deadline_s}) must be at least deadline_s "
+                f"({self.deadline_s}): it bounds a whole URL, whose every request has deadline_s"
+            )
         ConnectTo(self.connect_to)  # fail on a bad mapping now, not at the first connection
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -148,13 +168,13 @@ class FetchConfig:
 
 @dataclass
 class FetchSummary:
-    outcomes: dict[str, int]                 # this run's URLs by outcome
-    fetched: int                             # URLs given an outcome by this run
-    skipped: int                             # URLs of the input already in the log
-    logged: int                              # rows of log.parquet after this run
+    outcomes: dict[str, int]  # this run's URLs by outcome
+    fetched: int  # URLs given an outcome by this run
+    skipped: int  # URLs of the input already in the log
+    logged: int  # rows of log.parquet after this run
     bytes: int
     elapsed_s: float
-    rate: float                              # URLs per second in this run
+    rate: float  # URLs per second in this run
     warc_files: list[str]
 
     def to_dict(self) -> dict:
@@ -266,7 +286,9 @@ def detect_charset(body: bytes, content_type: str | None) -> str:
     best = charset_normalizer.from_bytes(body).best()
     if best is not None and _mostly_text(str(best)):
         return best.encoding
-    raise _Undecodable("no charset decodes the body as text" + (f" (declared {', '.join(declared)})" if declared else ""))
+    raise _Undecodable(
+        "no charset decodes the body as text" + (f" (declared {', '.join(declared)})" if declared else "")
+    )
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -276,7 +298,7 @@ def _retry_after(value: str | None) -> float | None:
     if value.isdigit():
         return float(value)
     try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 
@@ -296,9 +318,9 @@ class _Host:
     delay: float
     queue: deque[str] = field(default_factory=deque)
     active: int = 0
-    last_start: float = float("-inf")        # monotonic start time of the latest request
+    last_start: float = float("-inf")  # monotonic start time of the latest request
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    next_pop: float = 0.0                    # when the frontier may hand out this host's next URL
+    next_pop: float = 0.0  # when the frontier may hand out this host's next URL
     in_heap: bool = False
 
     def ready_at(self) -> float:
@@ -319,8 +341,15 @@ class _Frontier:
     calls before it starts; the frontier's own schedule only keeps workers from picking a host that is not ready.
     """
 
-    def __init__(self, urls: Iterator[tuple[str, str]], per_host: int, min_delay: float, buffer: int, want_hosts: int,
-                 max_buffer: int) -> None:
+    def __init__(
+        self,
+        urls: Iterator[tuple[str, str]],
+        per_host: int,
+        min_delay: float,
+        buffer: int,
+        want_hosts: int,
+        max_buffer: int,
+    ) -> None:
         self._urls = urls
         self._exhausted = False
         self._buffer = buffer
@@ -350,8 +379,11 @@ class _Frontier:
     def _fill(self) -> None:
         # Read `buffer` URLs ahead, and further (up to `max_buffer`) while fewer than `want_hosts` hosts could take a
         # request: input sorted by URL comes host by host, and one host alone cannot keep the workers busy.
-        while not self._exhausted and self._buffered < self._max_buffer and (
-                self._buffered < self._buffer or len(self._heap) < self._want_hosts):
+        while (
+            not self._exhausted
+            and self._buffered < self._max_buffer
+            and (self._buffered < self._buffer or len(self._heap) < self._want_hosts)
+        ):
             try:
                 item = next(self._urls)
             except StopIteration:
@@ -427,8 +459,8 @@ class _Frontier:
 @dataclass
 class _Visit:
     link_url: str
-    start_url: str                           # the first hop: link_url, or its www. form after a DNS miss
-    current_url: str = ""                    # the URL of the current hop
+    start_url: str  # the first hop: link_url, or its www. form after a DNS miss
+    current_url: str = ""  # the URL of the current hop
     attempts: int = 0
 
 
@@ -463,8 +495,11 @@ class _Crawler:
             async with asyncio.timeout(self.config.url_deadline_s):
                 result = await self._retry(visit)
         except TimeoutError:
-            result = _Result("timeout", final_url=visit.current_url, error=(
-                f"URL deadline of {self.config.url_deadline_s:g} s passed (redirects and retries included)"))
+            result = _Result(
+                "timeout",
+                final_url=visit.current_url,
+                error=(f"URL deadline of {self.config.url_deadline_s:g} s passed (redirects and retries included)"),
+            )
         return result, visit.attempts
 
     async def _retry(self, visit: _Visit) -> _Result:
@@ -473,8 +508,13 @@ class _Crawler:
         while True:
             visit.attempts += 1
             result = await self._attempt(visit)
-            if (result.outcome == "dns_error" and config.www_fallback and visit.start_url == first
-                    and result.final_url == first and (www := _www_form(first))):
+            if (
+                result.outcome == "dns_error"
+                and config.www_fallback
+                and visit.start_url == first
+                and result.final_url == first
+                and (www := _www_form(first))
+            ):
                 visit.start_url = www  # canonical link URLs lose their www.; some sites only resolve with it
                 visit.attempts -= 1
                 continue
@@ -503,16 +543,23 @@ class _Crawler:
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
             return _Result("invalid_url", final_url=visit.current_url, error=str(error))
         except httpx.TransportError as error:
-            return _Result("connection_error", final_url=visit.current_url, retryable=True,
-                           error=f"{type(error).__name__}: {error}")
+            return _Result(
+                "connection_error",
+                final_url=visit.current_url,
+                retryable=True,
+                error=f"{type(error).__name__}: {error}",
+            )
 
     async def _follow(self, visit: _Visit) -> _Result:
         config = self.config
         for _hop in range(config.max_redirects + 1):
             url = httpx.URL(visit.current_url)
             if url.scheme not in ("http", "https") or not url.host:
-                return _Result("invalid_url" if visit.current_url == visit.start_url else "http_error",
-                               final_url=visit.current_url, error=f"not an http(s) URL: {visit.current_url}")
+                return _Result(
+                    "invalid_url" if visit.current_url == visit.start_url else "http_error",
+                    final_url=visit.current_url,
+                    error=f"not an http(s) URL: {visit.current_url}",
+                )
             if config.obey_robots and not (rules := await self._robots_rules(url)).allowed(str(url)):
                 return _Result("robots_disallowed", final_url=visit.current_url, error=rules.reason)
             await self.frontier.turn(url.host)
@@ -525,8 +572,9 @@ class _Crawler:
                     return await self._read(visit, response)
                 finally:
                     await response.aclose()
-        return _Result("too_many_redirects", final_url=visit.current_url,
-                       error=f"more than {config.max_redirects} redirects")
+        return _Result(
+            "too_many_redirects", final_url=visit.current_url, error=f"more than {config.max_redirects} redirects"
+        )
 
     async def _read(self, visit: _Visit, response: httpx.Response) -> _Result:
         config = self.config
@@ -568,9 +616,11 @@ class _Crawler:
         result.capture = _Capture(
             request_target=request.url.raw_path.decode("ascii"),
             request_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-            status=status, reason=response.reason_phrase,
+            status=status,
+            reason=response.reason_phrase,
             response_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw],
-            body=bytes(raw))
+            body=bytes(raw),
+        )
         return result
 
     async def _robots_rules(self, url: httpx.URL) -> RobotsRules:
@@ -588,8 +638,9 @@ class _Crawler:
                     if len(self._robots) > self.config.robots_cache_size:
                         self._robots.popitem(last=False)
                     if rules.crawl_delay:
-                        self.frontier.host(url.host).delay = min(max(self.config.min_delay_s, rules.crawl_delay),
-                                                                 self.config.max_crawl_delay_s)
+                        self.frontier.host(url.host).delay = min(
+                            max(self.config.min_delay_s, rules.crawl_delay), self.config.max_crawl_delay_s
+                        )
             self._robots_locks.pop(origin, None)
         else:
             self._robots.move_to_end(origin)
@@ -608,7 +659,7 @@ class _Crawler:
             body = decompress(bytes(raw), response.headers.get("content-encoding"), 8 * PARSE_LIMIT)
         except (_TooLarge, _Undecodable, zlib.error):
             return b""
-        return body[:PARSE_LIMIT + 1]
+        return body[: PARSE_LIMIT + 1]
 
     async def _fetch_robots(self, origin: str) -> tuple[RobotsRules, float]:
         """RFC 9309 2.3.1: the rules of a 2xx robots.txt; no rules for 4xx (unavailable) or more than five redirects;
@@ -679,8 +730,12 @@ class _LogStore:
                 committed[row["warc_file"]] = max(committed.get(row["warc_file"], 0), end)
         kept = finalize_open_files(self.warc_dir, committed)
         if rows:
-            log.warning("fetch: recovered %d outcomes and %d WARC files from an interrupted run in %s",
-                        len(rows), len(kept), self.out_dir)
+            log.warning(
+                "fetch: recovered %d outcomes and %d WARC files from an interrupted run in %s",
+                len(rows),
+                len(kept),
+                self.out_dir,
+            )
             self._merge(rows)
         self.journal_path.unlink(missing_ok=True)
 
@@ -713,12 +768,20 @@ class _LogStore:
 # Entry points
 
 
-def _row(url: str, result: _Result, attempts: int, elapsed: float, location: WarcLocation | None,
-         fetched_at: datetime) -> dict:
+def _row(
+    url: str, result: _Result, attempts: int, elapsed: float, location: WarcLocation | None, fetched_at: datetime
+) -> dict:
     return {
-        "url": url, "outcome": result.outcome, "http_status": result.http_status, "final_url": result.final_url,
-        "bytes": result.bytes, "error": result.error, "fetched_at": fetched_at.isoformat().replace("+00:00", "Z"),
-        "content_type": result.content_type, "encoding": result.encoding, "attempts": attempts,
+        "url": url,
+        "outcome": result.outcome,
+        "http_status": result.http_status,
+        "final_url": result.final_url,
+        "bytes": result.bytes,
+        "error": result.error,
+        "fetched_at": fetched_at.isoformat().replace("+00:00", "Z"),
+        "content_type": result.content_type,
+        "encoding": result.encoding,
+        "attempts": attempts,
         "elapsed_s": round(elapsed, 4),
         "warc_file": location.file if location else None,
         "warc_offset": location.offset if location else None,
@@ -726,8 +789,12 @@ def _row(url: str, result: _Result, attempts: int, elapsed: float, location: War
     }
 
 
-async def afetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, config: FetchConfig,
-                      progress: Callable[[dict], None] | None = None) -> FetchSummary:
+async def afetch_urls(
+    urls: Iterable[str | tuple[str, str]],
+    out_dir: Path,
+    config: FetchConfig,
+    progress: Callable[[dict], None] | None = None,
+) -> FetchSummary:
     """Async form of fetch_urls, for callers already inside an event loop."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -748,23 +815,39 @@ async def afetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, conf
                 store.done.add(url)  # also drops repeats within the input
                 yield url, start or url
 
-    started = datetime.now(timezone.utc)
-    warc = RollingWarcWriter(store.warc_dir, f"webtext-{started:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", config.warc_max_bytes)
+    started = datetime.now(UTC)
+    warc = RollingWarcWriter(
+        store.warc_dir, f"webtext-{started:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", config.warc_max_bytes
+    )
     writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
-    frontier = _Frontier(pending(), config.per_host, config.min_delay_s, buffer=16 * config.concurrency,
-                         want_hosts=2 * config.concurrency, max_buffer=config.frontier_max_urls)
+    frontier = _Frontier(
+        pending(),
+        config.per_host,
+        config.min_delay_s,
+        buffer=16 * config.concurrency,
+        want_hosts=2 * config.concurrency,
+        max_buffer=config.frontier_max_urls,
+    )
     t0 = time.monotonic()
 
     def snapshot() -> dict:
         elapsed = time.monotonic() - t0
         done = sum(counts.values())
-        return {"done": done, "total": total, "skipped": skipped, "outcomes": dict(counts), "bytes": received,
-                "elapsed_s": round(elapsed, 3), "rate": done / elapsed if elapsed > 0 else 0.0}
+        return {
+            "done": done,
+            "total": total,
+            "skipped": skipped,
+            "outcomes": dict(counts),
+            "bytes": received,
+            "elapsed_s": round(elapsed, 3),
+            "rate": done / elapsed if elapsed > 0 else 0.0,
+        }
 
     def report() -> None:
         info = snapshot()
-        log.info("fetch: %d done (%s skipped) %.1f URLs/s, %s", info["done"], info["skipped"], info["rate"],
-                 info["outcomes"])
+        log.info(
+            "fetch: %d done (%s skipped) %.1f URLs/s, %s", info["done"], info["skipped"], info["rate"], info["outcomes"]
+        )
         if progress:
             progress(info)
 
@@ -773,15 +856,21 @@ async def afetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, conf
             await asyncio.sleep(config.progress_interval_s)
             report()
 
-    transport = SafeTransport(config.connect_to, config.allow_private_addresses, config.ssl_context(),
-                              max_connections=2 * config.concurrency)
-    timeout = httpx.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s,
-                            write=config.read_timeout_s, pool=None)
-    headers = {"User-Agent": config.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
-               "Accept-Encoding": "gzip, deflate"}
+    transport = SafeTransport(
+        config.connect_to, config.allow_private_addresses, config.ssl_context(), max_connections=2 * config.concurrency
+    )
+    timeout = httpx.Timeout(
+        connect=config.connect_timeout_s, read=config.read_timeout_s, write=config.read_timeout_s, pool=None
+    )
+    headers = {
+        "User-Agent": config.user_agent,
+        "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
+        "Accept-Encoding": "gzip, deflate",
+    }
     try:
-        async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers,
-                                     follow_redirects=False, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            transport=transport, timeout=timeout, headers=headers, follow_redirects=False, trust_env=False
+        ) as client:
             crawler = _Crawler(config, client, frontier)
 
             async def worker() -> None:
@@ -793,19 +882,29 @@ async def afetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, conf
                         result, attempts = await crawler.visit(url, start_url)
                     finally:
                         frontier.release(host)
-                    fetched_at = datetime.now(timezone.utc)
+                    fetched_at = datetime.now(UTC)
                     location = None
                     if result.capture is not None:
                         capture = result.capture
                         # gzip and digests of big pages would stall the event loop: one writer thread (zlib
                         # releases the GIL), so records stay in order and the journal line follows its record.
-                        location = await asyncio.get_running_loop().run_in_executor(writer_thread, partial(
-                            warc.write_page,
-                            link_url=url, target_uri=result.final_url or url, fetched_at=fetched_at, method="GET",
-                            request_target=capture.request_target, request_headers=capture.request_headers,
-                            status=capture.status, reason=capture.reason,
-                            response_headers=capture.response_headers, body=capture.body,
-                            extra_headers={CHARSET_HEADER: result.encoding or ""}))
+                        location = await asyncio.get_running_loop().run_in_executor(
+                            writer_thread,
+                            partial(
+                                warc.write_page,
+                                link_url=url,
+                                target_uri=result.final_url or url,
+                                fetched_at=fetched_at,
+                                method="GET",
+                                request_target=capture.request_target,
+                                request_headers=capture.request_headers,
+                                status=capture.status,
+                                reason=capture.reason,
+                                response_headers=capture.response_headers,
+                                body=capture.body,
+                                extra_headers={CHARSET_HEADER: result.encoding or ""},
+                            ),
+                        )
                     store.append(_row(url, result, attempts, time.monotonic() - start, location, fetched_at))
                     counts[result.outcome] += 1
                     received += result.bytes
@@ -823,12 +922,24 @@ async def afetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, conf
         logged = store.close()
     report()
     info = snapshot()
-    return FetchSummary(outcomes=dict(counts), fetched=info["done"], skipped=skipped, logged=logged,
-                        bytes=received, elapsed_s=info["elapsed_s"], rate=info["rate"], warc_files=warc.finished)
+    return FetchSummary(
+        outcomes=dict(counts),
+        fetched=info["done"],
+        skipped=skipped,
+        logged=logged,
+        bytes=received,
+        elapsed_s=info["elapsed_s"],
+        rate=info["rate"],
+        warc_files=warc.finished,
+    )
 
 
-def fetch_urls(urls: Iterable[str | tuple[str, str]], out_dir: Path, config: FetchConfig | None = None,
-               progress: Callable[[dict], None] | None = None) -> FetchSummary:
+def fetch_urls(
+    urls: Iterable[str | tuple[str, str]],
+    out_dir: Path,
+    config: FetchConfig | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> FetchSummary:
     """Fetch every URL not yet in out_dir/log.parquet; write its outcome there and ok pages to out_dir/warc/.
 
     An item is a URL, or a pair (link URL, URL to request): the canonical link URL is the key of the log and of the

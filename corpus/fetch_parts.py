@@ -6,6 +6,7 @@ its log, and reads its links a batch at a time: no process holds the whole link 
 Concurrency: every part runs `FetchConfig.concurrency` requests at most, so the whole fetch runs (parts in flight) x
 `concurrency`; per host it stays `per_host`, `min_delay_s` apart, whatever the number of parts.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,11 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
                 rows[part_of(start, parts)].append((url, start))
             for k, part_rows in enumerate(rows):
                 if part_rows:
-                    writers[k].write_table(pa.table({"url": [u for u, _ in part_rows],
-                                                     "start": [s for _, s in part_rows]}, schema=LINKS_SCHEMA))
+                    writers[k].write_table(
+                        pa.table(
+                            {"url": [u for u, _ in part_rows], "start": [s for _, s in part_rows]}, schema=LINKS_SCHEMA
+                        )
+                    )
                     sizes[k] += len(part_rows)
     finally:
         for writer in writers:
@@ -101,4 +105,3 @@ def warcs(fetch_dir: Path) -> list[Path]:
 
 def logs(fetch_dir: Path) -> list[Path]:
     return sorted((fetch_dir / "parts").glob("*/log.parquet"))
-

@@ -2,6 +2,7 @@
 so a reader (or a re-run after a crash) sees either no file or the whole file; the temporary file is removed when the
 write fails. `run_once` is the marker protocol of a stage's parts. `fingerprint` is the one rule by which every cache
 and stage key of the project identifies an input file."""
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@
 - `wrong_language`: optional; `languages` = ISO 639-1 codes to keep, identified with py3langid (its model ships in
   the package, nothing is downloaded).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 """Pages nested deeper than the HTML parser goes: libxml2 (under lxml, trafilatura and newspaper4k) stops parsing at
 256 levels of elements ("Excessive depth in document"), so the whole text of such a page is lost and it would read
 as empty. `too_deep` tells that case apart, so it is recorded under its own outcome instead."""
+
 from __future__ import annotations
 
 MAX_PARSED_DEPTH = 256  # libxml2's limit without XML_PARSE_HUGE (2048 with it: not enough for such pages either)
@@ -17,6 +18,8 @@ def too_deep(html: str) -> str | None:
         return None
     for entry in parser.error_log:
         if "Excessive depth" in entry.message:
-            return (f"elements nested deeper than {MAX_PARSED_DEPTH} levels (line {entry.line}): the HTML parser "
-                    f"stops there, so the page's text cannot be extracted")
+            return (
+                f"elements nested deeper than {MAX_PARSED_DEPTH} levels (line {entry.line}): the HTML parser "
+                f"stops there, so the page's text cannot be extracted"
+            )
     return None

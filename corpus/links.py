@@ -35,6 +35,7 @@ Peak memory follows `memory_rows`, not the corpus (figures: `benchmarks/bench_li
 mimalloc pool keeps freed pages, so RSS sits above the rows held unless ARROW_DEFAULT_MEMORY_POOL=system. Disk holds
 the surviving submissions once, zstd-compressed, until the work folder is removed at the end.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -51,7 +52,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -77,34 +78,48 @@ from corpus.urls import (
 log = logging.getLogger(__name__)
 
 DROP_REASONS: tuple[str, ...] = (
-    "malformed_line", "self_post", "reddit_link", "nsfw", "missing_created_utc", "after_cutoff",
-    "blocked_subreddit", "invalid_url", "blocked_domain", "blocked_extension", "invalid_score", "below_min_karma",
+    "malformed_line",
+    "self_post",
+    "reddit_link",
+    "nsfw",
+    "missing_created_utc",
+    "after_cutoff",
+    "blocked_subreddit",
+    "invalid_url",
+    "blocked_domain",
+    "blocked_extension",
+    "invalid_score",
+    "below_min_karma",
 )
 
-LINKS_SCHEMA = pa.schema([
-    ("url", pa.string()),
-    ("original_urls", pa.list_(pa.string())),
-    ("domain", pa.string()),
-    ("karma", pa.int64()),
-    ("n_submissions", pa.int64()),
-    ("subreddits", pa.list_(pa.string())),
-    ("title", pa.string()),
-    ("first_created_utc", pa.int64()),
-    ("last_created_utc", pa.int64()),
-])
+LINKS_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),
+        ("original_urls", pa.list_(pa.string())),
+        ("domain", pa.string()),
+        ("karma", pa.int64()),
+        ("n_submissions", pa.int64()),
+        ("subreddits", pa.list_(pa.string())),
+        ("title", pa.string()),
+        ("first_created_utc", pa.int64()),
+        ("last_created_utc", pa.int64()),
+    ]
+)
 
 # One surviving submission; `seq` is its number in its dump, the tie-break of equal scores for the title.
-SPILL_SCHEMA = pa.schema([
-    ("url", pa.string()),
-    ("original_url", pa.string()),
-    ("subreddit", pa.string()),
-    ("title", pa.string()),
-    ("score", pa.int64()),
-    ("created_utc", pa.int64()),
-    ("seq", pa.int64()),
-])
-SPILL_PARTITIONS = 256      # hash partitions of the canonical URL; aggregation takes a run of them at a time
-SPILL_FORMAT = 2            # bump when the spill rows or the selection code change, so old spills are not reused
+SPILL_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),
+        ("original_url", pa.string()),
+        ("subreddit", pa.string()),
+        ("title", pa.string()),
+        ("score", pa.int64()),
+        ("created_utc", pa.int64()),
+        ("seq", pa.int64()),
+    ]
+)
+SPILL_PARTITIONS = 256  # hash partitions of the canonical URL; aggregation takes a run of them at a time
+SPILL_FORMAT = 2  # bump when the spill rows or the selection code change, so old spills are not reused
 ROW_GROUP_ROWS = 1024 * 1024  # pyarrow.parquet.write_table's default row group
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 _DONE = "_DONE"
@@ -112,14 +127,14 @@ _DONE = "_DONE"
 
 @dataclass
 class LinkConfig:
-    min_karma: int = 3                       # WebText: "at least 3 karma"; 1 or more (see __post_init__)
-    cutoff: str | None = "2018-01-01"        # keep submissions created before this UTC date; None keeps all
+    min_karma: int = 3  # WebText: "at least 3 karma"; 1 or more (see __post_init__)
+    cutoff: str | None = "2018-01-01"  # keep submissions created before this UTC date; None keeps all
     drop_nsfw: bool = True
     subreddit_blocklist: frozenset[str] = frozenset()
     domain_blocklist: frozenset[str] = DOMAIN_BLOCKLIST
     extension_blocklist: frozenset[str] = EXTENSION_BLOCKLIST
-    progress_every: int = 1_000_000          # log a progress line every N submissions
-    memory_rows: int = 1_000_000             # submissions held in memory before a spill; also the aggregation unit
+    progress_every: int = 1_000_000  # log a progress line every N submissions
+    memory_rows: int = 1_000_000  # submissions held in memory before a spill; also the aggregation unit
     # Not a setting: the canonicalize_url version the links are keyed by. Being a field puts it in every key built
     # from this config (the links stage, the build request, the manifest), so a new form redoes an existing build.
     canonical_form: int = field(default=CANONICAL_FORM, init=False)
@@ -129,8 +144,9 @@ class LinkConfig:
         # keeps links voted below their start, i.e. no karma filter at all, which is not WebText (a sign typo, -5,
         # would silently keep everything).
         if isinstance(self.min_karma, bool) or not isinstance(self.min_karma, int) or self.min_karma < 1:
-            raise ValueError(f"LinkConfig.min_karma must be an integer of at least 1 (WebText used 3), "
-                             f"got {self.min_karma!r}")
+            raise ValueError(
+                f"LinkConfig.min_karma must be an integer of at least 1 (WebText used 3), got {self.min_karma!r}"
+            )
 
     def cutoff_ts(self) -> int | None:
         if self.cutoff is None:
@@ -139,21 +155,28 @@ class LinkConfig:
             day = datetime.fromisoformat(self.cutoff)
         except ValueError as error:
             raise ValueError(f"LinkConfig.cutoff must be an ISO date like 2018-01-01, got {self.cutoff!r}") from error
-        return int(day.replace(tzinfo=day.tzinfo or timezone.utc).timestamp())
+        return int(day.replace(tzinfo=day.tzinfo or UTC).timestamp())
 
     def selection_key(self) -> str:
         """The settings a dump's spills depend on (min_karma applies later, to the aggregated links)."""
-        rules = [SPILL_FORMAT, SPILL_PARTITIONS, self.canonical_form, self.cutoff, self.drop_nsfw,
-                 sorted(self.subreddit_blocklist),
-                 sorted(self.domain_blocklist), sorted(self.extension_blocklist)]
+        rules = [
+            SPILL_FORMAT,
+            SPILL_PARTITIONS,
+            self.canonical_form,
+            self.cutoff,
+            self.drop_nsfw,
+            sorted(self.subreddit_blocklist),
+            sorted(self.domain_blocklist),
+            sorted(self.extension_blocklist),
+        ]
         return hashlib.sha256(json.dumps(rules).encode()).hexdigest()[:32]
 
 
 @dataclass
 class LinkStats:
-    submissions: int = 0                     # lines read (malformed ones included)
-    kept: int = 0                            # links written (distinct canonical URLs)
-    kept_submissions: int = 0                # submissions behind the kept links
+    submissions: int = 0  # lines read (malformed ones included)
+    kept: int = 0  # links written (distinct canonical URLs)
+    kept_submissions: int = 0  # submissions behind the kept links
     urls_below_min_karma: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -194,8 +217,9 @@ def _drop_reason(record: dict, config: LinkConfig, cutoff: int | None, blocked_s
     return None
 
 
-def classify_submission(record: dict, config: LinkConfig, cutoff: int | None,
-                        blocked_subs: frozenset[str]) -> tuple[str | None, str, str]:
+def classify_submission(
+    record: dict, config: LinkConfig, cutoff: int | None, blocked_subs: frozenset[str]
+) -> tuple[str | None, str, str]:
     """(the first rule that drops the submission, or None; its canonical URL, or "" when it has none; its URL)."""
     original = str(record.get("url") or "").strip()
     reason = _drop_reason(record, config, cutoff, blocked_subs)
@@ -234,10 +258,15 @@ def harvest_links(
 
     def report(path: Path, submissions: int, candidates: int) -> None:
         rate = (before["submissions"] + submissions) / max(time.monotonic() - start, 1e-9)
-        info = {"file": str(path), "submissions": before["submissions"] + submissions,
-                "candidate_urls": before["rows"] + candidates, "rate": rate}
-        log.info("links: %(submissions)d submissions read, %(candidate_urls)d candidate submissions, %(rate).0f/s",
-                 info)
+        info = {
+            "file": str(path),
+            "submissions": before["submissions"] + submissions,
+            "candidate_urls": before["rows"] + candidates,
+            "rate": rate,
+        }
+        log.info(
+            "links: %(submissions)d submissions read, %(candidate_urls)d candidate submissions, %(rate).0f/s", info
+        )
         if progress:
             progress(info)
 
@@ -309,8 +338,12 @@ def read_dump(plan: LinksPlan, index: int, report: Callable[[Path, int, int], No
     marker = _committed(folder, path, plan.config)
     if marker is None:
         return _spill_dump(path, folder, plan.config, report or _log_progress)
-    log.info("links: reusing %s, read by an earlier run (%d submissions, %d candidates)",
-             path, marker["submissions"], marker["rows"])
+    log.info(
+        "links: reusing %s, read by an earlier run (%d submissions, %d candidates)",
+        path,
+        marker["submissions"],
+        marker["rows"],
+    )
     return marker
 
 
@@ -319,8 +352,10 @@ def unreadable_dumps_error(plan: LinksPlan, errors: Sequence[DumpReadError]) -> 
     n = len(plan.dumps)
     return DumpReadError(
         f"{len(errors)} of {n} Reddit dumps could not be read to the end, so no links were written: "
-        + " | ".join(map(str, errors)) + f" | The other {n - len(errors)} dumps were read completely and are kept in "
-        f"{plan.work}: a re-run reuses them and reads only the dumps it has not finished.")
+        + " | ".join(map(str, errors))
+        + f" | The other {n - len(errors)} dumps were read completely and are kept in "
+        f"{plan.work}: a re-run reuses them and reads only the dumps it has not finished."
+    )
 
 
 def _markers(plan: LinksPlan) -> list[dict]:
@@ -354,7 +389,8 @@ def aggregate_unit(plan: LinksPlan, units: list[tuple[int, int]], index: int) ->
 
     def aggregate() -> dict:
         links, urls_below, submissions_below = _aggregate(
-            _read_partitions(list(plan.folders), _markers(plan), lo, hi), plan.config.min_karma)
+            _read_partitions(list(plan.folders), _markers(plan), lo, hi), plan.config.min_karma
+        )
 
         def write(tmp: Path) -> None:
             with ipc.new_file(tmp, LINKS_SCHEMA, options=_IPC_OPTIONS) as writer:
@@ -452,14 +488,24 @@ class _Spiller:
             return
         columns = list(zip(*self.rows))
         # zlib.crc32, not hash(): partitions must agree between runs (str hashing is salted per process)
-        parts = np.fromiter((zlib.crc32(url.encode()) % SPILL_PARTITIONS for url in columns[0]), np.int64,
-                            len(self.rows))
+        parts = np.fromiter(
+            (zlib.crc32(url.encode()) % SPILL_PARTITIONS for url in columns[0]), np.int64, len(self.rows)
+        )
         batch = pa.RecordBatch.from_arrays(
-            [_strings(columns[0]), _strings(columns[1]), _strings(columns[2]), _strings(columns[3]),
-             pa.array(columns[4], pa.int64()), pa.array(columns[5], pa.int64()), pa.array(columns[6], pa.int64())],
-            schema=SPILL_SCHEMA)
-        self.frozen.append((batch.take(np.argsort(parts, kind="stable")),
-                            np.bincount(parts, minlength=SPILL_PARTITIONS)))
+            [
+                _strings(columns[0]),
+                _strings(columns[1]),
+                _strings(columns[2]),
+                _strings(columns[3]),
+                pa.array(columns[4], pa.int64()),
+                pa.array(columns[5], pa.int64()),
+                pa.array(columns[6], pa.int64()),
+            ],
+            schema=SPILL_SCHEMA,
+        )
+        self.frozen.append(
+            (batch.take(np.argsort(parts, kind="stable")), np.bincount(parts, minlength=SPILL_PARTITIONS))
+        )
         self.held += len(self.rows)
         self.rows = []
         if self.held >= self.memory_rows:
@@ -469,7 +515,7 @@ class _Spiller:
         self._freeze()
         if not self.held:
             return
-        sizes = np.array([counts for _, counts in self.frozen])               # frozen batch x partition
+        sizes = np.array([counts for _, counts in self.frozen])  # frozen batch x partition
         starts = np.cumsum(sizes, axis=1) - sizes
         totals = sizes.sum(axis=0)
         nonempty = [int(p) for p in np.flatnonzero(totals)]
@@ -477,8 +523,15 @@ class _Spiller:
         tmp = self.folder / f".{name}.tmp"
         with ipc.new_file(tmp, SPILL_SCHEMA, options=_IPC_OPTIONS) as writer:
             for p in nonempty:
-                writer.write_batch(pa.concat_batches([batch.slice(starts[i, p], sizes[i, p])
-                                                      for i, (batch, _) in enumerate(self.frozen) if sizes[i, p]]))
+                writer.write_batch(
+                    pa.concat_batches(
+                        [
+                            batch.slice(starts[i, p], sizes[i, p])
+                            for i, (batch, _) in enumerate(self.frozen)
+                            if sizes[i, p]
+                        ]
+                    )
+                )
         os.replace(tmp, self.folder / name)
         self.spills.append((name, nonempty))
         self.partition_rows += totals
@@ -489,12 +542,13 @@ def _strings(values: Sequence[str | None]) -> pa.Array:
     try:
         return pa.array(values, pa.string())
     except UnicodeEncodeError:  # json.loads lets lone surrogates through; UTF-8 (and Arrow) cannot hold them
-        return pa.array([v if v is None else v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-                         for v in values], pa.string())
+        return pa.array(
+            [v if v is None else v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for v in values],
+            pa.string(),
+        )
 
 
-def _spill_dump(path: Path, folder: Path, config: LinkConfig,
-                report: Callable[[Path, int, int], None]) -> dict:
+def _spill_dump(path: Path, folder: Path, config: LinkConfig, report: Callable[[Path, int, int], None]) -> dict:
     cutoff = config.cutoff_ts()
     blocked_subs = frozenset(s.lower() for s in config.subreddit_blocklist)
     fingerprint = _fingerprint(path, config)  # taken first: a dump that changes while read is read again next time
@@ -514,17 +568,31 @@ def _spill_dump(path: Path, folder: Path, config: LinkConfig,
         reason, url, original = classify_submission(record, config, cutoff, blocked_subs)
         if reason is None:
             subreddit = record.get("subreddit")
-            spiller.add((url, original, str(subreddit) if subreddit else None, str(record.get("title") or ""),
-                         _score(record), record.get("created_utc"), submissions))
+            spiller.add(
+                (
+                    url,
+                    original,
+                    str(subreddit) if subreddit else None,
+                    str(record.get("title") or ""),
+                    _score(record),
+                    record.get("created_utc"),
+                    submissions,
+                )
+            )
             candidates += 1
         else:
             dropped[reason] += 1
         if submissions % config.progress_every == 0:
             report(path, submissions, candidates)
     spiller.spill()
-    marker = {**fingerprint, "submissions": submissions, "rows": candidates,
-              "dropped": dict(dropped), "spills": spiller.spills,
-              "partition_rows": spiller.partition_rows.tolist()}
+    marker = {
+        **fingerprint,
+        "submissions": submissions,
+        "rows": candidates,
+        "dropped": dict(dropped),
+        "spills": spiller.spills,
+        "partition_rows": spiller.partition_rows.tolist(),
+    }
     write_json(folder / _DONE, marker)  # the dump counts from here on
     return marker
 
@@ -583,17 +651,20 @@ def _aggregate(rows: pa.Table, min_karma: int) -> tuple[pa.Table, int, int]:
     keep = karma >= min_karma
     below = (int(np.count_nonzero(~keep)), int(n_submissions[~keep].sum()))
     urls = rows["url"].take(starts[keep])
-    links = pa.Table.from_arrays([
-        urls,
-        _sorted_distinct(rows, "original_url", urls),
-        pa.array([registered_domain(url_host(url)) for url in urls.to_pylist()], pa.string()),
-        pa.array(karma[keep]),
-        pa.array(n_submissions[keep]),
-        _sorted_distinct(rows, "subreddit", urls),
-        rows["title"].take(starts[keep]),
-        pa.array(first[keep], mask=undated[keep]),
-        pa.array(last[keep], mask=undated[keep]),
-    ], schema=LINKS_SCHEMA)
+    links = pa.Table.from_arrays(
+        [
+            urls,
+            _sorted_distinct(rows, "original_url", urls),
+            pa.array([registered_domain(url_host(url)) for url in urls.to_pylist()], pa.string()),
+            pa.array(karma[keep]),
+            pa.array(n_submissions[keep]),
+            _sorted_distinct(rows, "subreddit", urls),
+            rows["title"].take(starts[keep]),
+            pa.array(first[keep], mask=undated[keep]),
+            pa.array(last[keep], mask=undated[keep]),
+        ],
+        schema=LINKS_SCHEMA,
+    )
     return links, *below
 
 
@@ -665,7 +736,8 @@ def _merged(unit_files: list[Path], chunk_rows: int) -> Iterator[pa.Table]:
             return
         counts = np.bincount(order, minlength=len(units))
         table = pa.Table.from_batches(
-            [piece for unit, n in enumerate(counts.tolist()) if n for piece in units[unit].take(n)], LINKS_SCHEMA)
+            [piece for unit, n in enumerate(counts.tolist()) if n for piece in units[unit].take(n)], LINKS_SCHEMA
+        )
         # `table` holds the units one after the other; row k of it goes to the k-th position of its unit in `order`
         position = np.empty(len(order), np.int64)
         position[np.argsort(order, kind="stable")] = np.arange(len(order))

@@ -12,6 +12,7 @@ host to that address. Keys are `host`, `host:port`, `*.domain` (any subdomain of
 are `ip`, `ip:port` or `[ipv6]:port` (without a port the URL's port is kept). An address reached through connect_to
 is trusted (the operator chose it); IP literals in URLs and redirects are never mapped and always checked.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -59,9 +60,14 @@ def blocked_reason(address: str | IPAddress) -> str | None:
         if inner is not None:
             reason = blocked_reason(inner)
             return f"{reason} (embedded in {ip})" if reason else None
-    for reason, flag in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
-                         ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-                         ("reserved", ip.is_reserved), ("private", ip.is_private)):
+    for reason, flag in (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+    ):
         if flag:
             return reason
     if not ip.is_global:  # e.g. 100.64.0.0/10 (carrier-grade NAT), documentation and benchmark ranges
@@ -104,8 +110,10 @@ class ConnectTo:
                 target_host, target_port = _split_host_port(value)
                 ipaddress.ip_address(target_host)
             except ValueError as error:
-                raise ValueError(f"connect_to entry {key!r}: {value!r}: {error}; each entry maps 'host[:port]' to "
-                                 f"'ip[:port]' (ports 1-65535)") from error
+                raise ValueError(
+                    f"connect_to entry {key!r}: {value!r}: {error}; each entry maps 'host[:port]' to "
+                    f"'ip[:port]' (ports 1-65535)"
+                ) from error
             target = ConnectTarget(target_host, target_port)
             host = host.lower().rstrip(".")
             if host.startswith("*."):
@@ -159,9 +167,14 @@ class SafeNetworkBackend(AnyIOBackend):
         self.connect_to = connect_to
         self.allow_private_addresses = allow_private_addresses
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         target = self.connect_to.lookup(host, port)
         if target is not None:  # the operator's choice: trusted, not checked
             addresses, port = [target.host], target.port or port
@@ -175,8 +188,9 @@ class SafeNetworkBackend(AnyIOBackend):
         last_error: Exception | None = None
         for address in addresses:  # each one was checked above; never resolve again
             try:
-                return await super().connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                  socket_options=socket_options)
+                return await super().connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except httpcore.ConnectError as error:
                 last_error = error
         assert last_error is not None
@@ -187,9 +201,15 @@ class SafeTransport(httpx.AsyncHTTPTransport):
     """httpx transport whose connections go through SafeNetworkBackend. Proxies from the environment are ignored:
     a proxy would do its own resolving, out of our sight."""
 
-    def __init__(self, connect_to: Mapping[str, str] | None = None, allow_private_addresses: bool = False,
-                 ssl_context: ssl.SSLContext | None = None, max_connections: int = 100,
-                 max_keepalive_connections: int = 16, keepalive_expiry: float = 2.0) -> None:
+    def __init__(
+        self,
+        connect_to: Mapping[str, str] | None = None,
+        allow_private_addresses: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = 100,
+        max_keepalive_connections: int = 16,
+        keepalive_expiry: float = 2.0,
+    ) -> None:
         ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx 0.28 has no parameter for the network backend; swap in a pool built with ours.

@@ -4,6 +4,7 @@ The compression follows the file suffix: `.zst` (zstandard, long windows as the 
 `.gz`; any other suffix (`.json`, `.ndjson`, none) is plain NDJSON. Reading streams line by line in constant memory.
 A compressed dump that ends inside a frame (a cut download or copy) is an error, never a shorter dump.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -143,8 +144,10 @@ def iter_submissions(path: str | Path, on_malformed: MalformedHandler | None = N
                     continue
                 yield record
     except EOFError as error:  # what gzip, bz2, lzma and _ZstdFrames raise at the end of a file cut mid-stream
-        raise DumpReadError(f"Reddit dump {path} is truncated: it ends inside its compressed data, after line "
-                            f"{line_no} ({error}). Fetch or copy the dump again.") from error
+        raise DumpReadError(
+            f"Reddit dump {path} is truncated: it ends inside its compressed data, after line "
+            f"{line_no} ({error}). Fetch or copy the dump again."
+        ) from error
     except (OSError, lzma.LZMAError, zstandard.ZstdError) as error:
         raise DumpReadError(f"cannot read Reddit dump {path} after line {line_no}: {error}") from error
 

@@ -7,6 +7,7 @@ bytes in, so a UTF-8 byte-order mark and bytes that are not UTF-8 cannot hide th
 matched by product token (`User-agent: FOO BAR` names `FOO`, case-insensitively, never a substring), every group
 naming our token merged, the `*` groups only when none does; and what the HTTP status of robots.txt means.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,6 +46,7 @@ def _octets(text: bytes) -> str:
     """`text` as ASCII: other octets percent-encoded, escapes upper-cased, and escapes that are not part of a UTF-8
     sequence escaped once more (`%AA` -> `%25AA`) so that protego, which decodes escapes to compare them, keeps them
     apart instead of turning them all into U+FFFD."""
+
     def fix_run(match: re.Match[bytes]) -> bytes:
         octets = bytes.fromhex(match.group(0).replace(b"%", b"").decode("ascii"))
         out = []
@@ -100,7 +102,7 @@ def _protego_text(robots_txt: bytes, token: str | None) -> str:
     does. User-agent lines keep our token or `*` and are emptied otherwise (an empty one still separates groups)."""
     body = robots_txt[:PARSE_LIMIT]
     if len(robots_txt) > PARSE_LIMIT:  # a rule cut in two would be another rule: drop the partial last line
-        body = body[:max(body.rfind(b"\n"), body.rfind(b"\r")) + 1]
+        body = body[: max(body.rfind(b"\n"), body.rfind(b"\r")) + 1]
     for size in (3, 2, 1):  # a byte-order mark, even a partial one, is not part of the first line
         if body.startswith(_BOM[:size]):
             body = body[size:]
@@ -134,9 +136,9 @@ class RobotsRules:
 
     _parser: Protego | None = None
     _agent: str = "*"
-    _everything: bool = True                 # the answer when there is no parser
-    crawl_delay: float | None = None         # seconds, from the group that applies to us
-    reason: str | None = None                # why nothing or everything is allowed, for the fetch log
+    _everything: bool = True  # the answer when there is no parser
+    crawl_delay: float | None = None  # seconds, from the group that applies to us
+    reason: str | None = None  # why nothing or everything is allowed, for the fetch log
 
     @classmethod
     def parse(cls, robots_txt: bytes, user_agent: str) -> RobotsRules:

@@ -14,6 +14,7 @@ through one temporary Arrow file per output shard (buffered up to that size in a
 is split by ranges of its key into pieces of about that size, and each piece, sorted alone, is appended to the shard in
 key order. Nothing held grows with the corpus or the shard size.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -140,8 +141,7 @@ def write_shards(
     return files
 
 
-def _plan_split(docs: Callable[[], Iterable[dict]], val_fraction: float
-                ) -> tuple[dict[str, int], Callable[[str], str]]:
+def _plan_split(docs: Callable[[], Iterable[dict]], val_fraction: float) -> tuple[dict[str, int], Callable[[str], str]]:
     """Text bytes per split, and the split of a document id: `split_of`, except that when no document falls under
     `val_fraction` and there are at least two distinct ids, the id with the lowest split hash (then the smallest id)
     goes to val. It depends on the set of ids only, not on their order, so the shards stay byte-identical."""
@@ -248,9 +248,15 @@ def _write_shard(pieces: list[Path], path: Path, config: ShardConfig) -> int:
     """Sort each piece by (key, id), drop repeated ids, append to the shard in row groups of exactly row_group_rows
     rows (the last may be shorter): the bytes depend on the rows only, not on how they were split into pieces."""
     size = config.row_group_rows
-    writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", compression_level=config.zstd_level,
-                              use_dictionary=["domain", "extractor", "subreddits"], write_statistics=True,
-                              data_page_version="2.0")
+    writer = pq.ParquetWriter(
+        path,
+        SCHEMA,
+        compression="zstd",
+        compression_level=config.zstd_level,
+        use_dictionary=["domain", "extractor", "subreddits"],
+        write_statistics=True,
+        data_page_version="2.0",
+    )
     rows = 0
     carry = SCHEMA.empty_table()  # sorted rows not yet written: fewer than one row group
     for piece in pieces:

@@ -3,6 +3,7 @@
 Two submissions count as the same link when their canonical URLs are equal, so karma is summed over
 `http://www.Example.com:80/a/?utm_source=x#top` and `http://example.com/a` alike.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -14,59 +15,224 @@ import httpx
 import tldextract
 
 # Query parameters that only track the click and never select content.
-TRACKING_PARAMS: frozenset[str] = frozenset({
-    "fbclid", "gclid", "gclsrc", "dclid", "msclkid", "yclid", "igshid", "mc_cid", "mc_eid", "_ga", "_gl",
-    "mkt_tok", "ref_src", "ref_url", "spm", "wt.mc_id", "trk", "cmpid", "ocid", "s_cid", "__twitter_impression",
-})
+TRACKING_PARAMS: frozenset[str] = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "_gl",
+        "mkt_tok",
+        "ref_src",
+        "ref_url",
+        "spm",
+        "wt.mc_id",
+        "trk",
+        "cmpid",
+        "ocid",
+        "s_cid",
+        "__twitter_impression",
+    }
+)
 TRACKING_PREFIXES: tuple[str, ...] = ("utm_", "pk_", "hsa_")
 
 # Hosts of Reddit itself: links there are not outbound (WebText kept outbound links only).
-REDDIT_DOMAINS: frozenset[str] = frozenset({
-    "reddit.com", "redd.it", "redditmedia.com", "reddituploads.com", "redditstatic.com", "reddit.app.link",
-})
+REDDIT_DOMAINS: frozenset[str] = frozenset(
+    {
+        "reddit.com",
+        "redd.it",
+        "redditmedia.com",
+        "reddituploads.com",
+        "redditstatic.com",
+        "reddit.app.link",
+    }
+)
 
 # Media and link hosts whose pages hold little or no text: images, video, audio, social networks, shorteners.
 # A host is blocked when it equals an entry or is a subdomain of one. News sites, blogs, google.com, github.com and
 # ebay.com are deliberately absent: they are among WebText's top domains (openai/gpt-2 domains.txt).
 # wikipedia.org is absent too: the corpus flow removes Wikipedia in its own stage.
-DOMAIN_BLOCKLIST: frozenset[str] = frozenset({
-    # images
-    "imgur.com", "gfycat.com", "giphy.com", "redgifs.com", "flickr.com", "flic.kr", "gyazo.com", "imgflip.com",
-    "tinypic.com", "photobucket.com", "twimg.com", "instagram.com", "pinterest.com", "deviantart.com", "sli.mg",
-    "imageshack.us", "postimg.cc", "ibb.co", "prnt.sc", "lightshot.com", "500px.com", "9gag.com",
-    # video and streaming
-    "youtube.com", "youtu.be", "youtube-nocookie.com", "vimeo.com", "twitch.tv", "streamable.com",
-    "dailymotion.com", "liveleak.com", "vid.me", "vine.co", "tiktok.com", "video.google.com", "rumble.com",
-    "bitchute.com", "kick.com",
-    # audio
-    "soundcloud.com", "bandcamp.com", "spotify.com", "mixcloud.com", "music.apple.com", "itunes.apple.com",
-    "podcasts.apple.com", "deezer.com",
-    # social networks and chat
-    "facebook.com", "fb.com", "fb.me", "twitter.com", "x.com", "discord.gg", "discord.com", "discordapp.com",
-    "snapchat.com", "linkedin.com", "tumblr.com", "t.me", "telegram.me", "strawpoll.me",
-    # link shorteners
-    "t.co", "bit.ly", "goo.gl", "tinyurl.com", "ow.ly", "is.gd", "buff.ly", "dlvr.it", "tiny.cc", "lnkd.in",
-    "amzn.to", "trib.al", "shorturl.at", "cutt.ly", "rebrand.ly",
-    # adult media hosts (NSFW submissions are dropped separately; these hosts are media whatever the flag says)
-    "pornhub.com", "xvideos.com", "xhamster.com", "erome.com", "xnxx.com", "onlyfans.com",
-})
+DOMAIN_BLOCKLIST: frozenset[str] = frozenset(
+    {
+        # images
+        "imgur.com",
+        "gfycat.com",
+        "giphy.com",
+        "redgifs.com",
+        "flickr.com",
+        "flic.kr",
+        "gyazo.com",
+        "imgflip.com",
+        "tinypic.com",
+        "photobucket.com",
+        "twimg.com",
+        "instagram.com",
+        "pinterest.com",
+        "deviantart.com",
+        "sli.mg",
+        "imageshack.us",
+        "postimg.cc",
+        "ibb.co",
+        "prnt.sc",
+        "lightshot.com",
+        "500px.com",
+        "9gag.com",
+        # video and streaming
+        "youtube.com",
+        "youtu.be",
+        "youtube-nocookie.com",
+        "vimeo.com",
+        "twitch.tv",
+        "streamable.com",
+        "dailymotion.com",
+        "liveleak.com",
+        "vid.me",
+        "vine.co",
+        "tiktok.com",
+        "video.google.com",
+        "rumble.com",
+        "bitchute.com",
+        "kick.com",
+        # audio
+        "soundcloud.com",
+        "bandcamp.com",
+        "spotify.com",
+        "mixcloud.com",
+        "music.apple.com",
+        "itunes.apple.com",
+        "podcasts.apple.com",
+        "deezer.com",
+        # social networks and chat
+        "facebook.com",
+        "fb.com",
+        "fb.me",
+        "twitter.com",
+        "x.com",
+        "discord.gg",
+        "discord.com",
+        "discordapp.com",
+        "snapchat.com",
+        "linkedin.com",
+        "tumblr.com",
+        "t.me",
+        "telegram.me",
+        "strawpoll.me",
+        # link shorteners
+        "t.co",
+        "bit.ly",
+        "goo.gl",
+        "tinyurl.com",
+        "ow.ly",
+        "is.gd",
+        "buff.ly",
+        "dlvr.it",
+        "tiny.cc",
+        "lnkd.in",
+        "amzn.to",
+        "trib.al",
+        "shorturl.at",
+        "cutt.ly",
+        "rebrand.ly",
+        # adult media hosts (NSFW submissions are dropped separately; these hosts are media whatever the flag says)
+        "pornhub.com",
+        "xvideos.com",
+        "xhamster.com",
+        "erome.com",
+        "xnxx.com",
+        "onlyfans.com",
+    }
+)
 
 # File extensions (lower case, matched at the end of the URL path) of media, archives, executables, office files
 # and PDFs: not HTML pages.
-EXTENSION_BLOCKLIST: frozenset[str] = frozenset({
-    # images
-    ".jpg", ".jpeg", ".png", ".gif", ".gifv", ".webp", ".bmp", ".tif", ".tiff", ".svg", ".ico", ".heic", ".avif",
-    # video
-    ".mp4", ".webm", ".mov", ".avi", ".mkv", ".flv", ".wmv", ".m4v", ".mpg", ".mpeg", ".3gp", ".swf",
-    # audio
-    ".mp3", ".wav", ".ogg", ".oga", ".flac", ".m4a", ".aac", ".wma", ".opus", ".mid", ".midi",
-    # archives and disk images
-    ".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".iso", ".dmg", ".torrent",
-    # executables and packages
-    ".exe", ".msi", ".apk", ".deb", ".rpm", ".bin", ".jar", ".dll", ".bat", ".sh", ".appimage",
-    # office documents and PDF
-    ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx", ".odt", ".ods", ".odp", ".rtf", ".epub", ".mobi",
-})
+EXTENSION_BLOCKLIST: frozenset[str] = frozenset(
+    {
+        # images
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".gif",
+        ".gifv",
+        ".webp",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".svg",
+        ".ico",
+        ".heic",
+        ".avif",
+        # video
+        ".mp4",
+        ".webm",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".flv",
+        ".wmv",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".3gp",
+        ".swf",
+        # audio
+        ".mp3",
+        ".wav",
+        ".ogg",
+        ".oga",
+        ".flac",
+        ".m4a",
+        ".aac",
+        ".wma",
+        ".opus",
+        ".mid",
+        ".midi",
+        # archives and disk images
+        ".zip",
+        ".rar",
+        ".7z",
+        ".tar",
+        ".gz",
+        ".tgz",
+        ".bz2",
+        ".xz",
+        ".zst",
+        ".iso",
+        ".dmg",
+        ".torrent",
+        # executables and packages
+        ".exe",
+        ".msi",
+        ".apk",
+        ".deb",
+        ".rpm",
+        ".bin",
+        ".jar",
+        ".dll",
+        ".bat",
+        ".sh",
+        ".appimage",
+        # office documents and PDF
+        ".pdf",
+        ".doc",
+        ".docx",
+        ".xls",
+        ".xlsx",
+        ".ppt",
+        ".pptx",
+        ".odt",
+        ".ods",
+        ".odp",
+        ".rtf",
+        ".epub",
+        ".mobi",
+    }
+)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
@@ -96,8 +262,8 @@ def _normalize_escapes(part: str, kept: frozenset[str]) -> str:
     while i < len(part):
         char = part[i]
         if char == "%" and _PERCENT_ESCAPE.match(part, i):
-            decoded = chr(int(part[i + 1:i + 3], 16))
-            out.append(decoded if decoded in _UNRESERVED else part[i:i + 3].upper())
+            decoded = chr(int(part[i + 1 : i + 3], 16))
+            out.append(decoded if decoded in _UNRESERVED else part[i : i + 3].upper())
             i += 3
             continue
         out.append(char if char in kept and char != "%" else "".join(f"%{b:02X}" for b in char.encode("utf-8")))
@@ -159,8 +325,10 @@ _RequestParts = tuple[str, str, "int | None", str, str]
 
 # An ASCII URL with a plain host name and nothing in path or query that httpx encodes: httpx's parse of it is a
 # split, done here by one regex, three times faster (the links stage canonicalizes every submission).
-_PLAIN_URL = re.compile(r"(?i:(https?))://([A-Za-z0-9.-]*[A-Za-z][A-Za-z0-9.-]*)(?::([0-9]{1,5}))?"
-                        r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*))?(?:#.*)?")
+_PLAIN_URL = re.compile(
+    r"(?i:(https?))://([A-Za-z0-9.-]*[A-Za-z][A-Za-z0-9.-]*)(?::([0-9]{1,5}))?"
+    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*))?(?:#.*)?"
+)
 
 
 def _plain_parts(text: str) -> _RequestParts | None:

@@ -10,6 +10,7 @@ Files are written as `NAME.warc.gz.open` and renamed to `NAME.warc.gz` when roll
 own gzip member, so a file cut at a record boundary is still valid: `finalize_open_files` uses that to recover
 after a crash.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,7 +18,7 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
@@ -35,20 +36,20 @@ HTML_TYPES: tuple[str, ...] = ("text/html", "application/xhtml+xml")
 
 @dataclass
 class WarcPage:
-    url: str                 # WARC-Target-URI of the response (the final URL after redirects)
-    link_url: str | None     # WebText-Link-URL: the link this fetch was made for; None in foreign WARCs
-    fetched_at: str          # WARC-Date, ISO 8601
+    url: str  # WARC-Target-URI of the response (the final URL after redirects)
+    link_url: str | None  # WebText-Link-URL: the link this fetch was made for; None in foreign WARCs
+    fetched_at: str  # WARC-Date, ISO 8601
     status: int
     content_type: str
-    body: bytes              # payload with transfer and content encodings removed
+    body: bytes  # payload with transfer and content encodings removed
     charset: str | None = None  # WebText-Charset: the charset the fetcher detected; None in foreign WARCs
 
 
 @dataclass(frozen=True)
 class WarcLocation:
-    file: str                # final file name (NAME.warc.gz), relative to the WARC directory
-    offset: int              # where the page's request record starts
-    length: int              # bytes of the request + response records
+    file: str  # final file name (NAME.warc.gz), relative to the WARC directory
+    offset: int  # where the page's request record starts
+    length: int  # bytes of the request + response records
 
 
 def is_html(content_type: str | None) -> bool:
@@ -78,21 +79,36 @@ class RollingWarcWriter:
         self._file = open(self.directory / (self._name + OPEN_SUFFIX), "xb")  # noqa: SIM115 - closed in _close
         self._writer = WARCWriter(self._file, gzip=True, warc_version="1.1")
 
-    def write_page(self, *, link_url: str, target_uri: str, fetched_at: datetime, method: str, request_target: str,
-                   request_headers: Sequence[tuple[str, str]], status: int, reason: str,
-                   response_headers: Sequence[tuple[str, str]], body: bytes,
-                   extra_headers: Mapping[str, str] | None = None) -> WarcLocation:
+    def write_page(
+        self,
+        *,
+        link_url: str,
+        target_uri: str,
+        fetched_at: datetime,
+        method: str,
+        request_target: str,
+        request_headers: Sequence[tuple[str, str]],
+        status: int,
+        reason: str,
+        response_headers: Sequence[tuple[str, str]],
+        body: bytes,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> WarcLocation:
         if self._file is None:
             self._open()
         assert self._file is not None and self._writer is not None and self._name is not None
         if fetched_at.tzinfo is not None:  # warcio formats naive UTC times
-            fetched_at = fetched_at.astimezone(timezone.utc).replace(tzinfo=None)
+            fetched_at = fetched_at.astimezone(UTC).replace(tzinfo=None)
         date = datetime_to_iso_date(fetched_at, use_micros=True)
         request = self._writer.create_warc_record(
-            target_uri, "request", payload=io.BytesIO(b""),
-            http_headers=StatusAndHeaders(f"{method} {request_target} HTTP/1.1", list(request_headers),
-                                          is_http_request=True),
-            warc_headers_dict={"WARC-Date": date, LINK_URL_HEADER: link_url})
+            target_uri,
+            "request",
+            payload=io.BytesIO(b""),
+            http_headers=StatusAndHeaders(
+                f"{method} {request_target} HTTP/1.1", list(request_headers), is_http_request=True
+            ),
+            warc_headers_dict={"WARC-Date": date, LINK_URL_HEADER: link_url},
+        )
         headers = []
         for name, value in response_headers:
             lower = name.lower()
@@ -102,11 +118,17 @@ class RollingWarcWriter:
                 headers.append((name, value))
         headers.append(("Content-Length", str(len(body))))
         response = self._writer.create_warc_record(
-            target_uri, "response", payload=io.BytesIO(body),
+            target_uri,
+            "response",
+            payload=io.BytesIO(body),
             http_headers=StatusAndHeaders(f"{status} {reason}".strip(), headers, protocol="HTTP/1.1"),
-            warc_headers_dict={"WARC-Date": date, LINK_URL_HEADER: link_url,
-                               "WARC-Concurrent-To": request.rec_headers.get_header("WARC-Record-ID"),
-                               **(extra_headers or {})})
+            warc_headers_dict={
+                "WARC-Date": date,
+                LINK_URL_HEADER: link_url,
+                "WARC-Concurrent-To": request.rec_headers.get_header("WARC-Record-ID"),
+                **(extra_headers or {}),
+            },
+        )
         offset = self._file.tell()
         self._writer.write_record(request)
         self._writer.write_record(response)
@@ -190,9 +212,12 @@ def _html_records(path: Path, offset: int = 0) -> Iterator[tuple[ArchiveIterator
 
 
 def _is_html_page(record: ArcWarcRecord) -> bool:
-    return (record.rec_type == "response" and record.http_headers is not None
-            and record.http_headers.get_statuscode() == "200"
-            and is_html(record.http_headers.get_header("Content-Type") or ""))
+    return (
+        record.rec_type == "response"
+        and record.http_headers is not None
+        and record.http_headers.get_statuscode() == "200"
+        and is_html(record.http_headers.get_header("Content-Type") or "")
+    )
 
 
 def _html_page(record: ArcWarcRecord) -> WarcPage:

@@ -5,6 +5,7 @@ any language or mobile variant (en.wikipedia.org, en.m.wikipedia.org, wikipedia.
 in `WIKIPEDIA_MIRRORS`: sites that republish Wikipedia articles wholesale, listed on Wikipedia's own
 "Mirrors and forks" pages and seen in Reddit link dumps.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit

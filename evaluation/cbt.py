@@ -8,6 +8,7 @@ and the question up to the blank: log P(candidate + rest of sentence | context +
 The text is PTB-style tokenized (`` '' for quotes, detached punctuation), so it is de-tokenized first. The paper
 reports the validation files (the test set's book, The Jungle Book, is in WebText); both formats are read.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ stripped of punctuation and of the articles a/an/the, split on white space; with
 `answers` plus `additional_answers` of the turn) the score is the mean, over each gold answer left out, of the best
 F1 against the others.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,7 +49,7 @@ def turn_f1(prediction: str, golds: list[str]) -> float:
     """The official leave-one-out F1 over a turn's gold answers."""
     if len(golds) == 1:
         return f1_score(prediction, golds[0])
-    return sum(max(f1_score(prediction, g) for g in golds[:i] + golds[i + 1:]) for i in range(len(golds))) / len(golds)
+    return sum(max(f1_score(prediction, g) for g in golds[:i] + golds[i + 1 :]) for i in range(len(golds))) / len(golds)
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,9 @@ def read_coqa(path: Path, limit: int | None = None) -> list[Turn]:
     return turns
 
 
-def evaluate_coqa(path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None,
-                  max_new_tokens: int = 32) -> dict[str, float]:
+def evaluate_coqa(
+    path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None, max_new_tokens: int = 32
+) -> dict[str, float]:
     turns = read_coqa(Path(path), limit)
     prompts = [[tokenizer.eot_token] + tokenizer.encode(t.prompt) for t in turns]
     outputs = scorer.generate(prompts, max_new_tokens, tokenizer, stop=stop_at("\n"))

@@ -10,6 +10,7 @@ de-tokenized line only when `retokenize` gives the original line back, and keeps
 the mapping from the original file to the scored text is invertible by construction; `DetokenizedText.fraction`
 says how many lines were changed.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,6 +24,7 @@ _WIKI_MARKERS = {"@-@": "-", "@,@": ",", "@.@": "."}
 @dataclass(frozen=True)
 class Style:
     """The tokenization conventions of one data set."""
+
     name: str
     contraction_split: str  # "n't" (PTB: `do n't`) or "'t" (Moses: `don 't`)
     wiki_markers: bool = False  # WikiText's @-@ @,@ @.@
@@ -39,8 +41,12 @@ STYLES = {s.name: s for s in (WIKITEXT, PTB, ONE_BILLION_WORD)}
 def _is_contraction(token: str, style: Style) -> bool:
     if style.contraction_split == "n't" and token.lower() == "n't":
         return True
-    return len(token) > 1 and token[0] == "'" and token[1:].isalpha() and token[1:].lower() in {
-        "s", "re", "ve", "ll", "d", "m", "t"}
+    return (
+        len(token) > 1
+        and token[0] == "'"
+        and token[1:].isalpha()
+        and token[1:].lower() in {"s", "re", "ve", "ll", "d", "m", "t"}
+    )
 
 
 def detokenize_line(line: str, style: Style) -> str:

@@ -5,6 +5,7 @@ swapped for a local jsonl file (`{"text": ...}` per LAMBADA passage, `{"page": .
 recipe's Python helpers are copied beside them. Run the harness with `HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1` and
 `TaskManager(include_path=folder)`. lm_eval is an optional (test) dependency, imported only here.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,11 @@ def write_local_task(recipe: str, task: str, data: str | Path, folder: str | Pat
     text = re.sub(r"(?ms)^tag:\n(  - .*?\n)+", "", text)  # not part of the harness's own task groups
     text = re.sub(r"(?m)^task: .*$", f"task: {task}", text)
     text = re.sub(r"(?m)^(dataset_name|training_split|validation_split): .*\n", "", text)
-    text = re.sub(r"(?m)^dataset_path: .*$", "dataset_path: json\ndataset_kwargs:\n  data_files:\n"
-                  f"    test: {json.dumps(str(Path(data).resolve()))}", text)
+    text = re.sub(
+        r"(?m)^dataset_path: .*$",
+        f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {json.dumps(str(Path(data).resolve()))}",
+        text,
+    )
     for helper in source.parent.glob("*.py"):  # `!function` helpers resolve beside the YAML
         shutil.copy(helper, folder / helper.name)
     path = folder / f"{task}.yaml"

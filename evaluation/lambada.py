@@ -13,6 +13,7 @@ and `acc` (the fraction of passages whose every target token is the argmax under
 PAPER_CHOICES below gives the `paper` protocol's choices, one line each with its evidence; LM_EVAL_CHOICES the
 harness's (lm_eval/tasks/lambada/lambada_openai.yaml and TemplateLM._encode_pair, lm_eval 0.4.13).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,8 @@ LM_EVAL_CHOICES = (
     "perplexity: exp(-mean target log-likelihood); acc: mean of is_greedy (every target token the argmax)",
 )
 
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a an the and or but nor so yet for of to in on at by with from into onto upon about above below over under
 through during before after between among against without within along across around off out up down than then
 as if because while when where whence why how what which who whom whose that this these those there here
@@ -60,7 +62,8 @@ we us our ours ourselves they them their theirs themselves one ones
 is am are was were be been being have has had having do does did doing will would shall should can could
 may might must ought not no yes all any both each few more most other some such only own same too very
 just also again once further s t d ll m re ve o y
-""".split())
+""".split()
+)
 
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 _WORD = re.compile(r"[\w'’-]+")
@@ -82,8 +85,9 @@ def split_passage(text: str, protocol: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def read_lambada(path: Path, limit: int | None = None, normalize_quotes: bool = True,
-                 protocol: str = PAPER) -> list[Passage]:
+def read_lambada(
+    path: Path, limit: int | None = None, normalize_quotes: bool = True, protocol: str = PAPER
+) -> list[Passage]:
     require_file(path, "lambada", PUBLISHED)
     passages = []
     for line_no, record in read_jsonl(path, required=("text",)):
@@ -118,23 +122,35 @@ class LambadaResult:
     correct: list[bool] = field(default_factory=list)  # per passage: paper, stop-word filtered word; lm-eval, acc
 
 
-def lm_eval_request(tokenizer: Tokenizer, context: str, continuation: str, eot_prefix: bool = False,
-                    ) -> tuple[list[int], list[int]]:
+def lm_eval_request(
+    tokenizer: Tokenizer,
+    context: str,
+    continuation: str,
+    eot_prefix: bool = False,
+) -> tuple[list[int], list[int]]:
     """(context tokens, target tokens) as the harness builds them: trailing spaces of the context move to the
     target, and the target is what encoding the whole text adds after the context's tokens."""
     spaces = len(context) - len(context.rstrip())
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     context_tokens = tokenizer.encode(context)
-    target_tokens = tokenizer.encode(context + continuation)[len(context_tokens):]
+    target_tokens = tokenizer.encode(context + continuation)[len(context_tokens) :]
     if eot_prefix or not context_tokens:  # the harness conditions an empty context on <|endoftext|>
         context_tokens = [tokenizer.eot_token] + context_tokens
     return context_tokens, target_tokens
 
 
-def evaluate_lambada(path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None,
-                     protocol: str = PAPER, normalize_quotes: bool | None = None, eot_prefix: bool | None = None,
-                     candidates: int = 10, max_word_tokens: int = 6) -> LambadaResult:
+def evaluate_lambada(
+    path: Path,
+    scorer: Scorer,
+    tokenizer: Tokenizer,
+    limit: int | None = None,
+    protocol: str = PAPER,
+    normalize_quotes: bool | None = None,
+    eot_prefix: bool | None = None,
+    candidates: int = 10,
+    max_word_tokens: int = 6,
+) -> LambadaResult:
     """The protocol's metrics; normalize_quotes and eot_prefix default to the protocol's choice."""
     normalize_quotes = DEFAULTS[protocol]["normalize_quotes"] if normalize_quotes is None else normalize_quotes
     eot_prefix = DEFAULTS[protocol]["eot_prefix"] if eot_prefix is None else eot_prefix
@@ -143,14 +159,26 @@ def evaluate_lambada(path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: in
         requests = [lm_eval_request(tokenizer, p.context, " " + p.target, eot_prefix) for p in passages]
         scores = scorer.score_continuations(requests)
         logprobs = [s.logprob for s in scores]
-        return LambadaResult({"perplexity": math.exp(-sum(logprobs) / len(passages)),
-                              "acc": sum(s.is_greedy for s in scores) / len(passages),
-                              "examples": len(passages)}, logprobs, [s.is_greedy for s in scores])
+        return LambadaResult(
+            {
+                "perplexity": math.exp(-sum(logprobs) / len(passages)),
+                "acc": sum(s.is_greedy for s in scores) / len(passages),
+                "examples": len(passages),
+            },
+            logprobs,
+            [s.is_greedy for s in scores],
+        )
     return _evaluate_paper(passages, scorer, tokenizer, eot_prefix, candidates, max_word_tokens)
 
 
-def _evaluate_paper(passages: list[Passage], scorer: Scorer, tokenizer: Tokenizer, eot_prefix: bool,
-                    candidates: int, max_word_tokens: int) -> LambadaResult:
+def _evaluate_paper(
+    passages: list[Passage],
+    scorer: Scorer,
+    tokenizer: Tokenizer,
+    eot_prefix: bool,
+    candidates: int,
+    max_word_tokens: int,
+) -> LambadaResult:
     prefix = [tokenizer.eot_token] if eot_prefix else []
     contexts = [prefix + tokenizer.encode(p.context) for p in passages]
     scores = scorer.score_continuations([(c, tokenizer.encode(" " + p.target)) for c, p in zip(contexts, passages)])

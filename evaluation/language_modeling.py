@@ -11,13 +11,14 @@ Protocol `lm-eval`: lm-evaluation-harness's `wikitext` recipe (lm_eval/tasks/wik
 WikiText-2/103 and PTB: LM_EVAL_CHOICES lists what it does; it reports `word_perplexity`, `byte_perplexity` and
 `bits_per_byte`.
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pyarrow.parquet as pq
 
@@ -57,6 +58,7 @@ LM_EVAL_CHOICES = (
 @dataclass(frozen=True)
 class Corpus:
     """A test text cut into documents: what is scored and how many canonical units the original has."""
+
     documents: list[str]  # text the model scores (de-tokenized where the data set has a de-tokenizer)
     units: int  # canonical units (words, bytes or characters) of the original text
     unit: str  # "word", "byte" or "char"
@@ -84,8 +86,13 @@ def read_wikitext(path: Path, limit: int | None = None, detokenize: bool = True)
     originals = ["\n".join(a) for a in articles if any(l.strip() for l in a)][:limit]
     docs, fractions = zip(*(_detok(a, WIKITEXT if detokenize else None) for a in originals))
     fraction = None if not detokenize else sum(f or 0 for f in fractions) / len(fractions)
-    return Corpus([d.strip() for d in docs], sum(len(a.split()) for a in originals), "word",
-                  sum(len(a.encode("utf-8")) for a in originals), fraction)
+    return Corpus(
+        [d.strip() for d in docs],
+        sum(len(a.split()) for a in originals),
+        "word",
+        sum(len(a.encode("utf-8")) for a in originals),
+        fraction,
+    )
 
 
 def _line_bytes(lines: list[str]) -> int:
@@ -116,14 +123,14 @@ def read_enwik8(path: Path, limit: int | None = None, detokenize: bool = True) -
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - TEST_SIZE))
         data = f.read()
-    data = data[:limit * 1000] if limit else data
+    data = data[: limit * 1000] if limit else data
     return Corpus([data.decode("utf-8", errors="replace")], len(data), "byte", len(data))
 
 
 def read_text8(path: Path, limit: int | None = None, detokenize: bool = True) -> Corpus:
     """The last 5M characters of text8 (limit: score only its first limit*1000 characters)."""
     text = path.read_text(encoding="ascii")[-TEST_SIZE:]
-    text = text[:limit * 1000] if limit else text
+    text = text[: limit * 1000] if limit else text
     return Corpus([text], len(text), "char", len(text))
 
 
@@ -131,8 +138,9 @@ def read_webtext_val(corpus_dir: Path, limit: int | None = None, detokenize: boo
     """Our own corpus' validation shards (<corpus>/shards/val-*.parquet, column `text`), each document on its own."""
     shards = sorted((Path(corpus_dir) / "shards").glob("val-*.parquet"))
     if not shards:
-        raise FileNotFoundError(f"webtext-val: no validation shards {corpus_dir}/shards/val-*.parquet "
-                                "(written by the webtext flow)")
+        raise FileNotFoundError(
+            f"webtext-val: no validation shards {corpus_dir}/shards/val-*.parquet (written by the webtext flow)"
+        )
     docs: list[str] = []
     for shard in shards:
         docs += [t for t in pq.read_table(shard, columns=["text"]).column("text").to_pylist() if t]
@@ -151,23 +159,47 @@ class LMTask:
     metric: str  # "ppl" (per word), "bpb" or "bpc"
 
 
-LM_TASKS = {t.name: t for t in (
-    LMTask("wikitext2", "wikitext-2-raw/wiki.test.raw",
-           "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-raw-v1.zip", read_wikitext, "ppl"),
-    LMTask("wikitext103", "wikitext-103-raw/wiki.test.raw",
-           "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip", read_wikitext, "ppl"),
-    LMTask("ptb", "ptb/ptb.test.txt",
-           "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz (data/ptb.test.txt)", read_ptb, "ppl"),
-    LMTask("enwik8", "enwik8/enwik8", "http://mattmahoney.net/dc/enwik8.zip", read_enwik8, "bpb"),
-    LMTask("text8", "text8/text8", "http://mattmahoney.net/dc/text8.zip", read_text8, "bpc"),
-    LMTask("1bw", "1bw/news.en.heldout-00000-of-00050",
-           "https://www.statmt.org/lm-benchmark/1-billion-word-language-modeling-benchmark-r13output.tar.gz "
-           "(heldout-monolingual.tokenized.shuffled/)", read_one_billion_word, "ppl"),
-)}
+LM_TASKS = {
+    t.name: t
+    for t in (
+        LMTask(
+            "wikitext2",
+            "wikitext-2-raw/wiki.test.raw",
+            "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-raw-v1.zip",
+            read_wikitext,
+            "ppl",
+        ),
+        LMTask(
+            "wikitext103",
+            "wikitext-103-raw/wiki.test.raw",
+            "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip",
+            read_wikitext,
+            "ppl",
+        ),
+        LMTask(
+            "ptb",
+            "ptb/ptb.test.txt",
+            "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz (data/ptb.test.txt)",
+            read_ptb,
+            "ppl",
+        ),
+        LMTask("enwik8", "enwik8/enwik8", "http://mattmahoney.net/dc/enwik8.zip", read_enwik8, "bpb"),
+        LMTask("text8", "text8/text8", "http://mattmahoney.net/dc/text8.zip", read_text8, "bpc"),
+        LMTask(
+            "1bw",
+            "1bw/news.en.heldout-00000-of-00050",
+            "https://www.statmt.org/lm-benchmark/1-billion-word-language-modeling-benchmark-r13output.tar.gz "
+            "(heldout-monolingual.tokenized.shuffled/)",
+            read_one_billion_word,
+            "ppl",
+        ),
+    )
+}
 
 
-def score_corpus(corpus: Corpus, scorer: Scorer, tokenizer: Tokenizer, metric: str,
-                 strides: Iterable[int | None] = (None,)) -> dict[str, float]:
+def score_corpus(
+    corpus: Corpus, scorer: Scorer, tokenizer: Tokenizer, metric: str, strides: Iterable[int | None] = (None,)
+) -> dict[str, float]:
     """The metric per stride ("ppl", "bpb" or "bpc"; the first stride's number is unsuffixed), bits per byte of the
     original text, and token statistics."""
     tokens = [tokenizer.encode(d) for d in corpus.documents]
@@ -191,15 +223,28 @@ def score_corpus(corpus: Corpus, scorer: Scorer, tokenizer: Tokenizer, metric: s
 LM_EVAL_DETOKENIZER: tuple[tuple[str, str, str], ...] = (
     ("replace", "s '", "s'"),
     ("sub", r"/' [0-9]/", r"/'[0-9]/"),
-    ("replace", " @-@ ", "-"), ("replace", " @,@ ", ","), ("replace", " @.@ ", "."),
-    ("replace", " : ", ": "), ("replace", " ; ", "; "), ("replace", " . ", ". "), ("replace", " ! ", "! "),
-    ("replace", " ? ", "? "), ("replace", " , ", ", "),
-    ("sub", r"\(\s*([^\)]*?)\s*\)", r"(\1)"), ("sub", r"\[\s*([^\]]*?)\s*\]", r"[\1]"),
-    ("sub", r"{\s*([^}]*?)\s*}", r"{\1}"), ("sub", r"\"\s*([^\"]*?)\s*\"", r'"\1"'),
+    ("replace", " @-@ ", "-"),
+    ("replace", " @,@ ", ","),
+    ("replace", " @.@ ", "."),
+    ("replace", " : ", ": "),
+    ("replace", " ; ", "; "),
+    ("replace", " . ", ". "),
+    ("replace", " ! ", "! "),
+    ("replace", " ? ", "? "),
+    ("replace", " , ", ", "),
+    ("sub", r"\(\s*([^\)]*?)\s*\)", r"(\1)"),
+    ("sub", r"\[\s*([^\]]*?)\s*\]", r"[\1]"),
+    ("sub", r"{\s*([^}]*?)\s*}", r"{\1}"),
+    ("sub", r"\"\s*([^\"]*?)\s*\"", r'"\1"'),
     ("sub", r"'\s*([^']*?)\s*'", r"'\1'"),
-    ("replace", "= = = =", "===="), ("replace", "= = =", "==="), ("replace", "= =", "=="),
-    ("replace", " \u00b0 ", "\u00b0"), ("replace", " \n", "\n"), ("replace", "\n ", "\n"),
-    ("replace", " N ", " 1 "), ("replace", " 's", "'s"),
+    ("replace", "= = = =", "===="),
+    ("replace", "= = =", "==="),
+    ("replace", "= =", "=="),
+    ("replace", " \u00b0 ", "\u00b0"),
+    ("replace", " \n", "\n"),
+    ("replace", "\n ", "\n"),
+    ("replace", " N ", " 1 "),
+    ("replace", " 's", "'s"),
 )
 
 
@@ -234,21 +279,39 @@ def read_lm_eval_pages(task: str, path: Path, limit: int | None = None) -> list[
     return wikitext_pages(text)[:limit]
 
 
-def score_lm_eval(pages: list[str], scorer: Scorer, tokenizer: Tokenizer, stride: int | None = None,
-                  ) -> dict[str, float]:
+def score_lm_eval(
+    pages: list[str],
+    scorer: Scorer,
+    tokenizer: Tokenizer,
+    stride: int | None = None,
+) -> dict[str, float]:
     """The wikitext recipe's metrics: log-likelihood of the de-tokenized pages per word and byte of the originals."""
     tokens = [tokenizer.encode(lm_eval_detokenize(p)) for p in pages]
     logprob = sum(scorer.rolling_logprob(tokens, tokenizer.eot_token, stride))
     words = sum(len(re.split(r"\s+", p)) for p in pages)
     n_bytes = sum(len(p.encode("utf-8")) for p in pages)
-    return {"word_perplexity": math.exp(-logprob / words), "byte_perplexity": math.exp(-logprob / n_bytes),
-            "bits_per_byte": -logprob / n_bytes / math.log(2), "words": words, "bytes": n_bytes,
-            "tokens": sum(len(t) for t in tokens), "documents": len(pages)}
+    return {
+        "word_perplexity": math.exp(-logprob / words),
+        "byte_perplexity": math.exp(-logprob / n_bytes),
+        "bits_per_byte": -logprob / n_bytes / math.log(2),
+        "words": words,
+        "bytes": n_bytes,
+        "tokens": sum(len(t) for t in tokens),
+        "documents": len(pages),
+    }
 
 
-def evaluate_lm_task(task: LMTask, path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None,
-                     protocol: str = PAPER, stride: int | None = None, detokenize: bool = True,
-                     overlap_stride: int | None = None) -> dict[str, float]:
+def evaluate_lm_task(
+    task: LMTask,
+    path: Path,
+    scorer: Scorer,
+    tokenizer: Tokenizer,
+    limit: int | None = None,
+    protocol: str = PAPER,
+    stride: int | None = None,
+    detokenize: bool = True,
+    overlap_stride: int | None = None,
+) -> dict[str, float]:
     """The protocol's metrics; stride None: disjoint windows of the model's context."""
     path = Path(path)
     require_file(path, task.name, task.published)
@@ -261,7 +324,8 @@ def evaluate_lm_task(task: LMTask, path: Path, scorer: Scorer, tokenizer: Tokeni
     return score_corpus(corpus, scorer, tokenizer, task.metric, strides)
 
 
-def evaluate_webtext_val(corpus_dir: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None,
-                         stride: int | None = None) -> dict[str, float]:
+def evaluate_webtext_val(
+    corpus_dir: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None, stride: int | None = None
+) -> dict[str, float]:
     """Word perplexity and bits per byte on our own held-out shards."""
     return score_corpus(read_webtext_val(corpus_dir, limit), scorer, tokenizer, "ppl", (stride,))

@@ -7,12 +7,14 @@ The model is anything that maps token ids (B, T) to logits (B, T, V): our `model
 Padding is always on the right. A causal model's logits at position t only depend on tokens 0..t, so right padding
 never changes a real position's score; no attention mask is needed, and batched results equal unbatched ones.
 """
+
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +49,14 @@ def model_block_size(model: object) -> int:
 class Scorer:
     """Runs a causal LM over batches of token sequences; every public method is batched and order-preserving."""
 
-    def __init__(self, model: Callable[[torch.Tensor], object], block_size: int | None = None, batch_size: int = 8,
-                 device: str | torch.device = "cpu", bf16: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: Callable[[torch.Tensor], object],
+        block_size: int | None = None,
+        batch_size: int = 8,
+        device: str | torch.device = "cpu",
+        bf16: bool | None = None,
+    ) -> None:
         self.model = model
         self.block_size = block_size or model_block_size(model)
         self.batch_size = batch_size
@@ -60,7 +68,9 @@ class Scorer:
         self._split = self._split_model()
 
     # -- forward ---------------------------------------------------------------------------------------------
-    def _split_model(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None:
+    def _split_model(
+        self,
+    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None:
         """(hidden states, output head) when the model exposes them, so only the needed positions get logits."""
         m = self.model
         if hasattr(m, "hidden_states") and hasattr(m, "lm_head"):  # ours: the head may have padded columns
@@ -73,8 +83,7 @@ class Scorer:
     @torch.no_grad()
     def logits_at(self, idx: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """fp32 logits (N, V) at positions (rows[n], cols[n]) of the batch idx (B, T)."""
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16
-                    else contextlib.nullcontext())
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         rows, cols = rows.to(self.device), cols.to(self.device)
         if self._split is not None:
             hidden, head = self._split
@@ -85,8 +94,10 @@ class Scorer:
             out = self.model(idx)
         logits = out.logits if hasattr(out, "logits") else out[0] if isinstance(out, tuple) else out
         if logits.shape[:2] != idx.shape:
-            raise ValueError(f"model returned logits of shape {tuple(logits.shape)} for input {tuple(idx.shape)}; "
-                             "it must return logits for every position (B, T, V)")
+            raise ValueError(
+                f"model returned logits of shape {tuple(logits.shape)} for input {tuple(idx.shape)}; "
+                "it must return logits for every position (B, T, V)"
+            )
         return logits[rows, cols].float()
 
     def _last_logits(self, rows: list[list[int]]) -> torch.Tensor:
@@ -95,13 +106,13 @@ class Scorer:
 
     def _batches(self, order: list[int]) -> Iterable[list[int]]:
         for start in range(0, len(order), self.batch_size):
-            yield order[start:start + self.batch_size]
+            yield order[start : start + self.batch_size]
 
     def _pad(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
         width = max(len(r) for r in rows)
         batch = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
-            batch[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+            batch[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return batch.to(self.device)
 
     # -- scoring ---------------------------------------------------------------------------------------------
@@ -119,10 +130,14 @@ class Scorer:
             # Logits only where a target is predicted: position t predicts token t + 1.
             row_idx = torch.cat([torch.full((len(r) - windows[i][1],), j) for j, (i, r) in enumerate(zip(chunk, rows))])
             col_idx = torch.cat([torch.arange(windows[i][1] - 1, len(r) - 1) for i, r in zip(chunk, rows)])
-            targets = torch.tensor([t for i, r in zip(chunk, rows) for t in r[windows[i][1]:]], device=self.device)
+            targets = torch.tensor([t for i, r in zip(chunk, rows) for t in r[windows[i][1] :]], device=self.device)
             logits = self.logits_at(self._pad([r[:-1] for r in rows]), row_idx, col_idx)
-            token_lp = torch.cat([-F.cross_entropy(part, tgt, reduction="none")  # in slices: bounded memory
-                                  for part, tgt in zip(logits.split(4096), targets.split(4096))])
+            token_lp = torch.cat(
+                [
+                    -F.cross_entropy(part, tgt, reduction="none")  # in slices: bounded memory
+                    for part, tgt in zip(logits.split(4096), targets.split(4096))
+                ]
+            )
             greedy = logits.argmax(-1) == targets
             counts = [len(r) - windows[i][1] for i, r in zip(chunk, rows)]
             for i, lp, hit in zip(chunk, token_lp.double().cpu().split(counts), greedy.cpu().split(counts)):
@@ -135,12 +150,13 @@ class Scorer:
         for context, continuation in requests:
             if not context or not continuation:
                 raise ValueError("both context and continuation need at least one token (prefix the EOT token)")
-            tokens = (context + continuation)[-(self.block_size + 1):]
+            tokens = (context + continuation)[-(self.block_size + 1) :]
             windows.append((tokens, len(tokens) - len(continuation)))
         scores = []
         for (_, continuation), (token_lp, greedy) in zip(requests, self.score_windows(windows)):
-            scores.append(ContinuationScore(float(token_lp.sum()), bool(greedy.all()), len(continuation),
-                                            bool(greedy[-1])))
+            scores.append(
+                ContinuationScore(float(token_lp.sum()), bool(greedy.all()), len(continuation), bool(greedy[-1]))
+            )
         return scores
 
     def top_next_tokens(self, contexts: Sequence[list[int]], k: int) -> list[tuple[list[int], list[float]]]:
@@ -148,14 +164,18 @@ class Scorer:
         results: list[tuple[list[int], list[float]]] = [None] * len(contexts)  # type: ignore[list-item]
         order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
         for chunk in self._batches(order):
-            rows = [contexts[i][-self.block_size:] for i in chunk]
+            rows = [contexts[i][-self.block_size :] for i in chunk]
             values, indices = F.log_softmax(self._last_logits(rows), dim=-1).topk(k, dim=-1)
             for j, i in enumerate(chunk):
                 results[i] = (indices[j].tolist(), values[j].tolist())
         return results
 
-    def rolling_logprob(self, documents: Sequence[list[int]], prefix_token: int, stride: int | None = None,
-                        ) -> list[float]:
+    def rolling_logprob(
+        self,
+        documents: Sequence[list[int]],
+        prefix_token: int,
+        stride: int | None = None,
+    ) -> list[float]:
         """Total log-prob of each document's tokens, the first predicted from `prefix_token` (EOT).
 
         The document is cut into target chunks: the first holds `block_size` tokens, the next ones `stride`
@@ -183,9 +203,15 @@ class Scorer:
 
     # -- decoding --------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompts: Sequence[list[int]], max_new_tokens: int, tokenizer: Tokenizer,
-                 stop: Callable[[str], bool] | None = None, top_k: int | None = None,
-                 seed: int = 0) -> list[list[int]]:
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        tokenizer: Tokenizer,
+        stop: Callable[[str], bool] | None = None,
+        top_k: int | None = None,
+        seed: int = 0,
+    ) -> list[list[int]]:
         """Greedy (top_k None) or top-k sampled continuations, batched with right padding.
 
         Each row stops after max_new_tokens, at the EOT token, or as soon as `stop(decoded_so_far)` is true.
@@ -199,7 +225,7 @@ class Scorer:
             for _ in range(max_new_tokens):
                 if not live:
                     break
-                rows = [(prompts[i] + outputs[i])[-self.block_size:] for i in live]
+                rows = [(prompts[i] + outputs[i])[-self.block_size :] for i in live]
                 last = self._last_logits(rows).cpu()
                 if top_k is None:
                     next_tokens = last.argmax(-1)

@@ -5,6 +5,7 @@ first `n_shots` records of the file (those are not scored); then `Q: <question>?
 end of the line; a prediction is right when its normalized form (lower case, no punctuation or articles) equals a
 normalized gold answer.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,14 @@ def read_nq(path: Path) -> list[tuple[str, list[str]]]:
     return records
 
 
-def evaluate_nq(path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None, n_shots: int = 8,
-                max_new_tokens: int = 16) -> dict[str, float]:
+def evaluate_nq(
+    path: Path,
+    scorer: Scorer,
+    tokenizer: Tokenizer,
+    limit: int | None = None,
+    n_shots: int = 8,
+    max_new_tokens: int = 16,
+) -> dict[str, float]:
     records = read_nq(Path(path))
     if len(records) <= n_shots:
         raise ValueError(f"{path}: {len(records)} records, need more than the {n_shots} used as examples")

@@ -13,6 +13,7 @@ collisions. An absent 8-gram shares its hash with one of n stored ones with prob
 as random: 4e-10 at WebText's ~8e9 8-grams; the ~n^2 / 2^65 colliding pairs among stored 8-grams only make the
 filter fuller), so the filter is sized for `false_positive_rate - n / 2^64`. Texts go in batches of ~1M words.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,8 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -52,7 +53,7 @@ def _word_bytes(text: str) -> list[bytes]:
 def ngrams(text: str, n: int = N) -> Iterator[str]:
     words = normalized_words(text)
     for i in range(len(words) - n + 1):
-        yield " ".join(words[i:i + n])
+        yield " ".join(words[i : i + n])
 
 
 def count_ngrams(texts: Iterable[str], n: int = N) -> int:
@@ -124,7 +125,7 @@ def _batch_gram_hashes(hashes: list[int], lengths: list[int]) -> tuple[list[int]
     windows = max(len(words) - N + 1, 0)
     # The window starting at word i is an 8-gram of its text when it ends (i + N) within that text.
     valid = np.arange(windows) + N <= np.repeat(np.cumsum(length), length)[:windows]
-    return _gram_hashes([words[j:j + windows][valid] for j in range(N)]), np.maximum(length - N + 1, 0)
+    return _gram_hashes([words[j : j + windows][valid] for j in range(N)]), np.maximum(length - N + 1, 0)
 
 
 def _rbloom_rate(rate: float) -> float:
@@ -136,7 +137,7 @@ def _rbloom_rate(rate: float) -> float:
     """
     k = max(1, math.floor(-math.log2(rate)))
     bits_factor = -k / math.log2(1 - rate ** (1 / k))
-    return 2 ** -bits_factor * (1 - 1e-9)
+    return 2**-bits_factor * (1 - 1e-9)
 
 
 class NgramBloom:
@@ -149,10 +150,12 @@ class NgramBloom:
     def sized(cls, expected_items: int, false_positive_rate: float = FALSE_POSITIVE_RATE) -> NgramBloom:
         """An empty filter whose false-positive rate, 64-bit hash collisions included, stays under the given one."""
         expected_items = max(int(expected_items), 1)
-        collisions = expected_items / 2 ** 64
+        collisions = expected_items / 2**64
         if not 0 < false_positive_rate < 1 or collisions > false_positive_rate / 2:
-            raise ValueError(f"NgramBloom: false_positive_rate {false_positive_rate} is not in (0, 1) or leaves no "
-                             f"room for the 64-bit hash collisions ({collisions:.1e}) of {expected_items} items")
+            raise ValueError(
+                f"NgramBloom: false_positive_rate {false_positive_rate} is not in (0, 1) or leaves no "
+                f"room for the 64-bit hash collisions ({collisions:.1e}) of {expected_items} items"
+            )
         return cls(Bloom(expected_items, _rbloom_rate(false_positive_rate - collisions), hash_func=int))
 
     def add_texts(self, texts: Iterable[str]) -> None:
@@ -194,8 +197,9 @@ class NgramBloom:
         return cls(Bloom.load(str(path), int))
 
 
-def build_bloom(texts: Iterable[str], expected_items: int,
-                false_positive_rate: float = FALSE_POSITIVE_RATE) -> NgramBloom:
+def build_bloom(
+    texts: Iterable[str], expected_items: int, false_positive_rate: float = FALSE_POSITIVE_RATE
+) -> NgramBloom:
     bloom = NgramBloom.sized(expected_items, false_positive_rate)
     bloom.add_texts(texts)
     return bloom
@@ -214,13 +218,15 @@ def _train_texts(shards: list[Path]) -> Iterator[str]:
             yield from (t for t in batch.column("text").to_pylist() if t)
 
 
-def corpus_bloom(corpus_dir: Path, cache_dir: Path | None = None,
-                 false_positive_rate: float = FALSE_POSITIVE_RATE) -> NgramBloom:
+def corpus_bloom(
+    corpus_dir: Path, cache_dir: Path | None = None, false_positive_rate: float = FALSE_POSITIVE_RATE
+) -> NgramBloom:
     """The Bloom filter of a corpus' training 8-grams, cached in cache_dir under a name that changes with the shards
     and with the filter's format (a file of another format is never read as this one)."""
     shards = _train_shards(corpus_dir)
-    fingerprint = hashlib.blake2b(repr(fingerprints(shards) + [false_positive_rate, FORMAT]).encode(),
-                                  digest_size=8).hexdigest()
+    fingerprint = hashlib.blake2b(
+        repr(fingerprints(shards) + [false_positive_rate, FORMAT]).encode(), digest_size=8
+    ).hexdigest()
     cache = None if cache_dir is None else Path(cache_dir) / f"train-8grams-{fingerprint}.{FORMAT}"
     if cache is not None and cache.is_file():
         return NgramBloom.load(cache)

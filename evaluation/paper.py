@@ -5,6 +5,7 @@ Sources: Table 3 (the four model sizes on the language-modelling benchmarks, LAM
 Questions) and Table 6 (8-gram overlap of the test sets with WebText train). Keys are (task, metric) as our
 evaluation reports them.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,10 +56,20 @@ PAPER: dict[tuple[str, str], PaperNumber] = {
 
 # Table 6: percentage of each test set's 8-grams found in WebText train (a property of the data, not of a model
 # size); LAMBADA's average per-example overlap from section 4.
-OVERLAP_WEBTEXT: dict[str, float] = {"ptb": 0.88, "wikitext2": 1.63, "enwik8": 6.31, "text8": 3.94,
-                                     "wikitext103": 2.42, "1bw": 3.75}
-PAPER.update({("overlap", f"{task}_8grams_in_train_pct"): PaperNumber({"WebText": value}, "Table 6", False)
-              for task, value in OVERLAP_WEBTEXT.items()})
+OVERLAP_WEBTEXT: dict[str, float] = {
+    "ptb": 0.88,
+    "wikitext2": 1.63,
+    "enwik8": 6.31,
+    "text8": 3.94,
+    "wikitext103": 2.42,
+    "1bw": 3.75,
+}
+PAPER.update(
+    {
+        ("overlap", f"{task}_8grams_in_train_pct"): PaperNumber({"WebText": value}, "Table 6", False)
+        for task, value in OVERLAP_WEBTEXT.items()
+    }
+)
 PAPER[("overlap", "lambada_mean_example_overlap")] = PaperNumber({"WebText": 1.2}, "section 4", False)
 
 

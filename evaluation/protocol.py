@@ -11,6 +11,7 @@ The options the library has (`normalize_quotes`, `eot_prefix`, `stride`) default
 them. A result records the options its task used, and a protocol whose options differ from its defaults is labelled
 as modified (and no longer claims the paper's or the harness's numbers).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,8 +62,12 @@ class Protocol:
         return self.name == PAPER and not self.modified_for(task)
 
 
-def resolve_protocols(protocol: str | list[str] | tuple[str, ...] | None = None, normalize_quotes: bool | None = None,
-                      eot_prefix: bool | None = None, stride: int | None = None) -> list[Protocol]:
+def resolve_protocols(
+    protocol: str | list[str] | tuple[str, ...] | None = None,
+    normalize_quotes: bool | None = None,
+    eot_prefix: bool | None = None,
+    stride: int | None = None,
+) -> list[Protocol]:
     """The named protocols with the given option overrides (None keeps each protocol's default)."""
     names = [PAPER] if protocol is None else [protocol] if isinstance(protocol, str) else list(protocol)
     if not names:
@@ -75,8 +80,9 @@ def resolve_protocols(protocol: str | list[str] | tuple[str, ...] | None = None,
     if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 1):
         raise ValueError(f"stride: must be a positive number of tokens (at most the model's context), got {stride!r}")
     overrides = {"normalize_quotes": normalize_quotes, "eot_prefix": eot_prefix, "stride": stride}
-    return [Protocol(name, **{k: DEFAULTS[name][k] if v is None else v for k, v in overrides.items()})
-            for name in names]
+    return [
+        Protocol(name, **{k: DEFAULTS[name][k] if v is None else v for k, v in overrides.items()}) for name in names
+    ]
 
 
 def supports(protocol: Protocol, task: str) -> bool:

@@ -6,6 +6,7 @@ the difference. The paper's number stands only beside a number whose protocol cl
 picture (matplotlib, PNG and SVG): one panel per metric the paper reports at all four sizes, the paper's points
 joined by a line, our model a red diamond at its parameter count.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,13 +36,23 @@ def result_rows(results: dict[str, dict[str, dict[str, Any]]], n_params: int) ->
     return rows
 
 
-def _row(task: str, protocol: str, metric: str, value: float, paper: tuple[float, str, str] | None,
-         ) -> dict[str, Any]:
-    return {"task": task, "protocol": protocol, "metric": metric, "ours": round(float(value), 4),
-            "paper": paper[0] if paper else None,
-            "paper_size": paper[1] if paper else None,
-            "difference": round(float(value) - paper[0], 4) if paper else None,
-            "source": paper[2] if paper else None}
+def _row(
+    task: str,
+    protocol: str,
+    metric: str,
+    value: float,
+    paper: tuple[float, str, str] | None,
+) -> dict[str, Any]:
+    return {
+        "task": task,
+        "protocol": protocol,
+        "metric": metric,
+        "ours": round(float(value), 4),
+        "paper": paper[0] if paper else None,
+        "paper_size": paper[1] if paper else None,
+        "difference": round(float(value) - paper[0], 4) if paper else None,
+        "source": paper[2] if paper else None,
+    }
 
 
 def _fmt(value: float | None) -> str:
@@ -49,11 +60,15 @@ def _fmt(value: float | None) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| task | protocol | metric | this model | GPT-2 (paper) | paper size | difference | source |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | protocol | metric | this model | GPT-2 (paper) | paper size | difference | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['protocol']} | {r['metric']} | {_fmt(r['ours'])} | {_fmt(r['paper'])} | "
-                     f"{r['paper_size'] or ''} | {_fmt(r['difference'])} | {r['source'] or ''} |")
+        lines.append(
+            f"| {r['task']} | {r['protocol']} | {r['metric']} | {_fmt(r['ours'])} | {_fmt(r['paper'])} | "
+            f"{r['paper_size'] or ''} | {_fmt(r['difference'])} | {r['source'] or ''} |"
+        )
     return "\n".join(lines)
 
 
@@ -66,8 +81,13 @@ def size_figure(rows: list[dict[str, Any]], n_params: int):  # -> matplotlib.fig
     """Metric against parameter count for every row the paper reports at all four sizes: the paper's points joined
     by a line, this model a red diamond. Both axes are logarithmic where the values span more than a factor of 10
     (perplexities do), so one weak model does not flatten the paper's curve."""
-    panels = [r for r in rows if r["paper"] is not None and (r["task"], r["metric"]) in PAPER
-              and len(PAPER[(r["task"], r["metric"])].values) == len(SIZES)]
+    panels = [
+        r
+        for r in rows
+        if r["paper"] is not None
+        and (r["task"], r["metric"]) in PAPER
+        and len(PAPER[(r["task"], r["metric"])].values) == len(SIZES)
+    ]
     if not panels:
         return None
     from matplotlib.figure import Figure  # no pyplot: no global state
@@ -92,7 +112,7 @@ def size_figure(rows: list[dict[str, Any]], n_params: int):  # -> matplotlib.fig
         ax.set_xlabel("parameters", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return fig
 
@@ -103,17 +123,20 @@ def _write(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-def write_report(out_dir: Path, results: dict[str, dict[str, float]], n_params: int,
-                 meta: dict[str, Any]) -> dict[str, Any]:
+def write_report(
+    out_dir: Path, results: dict[str, dict[str, float]], n_params: int, meta: dict[str, Any]
+) -> dict[str, Any]:
     """Write results.json, results.md and results.png/.svg into out_dir; return the paths, rows and markdown."""
     out_dir = Path(out_dir)
     rows = result_rows(results, n_params)
     figure = size_figure(rows, n_params)
     title = f"# Zero-shot evaluation of `{meta.get('checkpoint', out_dir)}`"
-    header = (f"{title}\n\nParameters: {n_params:,}; paper column: GPT-2 at the nearest size the paper reports "
-              "(117M/345M/762M/1542M; the true counts are 124M/355M/774M/1558M), beside numbers measured with "
-              "the `paper` protocol only. Protocol `lm-eval`: lm-evaluation-harness's recipe and metric names "
-              "(acc as a fraction); options that differ from a protocol's defaults follow its name.\n")
+    header = (
+        f"{title}\n\nParameters: {n_params:,}; paper column: GPT-2 at the nearest size the paper reports "
+        "(117M/345M/762M/1542M; the true counts are 124M/355M/774M/1558M), beside numbers measured with "
+        "the `paper` protocol only. Protocol `lm-eval`: lm-evaluation-harness's recipe and metric names "
+        "(acc as a fraction); options that differ from a protocol's defaults follow its name.\n"
+    )
     markdown = header + "\n" + markdown_table(rows) + "\n"
     if figure is not None:
         for suffix in ("png", "svg"):

@@ -7,6 +7,7 @@ Input, either of the two published forms:
 Prompt: the article (its beginning, cut so that prompt + 100 new tokens fit the context), a newline and `TL;DR:`.
 100 tokens are sampled with top-k 2 (seeded), and the first 3 generated sentences are the summary.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,10 @@ from rouge_score import rouge_scorer
 from evaluation.data import read_jsonl
 from evaluation.lm import Scorer, Tokenizer, split_sentences
 
-PUBLISHED = ("https://huggingface.co/datasets/abisee/cnn_dailymail (3.0.0 test, as jsonl) or the .story files of "
-             "https://cs.nyu.edu/~kcho/DMQA/")
+PUBLISHED = (
+    "https://huggingface.co/datasets/abisee/cnn_dailymail (3.0.0 test, as jsonl) or the .story files of "
+    "https://cs.nyu.edu/~kcho/DMQA/"
+)
 PROMPT_SUFFIX = "\nTL;DR:"
 
 PAPER_CHOICES = (
@@ -43,8 +46,10 @@ def read_cnndm(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
             raise FileNotFoundError(f"cnn_dailymail: no .story files in {path} (published at {PUBLISHED})")
         return [parse_story(s.read_text(encoding="utf-8")) for s in stories]
     if not path.is_file():
-        raise FileNotFoundError(f"cnn_dailymail: expected a .jsonl file or a folder of .story files at {path} "
-                                f"(published at {PUBLISHED}); nothing is downloaded at run time")
+        raise FileNotFoundError(
+            f"cnn_dailymail: expected a .jsonl file or a folder of .story files at {path} "
+            f"(published at {PUBLISHED}); nothing is downloaded at run time"
+        )
     records = []
     for _, record in read_jsonl(path, required=("article", "highlights")):
         records.append((record["article"], record["highlights"]))
@@ -53,8 +58,15 @@ def read_cnndm(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
     return records
 
 
-def evaluate_summarization(path: Path, scorer: Scorer, tokenizer: Tokenizer, limit: int | None = None,
-                           max_new_tokens: int = 100, top_k: int = 2, seed: int = 0) -> dict[str, float]:
+def evaluate_summarization(
+    path: Path,
+    scorer: Scorer,
+    tokenizer: Tokenizer,
+    limit: int | None = None,
+    max_new_tokens: int = 100,
+    top_k: int = 2,
+    seed: int = 0,
+) -> dict[str, float]:
     records = read_cnndm(Path(path), limit)
     suffix = tokenizer.encode(PROMPT_SUFFIX)
     room = max(0, scorer.block_size - max_new_tokens - len(suffix) - 1)  # article tokens that fit

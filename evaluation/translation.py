@@ -4,6 +4,7 @@ Prompt: `n_shots` example pairs `source sentence = target sentence`, one per lin
 The example pairs are the first segments of the test set, which are then not scored. The hypothesis is the first
 generated line (greedy, stopped at the newline), the first "sentence" in the paper's sense of one segment.
 """
+
 from __future__ import annotations
 
 import html
@@ -40,8 +41,15 @@ def read_pairs(folder: Path, source: str, target: str) -> list[tuple[str, str]]:
     return list(zip(sources, targets))
 
 
-def evaluate_translation(folder: Path, source: str, target: str, scorer: Scorer, tokenizer: Tokenizer,
-                         limit: int | None = None, n_shots: int = 5) -> dict[str, float]:
+def evaluate_translation(
+    folder: Path,
+    source: str,
+    target: str,
+    scorer: Scorer,
+    tokenizer: Tokenizer,
+    limit: int | None = None,
+    n_shots: int = 5,
+) -> dict[str, float]:
     pairs = read_pairs(Path(folder), source, target)
     context = "".join(f"{s} = {t}\n" for s, t in pairs[:n_shots])
     tests = pairs[n_shots:][:limit]

@@ -7,6 +7,7 @@ The higher-scoring candidate is the prediction. Substitution rules (ours; the pa
 (his, her, its, their) gets the candidate plus 's; a candidate starting with "The/A/An" is lower-cased when it does
 not start the sentence.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -51,8 +52,15 @@ def read_wsc(path: Path, limit: int | None = None) -> list[Schema]:
         letter = _norm(node.findtext("correctAnswer")).rstrip(".")
         if len(answers) != 2 or letter not in ("A", "B"):
             raise ValueError(f"{path}: schema {number} needs two answers and a correctAnswer A or B")
-        schemas.append(Schema(_norm(node.findtext("text/txt1")), _norm(node.findtext("text/pron")),
-                              _norm(node.findtext("text/txt2")), (answers[0], answers[1]), "AB".index(letter)))
+        schemas.append(
+            Schema(
+                _norm(node.findtext("text/txt1")),
+                _norm(node.findtext("text/pron")),
+                _norm(node.findtext("text/txt2")),
+                (answers[0], answers[1]),
+                "AB".index(letter),
+            )
+        )
     if len(schemas) < min(N_SCHEMAS, limit or N_SCHEMAS):
         raise ValueError(f"{path}: only {len(schemas)} schemas, WSC273 needs {N_SCHEMAS}")
     return schemas

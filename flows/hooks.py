@@ -4,6 +4,7 @@ When a flow-run process dies (SIGKILL, out of memory), Prefect's runner marks th
 runs and task runs, which ran in the same process, stay Running forever. `crash_subflows` (an `on_crashed` hook, run
 by the runner that saw the process die) marks every unfinished subflow run and task run below it Crashed too.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,7 +30,8 @@ async def crash_subflows(flow: Any, flow_run: Any, state: Any) -> None:
         run_ids, frontier = [flow_run.id], [flow_run.id]
         while frontier:  # subflows of subflows too
             children = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)))
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+            )
             frontier = [child.id for child in children]
             run_ids += frontier
             for child in children:
@@ -37,6 +39,7 @@ async def crash_subflows(flow: Any, flow_run: Any, state: Any) -> None:
                     await client.set_flow_run_state(child.id, Crashed(message=message), force=True)
         unfinished = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
-            task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(not_any_=FINAL))))
+            task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(not_any_=FINAL))),
+        )
         for task_run in unfinished:
             await client.set_task_run_state(task_run.id, Crashed(message=message), force=True)

@@ -8,6 +8,7 @@ export -> artifacts -> `gpt2/evaluate` on the result.
     artifacts      loss-curve PNG in a markdown artifact, a summary table, a progress bar while training
     evaluate       flows.evaluate.evaluate as a subflow
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,20 +34,28 @@ from tokenization.encode import encode_corpus
 
 
 @task(cache_policy=NO_CACHE)
-def make_tokenizer(corpus: str, tokenizer: str, directory: Path, gpt2_bpe_dir: str | None,
-                   vocab_size: int) -> tuple[BPETokenizer, Path]:
+def make_tokenizer(
+    corpus: str, tokenizer: str, directory: Path, gpt2_bpe_dir: str | None, vocab_size: int
+) -> tuple[BPETokenizer, Path]:
     """The tokenizer and the directory of its files (saved with the exported model)."""
     logger = get_run_logger()
     if tokenizer == "gpt2":
         if gpt2_bpe_dir is None:
-            raise ValueError("tokenizer='gpt2' needs gpt2_bpe_dir: a directory holding GPT-2's encoder.json and "
-                             "vocab.bpe (nothing is downloaded)")
+            raise ValueError(
+                "tokenizer='gpt2' needs gpt2_bpe_dir: a directory holding GPT-2's encoder.json and "
+                "vocab.bpe (nothing is downloaded)"
+            )
         return load_gpt2(Path(gpt2_bpe_dir) / "encoder.json", Path(gpt2_bpe_dir) / "vocab.bpe"), Path(gpt2_bpe_dir)
     if tokenizer != "train":
         return load_tokenizer(tokenizer), Path(tokenizer)
     trained, reused = train_or_reuse_bpe(corpus, directory, vocab_size)
-    logger.info("%s the %d-token BPE tokenizer trained on %s (%s)", "reusing" if reused else "trained",
-                trained.n_vocab, corpus, directory)
+    logger.info(
+        "%s the %d-token BPE tokenizer trained on %s (%s)",
+        "reusing" if reused else "trained",
+        trained.n_vocab,
+        corpus,
+        directory,
+    )
     return trained, directory
 
 
@@ -62,12 +71,17 @@ def fit(config: TrainConfig, total_steps: int) -> TrainResult:
     """Train in a child process (`python -m modeling.launch`): Lightning's DDP re-runs that command for its other
     ranks, and a crash there is reported here with the training's last output."""
     logger = get_run_logger()
-    progress = create_progress_artifact(progress=0.0, key="gpt2-train-progress",
-                                        description=f"training {config.model} in {config.out_dir}")
+    progress = create_progress_artifact(
+        progress=0.0, key="gpt2-train-progress", description=f"training {config.model} in {config.out_dir}"
+    )
 
     def on_step(metrics: dict[str, float]) -> None:
-        logger.info("step %d/%d %s", metrics["step"], total_steps,
-                    " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "step"))
+        logger.info(
+            "step %d/%d %s",
+            metrics["step"],
+            total_steps,
+            " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "step"),
+        )
         if "train/loss" in metrics:
             update_progress_artifact(progress, progress=100.0 * metrics["step"] / total_steps)
 
@@ -82,17 +96,20 @@ def publish(result: TrainResult, config: TrainConfig) -> None:
     create_markdown_artifact(
         key="gpt2-train-loss-curve",
         markdown=f"# Loss curve: {config.model}\n\n![train and val loss by step]({data_uri})\n\n"
-                 f"Run directory: `{result.out_dir}`; checkpoint export: `{result.export_dir}`\n",
+        f"Run directory: `{result.out_dir}`; checkpoint export: `{result.export_dir}`\n",
         description="train and val loss by optimizer step",
     )
     rows = [
-        {"item": "model", "value": config.model}, {"item": "parameters", "value": f"{result.params:,}"},
-        {"item": "steps", "value": result.steps}, {"item": "tokens", "value": f"{result.tokens:,}"},
+        {"item": "model", "value": config.model},
+        {"item": "parameters", "value": f"{result.params:,}"},
+        {"item": "steps", "value": result.steps},
+        {"item": "tokens", "value": f"{result.tokens:,}"},
         {"item": "batch tokens", "value": config.batch_tokens},
         {"item": "final train loss", "value": result.final_train_loss},
         {"item": "final val loss", "value": result.final_val_loss},
         {"item": "tokens/s", "value": round(result.tokens_per_s or 0.0)},
-        {"item": "MFU", "value": result.mfu}, {"item": "export", "value": result.export_dir},
+        {"item": "MFU", "value": result.mfu},
+        {"item": "export", "value": result.export_dir},
     ]
     create_table_artifact(key="gpt2-train-summary", table=rows, description="what the training run did")
 
@@ -143,10 +160,24 @@ def train(
     run_dir = Path(out_dir) if out_dir else corpus_dir.with_name(f"{corpus_dir.name}-{model}")
     tokens_dir = run_dir / "tokens"
     config = TrainConfig(  # checks the model name, step budget and batch divisibility before any work
-        tokens_dir=str(tokens_dir), out_dir=str(run_dir), model=model, block_size=block_size,
-        max_steps=max_steps, max_tokens=max_tokens, batch_tokens=batch_tokens, micro_batch=micro_batch, lr=lr,
-        val_interval=val_interval, checkpoint_interval=checkpoint_interval, log_interval=log_interval,
-        devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, compile=compile, resume=resume,
+        tokens_dir=str(tokens_dir),
+        out_dir=str(run_dir),
+        model=model,
+        block_size=block_size,
+        max_steps=max_steps,
+        max_tokens=max_tokens,
+        batch_tokens=batch_tokens,
+        micro_batch=micro_batch,
+        lr=lr,
+        val_interval=val_interval,
+        checkpoint_interval=checkpoint_interval,
+        log_interval=log_interval,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        compile=compile,
+        resume=resume,
     )
     resume_checkpoint(config, verify=False)  # resume=True with no checkpoint fails now, not after tokenizing
 
@@ -160,6 +191,12 @@ def train(
     if run_eval:
         from flows.evaluate import evaluate  # the evaluation flow, run as a subflow
 
-        summary["evaluate"] = evaluate(checkpoint=result.export_dir, tasks=eval_tasks, data_dir=eval_data_dir,
-                                       limit=eval_limit, corpus=corpus, protocol=eval_protocol)
+        summary["evaluate"] = evaluate(
+            checkpoint=result.export_dir,
+            tasks=eval_tasks,
+            data_dir=eval_data_dir,
+            limit=eval_limit,
+            corpus=corpus,
+            protocol=eval_protocol,
+        )
     return summary

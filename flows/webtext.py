@@ -8,6 +8,7 @@ links (a task per dump, then per run of partitions), fetch (per host partition),
 dedup (per step and partition); the flow itself only plans, maps and finishes. A re-run after a crash
 keeps every finished stage and part; a re-run of a finished build does nothing and says so.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.utilities.annotations import unmapped
@@ -26,10 +32,10 @@ from corpus import build, dedup_parts, fetch_parts, links
 from corpus.buildlock import build_lock
 from corpus.buildwarnings import empty_corpus_reason
 from corpus.dedup import DedupConfig
-from corpus.files import fingerprints
-from corpus.reddit import DumpReadError
 from corpus.extract import ExtractConfig
+from corpus.files import fingerprints
 from corpus.filters import FilterConfig
+from corpus.reddit import DumpReadError
 from corpus.shards import ShardConfig
 from flows.hooks import crash_subflows
 
@@ -90,8 +96,9 @@ def wikipedia_task(out_dir: Path, upstream: str) -> tuple[str, dict]:
 
 
 @task(name="shards", cache_policy=NO_CACHE)
-def shards_task(out_dir: Path, upstream: str, config: build.BuildConfig, rows: list[dict], run_config: dict
-                ) -> tuple[dict, bool]:
+def shards_task(
+    out_dir: Path, upstream: str, config: build.BuildConfig, rows: list[dict], run_config: dict
+) -> tuple[dict, bool]:
     return build.run_shards(out_dir, upstream, config, rows, run_config)
 
 
@@ -110,8 +117,14 @@ def _run_mapped(label: str, futures: list) -> list:
 
 @flow(name="webtext-stages", validate_parameters=False)
 def build_stages(
-    out_dir: Path, dumps: list[Path], link_config: Any, warc_inputs: list[Path], config: build.BuildConfig,
-    run_config: dict, fetch_config: Any = None, fetch_part_count: int = 1,
+    out_dir: Path,
+    dumps: list[Path],
+    link_config: Any,
+    warc_inputs: list[Path],
+    config: build.BuildConfig,
+    run_config: dict,
+    fetch_config: Any = None,
+    fetch_part_count: int = 1,
 ) -> dict:
     """[Links -> fetch ->] extract -> filter -> dedup -> wikipedia -> shards, each stage's parts mapped over the Dask
     cluster; with `warc_inputs` the pages come from those files instead of being fetched."""
@@ -128,14 +141,26 @@ def build_stages(
                 raise links.unreadable_dumps_error(plan, unreadable)
             logger.info("links: %d dumps read, %d submissions", len(read), sum(r["submissions"] for r in read))
             link_units = links.plan_aggregation(plan)
-            counts = _run_mapped("links-aggregate", aggregate_links_task.map(unmapped(plan), unmapped(link_units),
-                                                                             range(len(link_units))))
+            counts = _run_mapped(
+                "links-aggregate",
+                aggregate_links_task.map(unmapped(plan), unmapped(link_units), range(len(link_units))),
+            )
             link_stats = build.finish_links(out_dir, links_key, plan, counts)
-        logger.info("links: %d submissions -> %d links (dropped: %s)", link_stats["submissions"], link_stats["kept"],
-                    link_stats["dropped"])
+        logger.info(
+            "links: %d submissions -> %d links (dropped: %s)",
+            link_stats["submissions"],
+            link_stats["kept"],
+            link_stats["dropped"],
+        )
         links_path = out_dir / "links" / "links.parquet"
-        stage_rows.append({"stage": "links", "in": link_stats["submissions"], "out": link_stats["kept"],
-                           "dropped": link_stats["dropped"]})
+        stage_rows.append(
+            {
+                "stage": "links",
+                "in": link_stats["submissions"],
+                "out": link_stats["kept"],
+                "dropped": link_stats["dropped"],
+            }
+        )
     if warc_inputs:
         warcs, upstream = warc_inputs, build.warc_inputs_key(links_key, warc_inputs)
     else:
@@ -146,8 +171,9 @@ def build_stages(
             logger.info("fetch: %d parts by host, up to %d requests each", parts, fetch_config.concurrency)
             _run_mapped("fetch", fetch_part_task.map(out_dir, range(parts), unmapped(fetch_config)))
             fetch_stats = build.finish_fetch(out_dir, fetch_key)
-        logger.info("fetch: %d URLs -> %d pages; outcomes %s", fetch_stats["in"], fetch_stats["out"],
-                    fetch_stats["outcomes"])
+        logger.info(
+            "fetch: %d URLs -> %d pages; outcomes %s", fetch_stats["in"], fetch_stats["out"], fetch_stats["outcomes"]
+        )
         stage_rows.append(build.stage_row("fetch", fetch_stats))
         warcs, upstream = build.fetched_warcs(out_dir), fetch_key
     ekey, units = plan_task(out_dir, warcs, upstream, config)
@@ -156,8 +182,12 @@ def build_stages(
         start = time.monotonic()
         outcomes = _run_mapped("extract", extract_task.map(out_dir, units, config.extract))
         pages = sum(sum(o.values()) for o in outcomes)
-        logger.info("extract: %d pages in %.1f s (%.1f pages/s)", pages, time.monotonic() - start,
-                    pages / max(time.monotonic() - start, 1e-9))
+        logger.info(
+            "extract: %d pages in %.1f s (%.1f pages/s)",
+            pages,
+            time.monotonic() - start,
+            pages / max(time.monotonic() - start, 1e-9),
+        )
     extract_stats = build.finish_extract(out_dir, ekey)
     stage_rows.append(build.stage_row("extract", extract_stats))
 
@@ -194,8 +224,14 @@ def _task_runner(dask_address: str | None, n_workers: int | None) -> Any:
         return DaskTaskRunner(address=dask_address)
     # Extraction puts each page in a child process (to kill a stuck one): Dask workers must be allowed children.
     dask.config.set({"distributed.worker.daemon": False})
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers or os.cpu_count() or 1, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": ":0"})
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": n_workers or os.cpu_count() or 1,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": ":0",
+        }
+    )
 
 
 @flow(name="webtext", on_crashed=[crash_subflows])
@@ -250,28 +286,61 @@ def webtext(
         dedup_partition_docs=dedup_partition_docs,
     )
     link_config = LinkConfig(min_karma=min_karma, cutoff=cutoff)
-    fetch_config = FetchConfig(concurrency=fetch_concurrency, per_host=per_host, min_delay_s=min_delay_s,
-                               connect_to=dict(connect_to or {}), allow_private_addresses=allow_private_addresses,
-                               ca_file=ca_file, deadline_s=fetch_deadline_s)
-    run_config = build.config_summary(config, link_config if dump_paths else None,
-                                      dumps=[str(p) for p in dump_paths], warc_inputs=[str(p) for p in warc_paths])
-    request_key = build.stage_key("request", fingerprints(dump_paths), fingerprints(warc_paths),
-                                  run_config)
+    fetch_config = FetchConfig(
+        concurrency=fetch_concurrency,
+        per_host=per_host,
+        min_delay_s=min_delay_s,
+        connect_to=dict(connect_to or {}),
+        allow_private_addresses=allow_private_addresses,
+        ca_file=ca_file,
+        deadline_s=fetch_deadline_s,
+    )
+    run_config = build.config_summary(
+        config,
+        link_config if dump_paths else None,
+        dumps=[str(p) for p in dump_paths],
+        warc_inputs=[str(p) for p in warc_paths],
+    )
+    request_key = build.stage_key("request", fingerprints(dump_paths), fingerprints(warc_paths), run_config)
     with build_lock(out):  # the whole run: a second build in this folder is refused at once
-        manifest = _build(out, request_key, dump_paths, warc_paths, config, link_config, fetch_config, run_config,
-                          dask_address, n_workers, fetch_part_count)
+        manifest = _build(
+            out,
+            request_key,
+            dump_paths,
+            warc_paths,
+            config,
+            link_config,
+            fetch_config,
+            run_config,
+            dask_address,
+            n_workers,
+            fetch_part_count,
+        )
     _fail_if_empty(manifest)
     return manifest
 
 
-def _build(out: Path, request_key: str, dump_paths: list[Path], warc_paths: list[Path], config: build.BuildConfig,
-           link_config: Any, fetch_config: Any, run_config: dict, dask_address: str | None, n_workers: int | None,
-           fetch_part_count: int) -> dict:
+def _build(
+    out: Path,
+    request_key: str,
+    dump_paths: list[Path],
+    warc_paths: list[Path],
+    config: build.BuildConfig,
+    link_config: Any,
+    fetch_config: Any,
+    run_config: dict,
+    dask_address: str | None,
+    n_workers: int | None,
+    fetch_part_count: int,
+) -> dict:
     logger = get_run_logger()
     done = build.finished_build(out, request_key)
     if done is not None:
-        logger.info("webtext: %s is already built from these inputs and settings (%d documents); nothing to do",
-                    out, done["totals"]["documents"])
+        logger.info(
+            "webtext: %s is already built from these inputs and settings (%d documents); nothing to do",
+            out,
+            done["totals"]["documents"],
+        )
         _publish(out, done)  # so this run, too, shows the corpus it stands for
         return done
 
@@ -279,8 +348,12 @@ def _build(out: Path, request_key: str, dump_paths: list[Path], warc_paths: list
     manifest = stages(out, dump_paths, link_config, warc_paths, config, run_config, fetch_config, fetch_part_count)
     build.record_request(out, request_key)
     _publish(out, manifest)
-    logger.info("webtext: %d documents in %d shards under %s", manifest["totals"]["documents"],
-                len(manifest["shards"]), out / "shards")
+    logger.info(
+        "webtext: %d documents in %d shards under %s",
+        manifest["totals"]["documents"],
+        len(manifest["shards"]),
+        out / "shards",
+    )
     return manifest
 
 
@@ -299,8 +372,10 @@ def _fail_if_empty(manifest: dict) -> None:
         logger.warning("webtext: %s", warning)
     if manifest["totals"]["documents"] == 0:
         reason = empty_corpus_reason(manifest["stages"]) or "the corpus is empty"
-        raise EmptyCorpusError(f"webtext: {reason}. Every stage's output is kept (see manifest.json and the dataset "
-                               f"card); change the inputs or settings and run again.")
+        raise EmptyCorpusError(
+            f"webtext: {reason}. Every stage's output is kept (see manifest.json and the dataset "
+            f"card); change the inputs or settings and run again."
+        )
 
 
 def _publish(out: Path, manifest: dict) -> None:
@@ -308,11 +383,26 @@ def _publish(out: Path, manifest: dict) -> None:
     fetch_stage = next((row for row in manifest["stages"] if row["stage"] == "fetch"), None)
     if fetch_stage is not None:
         outcomes = {"ok": fetch_stage["out"], **fetch_stage["dropped"]}
-        create_table_artifact(key="webtext-fetch-outcomes", description="Fetch outcome of every link",
-                              table=[{"outcome": k, "urls": v} for k, v in sorted(outcomes.items())])
-    create_table_artifact(key="webtext-stage-counts", description="Documents in and out of every stage",
-                          table=[{"stage": r["stage"], "in": r["in"], "out": r["out"],
-                                  "dropped": ", ".join(f"{k}: {v}" for k, v in r["dropped"].items())}
-                                 for r in manifest["stages"]])
-    create_markdown_artifact(key="webtext-dataset-card", description="Dataset card (shards/README.md)",
-                             markdown=(out / "shards" / "README.md").read_text())
+        create_table_artifact(
+            key="webtext-fetch-outcomes",
+            description="Fetch outcome of every link",
+            table=[{"outcome": k, "urls": v} for k, v in sorted(outcomes.items())],
+        )
+    create_table_artifact(
+        key="webtext-stage-counts",
+        description="Documents in and out of every stage",
+        table=[
+            {
+                "stage": r["stage"],
+                "in": r["in"],
+                "out": r["out"],
+                "dropped": ", ".join(f"{k}: {v}" for k, v in r["dropped"].items()),
+            }
+            for r in manifest["stages"]
+        ],
+    )
+    create_markdown_artifact(
+        key="webtext-dataset-card",
+        description="Dataset card (shards/README.md)",
+        markdown=(out / "shards" / "README.md").read_text(),
+    )

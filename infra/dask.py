@@ -6,6 +6,7 @@ extraction runs each page in a child process), records them by PID file beside t
 too) and prints the address to pass as `--param dask_address=...` to `webtext/build-corpus`. Without it the corpus
 flow starts a throw-away local cluster per run; for several machines see the README's production path.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,23 +44,56 @@ def up(stack: Stack, n_workers: int) -> str:
     env["DASK_DISTRIBUTED__WORKER__DAEMON"] = "False"  # workers must be allowed child processes
     address = f"tcp://{HOST}:{free_port(HOST)}"
     scheduler_log, worker_log = stack.log_file("dask-scheduler"), stack.log_file("dask-worker")
-    scheduler = spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", HOST, "--port",
-                       address.rsplit(":", 1)[1], "--no-dashboard"], env, scheduler_log, cwd=REPO)
+    scheduler = spawn(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            HOST,
+            "--port",
+            address.rsplit(":", 1)[1],
+            "--no-dashboard",
+        ],
+        env,
+        scheduler_log,
+        cwd=REPO,
+    )
     write_pid_file(stack.pid_file("dask-scheduler"), scheduler.pid)
-    workers = spawn([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", str(n_workers),
-                     "--nthreads", "1", "--no-dashboard", "--host", HOST,
-                     "--local-directory", str(stack.home / "tmp" / "dask")], env, worker_log, cwd=REPO)
+    workers = spawn(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            address,
+            "--nworkers",
+            str(n_workers),
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--host",
+            HOST,
+            "--local-directory",
+            str(stack.home / "tmp" / "dask"),
+        ],
+        env,
+        worker_log,
+        cwd=REPO,
+    )
     write_pid_file(stack.pid_file("dask-worker"), workers.pid)
     address_file(stack).write_text(address)
     try:
         wait_workers(address, n_workers, START_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         down(stack)
-        raise RuntimeError(f"the Dask cluster did not come up ({exc}); end of {worker_log}:\n"
-                           f"{log_tail(worker_log)}") from None
-    print(f"dask cluster: {address} ({n_workers} workers)\n"
-          f"use it:       prefect deployment run webtext/build-corpus --param dask_address={address} ...\n"
-          f"stop it:      make down (stops the whole stack) or python -m infra.dask down")
+        raise RuntimeError(
+            f"the Dask cluster did not come up ({exc}); end of {worker_log}:\n{log_tail(worker_log)}"
+        ) from None
+    print(
+        f"dask cluster: {address} ({n_workers} workers)\n"
+        f"use it:       prefect deployment run webtext/build-corpus --param dask_address={address} ...\n"
+        f"stop it:      make down (stops the whole stack) or python -m infra.dask down"
+    )
     return address
 
 

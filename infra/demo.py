@@ -10,6 +10,7 @@
 A second run reuses what is done: the mini web is kept, the corpus build finds its finished stages, training resumes
 from its last checkpoint. The mini web server lives only while the demo runs; `make down` stops the stack.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,11 +57,31 @@ class DemoSize:
 SIZES = {
     # About 65 documents (~35k words, ~45k tokens); a 4-layer model for ~5 epochs: the whole demo in under 12
     # minutes on 2 cores.
-    "full": DemoSize(articles=DEFAULT_ARTICLES, model="mini", max_steps=120, batch_tokens=8 * 256, micro_batch=8,
-                     val_interval=25, val_fraction=0.1, vocab_size=4096, eval_limit=30, shared_eval=True),
+    "full": DemoSize(
+        articles=DEFAULT_ARTICLES,
+        model="mini",
+        max_steps=120,
+        batch_tokens=8 * 256,
+        micro_batch=8,
+        val_interval=25,
+        val_fraction=0.1,
+        vocab_size=4096,
+        eval_limit=30,
+        shared_eval=True,
+    ),
     # The test's size: ~11 documents, a 2-layer model for a few steps.
-    "small": DemoSize(articles=SMALL_ARTICLES, model="tiny", max_steps=20, batch_tokens=8 * 64, micro_batch=8,
-                      val_interval=10, val_fraction=0.3, vocab_size=512, eval_limit=8, shared_eval=False),
+    "small": DemoSize(
+        articles=SMALL_ARTICLES,
+        model="tiny",
+        max_steps=20,
+        batch_tokens=8 * 64,
+        micro_batch=8,
+        val_interval=10,
+        val_fraction=0.3,
+        vocab_size=512,
+        eval_limit=8,
+        shared_eval=False,
+    ),
 }
 
 RunDeployment = Callable[[str, dict[str, Any]], dict[str, Any]]  # (deployment, parameters) -> finished flow run
@@ -111,8 +132,13 @@ def train_params(out_dir: Path, size: DemoSize) -> dict[str, Any]:
 
 
 def evaluate_params(checkpoint: str, out_dir: Path, size: DemoSize) -> dict[str, Any]:
-    return {"checkpoint": checkpoint, "tasks": eval_tasks(size), "data_dir": eval_data_dir(size),
-            "limit": size.eval_limit, "corpus": str(out_dir / "corpus")}
+    return {
+        "checkpoint": checkpoint,
+        "tasks": eval_tasks(size),
+        "data_dir": eval_data_dir(size),
+        "limit": size.eval_limit,
+        "corpus": str(out_dir / "corpus"),
+    }
 
 
 def api(api_url: str, method: str, path: str, body: dict | None = None) -> Any:
@@ -121,21 +147,27 @@ def api(api_url: str, method: str, path: str, body: dict | None = None) -> Any:
 
 def evaluation_subflow(api_url: str, train_run: dict[str, Any]) -> dict[str, Any] | None:
     """The `gpt2/evaluate` flow run that the train run started at its end, if it did."""
-    children = api(api_url, "POST", "flow_runs/filter",
-                   {"flow_runs": {"parent_flow_run_id": {"any_": [train_run["id"]]}}, "sort": "START_TIME_DESC",
-                    "limit": 50})
+    children = api(
+        api_url,
+        "POST",
+        "flow_runs/filter",
+        {"flow_runs": {"parent_flow_run_id": {"any_": [train_run["id"]]}}, "sort": "START_TIME_DESC", "limit": 50},
+    )
     return next((run for run in children if "checkpoint" in run["parameters"]), None)
 
 
 def require_completed(name: str, flow_run: dict[str, Any], api_url: str) -> dict[str, Any]:
     if flow_run["state_type"] != "COMPLETED":
-        raise DemoError(f"{name} ended {flow_run['state_name']} (flow run {flow_run['id']}):\n"
-                        f"{failure_report(api_url, flow_run['id'], auth=os.environ.get(CLIENT_AUTH))}")
+        raise DemoError(
+            f"{name} ended {flow_run['state_name']} (flow run {flow_run['id']}):\n"
+            f"{failure_report(api_url, flow_run['id'], auth=os.environ.get(CLIENT_AUTH))}"
+        )
     return flow_run
 
 
-def run_pipeline(run: RunDeployment, api_url: str, web: MiniWeb, connect_to: dict[str, str], out_dir: Path,
-                 size: DemoSize) -> dict[str, dict[str, Any]]:
+def run_pipeline(
+    run: RunDeployment, api_url: str, web: MiniWeb, connect_to: dict[str, str], out_dir: Path, size: DemoSize
+) -> dict[str, dict[str, Any]]:
     """build-corpus -> train (-> evaluate); returns the three finished flow runs by deployment name."""
     runs = {CORPUS: require_completed(CORPUS, run(CORPUS, corpus_params(web, connect_to, out_dir, size)), api_url)}
     runs[TRAIN] = require_completed(TRAIN, run(TRAIN, train_params(out_dir, size)), api_url)
@@ -147,8 +179,11 @@ def run_pipeline(run: RunDeployment, api_url: str, web: MiniWeb, connect_to: dic
 
 
 def corpus_urls(corpus_dir: Path) -> set[str]:
-    return {canonicalize_url(url) for path in sorted((corpus_dir / "shards").glob("*.parquet"))
-            for url in pq.read_table(path, columns=["url"]).column("url").to_pylist()}
+    return {
+        canonicalize_url(url)
+        for path in sorted((corpus_dir / "shards").glob("*.parquet"))
+        for url in pq.read_table(path, columns=["url"]).column("url").to_pylist()
+    }
 
 
 def ground_truth_diff(web: MiniWeb, corpus_dir: Path) -> tuple[set[str], set[str]]:
@@ -167,8 +202,9 @@ def cli_runner(env: dict[str, str]) -> RunDeployment:
     def run(name: str, params: dict[str, Any]) -> dict[str, Any]:
         print(f"\n==> prefect deployment run {name} --watch", flush=True)
         cmd = [sys.executable, "-m", "prefect", "deployment", "run", name, "--params", json.dumps(params), "--watch"]
-        process = subprocess.Popen(cmd, env={**env, "COLUMNS": "250"}, cwd=REPO, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            cmd, env={**env, "COLUMNS": "250"}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         output = []
         for line in process.stdout:
             print(f"    {line}", end="", flush=True)
@@ -183,45 +219,61 @@ def cli_runner(env: dict[str, str]) -> RunDeployment:
     return run
 
 
-def report(runs: dict[str, dict[str, Any]], api_url: str, ui_url: str, out_dir: Path, web: MiniWeb,
-           seconds: float) -> None:
+def report(
+    runs: dict[str, dict[str, Any]], api_url: str, ui_url: str, out_dir: Path, web: MiniWeb, seconds: float
+) -> None:
     print(f"\nDemo finished in {seconds / 60:.1f} min. Runs (all Completed), with their artifacts:")
     for name, flow_run in runs.items():
-        artifacts = api(api_url, "POST", "artifacts/filter",
-                        {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}, "limit": 50})
+        artifacts = api(
+            api_url, "POST", "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}, "limit": 50}
+        )
         keys = ", ".join(sorted({a["key"] for a in artifacts if a["key"]})) or "none"
         print(f"  {name:22s} {ui_url}/runs/flow-run/{flow_run['id']}\n  {'':22s} artifacts: {keys}")
     missing, extra = ground_truth_diff(web, out_dir / "corpus")
     expected = web.expectations()["counts"]["documents"]
     if missing or extra:
-        print(f"\nGround truth: the corpus differs from the mini web's expectations: missing {sorted(missing)}, "
-              f"unexpected {sorted(extra)}")
+        print(
+            f"\nGround truth: the corpus differs from the mini web's expectations: missing {sorted(missing)}, "
+            f"unexpected {sorted(extra)}"
+        )
     else:
-        print(f"\nGround truth: the corpus holds exactly the {expected} documents the mini web says must survive "
-              f"(low karma, NSFW, media, dead, robots-excluded, slow, failing, short, duplicate and Wikipedia pages "
-              f"all left out).")
+        print(
+            f"\nGround truth: the corpus holds exactly the {expected} documents the mini web says must survive "
+            f"(low karma, NSFW, media, dead, robots-excluded, slow, failing, short, duplicate and Wikipedia pages "
+            f"all left out)."
+        )
     print(f"""
 Outputs on disk:
   mini web + Reddit dump + ground truth  {web.root}
-  corpus shards, manifest, dataset card  {out_dir / 'corpus' / 'shards'}
-  model run (checkpoints, loss curve)    {out_dir / 'model'}
-  exported checkpoint + results.md       {out_dir / 'model' / 'model'}
+  corpus shards, manifest, dataset card  {out_dir / "corpus" / "shards"}
+  model run (checkpoints, loss curve)    {out_dir / "model"}
+  exported checkpoint + results.md       {out_dir / "model" / "model"}
 
 Prefect UI: {ui_url}   (`make down` stops the server and the deployments)""")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="full",
-                        help="full: the demo (~10 min on 2 cores); small: the test's size (~3 min)")
-    parser.add_argument("--out", type=Path, help="where everything is written (default data/demo, "
-                                                   "data/demo-small, data/demo-seed7, ...)")
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="full",
+        help="full: the demo (~10 min on 2 cores); small: the test's size (~3 min)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where everything is written (default data/demo, data/demo-small, data/demo-seed7, ...)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the mini web's seed")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     # One folder per size and seed: a resumed model or a reused tokenizer never mixes two corpora.
-    name = "demo" + ("" if args.size == "full" else f"-{args.size}") + \
-        ("" if args.seed == DEFAULT_SEED else f"-seed{args.seed}")
+    name = (
+        "demo"
+        + ("" if args.size == "full" else f"-{args.size}")
+        + ("" if args.seed == DEFAULT_SEED else f"-seed{args.seed}")
+    )
     out_dir = (args.out or REPO / "data" / name).resolve()
     started = time.monotonic()
 
@@ -234,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     web = build_miniweb(args.seed, size.articles, out_dir / "miniweb")
     counts = web.expectations()["counts"]
-    print(f"\nmini web: {web.root} (seed {web.seed}): {counts['submissions']} Reddit submissions in "
-          f"{len(web.dumps)} monthly dumps; {counts['documents']} documents should reach the corpus")
+    print(
+        f"\nmini web: {web.root} (seed {web.seed}): {counts['submissions']} Reddit submissions in "
+        f"{len(web.dumps)} monthly dumps; {counts['documents']} documents should reach the corpus"
+    )
     if CLIENT_AUTH in env:  # `api` sends it too
         os.environ[CLIENT_AUTH] = env[CLIENT_AUTH]
     try:

@@ -11,6 +11,7 @@ WEBTEXT_DEPLOYMENTS=NAME,... registers only those, so each stage can go to the p
 `--source` says where workers get the code: by default this checkout's absolute path (workers need the project at the
 same path, e.g. a shared filesystem), or a git URL that each run clones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,15 @@ def deploy_all(work_pool: str, source: str) -> list[str]:
     for spec in present_specs():
         load_flow(spec)  # check the flow's name and defaults here, before anything is registered
         flow = Flow.from_source(source=source, entrypoint=spec.entrypoint)
-        flow.deploy(name=spec.name, work_pool_name=work_pool, parameters=spec.parameters,
-                    description=spec.description, tags=["webtext-gpt2"], print_next_steps=False,
-                    ignore_warnings=True)
+        flow.deploy(
+            name=spec.name,
+            work_pool_name=work_pool,
+            parameters=spec.parameters,
+            description=spec.description,
+            tags=["webtext-gpt2"],
+            print_next_steps=False,
+            ignore_warnings=True,
+        )
         names.append(spec.full_name)
         print(f"registered {spec.full_name} ({spec.entrypoint}) to work pool {work_pool!r}")
     return names
@@ -56,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.split("\n")[0])
     parser.add_argument("--work-pool", required=True, help="work pool the workers poll (`prefect worker start --pool`)")
     parser.add_argument("--create-pool", action="store_true", help="create it as a process pool if it does not exist")
-    parser.add_argument("--source", default=str(REPO), help="where workers get the code: a path or a git URL "
-                                                            "(default: this checkout)")
+    parser.add_argument(
+        "--source", default=str(REPO), help="where workers get the code: a path or a git URL (default: this checkout)"
+    )
     args = parser.parse_args(argv)
     try:
         # An explicit PREFECT_API_URL (a production server) wins over the local stack's default.
@@ -74,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an unknown name in WEBTEXT_DEPLOYMENTS, or a flow that breaks its contract
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"start workers with: prefect worker start --pool {args.work_pool}"
-          + (f"  (with PREFECT_API_URL and {CLIENT_AUTH} set)" if os.environ.get(CLIENT_AUTH) else ""))
+    print(
+        f"start workers with: prefect worker start --pool {args.work_pool}"
+        + (f"  (with PREFECT_API_URL and {CLIENT_AUTH} set)" if os.environ.get(CLIENT_AUTH) else "")
+    )
     return 0
 
 

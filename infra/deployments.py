@@ -4,6 +4,7 @@
 other machines. Relative paths in the defaults resolve against the checkout: both the serve process and a worker's
 pulled source run flows with the checkout as working directory.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -41,17 +42,26 @@ class DeploymentSpec:
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
-        flow_name="webtext", name="build-corpus", module="flows.webtext", function="webtext",
+        flow_name="webtext",
+        name="build-corpus",
+        module="flows.webtext",
+        function="webtext",
         description="Reddit dumps -> karma-filtered links -> fetch -> extract -> dedup -> Wikipedia removal "
-                    "-> Parquet shards (in data/webtext unless out_dir says otherwise).",
+        "-> Parquet shards (in data/webtext unless out_dir says otherwise).",
     ),
     DeploymentSpec(
-        flow_name="gpt2", name="train", module="flows.train", function="train",
+        flow_name="gpt2",
+        name="train",
+        module="flows.train",
+        function="train",
         description="Tokenize the corpus shards, train GPT-2 with Lightning, export a checkpoint, then evaluate it.",
         parameters={"corpus": "data/webtext"},  # what build-corpus writes by default: the DAG's next step
     ),
     DeploymentSpec(
-        flow_name="gpt2", name="evaluate", module="flows.evaluate", function="evaluate",
+        flow_name="gpt2",
+        name="evaluate",
+        module="flows.evaluate",
+        function="evaluate",
         description="Zero-shot evaluation of a GPT-2 checkpoint on the paper's benchmarks; publishes result tables.",
     ),
 )
@@ -81,13 +91,17 @@ def load_flow(spec: DeploymentSpec) -> Flow:
     if not isinstance(flow, Flow):
         raise TypeError(f"{spec.module}.{spec.function} is not a Prefect flow (missing @flow?)")
     if flow.name != spec.flow_name:
-        raise ValueError(f"{spec.entrypoint} is a flow named {flow.name!r}, but deployment {spec.full_name} needs "
-                         f"the flow name {spec.flow_name!r}")
+        raise ValueError(
+            f"{spec.entrypoint} is a flow named {flow.name!r}, but deployment {spec.full_name} needs "
+            f"the flow name {spec.flow_name!r}"
+        )
     accepted = inspect.signature(flow.fn).parameters
     unknown = sorted(set(spec.parameters) - set(accepted))
     if unknown:
-        raise ValueError(f"deployment {spec.full_name} sets default parameters {unknown} that {spec.entrypoint} "
-                         f"does not take (it takes {list(accepted)})")
+        raise ValueError(
+            f"deployment {spec.full_name} sets default parameters {unknown} that {spec.entrypoint} "
+            f"does not take (it takes {list(accepted)})"
+        )
     return flow
 
 
@@ -101,6 +115,9 @@ def present_specs(environ: Mapping[str, str] = os.environ) -> list[DeploymentSpe
         if is_present(spec):
             present.append(spec)
         else:
-            log.warning("deployment %s left out: its flow module %s does not exist in this checkout",
-                        spec.full_name, spec.module)
+            log.warning(
+                "deployment %s left out: its flow module %s does not exist in this checkout",
+                spec.full_name,
+                spec.module,
+            )
     return present

@@ -17,14 +17,15 @@ WEBTEXT_DEPLOYMENTS (comma-separated names) limits which deployments a machine s
 `python infra/env.py` prints the settings as `export` lines; `infra/env.sh` sources them into a shell.
 This module imports nothing heavy (no prefect) so that it is cheap to run from the shell.
 """
+
 from __future__ import annotations
 
 import ipaddress
 import os
 import shlex
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HOST = "127.0.0.1"
@@ -58,8 +59,10 @@ def database_url(environ: Mapping[str, str] = os.environ) -> str | None:
         return None
     if not raw.startswith(DATABASE_SCHEMES):
         shown = raw.split("@")[-1] if "@" in raw else raw  # never print a password
-        raise ValueError(f"WEBTEXT_DATABASE_URL must start with {' or '.join(DATABASE_SCHEMES)} (Prefect's async "
-                         f"drivers), got ...{shown!r}")
+        raise ValueError(
+            f"WEBTEXT_DATABASE_URL must start with {' or '.join(DATABASE_SCHEMES)} (Prefect's async "
+            f"drivers), got ...{shown!r}"
+        )
     return raw
 
 
@@ -119,8 +122,10 @@ def stack_auth(home: Path, environ: Mapping[str, str] = os.environ) -> str | Non
     if info.st_uid != os.getuid():
         raise ValueError(f"the auth file {path} belongs to uid {info.st_uid}, not to us (uid {os.getuid()})")
     if info.st_mode & 0o077:
-        raise ValueError(f"the auth file {path} can be read by others (mode {stat.S_IMODE(info.st_mode):o}); make "
-                         f"it private with `chmod 600 {path}`")
+        raise ValueError(
+            f"the auth file {path} can be read by others (mode {stat.S_IMODE(info.st_mode):o}); make "
+            f"it private with `chmod 600 {path}`"
+        )
     lines = path.read_text().splitlines()
     user, colon, password = (lines[0] if len(lines) == 1 else "").partition(":")
     if not (user and colon and password) or lines[0] != lines[0].strip():
@@ -155,8 +160,9 @@ def prefect_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) 
     }
 
 
-def service_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                base: Mapping[str, str] = os.environ) -> dict[str, str]:
+def service_env(
+    home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, base: Mapping[str, str] = os.environ
+) -> dict[str, str]:
     """Full environment for a long-running service (server, serve, worker) and the flow runs it spawns.
 
     Scratch files (Prefect's runner storage, Dask spill, torch inductor, newspaper) go to the stack's home instead of

@@ -3,6 +3,7 @@
 `prefect deployment run --watch` ends with `Flow run finished in state 'Failed'.`; the reason is in the state message
 and the run's error logs (and those of its subflows), which a user would otherwise have to find in the UI.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,9 @@ def _run_and_subflows(api_url: str, flow_run: dict[str, Any], auth: str | None) 
     return runs
 
 
-def failure_report(api_url: str, flow_run_id: str, max_logs: int = 5, max_lines: int = 20,
-                   auth: str | None = None) -> str:
+def failure_report(
+    api_url: str, flow_run_id: str, max_logs: int = 5, max_lines: int = 20, auth: str | None = None
+) -> str:
     """The state and state message of the run and of each subflow that did not complete, then the last `max_logs`
     error log entries of them all (each cut to its last `max_lines` lines: a traceback ends with the error), or the
     last log entries of any level when there is no error entry. Empty for a completed run."""
@@ -36,11 +38,15 @@ def failure_report(api_url: str, flow_run_id: str, max_logs: int = 5, max_lines:
     for run in runs:
         if run["state_type"] not in FINAL_OK:
             message = ((run.get("state") or {}).get("message") or "").strip()
-            lines.append(f"flow run {run['name']!r} ({run['id']}) is {run['state_name']}"
-                         + (f": {message}" if message else ""))
+            lines.append(
+                f"flow run {run['name']!r} ({run['id']}) is {run['state_name']}" + (f": {message}" if message else "")
+            )
     ids = [run["id"] for run in runs]
-    errors = {"logs": {"flow_run_id": {"any_": ids}, "level": {"ge_": ERROR_LEVEL}}, "sort": "TIMESTAMP_DESC",
-              "limit": max_logs}
+    errors = {
+        "logs": {"flow_run_id": {"any_": ids}, "level": {"ge_": ERROR_LEVEL}},
+        "sort": "TIMESTAMP_DESC",
+        "limit": max_logs,
+    }
     logs = api_request(api_url, "POST", "logs/filter", errors, auth=auth)
     what = "error log entries"
     if not logs:

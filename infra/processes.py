@@ -3,6 +3,7 @@
 A PID file holds the PID and the process's start time, so a stale file whose PID the kernel has since given to
 another process is recognised and never acted on.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,15 @@ def spawn(cmd: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path)
     """Start `cmd` detached from our terminal, in a new session (its own process group), logging to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
-        return subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            list(cmd),
+            env=dict(env),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def write_pid_file(path: Path, pid: int) -> None:

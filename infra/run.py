@@ -5,6 +5,7 @@ no server answers it says so and tells you to `make up`, instead of a connection
 fails it prints why (state messages and the last error logs of the run and its subflows). Every argument after the
 name is passed on to `prefect deployment run` unchanged (`-p/--param KEY=VALUE`, `--params JSON`, ...).
 """
+
 from __future__ import annotations
 
 import re
@@ -42,8 +43,14 @@ _UUID_LINE = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 def run_and_explain(command: list[str], env: dict[str, str]) -> int:
     """Run the Prefect CLI command, passing its output through; when the run it watched did not complete, print why
     (state messages and the last error logs, infra/failures.py) instead of leaving only "finished in state 'Failed'"."""
-    process = subprocess.Popen(command, env={**env, "COLUMNS": env.get("COLUMNS", "250")}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    process = subprocess.Popen(
+        command,
+        env={**env, "COLUMNS": env.get("COLUMNS", "250")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
     flow_run_id = None
     assert process.stdout is not None
     for line in process.stdout:

@@ -4,6 +4,7 @@ Beyond loopback it only starts with an auth string (infra/env.py says where it c
 
 Used by `make up` (infra/services.py) and by the test fixtures (tests/prefect_fixtures.py), so both run the same code.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,8 +23,7 @@ from typing import Any
 import httpx
 import psutil
 
-from infra.env import (AUTH_FILE_NAME, CLIENT_AUTH, REPO, SERVER_AUTH, auth_file, is_loopback,
-                       server_settings)
+from infra.env import AUTH_FILE_NAME, CLIENT_AUTH, REPO, SERVER_AUTH, auth_file, is_loopback, server_settings
 from infra.processes import spawn
 
 PREFECT = [sys.executable, "-m", "prefect"]  # the CLI of the interpreter running us, wherever it is installed
@@ -124,7 +124,7 @@ def require_server(api_url: str, auth: str | None = None) -> None:
             f"the Prefect server at {api_url} {problem} ({CLIENT_AUTH}).\n"
             f"For the local stack, keep it in a file only you can read (`chmod 600`): .prefect/{AUTH_FILE_NAME} or the "
             f"file WEBTEXT_AUTH_FILE names, then `source infra/env.sh` again; for another server, "
-            f"export {CLIENT_AUTH}=\"$(cat FILE)\"."
+            f'export {CLIENT_AUTH}="$(cat FILE)".'
         )
 
 
@@ -135,8 +135,9 @@ def _csrf_headers(api_url: str, auth: str | None) -> dict[str, str]:
     """Prefect's CSRF token for a state-changing request, when the server protects against CSRF."""
     if api_url not in _csrf_clients:
         client = str(uuid.uuid4())
-        response = httpx.get(f"{api_url}/csrf-token", params={"client": client}, headers=auth_headers(auth),
-                             timeout=30.0)
+        response = httpx.get(
+            f"{api_url}/csrf-token", params={"client": client}, headers=auth_headers(auth), timeout=30.0
+        )
         if response.status_code == 422 and "CSRF protection is disabled" in response.text:
             _csrf_clients[api_url] = None
         else:
@@ -178,8 +179,12 @@ def start_server(env: Mapping[str, str], host: str, port: int, log_path: Path) -
     check_bind_allowed(host, env)
     check_port_free(host, port)
     server_env = {**env, **server_settings(host, env.get(CLIENT_AUTH))}
-    return spawn([*PREFECT, "server", "start", "--host", host, "--port", str(port), "--analytics-off"],
-                 server_env, log_path, cwd=REPO)
+    return spawn(
+        [*PREFECT, "server", "start", "--host", host, "--port", str(port), "--analytics-off"],
+        server_env,
+        log_path,
+        cwd=REPO,
+    )
 
 
 def log_tail(log_path: Path, lines: int = 40) -> str:
@@ -189,8 +194,9 @@ def log_tail(log_path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def wait_healthy(api_url: str, process: subprocess.Popen | psutil.Process, log_path: Path,
-                 timeout: float = 120.0) -> None:
+def wait_healthy(
+    api_url: str, process: subprocess.Popen | psutil.Process, log_path: Path, timeout: float = 120.0
+) -> None:
     """Poll /api/health until it answers; fail early, with the log's tail, if the server process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -198,19 +204,24 @@ def wait_healthy(api_url: str, process: subprocess.Popen | psutil.Process, log_p
             return
         exited = process.poll() is not None if isinstance(process, subprocess.Popen) else not process.is_running()
         if exited:
-            raise ServerStartError(f"the Prefect server exited during start-up; end of {log_path}:\n"
-                                   f"{log_tail(log_path)}")
+            raise ServerStartError(
+                f"the Prefect server exited during start-up; end of {log_path}:\n{log_tail(log_path)}"
+            )
         time.sleep(0.5)
-    raise ServerStartError(f"the Prefect server at {api_url} was not healthy after {timeout:.0f} s; end of "
-                           f"{log_path}:\n{log_tail(log_path)}")
+    raise ServerStartError(
+        f"the Prefect server at {api_url} was not healthy after {timeout:.0f} s; end of "
+        f"{log_path}:\n{log_tail(log_path)}"
+    )
 
 
 def main() -> int:
     """`python -m infra.server`: exit 0 when the server at PREFECT_API_URL is healthy, else say what to do."""
     url = os.environ.get("PREFECT_API_URL")
     if not url:
-        print("error: PREFECT_API_URL is not set; run `source infra/env.sh` (the local stack) or point it at your "
-              "server", file=sys.stderr)
+        print(
+            "error: PREFECT_API_URL is not set; run `source infra/env.sh` (the local stack) or point it at your server",
+            file=sys.stderr,
+        )
         return 1
     try:
         require_server(url, os.environ.get(CLIENT_AUTH))

@@ -8,6 +8,7 @@ again while the stack is up does nothing. Beyond loopback it refuses to start wi
 there (served flow runs included; other tools such as the demo may record theirs with `Stack.pid_file(name)` and
 `infra.processes.write_pid_file`) and is safe to repeat.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,18 +16,38 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import psutil
 
 from infra.deployments import present_specs
-from infra.env import (CLIENT_AUTH, REPO, SERVICE_MARK, api_url, auth_file, describe_database, service_env, stack_auth,
-                       stack_home, stack_host, stack_port)
+from infra.env import (
+    CLIENT_AUTH,
+    REPO,
+    SERVICE_MARK,
+    api_url,
+    auth_file,
+    describe_database,
+    service_env,
+    stack_auth,
+    stack_home,
+    stack_host,
+    stack_port,
+)
 from infra.processes import marked_processes, read_pid_file, spawn, stop_pid_file, stop_tree, tree, write_pid_file
-from infra.server import (InsecureBindError, PortInUseError, ServerStartError, auth_accepted, auth_headers, is_healthy,
-                          log_tail, start_server, wait_healthy)
+from infra.server import (
+    InsecureBindError,
+    PortInUseError,
+    ServerStartError,
+    auth_accepted,
+    auth_headers,
+    is_healthy,
+    log_tail,
+    start_server,
+    wait_healthy,
+)
 
 SERVER_TIMEOUT = 180.0
 SERVE_TIMEOUT = 300.0
@@ -39,7 +60,7 @@ class Stack:
     port: int
 
     @classmethod
-    def from_env(cls) -> "Stack":
+    def from_env(cls) -> Stack:
         return cls(stack_home(), stack_host(), stack_port())
 
     @property
@@ -80,15 +101,24 @@ def _registered_since(api_url: str, full_name: str, since: datetime, auth: str |
     return response.status_code == 200 and datetime.fromisoformat(response.json()["updated"]) >= since
 
 
-def wait_registered(api_url: str, names: list[str], process: subprocess.Popen, log_path: Path,
-                    timeout: float = SERVE_TIMEOUT, auth: str | None = None) -> None:
+def wait_registered(
+    api_url: str,
+    names: list[str],
+    process: subprocess.Popen,
+    log_path: Path,
+    timeout: float = SERVE_TIMEOUT,
+    auth: str | None = None,
+) -> None:
     """Wait until the serve `process` (just started) has registered every deployment in `names`."""
-    since = datetime.fromtimestamp(psutil.Process(process.pid).create_time(), timezone.utc) - timedelta(seconds=1)
+    since = datetime.fromtimestamp(psutil.Process(process.pid).create_time(), UTC) - timedelta(seconds=1)
     deadline = time.monotonic() + timeout
     while not all(_registered_since(api_url, name, since, auth) for name in names):
         if process.poll() is not None or time.monotonic() > deadline:
-            why = f"exited with code {process.returncode}" if process.returncode is not None else \
-                f"did not register {names} within {timeout:.0f} s"
+            why = (
+                f"exited with code {process.returncode}"
+                if process.returncode is not None
+                else f"did not register {names} within {timeout:.0f} s"
+            )
             raise StackError(f"`python -m infra.serve` {why}; end of {log_path}:\n{log_tail(log_path)}")
         time.sleep(0.5)
 
@@ -100,8 +130,10 @@ def _ensure_server(stack: Stack) -> None:
         if is_healthy(stack.api_url):
             print(f"server already running (pid {running.pid}) at {stack.ui_url}")
             return
-        raise StackError(f"a server started earlier from {stack.home} (pid {running.pid}) runs but does not answer "
-                         f"at {stack.api_url} (started on another port?). Run `make down` first.")
+        raise StackError(
+            f"a server started earlier from {stack.home} (pid {running.pid}) runs but does not answer "
+            f"at {stack.api_url} (started on another port?). Run `make down` first."
+        )
     env = service_env(stack.home, stack.host, stack.port)
     try:
         process = start_server(env, stack.host, stack.port, log_path)
@@ -140,10 +172,12 @@ def up(stack: Stack) -> None:
         raise StackError("no flow module exists under flows/: there is nothing to serve")
     _ensure_server(stack)
     _ensure_serve(stack, names)
-    print(f"\nPrefect UI:   {stack.ui_url}\nAPI:          {stack.api_url}\nDatabase:     {describe_database()}\n"
-          f"Auth:         {describe_auth(stack)}\nDeployments:  {', '.join(names)}\n"
-          f"Use the CLI:  source infra/env.sh && prefect deployment run webtext/build-corpus --param ... --watch\n"
-          f"Stop it all:  make down")
+    print(
+        f"\nPrefect UI:   {stack.ui_url}\nAPI:          {stack.api_url}\nDatabase:     {describe_database()}\n"
+        f"Auth:         {describe_auth(stack)}\nDeployments:  {', '.join(names)}\n"
+        f"Use the CLI:  source infra/env.sh && prefect deployment run webtext/build-corpus --param ... --watch\n"
+        f"Stop it all:  make down"
+    )
 
 
 def survivors(stack: Stack) -> list[psutil.Process]:
@@ -210,8 +244,10 @@ def status(stack: Stack) -> int:
     print(f"auth: {_auth_status(stack)}")
     left = survivors(stack)
     if left:
-        print(f"{len(left)} process(es) of this stack outside the server and serve trees (left by a killed run? "
-              f"`make down` stops them):")
+        print(
+            f"{len(left)} process(es) of this stack outside the server and serve trees (left by a killed run? "
+            f"`make down` stops them):"
+        )
         for proc in left:
             print(f"  {_describe(proc)}")
     return 0 if running["server"] and running["serve"] else 1

@@ -6,11 +6,13 @@ Micro-batch number b on rank r is drawn from its own generator seeded with (seed
 hidden state: its position is just the next b, which the DataModule saves in every Lightning checkpoint and restores
 on resume. A resumed run therefore sees exactly the batches an uninterrupted run would have seen.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -19,8 +21,14 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from tokenization.shard_format import read_token_shard, write_token_shard
 
-__all__ = ["read_token_shard", "write_token_shard", "find_shards", "RandomWindows", "SequentialWindows",
-           "TokenDataModule"]
+__all__ = [
+    "read_token_shard",
+    "write_token_shard",
+    "find_shards",
+    "RandomWindows",
+    "SequentialWindows",
+    "TokenDataModule",
+]
 
 
 def find_shards(tokens_dir: str | Path, split: str) -> list[Path]:
@@ -34,14 +42,16 @@ def find_shards(tokens_dir: str | Path, split: str) -> list[Path]:
 class RandomWindows(IterableDataset):
     """Endless micro-batches (x, y, b) of uniformly random windows of block_size + 1 tokens across all shards."""
 
-    def __init__(self, shards: list[Path], block_size: int, micro_batch: int, seed: int,
-                 rank: int = 0, start: int = 0) -> None:
+    def __init__(
+        self, shards: list[Path], block_size: int, micro_batch: int, seed: int, rank: int = 0, start: int = 0
+    ) -> None:
         self.tokens = [read_token_shard(p) for p in shards]
         self.block_size, self.micro_batch, self.seed, self.rank, self.start = block_size, micro_batch, seed, rank, start
         starts = np.array([max(len(t) - block_size, 0) for t in self.tokens], dtype=np.int64)  # valid starts
         if starts.sum() == 0:
-            raise ValueError(f"no token shard among {[str(p) for p in shards]} holds more than block_size="
-                             f"{block_size} tokens")
+            raise ValueError(
+                f"no token shard among {[str(p) for p in shards]} holds more than block_size={block_size} tokens"
+            )
         self.cumulative = np.cumsum(starts)
 
     def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,8 +128,12 @@ class TokenDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         windows = SequentialWindows(self.val_shards, self.position.block_size)
-        return DataLoader(windows, batch_size=self.position.micro_batch, pin_memory=torch.cuda.is_available(),
-                          generator=own_generator())
+        return DataLoader(
+            windows,
+            batch_size=self.position.micro_batch,
+            pin_memory=torch.cuda.is_available(),
+            generator=own_generator(),
+        )
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if len(batch) == 3:  # a training batch about to be used: it is consumed from here on
@@ -135,6 +149,8 @@ class TokenDataModule(L.LightningDataModule):
         saved = DataPosition(**state)
         for field in ("seed", "micro_batch", "block_size"):
             if getattr(saved, field) != getattr(self.position, field):
-                raise ValueError(f"cannot resume exactly: the checkpoint's data stream used {field}="
-                                 f"{getattr(saved, field)}, this run uses {getattr(self.position, field)}")
+                raise ValueError(
+                    f"cannot resume exactly: the checkpoint's data stream used {field}="
+                    f"{getattr(saved, field)}, this run uses {getattr(self.position, field)}"
+                )
         self.position = saved

@@ -4,6 +4,7 @@ HF stores the four projection matrices as Conv1D weights of shape (in, out); our
 exactly those are transposed. The causal-mask buffers (attn.bias, attn.masked_bias) of older checkpoints are skipped,
 and the head is tied to wte, so lm_head.weight is never stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,9 @@ def from_pretrained(path: str | Path, pad_vocab_multiple: int = 64) -> GPT:
     if missing:
         raise ValueError(f"{path}: weights missing from the checkpoint: {sorted(missing)}")
     head = hf_weights.get("lm_head.weight")
-    if head is not None and not torch.equal(head, hf_weights.get("transformer.wte.weight", hf_weights.get("wte.weight"))):
+    if head is not None and not torch.equal(
+        head, hf_weights.get("transformer.wte.weight", hf_weights.get("wte.weight"))
+    ):
         raise ValueError(f"{path}: lm_head.weight differs from wte.weight; GPT-2's output head is tied")
     return model.eval()
 

@@ -4,6 +4,7 @@ Why a child: Lightning's DDP launches the other ranks by re-running the current 
 command (not, say, a Prefect flow run); and a crash or out-of-memory kill there leaves the caller alive to report it.
 The same command line serves multi-process launches by hand (torchrun, SLURM, Lightning's own).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,10 @@ import sys
 import types
 import typing
 from collections import deque
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modeling.train import TrainConfig, TrainResult, train
 
@@ -60,8 +62,9 @@ def _converter(name: str, hint: Any) -> Callable[[str], Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """One option per TrainConfig field, typed from its annotation (`--compile/--no-compile` for booleans)."""
-    parser = argparse.ArgumentParser(prog="python -m modeling.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m modeling.launch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     hints = _hints()
     for field in fields(TrainConfig):
         flag, hint = "--" + field.name.replace("_", "-"), hints[field.name]
@@ -70,10 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         elif field.default is MISSING:  # tokens_dir, out_dir
             parser.add_argument(flag, required=True, type=_converter(field.name, hint))
         else:
-            parser.add_argument(flag, type=_converter(field.name, hint), default=field.default,
-                                help=f"{hint} (default: {field.default})".replace("%", "%%"))
-    parser.add_argument("--step-events", action="store_true",
-                        help=f"print each step's metrics as one '{STEP_EVENT}<json>' line (for train_in_subprocess)")
+            parser.add_argument(
+                flag,
+                type=_converter(field.name, hint),
+                default=field.default,
+                help=f"{hint} (default: {field.default})".replace("%", "%%"),
+            )
+    parser.add_argument(
+        "--step-events",
+        action="store_true",
+        help=f"print each step's metrics as one '{STEP_EVENT}<json>' line (for train_in_subprocess)",
+    )
     return parser
 
 
@@ -118,15 +128,22 @@ def train_in_subprocess(
     command = [sys.executable, "-m", "modeling.launch", *command_line(config), "--step-events"]
     tail: deque[str] = deque(maxlen=tail_lines)
     env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1, env=env,
-                          encoding="utf-8", errors="replace") as child:  # a stray byte must not end the stream
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        bufsize=1,
+        env=env,
+        encoding="utf-8",
+        errors="replace",
+    ) as child:  # a stray byte must not end the stream
         try:
             assert child.stdout is not None
             for line in child.stdout:
                 line = line.rstrip("\n")
                 if line.startswith(STEP_EVENT):
                     if on_step is not None:
-                        on_step(json.loads(line[len(STEP_EVENT):]))
+                        on_step(json.loads(line[len(STEP_EVENT) :]))
                     continue
                 tail.append(line)
                 if on_output is not None:
@@ -138,8 +155,10 @@ def train_in_subprocess(
     if child.returncode != 0 or not summary.is_file():
         last = next((line for line in reversed(tail) if line.strip()), "no output")  # a traceback's last line
         output = "\n".join(tail)
-        raise TrainingProcessError(f"training process {' '.join(command[:3])} for {config.out_dir} exited with code "
-                                   f"{child.returncode}: {last}\n--- its last output ---\n{output}")
+        raise TrainingProcessError(
+            f"training process {' '.join(command[:3])} for {config.out_dir} exited with code "
+            f"{child.returncode}: {last}\n--- its last output ---\n{output}"
+        )
     return TrainResult(**json.loads(summary.read_text())["result"])
 
 

@@ -1,11 +1,13 @@
 """The Lightning pieces of GPT-2 training: the LightningModule, the LR schedule and atomic checkpoint writes."""
+
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -156,8 +158,9 @@ class GPTModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        optimizer = configure_optimizer(list(self.named_parameters()), h.lr, h.weight_decay, tuple(h.betas),
-                                        self.device.type)
+        optimizer = configure_optimizer(
+            list(self.named_parameters()), h.lr, h.weight_decay, tuple(h.betas), self.device.type
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_multiplier(step, h.warmup_steps, h.max_steps, h.min_lr_ratio)
         )

@@ -7,6 +7,7 @@ place of the logits, in the forward pass, chunk by chunk over the tokens into on
 straight into the gradients of the hidden states and of the (tied) head weight. The backward pass only scales them.
 Same math as the plain path (checked to float rounding in tests/test_model.py); it does not change the model.
 """
+
 from __future__ import annotations
 
 import torch

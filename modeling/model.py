@@ -7,6 +7,7 @@ embedding, and init N(0, 0.02) with the residual output projections scaled by 1/
 Parameter names match Hugging Face's GPT2LMHeadModel (transformer.h.0.attn.c_attn.weight, ...), so checkpoint
 conversion (modeling/hf.py) is a rename-free transpose of the Conv1D weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -112,13 +113,15 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps),
+            )
+        )
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied output head
         # -inf on the padding columns, added inside the head's matmul: padding ids get probability 0, so the loss can
@@ -178,8 +181,11 @@ class GPT(nn.Module):
         hidden = self.hidden_states(idx)
         if targets is None:
             return self.logits(hidden)[..., : self.config.vocab_size].contiguous()
-        if (torch.compiler.is_compiling() or torch.is_autocast_enabled(hidden.device.type)
-                or hidden.dtype != torch.float32):
+        if (
+            torch.compiler.is_compiling()
+            or torch.is_autocast_enabled(hidden.device.type)
+            or hidden.dtype != torch.float32
+        ):
             return F.cross_entropy(self.logits(hidden).flatten(0, -2).float(), targets.reshape(-1), ignore_index=-1)
         bias = self._pad_bias(hidden.dtype)
         return linear_cross_entropy(hidden, self.lm_head.weight, bias, targets, self._loss_scratch)

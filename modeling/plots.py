@@ -3,6 +3,7 @@
 The y axis is logarithmic when the losses span more than a factor of 10 (a diverging or badly initialised run would
 otherwise flatten everything else into a line). Written as PNG (for the Prefect UI's markdown artifacts) and SVG.
 """
+
 from __future__ import annotations
 
 import csv

@@ -3,18 +3,27 @@
 DIR is a Hugging Face GPT-2 directory with tokenizer files: our export (out_dir/model) or OpenAI's released weights.
 The paper's samples use top-k 40 at temperature 1.
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
 
-from tokenization.bpe import load_tokenizer
 from modeling.hf import from_pretrained
+from tokenization.bpe import load_tokenizer
 
 
-def sample(checkpoint: str, prompt: str, max_new_tokens: int = 100, num_samples: int = 1, temperature: float = 1.0,
-           top_k: int | None = 40, seed: int = 1337, device: str = "cpu") -> list[str]:
+def sample(
+    checkpoint: str,
+    prompt: str,
+    max_new_tokens: int = 100,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int | None = 40,
+    seed: int = 1337,
+    device: str = "cpu",
+) -> list[str]:
     """num_samples continuations of prompt (the prompt itself not included); an empty prompt starts at <|endoftext|>."""
     tokenizer = load_tokenizer(checkpoint)
     model = from_pretrained(checkpoint).to(device)
@@ -22,7 +31,7 @@ def sample(checkpoint: str, prompt: str, max_new_tokens: int = 100, num_samples:
     idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
-    return [tokenizer.decode(row[len(ids):].tolist()) for row in out]
+    return [tokenizer.decode(row[len(ids) :].tolist()) for row in out]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,8 +45,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    texts = sample(args.checkpoint, args.prompt, args.max_new_tokens, args.num_samples, args.temperature,
-                   args.top_k or None, args.seed, args.device)
+    texts = sample(
+        args.checkpoint,
+        args.prompt,
+        args.max_new_tokens,
+        args.num_samples,
+        args.temperature,
+        args.top_k or None,
+        args.seed,
+        args.device,
+    )
     for i, text in enumerate(texts):
         if args.num_samples > 1:
             print(f"======== sample {i + 1} ========")

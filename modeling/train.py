@@ -10,6 +10,7 @@ Run directory layout (out_dir):
   model/                         final export: Hugging Face GPT2LMHeadModel files (+ tokenizer files when given)
   summary.json                   what the run did
 """
+
 from __future__ import annotations
 
 import json
@@ -17,21 +18,22 @@ import logging
 import math
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from tokenization.bpe import load_tokenizer
 from modeling.data import TokenDataModule
 from modeling.hf import save_pretrained
+from modeling.lightning_module import AtomicCheckpointIO, GPTModule, NonFiniteLossError, export_state_dict
 from modeling.model import GPT, Block, get_config
 from modeling.plots import write_loss_curve
-from modeling.lightning_module import AtomicCheckpointIO, GPTModule, NonFiniteLossError, export_state_dict
+from tokenization.bpe import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +86,27 @@ class TrainConfig:
         model_config = get_config(self.model)  # unknown names fail here, listing the valid ones
         if (self.max_steps is None) == (self.max_tokens is None):
             raise ValueError("give exactly one of max_steps and max_tokens")
-        for name in ("max_steps", "max_tokens", "batch_tokens", "micro_batch", "val_interval", "checkpoint_interval",
-                     "log_interval"):
+        for name in (
+            "max_steps",
+            "max_tokens",
+            "batch_tokens",
+            "micro_batch",
+            "val_interval",
+            "checkpoint_interval",
+            "log_interval",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {value}")
         world_size = planned_world_size(self.devices, self.num_nodes)
         if world_size is not None:  # train() checks again with the world size Lightning actually sets up
-            gradient_accumulation(self.batch_tokens, self.micro_batch, self.block_size or model_config.block_size,
-                                  world_size)
+            gradient_accumulation(
+                self.batch_tokens, self.micro_batch, self.block_size or model_config.block_size, world_size
+            )
         if self.resume is not True and self.resume is not False and not isinstance(self.resume, str):
-            raise ValueError(f"TrainConfig.resume must be true, false, 'auto' or a checkpoint path, got "
-                             f"{self.resume!r}")
+            raise ValueError(
+                f"TrainConfig.resume must be true, false, 'auto' or a checkpoint path, got {self.resume!r}"
+            )
 
     @property
     def total_steps(self) -> int:
@@ -126,8 +137,11 @@ KEPT_CHECKPOINTS = 2  # the newest and the one before: a checkpoint damaged on d
 
 def checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     """The checkpoints in checkpoint_dir, highest step first (temporary files of interrupted writes ignored)."""
-    found = [(int(m.group(1)), p) for p in Path(checkpoint_dir).glob("step*.ckpt")
-             if (m := re.fullmatch(r"step(\d+)\.ckpt", p.name))]
+    found = [
+        (int(m.group(1)), p)
+        for p in Path(checkpoint_dir).glob("step*.ckpt")
+        if (m := re.fullmatch(r"step(\d+)\.ckpt", p.name))
+    ]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -178,7 +192,8 @@ def resume_checkpoint(config: TrainConfig, verify: bool = True) -> Path | None:
     raise FileNotFoundError(
         f"resume=True, but {checkpoint_dir} holds no readable checkpoint"
         + (f" ({len(found)} unreadable: {', '.join(p.name for p in found)})" if found else "")
-        + "; pass resume='auto' to start from step 0 when there is none, or resume=false")
+        + "; pass resume='auto' to start from step 0 when there is none, or resume=false"
+    )
 
 
 def planned_world_size(devices: int | str, num_nodes: int) -> int | None:
@@ -235,8 +250,10 @@ def train(
     call it from a script (or use modeling.launch.train_in_subprocess, which runs `python -m modeling.launch`).
     """
     if config.strategy.startswith("fsdp") and not torch.cuda.is_available():
-        raise ValueError(f"strategy={config.strategy!r} needs CUDA GPUs (Lightning's FSDP does not run on the CPU); "
-                         "use strategy='ddp' for several CPU processes")
+        raise ValueError(
+            f"strategy={config.strategy!r} needs CUDA GPUs (Lightning's FSDP does not run on the CPU); "
+            "use strategy='ddp' for several CPU processes"
+        )
     if tokenizer is None and config.tokenizer_dir is not None:
         tokenizer = load_tokenizer(config.tokenizer_dir)
     overrides: dict[str, Any] = {"dropout": config.dropout}
@@ -256,21 +273,44 @@ def train(
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
     trainer_args: dict[str, Any] = dict(
-        accelerator="auto", devices=config.devices, num_nodes=config.num_nodes, precision=_precision(config.precision),
+        accelerator="auto",
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        precision=_precision(config.precision),
     )
-    world_size = L.Trainer(**trainer_args, strategy=_strategy(config.strategy), logger=False,
-                           enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).world_size
+    world_size = L.Trainer(
+        **trainer_args,
+        strategy=_strategy(config.strategy),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).world_size
     accumulate = gradient_accumulation(config.batch_tokens, config.micro_batch, model_config.block_size, world_size)
     warmup = config.warmup_steps if config.warmup_steps is not None else max_steps // 20
 
     module = GPTModule(
-        asdict(model_config), lr=config.lr, max_steps=max_steps, warmup_steps=warmup,
-        min_lr_ratio=config.min_lr_ratio, weight_decay=config.weight_decay, batch_tokens=config.batch_tokens,
-        peak_flops=_peak_flops(config), compile=config.compile, log_interval=config.log_interval, on_step=on_step,
+        asdict(model_config),
+        lr=config.lr,
+        max_steps=max_steps,
+        warmup_steps=warmup,
+        min_lr_ratio=config.min_lr_ratio,
+        weight_decay=config.weight_decay,
+        batch_tokens=config.batch_tokens,
+        peak_flops=_peak_flops(config),
+        compile=config.compile,
+        log_interval=config.log_interval,
+        on_step=on_step,
     )
-    checkpointing = ModelCheckpoint(dirpath=checkpoint_dir, filename="step{step:07d}", auto_insert_metric_name=False,
-                                    every_n_train_steps=config.checkpoint_interval,
-                                    monitor="step", mode="max", save_top_k=KEPT_CHECKPOINTS)
+    checkpointing = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="step{step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=config.checkpoint_interval,
+        monitor="step",
+        mode="max",
+        save_top_k=KEPT_CHECKPOINTS,
+    )
     has_val = data.has_val
     trainer = L.Trainer(
         **trainer_args,
@@ -289,9 +329,17 @@ def train(
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
     )
-    log.info("training %s (%.1fM params) for %d steps of %d tokens (%d micro-batches of %d x %d on %d devices)",
-             config.model, module.model.num_params() / 1e6, max_steps, config.batch_tokens, accumulate,
-             config.micro_batch, model_config.block_size, world_size)
+    log.info(
+        "training %s (%.1fM params) for %d steps of %d tokens (%d micro-batches of %d x %d on %d devices)",
+        config.model,
+        module.model.num_params() / 1e6,
+        max_steps,
+        config.batch_tokens,
+        accumulate,
+        config.micro_batch,
+        model_config.block_size,
+        world_size,
+    )
     try:
         trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     except NonFiniteLossError as err:
@@ -319,13 +367,20 @@ def train(
             tokenizer.save(export_dir)
         write_loss_curve(out_dir / "logs", loss_curve, title=f"{config.model} loss")
     result = TrainResult(
-        out_dir=str(out_dir), export_dir=str(export_dir), checkpoint=str(final_checkpoint),
-        loss_curve=str(loss_curve), steps=trainer.global_step,
-        tokens=trainer.global_step * config.batch_tokens, params=module.model.num_params(),
-        final_train_loss=module.last_train_loss, final_val_loss=final_val,
-        tokens_per_s=(tps := module.mean_tokens_per_s()), mfu=module.mfu(tps) if tps else None,
+        out_dir=str(out_dir),
+        export_dir=str(export_dir),
+        checkpoint=str(final_checkpoint),
+        loss_curve=str(loss_curve),
+        steps=trainer.global_step,
+        tokens=trainer.global_step * config.batch_tokens,
+        params=module.model.num_params(),
+        final_train_loss=module.last_train_loss,
+        final_val_loss=final_val,
+        tokens_per_s=(tps := module.mean_tokens_per_s()),
+        mfu=module.mfu(tps) if tps else None,
     )
     if trainer.is_global_zero:
-        (out_dir / "summary.json").write_text(json.dumps({"config": asdict(config), "result": result.to_dict()},
-                                                         indent=2) + "\n")
+        (out_dir / "summary.json").write_text(
+            json.dumps({"config": asdict(config), "result": result.to_dict()}, indent=2) + "\n"
+        )
     return result

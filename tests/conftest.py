@@ -3,6 +3,7 @@
 Every test process is kept offline and inside the checkout: Prefect, newspaper, tldextract and Chromium get
 project-local homes, and telemetry is off.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,7 +76,10 @@ _SERVER_FIXTURES = {"prefect_server", "served_deployments"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that starts a Prefect server through the fixtures must say so, or `-m "not server"` runs it anyway."""
-    unmarked = [item.nodeid for item in items if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
-                and item.get_closest_marker("server") is None]
+    unmarked = [
+        item.nodeid
+        for item in items
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("server") is None
+    ]
     if unmarked:
         raise pytest.UsageError(f"tests using {sorted(_SERVER_FIXTURES)} need @pytest.mark.server: {unmarked}")

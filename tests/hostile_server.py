@@ -25,6 +25,7 @@ plus static pages served under their original URLs (routed by the Host header; r
     /robots.txt           what `robots` gives for that Host, else 404 (a gzip bomb for robotsbomb.*): a text or bytes
                           (200), a (status, body, headers) reply, or a list of those served in turn (the last repeats)
 """
+
 from __future__ import annotations
 
 import datetime
@@ -57,33 +58,56 @@ def make_tls_files(hostnames: list[str], directory: Path) -> TLSFiles:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webtext test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-          .not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
     files = TLSFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
+    files.key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return files
 
 
@@ -94,8 +118,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
 
-    def _send(self, status: int, body: bytes = b"", content_type: str = "text/html; charset=utf-8",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "text/html; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -160,7 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(int(parse_qs(parts.query).get("ms", ["100"])[0]) / 1000)
             left = int(parse_qs(parts.query).get("n", ["0"])[0])
             ms = parse_qs(parts.query).get("ms", ["100"])[0]
-            self._redirect(f"/slow-hop?n={left - 1}&ms={ms}") if left > 0 else self._send(200, page_for(host, self.path))
+            self._redirect(f"/slow-hop?n={left - 1}&ms={ms}") if left > 0 else self._send(
+                200, page_for(host, self.path)
+            )
         elif path == "/robots-hop":  # a redirect chain for robots.txt: n more hops, then to `to`
             query = parse_qs(parts.query)
             left = int(query["n"][0])
@@ -174,8 +205,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/retry-after" and first:
             query = parse_qs(parts.query)
             seconds = int(query.get("s", ["1"])[0])
-            value = email.utils.formatdate(time.time() + seconds, usegmt=True) if query.get("form") == ["date"] \
+            value = (
+                email.utils.formatdate(time.time() + seconds, usegmt=True)
+                if query.get("form") == ["date"]
                 else str(seconds)
+            )
             self._send(429, b"slow down", "text/plain", {"Retry-After": value})
         elif path == "/always-429":
             self._send(429, b"slow down", "text/plain", {"Retry-After": "1"})
@@ -197,8 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 def page_for(host: str, path: str) -> bytes:
     """The small page served for any other path (tests compare WARC bodies with it)."""
-    return (f"<!doctype html><html><head><title>{host}{path}</title></head>"
-            f"<body><p>Page {path} of {host}.</p></body></html>").encode()
+    return (
+        f"<!doctype html><html><head><title>{host}{path}</title></head>"
+        f"<body><p>Page {path} of {host}.</p></body></html>"
+    ).encode()
 
 
 class _Server(ThreadingHTTPServer):
@@ -219,8 +255,12 @@ class _Server(ThreadingHTTPServer):
 class HostileServer:
     """Start with `with HostileServer(...) as server:`; `server.port` (and `tls_port` when `tls` is given)."""
 
-    def __init__(self, pages: dict[tuple[str, str], tuple[bytes, str]] | None = None,
-                 robots: dict[str, object] | None = None, tls: TLSFiles | None = None) -> None:
+    def __init__(
+        self,
+        pages: dict[tuple[str, str], tuple[bytes, str]] | None = None,
+        robots: dict[str, object] | None = None,
+        tls: TLSFiles | None = None,
+    ) -> None:
         self.pages = dict(pages or {})
         self.robots = dict(robots or {})
         self.tls = tls

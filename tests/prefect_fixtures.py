@@ -10,10 +10,10 @@
 
 Every process is stopped by PID (its whole process tree) at the end of the session.
 """
+
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -28,12 +28,20 @@ import pytest
 from infra.deployments import present_specs
 from infra.env import CLIENT_AUTH, REPO, prefect_env, service_env
 from infra.processes import spawn, stop_tree
-from infra.server import (PortInUseError, ServerStartError, api_request, free_port, log_tail, start_server,
-                          wait_healthy)
+from infra.server import PortInUseError, ServerStartError, api_request, free_port, log_tail, start_server, wait_healthy
 from infra.services import StackError, wait_registered
 
-__all__ = ["PrefectServer", "ServedDeployments", "prefect_server", "served_deployments", "run_deployment",
-           "read_flow_run", "read_artifacts", "read_logs", "api"]
+__all__ = [
+    "PrefectServer",
+    "ServedDeployments",
+    "prefect_server",
+    "served_deployments",
+    "run_deployment",
+    "read_flow_run",
+    "read_artifacts",
+    "read_logs",
+    "api",
+]
 
 SERVER_START_TIMEOUT = 180.0  # first start runs the migrations; 2 shared cores can make that slow
 SERVE_START_TIMEOUT = 240.0  # the serve process imports every flow module (torch, lightning, ...)
@@ -90,8 +98,15 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
                 raise
     else:
         raise PortInUseError("three free ports in a row were taken before the server could bind them")
-    server = PrefectServer(api_url=env["PREFECT_API_URL"], ui_url=f"http://{host}:{port}", port=port, home=home,
-                           log_path=log_path, settings=prefect_env(home, host, port), env=env)
+    server = PrefectServer(
+        api_url=env["PREFECT_API_URL"],
+        ui_url=f"http://{host}:{port}",
+        port=port,
+        home=home,
+        log_path=log_path,
+        settings=prefect_env(home, host, port),
+        env=env,
+    )
     try:
         yield server
     finally:
@@ -130,14 +145,19 @@ def read_logs(server: PrefectServer, flow_run_id: str) -> list[str]:
     """The log messages of the flow run and of its subflow runs (the UI shows those under the run), oldest first."""
     ids, frontier = [flow_run_id], [flow_run_id]
     while frontier:
-        children = api(server, "POST", "flow_runs/filter",
-                       {"flow_runs": {"parent_flow_run_id": {"any_": frontier}}, "limit": 200})
+        children = api(
+            server, "POST", "flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": frontier}}, "limit": 200}
+        )
         frontier = [child["id"] for child in children]
         ids += frontier
     messages: list[str] = []
     while True:  # the API returns at most 200 entries a call
-        page = api(server, "POST", "logs/filter", {"logs": {"flow_run_id": {"any_": ids}}, "sort": "TIMESTAMP_ASC",
-                                                   "limit": 200, "offset": len(messages)})
+        page = api(
+            server,
+            "POST",
+            "logs/filter",
+            {"logs": {"flow_run_id": {"any_": ids}}, "sort": "TIMESTAMP_ASC", "limit": 200, "offset": len(messages)},
+        )
         messages += [entry["message"] for entry in page]
         if len(page) < 200:
             return messages
@@ -153,31 +173,46 @@ def run_deployment(server: PrefectServer, name: str, params: dict, timeout: floa
     plus `cli_output` (what the CLI printed). A failed run is returned, not raised: assert on `state_type`. Raises
     TimeoutError (with the CLI output and the run's logs) if the run does not finish within `timeout` seconds.
     """
-    cmd = [sys.executable, "-m", "prefect", "deployment", "run", name, "--params", json.dumps(params),
-           "--watch", "--watch-timeout", str(int(timeout))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "deployment",
+        "run",
+        name,
+        "--params",
+        json.dumps(params),
+        "--watch",
+        "--watch-timeout",
+        str(int(timeout)),
+    ]
     env = server.client_env(COLUMNS="250")  # keep rich from wrapping the UUID line
     try:
         done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout + 60)
         output = done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        raise TimeoutError(f"`prefect deployment run {name}` did not return within {timeout + 60:.0f} s:\n"
-                           f"{output}") from None
+        raise TimeoutError(
+            f"`prefect deployment run {name}` did not return within {timeout + 60:.0f} s:\n{output}"
+        ) from None
     match = _UUID_LINE.search(output)
     if match is None:
         raise RuntimeError(f"`prefect deployment run {name}` created no flow run (exit {done.returncode}):\n{output}")
     flow_run = read_flow_run(server, match.group(1))
     if flow_run["state_type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
         logs = "\n".join(read_logs(server, flow_run["id"]))
-        raise TimeoutError(f"flow run {flow_run['id']} of {name} is still {flow_run['state_name']} after "
-                           f"{timeout:.0f} s.\nCLI output:\n{output}\nRun logs:\n{logs}")
+        raise TimeoutError(
+            f"flow run {flow_run['id']} of {name} is still {flow_run['state_name']} after "
+            f"{timeout:.0f} s.\nCLI output:\n{output}\nRun logs:\n{logs}"
+        )
     flow_run["cli_output"] = output
     return flow_run
 
 
 def _subflow_ids(server: PrefectServer, flow_run_id: str) -> list[str]:
-    children = api(server, "POST", "flow_runs/filter",
-                   {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+    children = api(
+        server, "POST", "flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
+    )
     ids = []
     for child in children:
         ids += [child["id"], *_subflow_ids(server, child["id"])]
@@ -191,8 +226,12 @@ def read_artifacts(server: PrefectServer, flow_run_id: str, include_subflows: bo
     which the API stores as a JSON string, is decoded into a list of row dicts (or a dict of columns).
     """
     run_ids = [flow_run_id, *(_subflow_ids(server, flow_run_id) if include_subflows else [])]
-    artifacts = api(server, "POST", "artifacts/filter",
-                    {"artifacts": {"flow_run_id": {"any_": run_ids}}, "sort": "CREATED_DESC", "limit": 200})[::-1]
+    artifacts = api(
+        server,
+        "POST",
+        "artifacts/filter",
+        {"artifacts": {"flow_run_id": {"any_": run_ids}}, "sort": "CREATED_DESC", "limit": 200},
+    )[::-1]
     for artifact in artifacts:
         if artifact["type"] == "table" and isinstance(artifact["data"], str):
             artifact["data"] = json.loads(artifact["data"])
@@ -200,14 +239,22 @@ def read_artifacts(server: PrefectServer, flow_run_id: str, include_subflows: bo
 
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @dataclass
 class RunsPage:
     rows: dict[str, str]  # run name -> text of its row on the UI's runs page
-    hosts: set[str]       # every host the page contacted
+    hosts: set[str]  # every host the page contacted
     screenshot: Path
     login_text: str | None = None  # with `auth`: the page the UI showed instead of the runs, before the login
 

@@ -5,6 +5,7 @@ before anything listens, 401 without the string, a deployment run end to end thr
 run`) and through a work-pool worker set up as the README says, the UI's login in Chromium, and that the string shows
 up in no log, output or process argument.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prefect_fixtures import PrefectServer, read_logs, run_deployment, ui_runs_page
+from test_infra import _OUTER, make, run
+from tiny_checkpoint import tiny_corpus_and_checkpoint
 
 from infra.env import CLIENT_AUTH, SERVER_AUTH, client_env, is_loopback, local_stack_env
 from infra.processes import read_pid_file, spawn, stop_pid_file, stop_tree
 from infra.server import auth_headers, free_port
-from prefect_fixtures import PrefectServer, read_logs, run_deployment, ui_runs_page
-from test_infra import _OUTER, make, run
-from tiny_checkpoint import tiny_corpus_and_checkpoint
 
 
 def write_auth_file(path: Path, auth: str, mode: int = 0o600) -> Path:
@@ -36,8 +37,7 @@ def write_auth_file(path: Path, auth: str, mode: int = 0o600) -> Path:
 
 def wide_env(home: Path, port: int, **extra: str) -> dict[str, str]:
     """A stack bound beyond loopback (all interfaces) on `port`."""
-    return {**_OUTER, "WEBTEXT_PREFECT_HOME": str(home), "WEBTEXT_PORT": str(port), "WEBTEXT_HOST": "0.0.0.0",
-            **extra}
+    return {**_OUTER, "WEBTEXT_PREFECT_HOME": str(home), "WEBTEXT_PORT": str(port), "WEBTEXT_HOST": "0.0.0.0", **extra}
 
 
 def listening(port: int) -> bool:
@@ -71,14 +71,18 @@ def test_a_bind_beyond_loopback_without_auth_is_refused_before_anything_listens(
         stop_anything_started(env)
 
 
-@pytest.mark.parametrize("mode, content, problem", [
-    (0o644, "webtext:s3cret-Pa55", "can be read by others (mode 644); make it private with `chmod 600"),
-    (0o640, "webtext:s3cret-Pa55", "can be read by others (mode 640)"),
-    (0o600, "s3cret-Pa55", "must hold one line `user:password`"),
-    (0o600, "webtext:s3cret-Pa55\nsecond line", "must hold one line `user:password`"),
-])
-def test_a_bad_auth_file_is_refused_by_name_without_its_content(tmp_path: Path, mode: int, content: str,
-                                                                 problem: str) -> None:
+@pytest.mark.parametrize(
+    "mode, content, problem",
+    [
+        (0o644, "webtext:s3cret-Pa55", "can be read by others (mode 644); make it private with `chmod 600"),
+        (0o640, "webtext:s3cret-Pa55", "can be read by others (mode 640)"),
+        (0o600, "s3cret-Pa55", "must hold one line `user:password`"),
+        (0o600, "webtext:s3cret-Pa55\nsecond line", "must hold one line `user:password`"),
+    ],
+)
+def test_a_bad_auth_file_is_refused_by_name_without_its_content(
+    tmp_path: Path, mode: int, content: str, problem: str
+) -> None:
     auth_path = write_auth_file(tmp_path / "secret" / "auth", content, mode)
     env = wide_env(tmp_path / "home", free_port(), WEBTEXT_AUTH_FILE=str(auth_path))
     try:
@@ -94,8 +98,9 @@ def test_a_bad_auth_file_is_refused_by_name_without_its_content(tmp_path: Path, 
 def test_a_missing_auth_file_that_was_named_is_an_error(tmp_path: Path) -> None:
     env = wide_env(tmp_path / "home", free_port(), WEBTEXT_AUTH_FILE=str(tmp_path / "nope"))
     result = make("up", env, timeout=120)
-    assert result.returncode != 0 and f"WEBTEXT_AUTH_FILE names {tmp_path / 'nope'}, which does not exist" in \
-        result.stderr
+    assert (
+        result.returncode != 0 and f"WEBTEXT_AUTH_FILE names {tmp_path / 'nope'}, which does not exist" in result.stderr
+    )
 
 
 def test_env_sh_exports_the_auth_string_without_printing_it(tmp_path: Path) -> None:
@@ -114,8 +119,12 @@ def test_the_local_auth_string_is_not_sent_to_another_server(tmp_path: Path) -> 
     assert client_env(local)[CLIENT_AUTH] == "webtext:local-secret"
     other = client_env({**local, "PREFECT_API_URL": "http://prefect.internal:4200/api"})
     assert other["PREFECT_API_URL"] == "http://prefect.internal:4200/api" and CLIENT_AUTH not in other
-    assert client_env({**local, "PREFECT_API_URL": "http://prefect.internal:4200/api",
-                       CLIENT_AUTH: "prod:secret"})[CLIENT_AUTH] == "prod:secret"
+    assert (
+        client_env({**local, "PREFECT_API_URL": "http://prefect.internal:4200/api", CLIENT_AUTH: "prod:secret"})[
+            CLIENT_AUTH
+        ]
+        == "prod:secret"
+    )
 
 
 @dataclass
@@ -133,9 +142,15 @@ class AuthStack:
         """The stack as the fixtures describe a server, for run_deployment / read_logs / ui_runs_page."""
         settings = local_stack_env(self.env)
         port = int(self.env["WEBTEXT_PORT"])
-        return PrefectServer(api_url=self.api_url, ui_url=self.api_url.removesuffix("/api"), port=port,
-                             home=self.home, log_path=self.home / "logs" / "server.log", settings=settings,
-                             env={**client_env(self.env), "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate"})
+        return PrefectServer(
+            api_url=self.api_url,
+            ui_url=self.api_url.removesuffix("/api"),
+            port=port,
+            home=self.home,
+            log_path=self.home / "logs" / "server.log",
+            settings=settings,
+            env={**client_env(self.env), "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate"},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +192,9 @@ def test_the_api_answers_401_without_the_string_and_serves_with_it(auth_stack: A
 
 
 @pytest.mark.server
-def test_a_client_with_the_wrong_string_gets_a_clear_error_without_either_string(auth_stack: AuthStack,
-                                                                                 tmp_path: Path) -> None:
+def test_a_client_with_the_wrong_string_gets_a_clear_error_without_either_string(
+    auth_stack: AuthStack, tmp_path: Path
+) -> None:
     wrong = write_auth_file(tmp_path / "wrong", "webtext:not-the-Secret")
     result = make("run", {**auth_stack.env, "WEBTEXT_AUTH_FILE": str(wrong), "DEPLOYMENT": "gpt2/evaluate"})
     assert result.returncode != 0
@@ -190,10 +206,17 @@ def test_a_client_with_the_wrong_string_gets_a_clear_error_without_either_string
 @pytest.fixture(scope="module")
 def run_through_serve(auth_stack: AuthStack) -> dict:
     """`make run` (infra.run -> `prefect deployment run --watch`) of gpt2/evaluate, run by the served deployment."""
-    params = {"checkpoint": str(auth_stack.checkpoint), "tasks": ["webtext-val"], "corpus": str(auth_stack.corpus),
-              "limit": 3}
-    result = make("run", {**auth_stack.env, "DEPLOYMENT": "gpt2/evaluate", "ARGS": f"--params '{json.dumps(params)}'",
-                          "COLUMNS": "250"}, timeout=400)
+    params = {
+        "checkpoint": str(auth_stack.checkpoint),
+        "tasks": ["webtext-val"],
+        "corpus": str(auth_stack.corpus),
+        "limit": 3,
+    }
+    result = make(
+        "run",
+        {**auth_stack.env, "DEPLOYMENT": "gpt2/evaluate", "ARGS": f"--params '{json.dumps(params)}'", "COLUMNS": "250"},
+        timeout=400,
+    )
     auth_stack.outputs.append(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
     flow_run_id = next(line.split("UUID:")[1].strip() for line in result.stdout.splitlines() if "UUID:" in line)
@@ -214,8 +237,9 @@ def test_a_deployment_runs_end_to_end_with_auth(auth_stack: AuthStack, run_throu
 @pytest.mark.server
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_ui_asks_for_the_string_and_then_shows_the_run(auth_stack: AuthStack, run_through_serve: dict,
-                                                           tmp_path: Path) -> None:
+def test_the_ui_asks_for_the_string_and_then_shows_the_run(
+    auth_stack: AuthStack, run_through_serve: dict, tmp_path: Path
+) -> None:
     page = ui_runs_page(auth_stack.server(), [run_through_serve["name"]], tmp_path / "runs.png", auth=auth_stack.auth)
     assert page.login_text is not None and "Login" in page.login_text
     assert run_through_serve["name"] not in page.login_text  # nothing is shown before the login
@@ -247,19 +271,26 @@ def test_the_string_is_in_no_log_output_or_process_argument(auth_stack: AuthStac
 def test_a_work_pool_worker_set_up_as_the_readme_says_runs_with_auth(auth_stack: AuthStack, tmp_path: Path) -> None:
     # The served deployment would race the worker for the run (same deployment): the stack serves no more.
     stop_pid_file(auth_stack.home / "run" / "serve.pid")
-    deployed = run([sys.executable, "-m", "infra.deploy", "--work-pool", "auth-pool", "--create-pool"],
-                   auth_stack.env, timeout=180)
+    deployed = run(
+        [sys.executable, "-m", "infra.deploy", "--work-pool", "auth-pool", "--create-pool"], auth_stack.env, timeout=180
+    )
     auth_stack.outputs.append(deployed.stdout + deployed.stderr)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     # The README's worker machine: PREFECT_API_URL and the string read from a private file, never typed.
-    script = (f'export PREFECT_API_URL={auth_stack.api_url} DO_NOT_TRACK=1 PREFECT_WORKER_QUERY_SECONDS=1 '
-              f'{CLIENT_AUTH}="$(cat {auth_stack.auth_path})" && exec {sys.executable} -m prefect worker start '
-              f'--pool auth-pool')
+    script = (
+        f"export PREFECT_API_URL={auth_stack.api_url} DO_NOT_TRACK=1 PREFECT_WORKER_QUERY_SECONDS=1 "
+        f'{CLIENT_AUTH}="$(cat {auth_stack.auth_path})" && exec {sys.executable} -m prefect worker start '
+        f"--pool auth-pool"
+    )
     worker_env = {**_OUTER, "PREFECT_HOME": str(tmp_path / "worker-home")}
     worker = spawn(["bash", "-c", script], worker_env, tmp_path / "worker.log", cwd=tmp_path)
     try:
-        params = {"checkpoint": str(auth_stack.checkpoint), "tasks": ["webtext-val"],
-                  "corpus": str(auth_stack.corpus), "limit": 3}
+        params = {
+            "checkpoint": str(auth_stack.checkpoint),
+            "tasks": ["webtext-val"],
+            "corpus": str(auth_stack.corpus),
+            "limit": 3,
+        }
         flow_run = run_deployment(auth_stack.server(), "gpt2/evaluate", params, timeout=300)
         worker_log = (tmp_path / "worker.log").read_text()
         auth_stack.outputs += [flow_run["cli_output"], worker_log]

@@ -1,6 +1,7 @@
 """The build's last stages on real filter parts: dedup -> Wikipedia removal -> shards. Counts agree from stage to
 stage, a link archived twice is one document, the dedup index does not outlive its stage, removed ids are held
 compactly."""
+
 from __future__ import annotations
 
 import gc
@@ -12,8 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 from datasketch import MinHashLSH
 
-from corpus.build import (FILTERED_SCHEMA, BuildConfig, IdSet, config_summary, doc_id, run_dedup, run_shards,
-                          run_wikipedia, stage_key)
+from corpus.build import (
+    FILTERED_SCHEMA,
+    BuildConfig,
+    IdSet,
+    config_summary,
+    doc_id,
+    run_dedup,
+    run_shards,
+    run_wikipedia,
+    stage_key,
+)
 from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.shards import ShardConfig, iter_shard_rows
 
@@ -22,10 +32,22 @@ VOCAB = [f"w{i}" for i in range(5000)]
 
 def _row(url: str, text: str, karma: int, created: int, final_url: str | None = None) -> dict:
     config = DedupConfig()
-    return {"id": doc_id(url), "url": final_url or url, "link_url": url, "domain": url.split("/")[2], "title": url,
-            "text": text, "karma": karma, "subreddits": ["news"], "created_utc": created,
-            "fetched_at": "2026-11-28T12:00:00Z", "extractor": "trafilatura", "n_words": len(text.split()),
-            "text_hash": text_hash(text), "minhash": signature(text, config).astype("<u8").tobytes()}
+    return {
+        "id": doc_id(url),
+        "url": final_url or url,
+        "link_url": url,
+        "domain": url.split("/")[2],
+        "title": url,
+        "text": text,
+        "karma": karma,
+        "subreddits": ["news"],
+        "created_utc": created,
+        "fetched_at": "2026-11-28T12:00:00Z",
+        "extractor": "trafilatura",
+        "n_words": len(text.split()),
+        "text_hash": text_hash(text),
+        "minhash": signature(text, config).astype("<u8").tobytes(),
+    }
 
 
 @pytest.fixture
@@ -39,8 +61,9 @@ def filtered(tmp_path):
         words = list(texts[i])
         words[rng.randrange(len(words))] = "edited"
         rows.append(_row(f"https://copy.example.org/near/{i}", " ".join(words), 5, 2000 + i))
-    rows += [_row(f"https://copy.example.org/exact/{i}", " ".join(texts[20 + i]).upper(), 5, 3000 + i)
-             for i in range(5)]
+    rows += [
+        _row(f"https://copy.example.org/exact/{i}", " ".join(texts[20 + i]).upper(), 5, 3000 + i) for i in range(5)
+    ]
     wiki_text = " ".join(rng.choice(VOCAB) for _ in range(200))
     rows.append(_row("https://en.wikipedia.org/wiki/Web_crawler", wiki_text, 9, 7))
     twice = "https://twice.example.com/story"
@@ -80,8 +103,9 @@ def test_dedup_wikipedia_and_shards_agree_and_the_index_does_not_outlive_its_sta
     removed = set(pq.read_table(out_dir / "dedup" / "removed.parquet").column("id").to_pylist())
     assert not removed & set(ids) and twice_id not in ids
     assert manifest["totals"]["words"] == 60 * 200
-    assert manifest["totals"]["text_bytes"] == sum(len(r["text"].encode()) for r in
-                                                   iter_shard_rows(out_dir / "shards", "train", ["text"]))
+    assert manifest["totals"]["text_bytes"] == sum(
+        len(r["text"].encode()) for r in iter_shard_rows(out_dir / "shards", "train", ["text"])
+    )
 
 
 def test_wikipedia_removal_needs_the_finished_dedup_stage(filtered):
@@ -102,35 +126,44 @@ def test_id_set_holds_eight_bytes_an_id_and_rejects_other_ids():
 
 def test_an_empty_build_says_which_stage_dropped_everything_in_the_manifest_and_the_card(tmp_path):
     """A build that ends with 0 documents used to end like any other; now its manifest and card name the stage."""
-    from corpus.build import build_from_warcs
-    from corpus.extract import ExtractConfig
     from test_buildlock import write_warc
 
+    from corpus.build import build_from_warcs
+    from corpus.extract import ExtractConfig
+
     warc = write_warc(tmp_path / "short.warc.gz", 3, words_per_page=20)  # every page under min_words (128)
-    manifest = build_from_warcs([warc], tmp_path / "out", BuildConfig(extract=ExtractConfig(method="trafilatura",
-                                                                                           workers=1))).manifest
+    manifest = build_from_warcs(
+        [warc], tmp_path / "out", BuildConfig(extract=ExtractConfig(method="trafilatura", workers=1))
+    ).manifest
     assert manifest["totals"]["documents"] == 0
-    assert manifest["warnings"] == ["the corpus is empty: the filter stage kept 0 documents of 3 texts "
-                                    "(dropped: too_short: 3)"]
+    assert manifest["warnings"] == [
+        "the corpus is empty: the filter stage kept 0 documents of 3 texts (dropped: too_short: 3)"
+    ]
     card = (tmp_path / "out" / "shards" / "README.md").read_text()
     assert "> **Warning:** the corpus is empty: the filter stage kept 0 documents of 3 texts" in card
 
     empty = build_from_warcs([], tmp_path / "no-pages").manifest
-    assert empty["warnings"] == ["the corpus is empty: the extract stage had no input: there are no HTML pages to "
-                                 "extract (no page was fetched, or the WARC inputs hold none)"]
+    assert empty["warnings"] == [
+        "the corpus is empty: the extract stage had no input: there are no HTML pages to "
+        "extract (no page was fetched, or the WARC inputs hold none)"
+    ]
 
 
 def test_a_corpus_of_one_document_warns_that_it_has_no_validation_split(tmp_path):
-    from corpus.build import build_from_warcs
-    from corpus.extract import ExtractConfig
     from test_buildlock import write_warc
 
+    from corpus.build import build_from_warcs
+    from corpus.extract import ExtractConfig
+
     warc = write_warc(tmp_path / "one.warc.gz", 1)
-    manifest = build_from_warcs([warc], tmp_path / "out", BuildConfig(extract=ExtractConfig(method="trafilatura",
-                                                                                           workers=1))).manifest
+    manifest = build_from_warcs(
+        [warc], tmp_path / "out", BuildConfig(extract=ExtractConfig(method="trafilatura", workers=1))
+    ).manifest
     assert manifest["totals"] == {**manifest["totals"], "documents": 1, "val_documents": 0}
-    assert manifest["warnings"] == ["no validation split: 1 document(s) are too few to set one aside (gpt2/train's "
-                                    "webtext-val evaluation needs one)"]
+    assert manifest["warnings"] == [
+        "no validation split: 1 document(s) are too few to set one aside (gpt2/train's "
+        "webtext-val evaluation needs one)"
+    ]
 
 
 def test_a_moved_data_folder_keeps_every_key_and_a_changed_file_does_not(tmp_path) -> None:
@@ -153,8 +186,9 @@ def test_a_moved_data_folder_keeps_every_key_and_a_changed_file_does_not(tmp_pat
     dump, moved = [first / "RS_2017-12.ndjson"], [second / "RS_2017-12.ndjson"]
     assert build.links_key(dump, LinkConfig()) == build.links_key(moved, LinkConfig())
     links_key = build.links_key(dump, LinkConfig())
-    assert (build.warc_inputs_key(links_key, [first / "pages.warc.gz"])
-            == build.warc_inputs_key(links_key, [second / "pages.warc.gz"]))
+    assert build.warc_inputs_key(links_key, [first / "pages.warc.gz"]) == build.warc_inputs_key(
+        links_key, [second / "pages.warc.gz"]
+    )
     assert fingerprints([first]) == fingerprints([second])  # a folder: every file under it by relative path
 
     (second / "RS_2017-12.ndjson").write_text('{"id": "b", "url": "https://example.com/", "score": 5}\n')

@@ -1,5 +1,6 @@
 """One build at a time per out_dir (corpus.buildlock): real build processes on one folder; the second is refused at
 once naming the folder and the holder; a SIGKILLed holder leaves a lock file that does not block the next build."""
+
 from __future__ import annotations
 
 import hashlib
@@ -53,24 +54,42 @@ def write_warc(path: Path, n: int, words_per_page: int = 300) -> Path:
         writer = WARCWriter(f, gzip=True)
         for i in range(n):
             rng = random.Random(i)  # distinct pages: nothing for dedup to merge
-            words = " ".join(rng.choice(["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"]) +
-                             str(rng.randrange(1000)) for _ in range(words_per_page))
-            html = f"<html><head><title>Page {i}</title></head><body><article><h1>Story {i}</h1><p>{words}.</p>" \
-                   f"</article></body></html>"
+            words = " ".join(
+                rng.choice(["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"])
+                + str(rng.randrange(1000))
+                for _ in range(words_per_page)
+            )
+            html = (
+                f"<html><head><title>Page {i}</title></head><body><article><h1>Story {i}</h1><p>{words}.</p>"
+                f"</article></body></html>"
+            )
             headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(f"https://site{i}.example.com/story", "response",
-                                                          payload=io.BytesIO(html.encode()), http_headers=headers))
+            writer.write_record(
+                writer.create_warc_record(
+                    f"https://site{i}.example.com/story",
+                    "response",
+                    payload=io.BytesIO(html.encode()),
+                    http_headers=headers,
+                )
+            )
     return path
 
 
 def start_build(warc: Path, out: Path, pause_at: str = "") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", BUILD, str(warc), str(out), pause_at], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", BUILD, str(warc), str(out), pause_at],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def run_build(warc: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BUILD, str(warc), str(out), ""], cwd=REPO, text=True,
-                          capture_output=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", BUILD, str(warc), str(out), ""], cwd=REPO, text=True, capture_output=True, timeout=300
+    )
 
 
 def wait_paused(proc: subprocess.Popen) -> None:
@@ -96,8 +115,10 @@ def test_a_second_build_on_one_folder_is_refused_at_once_naming_the_folder_and_t
         assert second.returncode != 0
         error = second.stderr.strip().splitlines()[-1]
         assert error.startswith("corpus.buildlock.BuildLockedError: ")
-        assert f"out_dir {out.resolve()} is in use by another build: PID {first.pid} on host {socket.gethostname()}, " \
-               f"started 20" in error
+        assert (
+            f"out_dir {out.resolve()} is in use by another build: PID {first.pid} on host {socket.gethostname()}, "
+            f"started 20" in error
+        )
         assert not (out / "extract").exists()  # refused before any work (the first is paused before extraction)
         first.stdin.write("\n")
         first.stdin.close()

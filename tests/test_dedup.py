@@ -1,5 +1,6 @@
 """Exact and MinHash near-duplicate removal: recall on generated near-duplicates, no merge below the threshold,
 deterministic survivors, and the Redis storage backend when a redis-server binary is available."""
+
 from __future__ import annotations
 
 import random
@@ -10,8 +11,17 @@ import time
 
 import pytest
 
-from corpus.dedup import (DedupConfig, Deduplicator, jaccard, jaccard_hashes, normalize_text, shingle_hashes, shingles,
-                          signature, text_hash)
+from corpus.dedup import (
+    DedupConfig,
+    Deduplicator,
+    jaccard,
+    jaccard_hashes,
+    normalize_text,
+    shingle_hashes,
+    shingles,
+    signature,
+    text_hash,
+)
 
 VOCAB = [f"w{i}" for i in range(20000)]
 
@@ -162,8 +172,23 @@ def test_redis_storage_backend(tmp_path):
     if binary is None:
         pytest.skip("redis-server binary not installed (apt-get install -y redis-server)")
     port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import redis
 
@@ -261,11 +286,18 @@ def test_near_duplicates_of_exact_groups_link_each_groups_best_member():
     rng = random.Random(44)
     x = random_doc(rng, 300)
     y = mutate(rng, x, 3)
-    docs = [("X", " ".join(x), 1, 0), ("Y", " ".join(y), 2, 0), ("X'", " ".join(x).upper(), 10, 0),
-            ("Y'", " ".join(y) + "!", 20, 0)]
+    docs = [
+        ("X", " ".join(x), 1, 0),
+        ("Y", " ".join(y), 2, 0),
+        ("X'", " ".join(x).upper(), 10, 0),
+        ("Y'", " ".join(y) + "!", 20, 0),
+    ]
     result = run(docs)
-    assert result.removed == {"X": ("exact_duplicate", "X'"), "Y": ("exact_duplicate", "Y'"),
-                              "X'": ("near_duplicate", "Y'")}
+    assert result.removed == {
+        "X": ("exact_duplicate", "X'"),
+        "Y": ("exact_duplicate", "Y'"),
+        "X'": ("near_duplicate", "Y'"),
+    }
     assert result.counts() == {"exact_duplicate": 2, "near_duplicate": 1}
 
 

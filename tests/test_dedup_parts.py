@@ -1,6 +1,7 @@
 """Dedup in parts (corpus.dedup_parts through build.run_dedup) removes exactly the ids the in-memory `Deduplicator`
 removes, with the same reasons and kept duplicates, whatever the number of partitions; an interrupted run resumes to
 the same removed.parquet, also after SIGKILL; the plan keeps parts to the memory setting."""
+
 from __future__ import annotations
 
 import random
@@ -23,10 +24,22 @@ VOCAB = [f"w{i}" for i in range(3000)]
 
 def _row(n: int, text: str, karma: int, created: int) -> dict:
     url = f"https://site{n % 7}.example.com/{n}"
-    return {"id": doc_id(url), "url": url, "link_url": url, "domain": f"site{n % 7}.example.com", "title": None,
-            "text": text, "karma": karma, "subreddits": [], "created_utc": created,
-            "fetched_at": "2026-11-30T00:00:00Z", "extractor": "trafilatura", "n_words": len(text.split()), "text_hash": text_hash(text),
-            "minhash": signature(text).astype("<u8").tobytes()}
+    return {
+        "id": doc_id(url),
+        "url": url,
+        "link_url": url,
+        "domain": f"site{n % 7}.example.com",
+        "title": None,
+        "text": text,
+        "karma": karma,
+        "subreddits": [],
+        "created_utc": created,
+        "fetched_at": "2026-11-30T00:00:00Z",
+        "extractor": "trafilatura",
+        "n_words": len(text.split()),
+        "text_hash": text_hash(text),
+        "minhash": signature(text).astype("<u8").tobytes(),
+    }
 
 
 def _generated_rows() -> list[dict]:
@@ -56,7 +69,7 @@ def _generated_rows() -> list[dict]:
 def _write_parts(out_dir, rows: list[dict], per_part: int) -> None:
     (out_dir / "filter").mkdir(parents=True)
     for n, start in enumerate(range(0, len(rows), per_part)):
-        table = pa.Table.from_pylist(rows[start:start + per_part], schema=FILTERED_SCHEMA)
+        table = pa.Table.from_pylist(rows[start : start + per_part], schema=FILTERED_SCHEMA)
         pq.write_table(table, out_dir / "filter" / f"00000-{n:05d}.parquet")
 
 
@@ -90,7 +103,10 @@ def test_parts_remove_what_the_in_memory_index_removes(tmp_path, generated, part
     assert _removed(tmp_path) == expected.removed
     assert stats["dropped"] == expected.counts()
     assert (stats["lsh_candidate_pairs"], stats["verified_pairs"], stats["rejected_pairs"]) == (
-        expected.candidate_pairs, expected.verified_pairs, expected.rejected_pairs)
+        expected.candidate_pairs,
+        expected.verified_pairs,
+        expected.rejected_pairs,
+    )
     assert stats["in"] == len(rows) and stats["out"] == len(rows) - len(expected.removed)
     assert not (tmp_path / "dedup" / "_work").exists(), "the shuffled work files go when the stage is done"
 
@@ -137,14 +153,16 @@ def test_a_sigkilled_dedup_resumes_to_the_same_bytes(tmp_path, generated):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     _write_parts(killed, rows, 50)
     _write_parts(clean, rows, 50)
-    child = subprocess.run([sys.executable, "-c", KILLED_IN_ATTACH, str(killed)], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_ATTACH, str(killed)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     done = sorted(p.stem for p in (killed / "dedup" / "_work" / "_done").glob("*.json"))
     assert "attach-00001" in done and "attach-00002" not in done and not (killed / "dedup" / "removed.parquet").exists()
     assert list((killed / "dedup" / "_work" / "half").glob("*/00002.parquet")), "part 2's files were written"
-    assert run_dedup(killed, stage_key("test"), DedupConfig(), partition_docs=60) == \
-        run_dedup(clean, stage_key("test"), DedupConfig(), partition_docs=60)
+    assert run_dedup(killed, stage_key("test"), DedupConfig(), partition_docs=60) == run_dedup(
+        clean, stage_key("test"), DedupConfig(), partition_docs=60
+    )
     assert (killed / "dedup" / "removed.parquet").read_bytes() == (clean / "dedup" / "removed.parquet").read_bytes()
     assert _removed(killed) == expected.removed
 

@@ -1,6 +1,7 @@
 """The demo's pipeline at its small size, through a real Prefect server and the served deployments: the mini web's
 dump -> `webtext/build-corpus` -> `gpt2/train` -> `gpt2/evaluate`, checked through the Prefect API (states and
 artifacts) and against the mini web's ground truth."""
+
 from __future__ import annotations
 
 import inspect
@@ -9,11 +10,20 @@ import re
 from pathlib import Path
 
 import pytest
-
-from infra.demo import (CORPUS, EVALUATE, SIZES, TRAIN, corpus_params, evaluate_params, ground_truth_diff,
-                        run_pipeline, train_params)
-from infra.miniweb import SMALL_ARTICLES, build_miniweb, serve_miniweb
 from prefect_fixtures import read_artifacts, read_logs, run_deployment, ui_runs_page
+
+from infra.demo import (
+    CORPUS,
+    EVALUATE,
+    SIZES,
+    TRAIN,
+    corpus_params,
+    evaluate_params,
+    ground_truth_diff,
+    run_pipeline,
+    train_params,
+)
+from infra.miniweb import SMALL_ARTICLES, build_miniweb, serve_miniweb
 
 SEED = 11
 
@@ -50,8 +60,9 @@ def test_the_demo_pipeline_runs_through_the_deployments(prefect_server, served_d
     assert not missing and not extra, f"corpus vs ground truth: missing {missing}, unexpected {extra}"
 
     train = read_artifacts(prefect_server, runs[TRAIN]["id"])
-    assert any(a["type"] == "markdown" and re.search(r"<svg|data:image/(svg|png)", a["data"]) for a in train), \
+    assert any(a["type"] == "markdown" and re.search(r"<svg|data:image/(svg|png)", a["data"]) for a in train), (
         "a loss-curve picture"
+    )
     assert any(a["type"] == "table" for a in train)
 
     evaluation = read_artifacts(prefect_server, runs[EVALUATE]["id"])
@@ -60,8 +71,9 @@ def test_the_demo_pipeline_runs_through_the_deployments(prefect_server, served_d
     assert list((tmp_path / "model").rglob("results.md")), "results.md next to the checkpoint"
 
     # What a user browsing the UI sees: the three runs, each Completed.
-    page = ui_runs_page(prefect_server, [runs[name]["name"] for name in (CORPUS, TRAIN, EVALUATE)],
-                        tmp_path / "runs.png")
+    page = ui_runs_page(
+        prefect_server, [runs[name]["name"] for name in (CORPUS, TRAIN, EVALUATE)], tmp_path / "runs.png"
+    )
     assert all("Completed" in row for row in page.rows.values()), page.rows
     assert page.hosts == {"127.0.0.1"}, f"the UI contacted {page.hosts - {'127.0.0.1'}}"
 
@@ -75,9 +87,11 @@ def test_the_demo_parameters_are_ones_the_flows_take(size: str, tmp_path: Path) 
 
     demo = SIZES[size]
     web = build_miniweb(SEED, SMALL_ARTICLES, tmp_path / "miniweb")
-    for flow, params in ((webtext, corpus_params(web, {"*.example.com": "127.0.0.1:9"}, tmp_path, demo)),
-                         (train, train_params(tmp_path, demo)),
-                         (evaluate, evaluate_params(str(tmp_path / "model" / "model"), tmp_path, demo))):
+    for flow, params in (
+        (webtext, corpus_params(web, {"*.example.com": "127.0.0.1:9"}, tmp_path, demo)),
+        (train, train_params(tmp_path, demo)),
+        (evaluate, evaluate_params(str(tmp_path / "model" / "model"), tmp_path, demo)),
+    ):
         accepted = inspect.signature(flow.fn).parameters
         assert set(params) <= set(accepted), f"{flow.name} does not take {sorted(set(params) - set(accepted))}"
         flow.validate_parameters(params)  # types as Prefect checks them when the run starts

@@ -1,4 +1,5 @@
 """Malformed benchmark files: every JSON / JSON-lines reader of `evaluation/` names the file and the line."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,11 @@ def _jsonl(path: Path, lines: list[str]) -> Path:
     return path
 
 
-GOOD = {"lambada": {"text": "the cat sat on the mat"}, "nq": {"question": "who", "answer": ["me"]},
-        "cnndm": {"article": "A story.", "highlights": "A summary."}}
+GOOD = {
+    "lambada": {"text": "the cat sat on the mat"},
+    "nq": {"question": "who", "answer": ["me"]},
+    "cnndm": {"article": "A story.", "highlights": "A summary."},
+}
 READERS = {"lambada": read_lambada, "nq": read_nq, "cnndm": read_cnndm}
 
 

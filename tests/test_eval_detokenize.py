@@ -1,10 +1,10 @@
 """De-tokenizers: readable output, and retokenize(detokenize(line)) == line on lines in each data set's real format."""
+
 from __future__ import annotations
 
 import pytest
 
-from evaluation.detokenize import (ONE_BILLION_WORD, PTB, WIKITEXT, detokenize_line, detokenize_lines,
-                                   retokenize_line)
+from evaluation.detokenize import ONE_BILLION_WORD, PTB, WIKITEXT, detokenize_line, detokenize_lines, retokenize_line
 
 # Lines in the formats of wiki.test.raw, ptb.test.txt and news.en.heldout-00000-of-00050.
 WIKITEXT_LINES = [
@@ -27,14 +27,15 @@ ONE_BILLION_WORD_LINES = [
     "The U.S. Centers for Disease Control and Prevention initially advised school systems to close if outbreaks "
     "occurred , then reversed itself , saying the apparent mildness of the virus meant most schools and day care "
     "centers should stay open , even if they had confirmed cases of swine flu .",
-    'He said : " I don \'t know what they \'re doing . "',
+    "He said : \" I don 't know what they 're doing . \"",
     "It 's the best ( and cheapest ) option in the U.S. .",
     "Sales rose 5 % to $ 3.2 billion ; profits fell !",
 ]
 
 
-@pytest.mark.parametrize("style,lines", [(WIKITEXT, WIKITEXT_LINES), (PTB, PTB_LINES),
-                                         (ONE_BILLION_WORD, ONE_BILLION_WORD_LINES)])
+@pytest.mark.parametrize(
+    "style,lines", [(WIKITEXT, WIKITEXT_LINES), (PTB, PTB_LINES), (ONE_BILLION_WORD, ONE_BILLION_WORD_LINES)]
+)
 def test_detokenizers_are_invertible_on_real_format_lines(style, lines) -> None:
     for line in lines:
         detokenized = detokenize_line(line, style)
@@ -47,9 +48,12 @@ def test_detokenizers_are_invertible_on_real_format_lines(style, lines) -> None:
 def test_detokenized_text_reads_like_web_text() -> None:
     assert detokenize_line(WIKITEXT_LINES[3], WIKITEXT) == (
         "The game's battle system, the BliTZ system, is carried over directly from Valkyira Chronicles. "
-        "It cost $1,000 and weighed 3.5 kg in the U.S.")
+        "It cost $1,000 and weighed 3.5 kg in the U.S."
+    )
     assert detokenize_line(PTB_LINES[0], PTB) == "No it wasn't black monday"
-    assert detokenize_line(ONE_BILLION_WORD_LINES[1], ONE_BILLION_WORD) == 'He said: "I don\'t know what they\'re doing."'
+    assert (
+        detokenize_line(ONE_BILLION_WORD_LINES[1], ONE_BILLION_WORD) == "He said: \"I don't know what they're doing.\""
+    )
 
 
 def test_lines_that_would_not_invert_are_kept_as_they_are() -> None:

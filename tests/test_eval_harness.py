@@ -5,6 +5,7 @@ The harness runs its own recipes: the installed `lambada_openai.yaml` and `wikit
 the shared LAMBADA jsonl, and WikiText- and PTB-format text files written here (the wikitext recipe over WikiText's article pages,
 and over the PTB file as one page). Nothing is downloaded (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenization.bpe import load_tokenizer, train_bpe
 from evaluation.harness import write_local_task, write_pages
 from evaluation.lambada import read_lambada
 from evaluation.protocol import LM_EVAL
 from evaluation.run import evaluate_checkpoint
 from modeling.hf import save_pretrained
 from modeling.model import GPT, GPTConfig
+from tokenization.bpe import load_tokenizer, train_bpe
 
 pytestmark = pytest.mark.slow  # the harness and a few training steps: about a minute on a loaded CPU
 lm_eval = pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install -e '.[test]')")
@@ -41,7 +42,7 @@ PAGES = [
     "( Li Po ) , he is frequently called the greatest of the Chinese poets . The temperature fell to 5 ° C . \n \n"
     " = = Life = = \n \n Most of what is known of Du Fu 's life comes from his poems . His father 's family "
     "[ a minor branch ] lived near Luoyang ; his { paternal } line was famous . \n ",
-    " = Kiss You ( One Direction song ) = \n \n \" Kiss You \" is a song recorded by English @-@ Irish boy band One "
+    ' = Kiss You ( One Direction song ) = \n \n " Kiss You " is a song recorded by English @-@ Irish boy band One '
     "Direction for their second studio album , Take Me Home ( 2012 ) . It was released as the record 's second "
     "single in Germany and the third overall single on 7 January 2013 . \n \n",
 ]
@@ -49,21 +50,24 @@ WIKI_RAW = " \n" + "\n".join(PAGES)  # the file the benchmark reads
 # The pages EleutherAI/wikitext_document_level makes of it: the blank line before the first heading is dropped.
 HARNESS_PAGES = PAGES
 
-PTB_RAW = "".join(f" {line} \n" for line in [
-    "no it was n't black monday",
-    "but while the new york stock exchange did n't fall apart friday as the dow jones industrial average plunged "
-    "N points most of it in the final hour it barely managed to stay this side of chaos",
-    "some circuit breakers installed after the october N crash failed their first test traders say unable to cool "
-    "the selling panic in both stocks and futures",
-    "the N stock specialist firms on the big board floor the buyers and sellers of last resort who were criticized "
-    "after the N crash once again could n't handle the selling pressure",
-    "big investment banks refused to step up to the plate to support the beleaguered floor traders by buying big "
-    "blocks of stock traders say",
-    "heavy selling of standard & poor 's 500-stock index futures in chicago <unk> beat stocks downward",
-    "seven big board stocks ual amr bankamerica walt disney capital cities\\/abc philip morris and pacific telesis "
-    "group stopped trading and never resumed",
-    "the <unk> has already begun",
-])
+PTB_RAW = "".join(
+    f" {line} \n"
+    for line in [
+        "no it was n't black monday",
+        "but while the new york stock exchange did n't fall apart friday as the dow jones industrial average plunged "
+        "N points most of it in the final hour it barely managed to stay this side of chaos",
+        "some circuit breakers installed after the october N crash failed their first test traders say unable to cool "
+        "the selling panic in both stocks and futures",
+        "the N stock specialist firms on the big board floor the buyers and sellers of last resort who were criticized "
+        "after the N crash once again could n't handle the selling pressure",
+        "big investment banks refused to step up to the plate to support the beleaguered floor traders by buying big "
+        "blocks of stock traders say",
+        "heavy selling of standard & poor 's 500-stock index futures in chicago <unk> beat stocks downward",
+        "seven big board stocks ual amr bankamerica walt disney capital cities\\/abc philip morris and pacific telesis "
+        "group stopped trading and never resumed",
+        "the <unk> has already begun",
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +78,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Path]) 
     texts = [json.loads(line)["text"] for line in data["lambada-all"].read_text(encoding="utf-8").splitlines()[:400]]
     tokenizer = train_bpe(texts + PAGES + [PTB_RAW], vocab_size=1000)
     passages = read_lambada(data["lambada"], normalize_quotes=False, protocol=LM_EVAL)
-    windows = [tokenizer.encode(p.context + " " + p.target)[-(CONTEXT + 1):] for p in passages]
+    windows = [tokenizer.encode(p.context + " " + p.target)[-(CONTEXT + 1) :] for p in passages]
     for text in PAGES + [PTB_RAW]:
         ids = [tokenizer.eot_token] + tokenizer.encode(text)
-        windows += [ids[i:i + CONTEXT + 1] for i in range(0, len(ids) - 1, CONTEXT)]
+        windows += [ids[i : i + CONTEXT + 1] for i in range(0, len(ids) - 1, CONTEXT)]
     width = max(len(w) for w in windows)
     inputs = torch.tensor([w[:-1] + [0] * (width - len(w)) for w in windows])
     targets = torch.tensor([w[1:] + [-1] * (width - len(w)) for w in windows])  # -1: padding, not trained
@@ -111,10 +115,14 @@ def data(tmp_path_factory: pytest.TempPathFactory, eval_data_dir: Path) -> dict[
     (folder / "ptb.test.txt").write_text(PTB_RAW, encoding="utf-8")
     write_pages(HARNESS_PAGES, folder / "wikitext-pages.jsonl")
     write_pages([PTB_RAW], folder / "ptb-pages.jsonl")
-    return {"lambada": folder / "lambada_test.jsonl", "lambada-all": eval_data_dir / "lambada" / "lambada_test.jsonl",
-            "wikitext2": folder / "wiki.test.raw",
-            "ptb": folder / "ptb.test.txt", "wikitext-pages": folder / "wikitext-pages.jsonl",
-            "ptb-pages": folder / "ptb-pages.jsonl"}
+    return {
+        "lambada": folder / "lambada_test.jsonl",
+        "lambada-all": eval_data_dir / "lambada" / "lambada_test.jsonl",
+        "wikitext2": folder / "wiki.test.raw",
+        "ptb": folder / "ptb.test.txt",
+        "wikitext-pages": folder / "wikitext-pages.jsonl",
+        "ptb-pages": folder / "ptb-pages.jsonl",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +130,12 @@ def harness(checkpoint: Path, data: dict[str, Path], tmp_path_factory: pytest.Te
     """The harness's results ({task: {metric: value}}) for the checkpoint, run through its Python API."""
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("hf-home")
-    for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(home),
-                       "TOKENIZERS_PARALLELISM": "false"}.items():
+    for key, value in {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(home),
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
         monkeypatch.setenv(key, value)
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -133,10 +145,15 @@ def harness(checkpoint: Path, data: dict[str, Path], tmp_path_factory: pytest.Te
     write_local_task("wikitext", "local_wikitext", data["wikitext-pages"], tasks)
     write_local_task("wikitext", "local_ptb", data["ptb-pages"], tasks)
     try:
-        out = simple_evaluate(model="hf", model_args=f"pretrained={checkpoint},dtype=float32",
-                              tasks=["local_lambada_openai", "local_wikitext", "local_ptb"],
-                              task_manager=TaskManager(include_path=str(tasks)), device="cpu", batch_size=4,
-                              bootstrap_iters=0)
+        out = simple_evaluate(
+            model="hf",
+            model_args=f"pretrained={checkpoint},dtype=float32",
+            tasks=["local_lambada_openai", "local_wikitext", "local_ptb"],
+            task_manager=TaskManager(include_path=str(tasks)),
+            device="cpu",
+            batch_size=4,
+            bootstrap_iters=0,
+        )
     finally:
         monkeypatch.undo()
     return {task: {k.split(",")[0]: v for k, v in metrics.items()} for task, metrics in out["results"].items()}
@@ -145,18 +162,26 @@ def harness(checkpoint: Path, data: dict[str, Path], tmp_path_factory: pytest.Te
 @pytest.fixture(scope="module")
 def ours(checkpoint: Path, data: dict[str, Path]) -> dict[str, dict]:
     """Our library's lm-eval protocol on the same checkpoint and files: {task: metrics}."""
-    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wikitext2", "ptb"], protocol=LM_EVAL,
-                              task_paths={k: str(data[k]) for k in ("lambada", "wikitext2", "ptb")}, batch_size=4,
-                              device="cpu")
+    out = evaluate_checkpoint(
+        checkpoint,
+        tasks=["lambada", "wikitext2", "ptb"],
+        protocol=LM_EVAL,
+        task_paths={k: str(data[k]) for k in ("lambada", "wikitext2", "ptb")},
+        batch_size=4,
+        device="cpu",
+    )
     return {task: by_protocol[LM_EVAL]["metrics"] for task, by_protocol in out["results"].items()}
 
 
-def test_lambada_openai_acc_and_perplexity_equal_the_harness(harness: dict, ours: dict, checkpoint: Path,
-                                                             data: dict[str, Path]) -> None:
+def test_lambada_openai_acc_and_perplexity_equal_the_harness(
+    harness: dict, ours: dict, checkpoint: Path, data: dict[str, Path]
+) -> None:
     theirs, mine = harness["local_lambada_openai"], ours["lambada"]
     tokenizer = load_tokenizer(checkpoint)
-    lengths = [len(tokenizer.encode(p.context + " " + p.target))
-               for p in read_lambada(data["lambada"], normalize_quotes=False, protocol=LM_EVAL)]
+    lengths = [
+        len(tokenizer.encode(p.context + " " + p.target))
+        for p in read_lambada(data["lambada"], normalize_quotes=False, protocol=LM_EVAL)
+    ]
     assert min(lengths) <= CONTEXT < max(lengths)  # whole passages, where a prefix would count, and cut ones
     assert mine["examples"] == FIRST + 7
     assert 0 < theirs["acc"] < 1  # the model knows some final words, not all: the accuracy can tell
@@ -165,8 +190,9 @@ def test_lambada_openai_acc_and_perplexity_equal_the_harness(harness: dict, ours
 
 
 @pytest.mark.parametrize("task,local", [("wikitext2", "local_wikitext"), ("ptb", "local_ptb")])
-def test_wikitext_recipe_word_perplexity_and_bits_per_byte_equal_the_harness(harness: dict, ours: dict, task: str,
-                                                                             local: str) -> None:
+def test_wikitext_recipe_word_perplexity_and_bits_per_byte_equal_the_harness(
+    harness: dict, ours: dict, task: str, local: str
+) -> None:
     theirs, mine = harness[local], ours[task]
     assert mine["tokens"] > 2 * CONTEXT  # several windows of the context
     for metric in ("word_perplexity", "byte_perplexity", "bits_per_byte"):

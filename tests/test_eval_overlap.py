@@ -1,4 +1,5 @@
 """8-gram overlap: normalization, the Bloom filter's false-positive rate, Table-6-style percentages."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,16 +16,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evaluation import overlap
-from evaluation.overlap import (NgramBloom, _word_bytes, build_bloom, corpus_bloom, measured_false_positive_rate,
-                                ngrams, normalized_words, overlap_percent, per_example_overlap)
+from evaluation.overlap import (
+    NgramBloom,
+    _word_bytes,
+    build_bloom,
+    corpus_bloom,
+    measured_false_positive_rate,
+    ngrams,
+    normalized_words,
+    overlap_percent,
+    per_example_overlap,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_ngrams_are_lowercased_alphanumeric_words() -> None:
     assert list(ngrams("The U.S.-based firm's CEO, Ann, said: 'Go!' now", n=8)) == [
-        "the u s based firm s ceo ann", "u s based firm s ceo ann said",
-        "s based firm s ceo ann said go", "based firm s ceo ann said go now"]
+        "the u s based firm s ceo ann",
+        "u s based firm s ceo ann said",
+        "s based firm s ceo ann said go",
+        "based firm s ceo ann said go now",
+    ]
 
 
 @given(st.text(alphabet=st.sampled_from("aZ09 -.'\u00e9\u00df\u0130\u212a\u00bd\U0001f600\t\n"), max_size=60))
@@ -47,8 +60,9 @@ def _bits_and_positions(bloom: NgramBloom, tmp_path: Path) -> tuple[int, int]:
     return bloom.bloom.size_in_bits, k
 
 
-@pytest.mark.parametrize("items, rate", [(1000, 1e-8), (10**6, 1e-8), (20_000, 1e-3), (12_345, 1e-2),
-                                         (10**6, 1.1e-13), (7, 0.5)])
+@pytest.mark.parametrize(
+    "items, rate", [(1000, 1e-8), (10**6, 1e-8), (20_000, 1e-3), (12_345, 1e-2), (10**6, 1.1e-13), (7, 0.5)]
+)
 def test_a_full_filter_is_sized_for_its_false_positive_rate(items: int, rate: float, tmp_path: Path) -> None:
     """The arithmetic, exactly: with the filter's own m and k, the Bloom rate at `items` distinct 8-grams,
     (1 - e^(-k n / m))^k, plus the 64-bit collision rate n / 2^64 stays at or under the rate asked for
@@ -84,8 +98,10 @@ def test_corpus_bloom_is_saved_and_reloaded(tmp_path: Path) -> None:
     loaded = corpus_bloom(tmp_path / "corpus", cache)
     assert overlap_percent(loaded, [other]) == 100.0 and overlap_percent(loaded, [text]) == 0.0
     assert saved.read_bytes() == planted and list(cache.iterdir()) == [saved]  # read, not rewritten
-    pq.write_table(pa.table({"text": ["a different corpus now, with other words in it than before"]}),
-                   shards / "train-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"text": ["a different corpus now, with other words in it than before"]}),
+        shards / "train-00000-of-00001.parquet",
+    )
     rebuilt = corpus_bloom(tmp_path / "corpus", cache)  # the shards changed: a new filter, not the stale one
     assert overlap_percent(rebuilt, [text]) == 0.0 and len(list(cache.glob("*.ngram64"))) == 2
     with pytest.raises(FileNotFoundError, match="train-"):
@@ -103,9 +119,14 @@ def test_overlap_agrees_exactly_with_a_set_of_8gram_strings(monkeypatch: pytest.
     vocab = [f"Word{i}," for i in range(12)] + ["The", "a.b", "x-y"]  # a small vocabulary: many shared 8-grams
     train = _texts(rng, 300, vocab)
     # Queries: fresh texts, training texts, and splices of both (8-grams partly in, partly out), some under 8 words.
-    queries = _texts(rng, 100, vocab) + train[:50] + [
-        " ".join(a.split()[:rng.randint(0, 40)] + b.split()[rng.randint(0, 40):])
-        for a, b in zip(_texts(rng, 100, vocab[:5] + ["other"]), train[50:150])]
+    queries = (
+        _texts(rng, 100, vocab)
+        + train[:50]
+        + [
+            " ".join(a.split()[: rng.randint(0, 40)] + b.split()[rng.randint(0, 40) :])
+            for a, b in zip(_texts(rng, 100, vocab[:5] + ["other"]), train[50:150])
+        ]
+    )
     seen = {gram for text in train for gram in ngrams(text)}
     truth = [[g in seen for g in ngrams(q)] for q in queries]
     bloom = build_bloom(train, expected_items=len(seen))
@@ -123,17 +144,25 @@ def test_a_saved_filter_answers_the_same_in_another_process(tmp_path: Path) -> N
     train = _texts(rng, 200, [f"w{i}" for i in range(40)])
     bloom = build_bloom(train, expected_items=10_000)
     bloom.save(tmp_path / "f.ngram64")
-    probes = [g for text in train[:20] for g in ngrams(text)] + [g for text in _texts(rng, 20, ["zz", "yy", "w1"])
-                                                                for g in ngrams(text)]
+    probes = [g for text in train[:20] for g in ngrams(text)] + [
+        g for text in _texts(rng, 20, ["zz", "yy", "w1"]) for g in ngrams(text)
+    ]
     (tmp_path / "probes.txt").write_text("\n".join(probes))
     mine = "".join("1" if g in bloom else "0" for g in probes)
     assert "0" in mine and "1" in mine
-    script = ("import sys; from pathlib import Path; from evaluation.overlap import NgramBloom\n"
-              "b = NgramBloom.load(Path(sys.argv[1]))\n"
-              "print(''.join('1' if g in b else '0' for g in Path(sys.argv[2]).read_text().split('\\n')))")
-    theirs = subprocess.run([sys.executable, "-c", script, str(tmp_path / "f.ngram64"), str(tmp_path / "probes.txt")],
-                            cwd=REPO, env={"PYTHONHASHSEED": "12345", "PATH": ""}, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    script = (
+        "import sys; from pathlib import Path; from evaluation.overlap import NgramBloom\n"
+        "b = NgramBloom.load(Path(sys.argv[1]))\n"
+        "print(''.join('1' if g in b else '0' for g in Path(sys.argv[2]).read_text().split('\\n')))"
+    )
+    theirs = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "f.ngram64"), str(tmp_path / "probes.txt")],
+        cwd=REPO,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert theirs == mine
     (tmp_path / "broken.ngram64").write_bytes(b"not a filter")
     with pytest.raises(ValueError, match="broken.ngram64"):
@@ -155,8 +184,9 @@ def test_a_cache_of_the_former_format_is_not_read(tmp_path: Path) -> None:
     pq.write_table(pa.table({"text": [text]}), shards / "train-00000-of-00001.parquet")
     shard = shards / "train-00000-of-00001.parquet"
     # The former rbloom+BLAKE2b-string cache: same fingerprint recipe, ".bloom" suffix.
-    old_name = hashlib.blake2b(repr([(shard.name, shard.stat().st_size, shard.stat().st_mtime_ns), 1e-8]).encode(),
-                               digest_size=8).hexdigest()
+    old_name = hashlib.blake2b(
+        repr([(shard.name, shard.stat().st_size, shard.stat().st_mtime_ns), 1e-8]).encode(), digest_size=8
+    ).hexdigest()
     cache = tmp_path / "overlap"
     cache.mkdir()
     (cache / f"train-8grams-{old_name}.bloom").write_bytes(b"a filter of another format")

@@ -1,4 +1,5 @@
 """The real benchmark files in ../shared/data/eval, and a whole evaluation of a tiny random checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tokenization.bpe import load_gpt2
 from evaluation.lambada import read_lambada
 from evaluation.run import available_tasks, evaluate_checkpoint, load_checkpoint, task_cache_key
 from evaluation.translation import read_pairs
 from evaluation.wsc import read_wsc
 from modeling.hf import save_pretrained
 from modeling.model import GPT, GPTConfig
+from tokenization.bpe import load_gpt2
 
 
 def test_real_files_parse(eval_data_dir: Path) -> None:
@@ -32,7 +33,9 @@ def test_real_files_parse(eval_data_dir: Path) -> None:
         pairs = read_pairs(eval_data_dir / "wmt14-newstest2014-fren", source, target)
         assert len(pairs) == 3003 and all(s and t for s, t in pairs)
     assert read_pairs(eval_data_dir / "wmt14-newstest2014-fren", "en", "fr")[0] == (
-        "Spectacular Wingsuit Jump Over Bogota", "Spectaculaire saut en \"wingsuit\" au-dessus de Bogota")
+        "Spectacular Wingsuit Jump Over Bogota",
+        'Spectaculaire saut en "wingsuit" au-dessus de Bogota',
+    )
     assert {"lambada", "wsc273", "wmt14-en-fr", "wmt14-fr-en"} <= set(available_tasks(eval_data_dir))
 
 
@@ -49,20 +52,33 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, gpt2_bpe_dir: Path) -> 
 def _corpus(root: Path) -> Path:
     shards = root / "corpus" / "shards"
     shards.mkdir(parents=True)
-    passage = read_lambada(Path(__file__).parent.parent.parent / "shared" / "data" / "eval" / "lambada" /
-                           "lambada_test.jsonl", limit=2)[1]
-    train = ["Some unrelated web page about gardening tools and the best way to keep them sharp all year.",
-             passage.context + " " + passage.target]  # the second LAMBADA passage leaked into training
+    passage = read_lambada(
+        Path(__file__).parent.parent.parent / "shared" / "data" / "eval" / "lambada" / "lambada_test.jsonl", limit=2
+    )[1]
+    train = [
+        "Some unrelated web page about gardening tools and the best way to keep them sharp all year.",
+        passage.context + " " + passage.target,
+    ]  # the second LAMBADA passage leaked into training
     pq.write_table(pa.table({"text": train}), shards / "train-00000-of-00001.parquet")
-    pq.write_table(pa.table({"text": ["A held-out page. It has two sentences and numbers like 3.5 and 1,000."]}),
-                   shards / "val-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"text": ["A held-out page. It has two sentences and numbers like 3.5 and 1,000."]}),
+        shards / "val-00000-of-00001.parquet",
+    )
     return root / "corpus"
 
 
 def test_evaluate_checkpoint_end_to_end(checkpoint: Path, eval_data_dir: Path, tmp_path: Path) -> None:
     corpus = _corpus(tmp_path)
-    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273", "webtext-val"], protocol=["paper", "lm-eval"],
-                              data_dir=eval_data_dir, limit=3, batch_size=4, device="cpu", corpus=corpus)
+    out = evaluate_checkpoint(
+        checkpoint,
+        tasks=["lambada", "wsc273", "webtext-val"],
+        protocol=["paper", "lm-eval"],
+        data_dir=eval_data_dir,
+        limit=3,
+        batch_size=4,
+        device="cpu",
+        corpus=corpus,
+    )
     results = out["results"]
     assert set(results["lambada"]) == {"paper", "lm-eval"}  # the harness has no WSC273 or webtext-val recipe
     assert set(results["wsc273"]) == set(results["webtext-val"]) == {"paper"}
@@ -96,8 +112,9 @@ def test_evaluate_checkpoint_end_to_end(checkpoint: Path, eval_data_dir: Path, t
 
 
 def test_a_changed_option_is_labelled_and_loses_the_paper_column(checkpoint: Path, eval_data_dir: Path) -> None:
-    out = evaluate_checkpoint(checkpoint, tasks=["lambada", "wsc273"], data_dir=eval_data_dir, limit=2,
-                              device="cpu", normalize_quotes=False)
+    out = evaluate_checkpoint(
+        checkpoint, tasks=["lambada", "wsc273"], data_dir=eval_data_dir, limit=2, device="cpu", normalize_quotes=False
+    )
     lambada, wsc = out["results"]["lambada"]["paper"], out["results"]["wsc273"]["paper"]
     assert lambada["protocol"] == "paper normalize_quotes=False" and not lambada["claims_paper"]
     assert lambada["options"] == {"normalize_quotes": False, "eot_prefix": True}
@@ -126,19 +143,26 @@ def test_bad_protocols_and_options_fail_before_any_work(checkpoint: Path, eval_d
 def test_cache_key_changes_with_protocol_and_options(checkpoint: Path, eval_data_dir: Path) -> None:
     path = eval_data_dir / "lambada" / "lambada_test.jsonl"
     paper = task_cache_key(checkpoint, "lambada", path, 3, "paper", {"normalize_quotes": True, "eot_prefix": True})
-    assert paper == task_cache_key(checkpoint, "lambada", path, 3, "paper",
-                                   {"eot_prefix": True, "normalize_quotes": True})
-    assert paper != task_cache_key(checkpoint, "lambada", path, 3, "lm-eval",
-                                   {"normalize_quotes": True, "eot_prefix": True})
-    assert paper != task_cache_key(checkpoint, "lambada", path, 3, "paper",
-                                   {"normalize_quotes": False, "eot_prefix": True})
+    assert paper == task_cache_key(
+        checkpoint, "lambada", path, 3, "paper", {"eot_prefix": True, "normalize_quotes": True}
+    )
+    assert paper != task_cache_key(
+        checkpoint, "lambada", path, 3, "lm-eval", {"normalize_quotes": True, "eot_prefix": True}
+    )
+    assert paper != task_cache_key(
+        checkpoint, "lambada", path, 3, "paper", {"normalize_quotes": False, "eot_prefix": True}
+    )
 
 
 def test_missing_task_data_fails_before_any_work(checkpoint: Path, eval_data_dir: Path, tmp_path: Path) -> None:
     before = sorted(p.name for p in checkpoint.iterdir())
     with pytest.raises(FileNotFoundError, match=r"wikitext2: expected .*wikitext-2-raw/wiki\.test\.raw"):
-        evaluate_checkpoint(checkpoint, tasks=["wsc273", "wikitext2"], data_dir=tmp_path,
-                            task_paths={"wsc273": str(eval_data_dir / "wsc" / "WSCollection.xml")})
+        evaluate_checkpoint(
+            checkpoint,
+            tasks=["wsc273", "wikitext2"],
+            data_dir=tmp_path,
+            task_paths={"wsc273": str(eval_data_dir / "wsc" / "WSCollection.xml")},
+        )
     assert sorted(p.name for p in checkpoint.iterdir()) == before
     with pytest.raises(ValueError, match="unknown task"):
         evaluate_checkpoint(checkpoint, tasks=["squad"], data_dir=tmp_path)

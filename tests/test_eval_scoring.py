@@ -4,6 +4,7 @@ Also home of the hand-built test model and tokenizer the other evaluation tests 
 pieces: a word with its leading space, punctuation, white space) and `PreferModel`, a back-off n-gram table over
 given texts, so its preferred continuations are known in advance.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ class PieceTokenizer:
 class PreferModel(torch.nn.Module):
     """Logits = boost * count of each token seen after the longest matching context (up to `order` tokens)."""
 
-    def __init__(self, tokenizer: PieceTokenizer, texts: list[str], order: int = 8, boost: float = 6.0,
-                 block_size: int = 256) -> None:
+    def __init__(
+        self, tokenizer: PieceTokenizer, texts: list[str], order: int = 8, boost: float = 6.0, block_size: int = 256
+    ) -> None:
         super().__init__()
         self.vocab_size, self.order, self.boost, self.block_size = tokenizer.vocab_size, order, boost, block_size
         self.table: dict[tuple[int, ...], Counter] = defaultdict(Counter)
@@ -58,7 +60,7 @@ class PreferModel(torch.nn.Module):
             for t in range(1, len(seq)):
                 for k in range(1, order + 1):
                     if t - k >= 0:
-                        self.table[tuple(seq[t - k:t])][seq[t]] += 1
+                        self.table[tuple(seq[t - k : t])][seq[t]] += 1
 
     def next_logits(self, context: list[int]) -> torch.Tensor:
         logits = torch.zeros(self.vocab_size)
@@ -72,13 +74,23 @@ class PreferModel(torch.nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         rows = idx.tolist()
-        return torch.stack([torch.stack([self.next_logits(r[:t + 1]) for t in range(len(r))]) for r in rows])
+        return torch.stack([torch.stack([self.next_logits(r[: t + 1]) for t in range(len(r))]) for r in rows])
 
 
 def tiny_hf_model(vocab: int = 97, block: int = 32, seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=vocab, n_positions=block, n_embd=32, n_layer=2, n_head=2, bos_token_id=0,
-                        eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        vocab_size=vocab,
+        n_positions=block,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
@@ -129,16 +141,21 @@ def test_smaller_stride_gives_more_context_and_a_lower_loss_on_repetitive_text()
     model = PreferModel(tokenizer, [text], order=4, block_size=16)
     tokens = tokenizer.encode(text)
     scorer = Scorer(model, block_size=16)
-    disjoint, = scorer.rolling_logprob([tokens], tokenizer.eot_token)
-    overlapping, = scorer.rolling_logprob([tokens], tokenizer.eot_token, stride=4)
+    (disjoint,) = scorer.rolling_logprob([tokens], tokenizer.eot_token)
+    (overlapping,) = scorer.rolling_logprob([tokens], tokenizer.eot_token, stride=4)
     assert overlapping > disjoint  # every chunk after the first gets 12 tokens of context instead of 1
 
 
 def test_continuations_batched_equal_unbatched_and_truncate_on_the_left() -> None:
     model = tiny_hf_model()
     generator = torch.Generator().manual_seed(3)
-    requests = [(torch.randint(1, 97, (n,), generator=generator).tolist(),
-                 torch.randint(1, 97, (m,), generator=generator).tolist()) for n, m in ((5, 2), (40, 3), (1, 1), (20, 9))]
+    requests = [
+        (
+            torch.randint(1, 97, (n,), generator=generator).tolist(),
+            torch.randint(1, 97, (m,), generator=generator).tolist(),
+        )
+        for n, m in ((5, 2), (40, 3), (1, 1), (20, 9))
+    ]
     batched = Scorer(model, batch_size=4).score_continuations(requests)
     single = Scorer(model, batch_size=1).score_continuations(requests)
     assert [s.logprob for s in batched] == pytest.approx([s.logprob for s in single], abs=1e-4)
@@ -155,8 +172,9 @@ def test_greedy_flags_and_generation_follow_the_preferred_text() -> None:
     model = PreferModel(tokenizer, ["The cat sat on the mat.\nThen it slept."])
     scorer = Scorer(model, batch_size=2)
     context = [0] + tokenizer.encode("The cat sat")
-    good, bad = scorer.score_continuations([(context, tokenizer.encode(" on the mat")),
-                                            (context, tokenizer.encode(" on the rug"))])
+    good, bad = scorer.score_continuations(
+        [(context, tokenizer.encode(" on the mat")), (context, tokenizer.encode(" on the rug"))]
+    )
     assert good.is_greedy and good.last_token_greedy and not bad.is_greedy and good.logprob > bad.logprob
     outputs = scorer.generate([context, [0] + tokenizer.encode("Then")], 20, tokenizer, stop=stop_at("\n"))
     assert tokenizer.decode(outputs[0]) == " on the mat.\n"
@@ -175,11 +193,17 @@ def test_model_returning_too_few_positions_is_rejected() -> None:
 
 
 def test_split_sentences() -> None:
-    assert split_sentences('He came. "Why?" she asked! Then  left') == ["He came.", '"Why?"', "she asked!", "Then  left"]
+    assert split_sentences('He came. "Why?" she asked! Then  left') == [
+        "He came.",
+        '"Why?"',
+        "she asked!",
+        "Then  left",
+    ]
 
 
 def test_perplexity_of_a_known_distribution() -> None:
     """A model with a fixed next-token distribution: the score is exactly the sum of those log-probs."""
+
     class Fixed(torch.nn.Module):
         block_size = 4
 
@@ -195,6 +219,6 @@ def test_bf16_autocast_stays_close_to_fp32() -> None:
     """The GPU setting (bf16 body, fp32 output head), run here with CPU autocast."""
     model = tiny_gpt()
     docs = [torch.randint(1, 97, (40,), generator=torch.Generator().manual_seed(4)).tolist()]
-    exact, = Scorer(model, bf16=False).rolling_logprob(docs, prefix_token=0)
-    fast, = Scorer(model, bf16=True).rolling_logprob(docs, prefix_token=0)
+    (exact,) = Scorer(model, bf16=False).rolling_logprob(docs, prefix_token=0)
+    (fast,) = Scorer(model, bf16=True).rolling_logprob(docs, prefix_token=0)
     assert fast == pytest.approx(exact, rel=1e-2)

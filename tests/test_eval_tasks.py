@@ -1,4 +1,5 @@
 """Each task on small files written in its real published format, with a model whose preferences are known."""
+
 from __future__ import annotations
 
 import json
@@ -11,19 +12,25 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 from rouge_score import rouge_scorer
+from test_eval_scoring import PieceTokenizer, PreferModel
 
 from evaluation.cbt import evaluate_cbt
 from evaluation.coqa import evaluate_coqa, turn_f1
 from evaluation.lambada import Passage, evaluate_lambada, lm_eval_request, read_lambada
-from evaluation.language_modeling import (LM_TASKS, evaluate_lm_task, lm_eval_detokenize, read_ptb, read_wikitext,
-                                          wikitext_pages)
+from evaluation.language_modeling import (
+    LM_TASKS,
+    evaluate_lm_task,
+    lm_eval_detokenize,
+    read_ptb,
+    read_wikitext,
+    wikitext_pages,
+)
 from evaluation.lm import Scorer
 from evaluation.nq import evaluate_nq
 from evaluation.protocol import LM_EVAL
 from evaluation.summarization import evaluate_summarization, parse_story
 from evaluation.translation import evaluate_translation
 from evaluation.wsc import evaluate_wsc
-from test_eval_scoring import PieceTokenizer, PreferModel
 
 
 class Uniform(torch.nn.Module):
@@ -44,8 +51,11 @@ def test_lambada_metrics_and_stop_word_filter(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"text": p}) + "\n" for p in passages), encoding="utf-8")
     tokenizer = PieceTokenizer()
     # After "met Mary" the model prefers the stop word "the" (seen twice) over "Poppins" (once).
-    model = PreferModel(tokenizer, ["At the party Tom met Mary the"] * 2 + ["At the party Tom met Mary Poppins",
-                                                                          '"Hello," he said to the old dog'])
+    model = PreferModel(
+        tokenizer,
+        ["At the party Tom met Mary the"] * 2
+        + ["At the party Tom met Mary Poppins", '"Hello," he said to the old dog'],
+    )
     result = evaluate_lambada(path, Scorer(model, batch_size=4), tokenizer, candidates=10)
     m = result.metrics
     assert m["examples"] == 2
@@ -69,7 +79,8 @@ def test_lambada_protocols_split_prefix_and_quote_as_they_say(tmp_path: Path) ->
     path.write_text(json.dumps({"text": "\u201cThe Will to\u201d is a book of\n\nPower"}) + "\n", encoding="utf-8")
     assert read_lambada(path)[0] == Passage('"The Will to" is a book of', "Power")
     assert read_lambada(path, normalize_quotes=False, protocol=LM_EVAL)[0] == Passage(
-        "\u201cThe Will to\u201d is a book", "of\n\nPower")
+        "\u201cThe Will to\u201d is a book", "of\n\nPower"
+    )
     tokenizer = PieceTokenizer()
     assert lm_eval_request(tokenizer, "a book ", " of") == (tokenizer.encode("a book"), tokenizer.encode("  of"))
     model = PreferModel(tokenizer, ["\u201cThe Will to\u201d is a book of\n\nPower"])
@@ -109,8 +120,11 @@ def _cbt_example(question: str, answer: str, candidates: list[str]) -> str:
 def test_cbt_picks_the_candidate_the_model_prefers(tmp_path: Path) -> None:
     candidates = ["river", "market", "house", "garden", "forest", "road", "barn", "field", "sea", "hill"]
     path = tmp_path / "cbtest_CN_valid_2000ex.txt"
-    path.write_text(_cbt_example("The cat went to the XXXXX to buy fish .", "market", candidates)
-                    + _cbt_example("Then the dog ran to the XXXXX .", "river", candidates), encoding="utf-8")
+    path.write_text(
+        _cbt_example("The cat went to the XXXXX to buy fish .", "market", candidates)
+        + _cbt_example("Then the dog ran to the XXXXX .", "river", candidates),
+        encoding="utf-8",
+    )
     tokenizer = PieceTokenizer()
     model = PreferModel(tokenizer, ["The cat went to the market to buy fish.", "Then the dog ran to the hill."])
     result = evaluate_cbt(path, Scorer(model, batch_size=8, block_size=512), tokenizer)
@@ -142,15 +156,23 @@ The trophy doesn't fit into the brown suitcase because
 
 
 def test_wsc_full_and_partial_scoring(tmp_path: Path) -> None:
-    xml = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<collection>\n'
-           + _SCHEMA.format(adjective="large", answer="A") + _SCHEMA.format(adjective="small", answer="B.")
-           + "</collection>\n")
+    xml = (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n<collection>\n'
+        + _SCHEMA.format(adjective="large", answer="A")
+        + _SCHEMA.format(adjective="small", answer="B.")
+        + "</collection>\n"
+    )
     path = tmp_path / "WSCollection.xml"
     path.write_bytes(xml.encode("iso-8859-1"))
     tokenizer = PieceTokenizer()
     # The model has seen "the trophy" with both adjectives: right on the first schema, wrong on the second.
-    model = PreferModel(tokenizer, ["The trophy doesn't fit into the brown suitcase because the trophy is too large.",
-                                    "The trophy doesn't fit into the brown suitcase because the trophy is too small."])
+    model = PreferModel(
+        tokenizer,
+        [
+            "The trophy doesn't fit into the brown suitcase because the trophy is too large.",
+            "The trophy doesn't fit into the brown suitcase because the trophy is too small.",
+        ],
+    )
     result = evaluate_wsc(path, Scorer(model, batch_size=4), tokenizer, limit=2)
     assert result == {"acc_full": 50.0, "acc_partial": 50.0, "examples": 2}
     with pytest.raises(ValueError, match="273"):
@@ -160,21 +182,41 @@ def test_wsc_full_and_partial_scoring(tmp_path: Path) -> None:
 # -- CoQA -----------------------------------------------------------------------------------------------------
 def test_coqa_official_f1(tmp_path: Path) -> None:
     story = "A white cat lived in a house. It slept on the mat in the kitchen."
-    data = {"version": "1.0", "data": [{
-        "source": "mctest", "id": "s1", "filename": "mc160.test.1", "story": story,
-        "questions": [{"input_text": "What color was the cat?", "turn_id": 1},
-                      {"input_text": "Where did it sleep?", "turn_id": 2}],
-        "answers": [{"input_text": "white", "span_start": 2, "span_end": 7, "span_text": "white", "turn_id": 1},
-                    {"input_text": "on the mat", "span_start": 36, "span_end": 46, "span_text": "on the mat",
-                     "turn_id": 2}],
-        "additional_answers": {
-            "0": [{"input_text": "White", "turn_id": 1}, {"input_text": "on a mat", "turn_id": 2}],
-            "1": [{"input_text": "white.", "turn_id": 1}, {"input_text": "in the house", "turn_id": 2}]},
-    }]}
+    data = {
+        "version": "1.0",
+        "data": [
+            {
+                "source": "mctest",
+                "id": "s1",
+                "filename": "mc160.test.1",
+                "story": story,
+                "questions": [
+                    {"input_text": "What color was the cat?", "turn_id": 1},
+                    {"input_text": "Where did it sleep?", "turn_id": 2},
+                ],
+                "answers": [
+                    {"input_text": "white", "span_start": 2, "span_end": 7, "span_text": "white", "turn_id": 1},
+                    {
+                        "input_text": "on the mat",
+                        "span_start": 36,
+                        "span_end": 46,
+                        "span_text": "on the mat",
+                        "turn_id": 2,
+                    },
+                ],
+                "additional_answers": {
+                    "0": [{"input_text": "White", "turn_id": 1}, {"input_text": "on a mat", "turn_id": 2}],
+                    "1": [{"input_text": "white.", "turn_id": 1}, {"input_text": "in the house", "turn_id": 2}],
+                },
+            }
+        ],
+    }
     path = tmp_path / "coqa-dev-v1.0.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     tokenizer = PieceTokenizer()
-    model = PreferModel(tokenizer, ["Q: What color was the cat?\nA: white\n\n", "Q: Where did it sleep?\nA: the mat\n\n"])
+    model = PreferModel(
+        tokenizer, ["Q: What color was the cat?\nA: white\n\n", "Q: Where did it sleep?\nA: the mat\n\n"]
+    )
     result = evaluate_coqa(path, Scorer(model, batch_size=2, block_size=512), tokenizer)
     # Turn 2, "the mat" -> "mat" against "on mat", "on mat", "in house": F1 2/3 whichever gold is left out.
     assert result["f1"] == pytest.approx(100 * (1 + 2 / 3) / 2)
@@ -184,13 +226,16 @@ def test_coqa_official_f1(tmp_path: Path) -> None:
 # -- Natural Questions ---------------------------------------------------------------------------------------
 def test_nq_exact_match(tmp_path: Path) -> None:
     shots = [{"question": f"who painted picture number {i}", "answer": [f"painter {i}"]} for i in range(8)]
-    tests = [{"question": "who wrote hamlet", "answer": ["Shakespeare", "William Shakespeare"]},
-             {"question": "what is the capital of france", "answer": ["Lyon"]}]
+    tests = [
+        {"question": "who wrote hamlet", "answer": ["Shakespeare", "William Shakespeare"]},
+        {"question": "what is the capital of france", "answer": ["Lyon"]},
+    ]
     path = tmp_path / "NQ-open.dev.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in shots + tests), encoding="utf-8")
     tokenizer = PieceTokenizer()
-    model = PreferModel(tokenizer, ["Q: who wrote hamlet?\nA: William Shakespeare.\n",
-                                    "Q: what is the capital of france?\nA: Paris\n"])
+    model = PreferModel(
+        tokenizer, ["Q: who wrote hamlet?\nA: William Shakespeare.\n", "Q: what is the capital of france?\nA: Paris\n"]
+    )
     assert evaluate_nq(path, Scorer(model, block_size=512), tokenizer) == {"exact_match": 50.0, "examples": 2}
 
 
@@ -198,15 +243,25 @@ def test_nq_exact_match(tmp_path: Path) -> None:
 def _sgm(kind: str, lang: str, segments: list[str]) -> str:
     tag = "srcset" if kind == "src" else "refset"
     segs = "\n".join(f'<seg id="{i}">{s}</seg>' for i, s in enumerate(segments, 1))
-    return (f'<{tag} setid="newstest2014" srclang="any" trglang="{lang}">\n'
-            f'<doc sysid="ref" docid="1-test" genre="news" origlang="en">\n{segs}\n</doc>\n</{tag}>\n')
+    return (
+        f'<{tag} setid="newstest2014" srclang="any" trglang="{lang}">\n'
+        f'<doc sysid="ref" docid="1-test" genre="news" origlang="en">\n{segs}\n</doc>\n</{tag}>\n'
+    )
 
 
 def test_translation_bleu_of_the_first_generated_line(tmp_path: Path) -> None:
-    en = ["Good morning to you all", "I like bread &amp; butter", "the black cat sleeps on the big sofa today",
-          "a red house stands near the old river bank"]
-    fr = ["Bonjour à vous tous", "J'aime le pain et le beurre", "le chat noir dort sur le grand canapé aujourd'hui",
-          "une maison rouge se trouve près de la vieille rive"]
+    en = [
+        "Good morning to you all",
+        "I like bread &amp; butter",
+        "the black cat sleeps on the big sofa today",
+        "a red house stands near the old river bank",
+    ]
+    fr = [
+        "Bonjour à vous tous",
+        "J'aime le pain et le beurre",
+        "le chat noir dort sur le grand canapé aujourd'hui",
+        "une maison rouge se trouve près de la vieille rive",
+    ]
     for kind, lang, segs in (("src", "en", en), ("ref", "fr", fr), ("src", "fr", fr), ("ref", "en", en)):
         (tmp_path / f"newstest2014-fren-{kind}.{lang}.sgm").write_text(_sgm(kind, lang, segs), encoding="utf-8")
     tokenizer = PieceTokenizer()
@@ -227,11 +282,13 @@ def test_summarization_first_three_sentences_rouge(tmp_path: Path) -> None:
     path = tmp_path / "test.jsonl"
     path.write_text(json.dumps({"id": "1", "article": article, "highlights": highlights}) + "\n", encoding="utf-8")
     tokenizer = PieceTokenizer()
-    model = PreferModel(tokenizer, [article + "\nTL;DR: The cat sat on the mat. It was happy. It purred. It slept."],
-                        boost=30.0)
+    model = PreferModel(
+        tokenizer, [article + "\nTL;DR: The cat sat on the mat. It was happy. It purred. It slept."], boost=30.0
+    )
     result = evaluate_summarization(path, Scorer(model, block_size=512), tokenizer)
     scores = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True).score(
-        highlights, "The cat sat on the mat.\nIt was happy.\nIt purred.")  # the fourth sentence is dropped
+        highlights, "The cat sat on the mat.\nIt was happy.\nIt purred."
+    )  # the fourth sentence is dropped
     for key in ("rouge1", "rouge2", "rougeL"):
         assert result[key] == pytest.approx(100 * scores[key].fmeasure)
     story = "(CNN) A cat sat.\n\nIt was sunny.\n\n@highlight\n\nCat sits\n\n@highlight\n\nSun shines\n"
@@ -239,9 +296,11 @@ def test_summarization_first_three_sentences_rouge(tmp_path: Path) -> None:
 
 
 # -- Language modelling --------------------------------------------------------------------------------------
-WIKI = (" \n = Robert Boulter = \n \n Robert Boulter is an English film , television and theatre actor . "
-        "He had a guest @-@ starring role in 2000 , and cost $ 1 @,@ 000 . \n \n = = Career = = \n \n"
-        " In 2006 , Boulter starred in Herons . \n \n = Du Fu = \n \n Du Fu ( 712 – 770 ) was a Chinese poet . \n \n")
+WIKI = (
+    " \n = Robert Boulter = \n \n Robert Boulter is an English film , television and theatre actor . "
+    "He had a guest @-@ starring role in 2000 , and cost $ 1 @,@ 000 . \n \n = = Career = = \n \n"
+    " In 2006 , Boulter starred in Herons . \n \n = Du Fu = \n \n Du Fu ( 712 – 770 ) was a Chinese poet . \n \n"
+)
 
 
 def test_wikitext_articles_word_count_and_word_perplexity(tmp_path: Path) -> None:
@@ -292,8 +351,9 @@ def test_lm_eval_protocol_counts_words_and_bytes_of_the_original_pages(tmp_path:
 
 def test_ptb_counts_an_end_of_sentence_per_line(tmp_path: Path) -> None:
     path = tmp_path / "ptb.test.txt"
-    path.write_text(" no it was n't black monday \n but while the new york stock exchange did n't fall apart \n",
-                    encoding="utf-8")
+    path.write_text(
+        " no it was n't black monday \n but while the new york stock exchange did n't fall apart \n", encoding="utf-8"
+    )
     corpus = read_ptb(path)
     assert corpus.units == 6 + 1 + 11 + 1
     assert corpus.n_bytes == len(path.read_text().encode())  # bits per byte of the file as published

@@ -1,4 +1,5 @@
 """Main-text extraction on real pages, the combination rule, and the worker pool: per-page deadline, dead workers."""
+
 from __future__ import annotations
 
 import json
@@ -80,13 +81,16 @@ def test_empty_and_oversized_pages_have_outcomes():
         ExtractConfig(teaser_ratio=0)
 
 
-DEEP_TEXT = " ".join(f"Sentence {i} of an article that a broken page generator buried under many elements." for i in
-                     range(40))
+DEEP_TEXT = " ".join(
+    f"Sentence {i} of an article that a broken page generator buried under many elements." for i in range(40)
+)
 
 
 def _nested_page(depth: int) -> bytes:
-    return (f"<html><head><title>Deep</title></head><body>{'<div>' * depth}<p>{DEEP_TEXT}</p>{'</div>' * depth}"
-            f"</body></html>").encode()
+    return (
+        f"<html><head><title>Deep</title></head><body>{'<div>' * depth}<p>{DEEP_TEXT}</p>{'</div>' * depth}"
+        f"</body></html>"
+    ).encode()
 
 
 def test_a_page_nested_past_the_parser_depth_limit_is_recorded_as_too_deep_not_empty():
@@ -96,8 +100,9 @@ def test_a_page_nested_past_the_parser_depth_limit_is_recorded_as_too_deep_not_e
     assert deep.outcome == "too_deep" and deep.text is None
     assert "nested deeper than 256 levels" in deep.error
     assert extract_with("<html><body><div><div></div></div></body></html>").outcome == "empty"
-    [(_, pooled)] = list(extract_pages([(0, _nested_page(200_000), "https://deep.example.com/page")],
-                                       ExtractConfig(workers=1)))
+    [(_, pooled)] = list(
+        extract_pages([(0, _nested_page(200_000), "https://deep.example.com/page")], ExtractConfig(workers=1))
+    )
     assert pooled.outcome == "too_deep"  # also through the worker pool the build uses
 
 
@@ -143,9 +148,13 @@ def test_two_workers_extract_at_the_same_time():
 
 # trafilatura has no time limit of its own: 20,000 nested blocks take it several seconds
 def nested_blocks(n: int) -> str:
-    return "<html><body>" + "".join(
-        f"<div><table><tr><td><p>paragraph {i} with some words in it</p></td></tr></table></div>" for i in range(n)
-    ) + "</body></html>"
+    return (
+        "<html><body>"
+        + "".join(
+            f"<div><table><tr><td><p>paragraph {i} with some words in it</p></td></tr></table></div>" for i in range(n)
+        )
+        + "</body></html>"
+    )
 
 
 PATHOLOGICAL = nested_blocks(20000)
@@ -154,7 +163,6 @@ PATHOLOGICAL = nested_blocks(20000)
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
-
 
 
 def test_a_page_past_the_deadline_is_killed_and_the_pool_goes_on(web_pages_dir):
@@ -169,15 +177,24 @@ def test_a_page_past_the_deadline_is_killed_and_the_pool_goes_on(web_pages_dir):
         assert again[entries[0]["file"]].outcome == "ok"
 
 
-SIMPLE_PAGE = "<html><body><article>" + "".join(
-    f"<p>Paragraph {i} of a plain article, with enough ordinary words in it to be the main text of the page, "
-    f"as a reader would see it, sentence after sentence.</p>" for i in range(6)) + "</article></body></html>"
+SIMPLE_PAGE = (
+    "<html><body><article>"
+    + "".join(
+        f"<p>Paragraph {i} of a plain article, with enough ordinary words in it to be the main text of the page, "
+        f"as a reader would see it, sentence after sentence.</p>"
+        for i in range(6)
+    )
+    + "</article></body></html>"
+)
 
 
 def _spawned_workers(before: set[int]) -> list[psutil.Process]:
     """Extraction workers this process spawned (not multiprocessing's resource tracker)."""
-    return [c for c in psutil.Process().children() if c.pid not in before
-            and any("spawn_main" in part for part in c.cmdline())]
+    return [
+        c
+        for c in psutil.Process().children()
+        if c.pid not in before and any("spawn_main" in part for part in c.cmdline())
+    ]
 
 
 def test_a_worker_killed_before_it_is_ready_hands_its_pages_on(caplog: pytest.LogCaptureFixture) -> None:
@@ -208,8 +225,11 @@ def test_workers_that_keep_dying_at_start_up_stop_the_pool_with_a_clear_error() 
     killer.start()
     try:
         with ExtractorPool(ExtractConfig(workers=1, method="trafilatura", start_method="spawn")) as pool:
-            with pytest.raises(RuntimeError, match=r"5 extraction workers in a row failed to start, the last: "
-                                                   r"worker died \(killed by SIGKILL\)"):
+            with pytest.raises(
+                RuntimeError,
+                match=r"5 extraction workers in a row failed to start, the last: "
+                r"worker died \(killed by SIGKILL\)",
+            ):
                 list(pool.imap([(0, SIMPLE_PAGE, "https://example.com/")]))
     finally:
         stop.set()
@@ -263,8 +283,13 @@ def test_workers_end_soon_after_the_process_that_started_them_is_killed(tmp_path
         "list(pool.imap([(i, page, None) for i in range(4)]))\n"
     )
     repo = Path(__file__).resolve().parents[1]
-    parent = subprocess.Popen([sys.executable, str(script)], cwd=repo, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(repo)})
+    parent = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     workers: list[psutil.Process] = []
     try:
         assert parent.stdout is not None
@@ -324,8 +349,9 @@ def test_a_worker_resets_trafilaturas_caches_every_n_pages():
     from corpus.extract import _worker
 
     mine, theirs = mp.Pipe()
-    worker = threading.Thread(target=_worker, args=(theirs, ExtractConfig(method="trafilatura", reset_caches_every=3),
-                                                          os.getppid()))
+    worker = threading.Thread(
+        target=_worker, args=(theirs, ExtractConfig(method="trafilatura", reset_caches_every=3), os.getppid())
+    )
     worker.start()
     try:
         assert mine.recv() == "ready"
@@ -340,4 +366,3 @@ def test_a_worker_resets_trafilaturas_caches_every_n_pages():
         worker.join()
     # growing over pages 1-2; reset after page 3 (before page 4 was read), so page 4 starts from empty caches
     assert 0 < cached[0] < cached[1] and cached[3] < cached[1], cached
-

@@ -1,4 +1,5 @@
 """The fetcher against a hostile local server: every failure ends with its own outcome, and ok pages reach the WARC."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hostile_server import HostileServer, closed_port, page_for
 
 from corpus.fetch import LOG_SCHEMA, OUTCOMES, FetchConfig, detect_charset, fetch_urls
 from corpus.warc import iter_html_records
-from hostile_server import HostileServer, closed_port, page_for
 
 ROBOTS = {
     "robots.hostile.test": "User-agent: *\nDisallow: /private\n",
@@ -21,11 +22,24 @@ ROBOTS = {
 def fast_config(server: HostileServer, **overrides) -> FetchConfig:
     """Small timeouts and caps so the whole hostile suite takes seconds."""
     settings = dict(
-        concurrency=16, per_host=4, min_delay_s=0.0, connect_timeout_s=2.0, read_timeout_s=1.0, deadline_s=1.5,
-        max_bytes=1 << 20, max_decompressed_bytes=1 << 20, max_retries=2, backoff_base_s=0.05, backoff_max_s=0.2,
-        max_retry_after_s=2.0, progress_interval_s=0.5,
-        connect_to={"*.hostile.test": f"127.0.0.1:{server.port}", "refused.test": f"127.0.0.1:{closed_port()}",
-                    "www.wwwonly.test": f"127.0.0.1:{server.port}"},
+        concurrency=16,
+        per_host=4,
+        min_delay_s=0.0,
+        connect_timeout_s=2.0,
+        read_timeout_s=1.0,
+        deadline_s=1.5,
+        max_bytes=1 << 20,
+        max_decompressed_bytes=1 << 20,
+        max_retries=2,
+        backoff_base_s=0.05,
+        backoff_max_s=0.2,
+        max_retry_after_s=2.0,
+        progress_interval_s=0.5,
+        connect_to={
+            "*.hostile.test": f"127.0.0.1:{server.port}",
+            "refused.test": f"127.0.0.1:{closed_port()}",
+            "www.wwwonly.test": f"127.0.0.1:{server.port}",
+        },
     )
     settings.update(overrides)
     return FetchConfig(**settings)
@@ -100,7 +114,9 @@ def test_log_schema_and_errors_explain_failures(hostile_run):
     assert "169.254.169.254" in rows[h("redir", "/to-metadata")]["error"]
     assert rows[h("redir", "/to-metadata")]["final_url"].startswith("http://169.254.169.254/")
     assert "::1" in rows[h("redir", "/to-ipv6-loopback")]["error"]
-    assert "cannot resolve www.does-not-exist.invalid" in rows["http://does-not-exist.invalid/"]["error"]  # the fallback
+    assert (
+        "cannot resolve www.does-not-exist.invalid" in rows["http://does-not-exist.invalid/"]["error"]
+    )  # the fallback
     assert "decompressed" in rows[h("bomb", "/gzip-bomb")]["error"]
     assert rows[h("endless", "/endless")]["bytes"] > 1 << 20
     assert rows[h("bomb", "/gzip-bomb")]["bytes"] < 100_000
@@ -149,8 +165,10 @@ def test_progress_reports_counts_and_rate(hostile_run):
 def test_retry_after_is_waited_for_and_one_past_the_bound_ends_the_url(server, tmp_path):
     """429 with Retry-After, in seconds and as an HTTP-date: the retry comes no sooner than asked (the backoff alone
     would retry within 0.3 s here); a Retry-After past max_retry_after_s is not waited for, the URL ends at once."""
-    waits = {h("wait", "/retry-after?s=3"): 3.0,  # exactly at the bound: still honoured
-             h("waitdate", "/retry-after?s=3&form=date"): 2.0}  # the date has whole seconds: 2-3 s ahead
+    waits = {
+        h("wait", "/retry-after?s=3"): 3.0,  # exactly at the bound: still honoured
+        h("waitdate", "/retry-after?s=3&form=date"): 2.0,
+    }  # the date has whole seconds: 2-3 s ahead
     too_long = [h("toolong", "/retry-after?s=3600"), h("toolongdate", "/retry-after?s=3600&form=date")]
     summary = fetch_urls(list(waits) + too_long, tmp_path, fast_config(server, max_retry_after_s=3.0))
     assert summary.outcomes == {"ok": 2, "http_error": 2}
@@ -190,15 +208,22 @@ def test_rerun_skips_urls_with_an_outcome(server, tmp_path):
     assert sorted(page.link_url for page in pages) == sorted(urls)
 
 
-@pytest.mark.parametrize("body, content_type, expected", [
-    ("héllo wörld".encode("utf-8"), "text/html; charset=utf-8", {"utf-8"}),
-    ("héllo wörld".encode("latin-1"), "text/html; charset=ISO-8859-1", {"iso8859-1"}),
-    (b'<meta charset="windows-1252"><p>caf\xe9</p>', "text/html", {"cp1252"}),
-    (b"\xef\xbb\xbf<p>bom</p>", "text/html; charset=latin-1", {"utf-8-sig"}),
-    # an unknown declared charset falls through to detection (cp932 is Microsoft's superset of Shift JIS)
-    ("<p>日本語のページです。これはテストです。</p>".encode("shift_jis") * 20, "text/html; charset=bogus",
-     {"shift_jis", "cp932"}),
-], ids=["header", "latin-1", "meta", "bom", "detected"])
+@pytest.mark.parametrize(
+    "body, content_type, expected",
+    [
+        ("héllo wörld".encode(), "text/html; charset=utf-8", {"utf-8"}),
+        ("héllo wörld".encode("latin-1"), "text/html; charset=ISO-8859-1", {"iso8859-1"}),
+        (b'<meta charset="windows-1252"><p>caf\xe9</p>', "text/html", {"cp1252"}),
+        (b"\xef\xbb\xbf<p>bom</p>", "text/html; charset=latin-1", {"utf-8-sig"}),
+        # an unknown declared charset falls through to detection (cp932 is Microsoft's superset of Shift JIS)
+        (
+            "<p>日本語のページです。これはテストです。</p>".encode("shift_jis") * 20,
+            "text/html; charset=bogus",
+            {"shift_jis", "cp932"},
+        ),
+    ],
+    ids=["header", "latin-1", "meta", "bom", "detected"],
+)
 def test_charset_detection(body, content_type, expected):
     assert detect_charset(body, content_type) in expected
 
@@ -213,6 +238,7 @@ def test_config_rejects_nonsense():
 def test_fetch_urls_from_inside_a_running_event_loop(server, tmp_path):
     async def caller():
         return fetch_urls([h("loopy", "/ok")], tmp_path, fast_config(server))
+
     assert asyncio.run(caller()).outcomes == {"ok": 1}
 
 
@@ -231,8 +257,10 @@ def test_pairs_request_the_submitted_url_and_log_the_link(tmp_path: Path) -> Non
     """A (link URL, URL to request) pair: the request goes to the submitted form, the log and WARC keep the link."""
     body = b"<html><body><p>Only the submitted form of this URL is served.</p></body></html>"
     with HostileServer(pages={("www.news.test", "/story/"): (body, "text/html; charset=utf-8")}) as server:
-        config = FetchConfig(connect_to={"*.news.test": f"127.0.0.1:{server.port}",
-                                         "news.test": f"127.0.0.1:{server.port}"}, min_delay_s=0.0)
+        config = FetchConfig(
+            connect_to={"*.news.test": f"127.0.0.1:{server.port}", "news.test": f"127.0.0.1:{server.port}"},
+            min_delay_s=0.0,
+        )
         link = "http://news.test/story"
         summary = fetch_urls([(link, "http://www.news.test/story/")], tmp_path, config)
         seen = {(host, path) for _, host, path in server.requests}

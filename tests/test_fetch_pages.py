@@ -1,4 +1,5 @@
 """Real web pages served under their original http(s) URLs (through connect_to) land byte-exact in the WARC."""
+
 from __future__ import annotations
 
 import json
@@ -6,10 +7,10 @@ import json
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from hostile_server import HostileServer, make_tls_files
 
 from corpus.fetch import FetchConfig, fetch_urls
 from corpus.warc import iter_html_records
-from hostile_server import HostileServer, make_tls_files
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,17 @@ def served_pages(web_pages_dir, tmp_path_factory):
 
 def test_real_pages_are_archived_byte_exact(served_pages, tmp_path):
     server, tls, connect_to, bodies = served_pages
-    config = FetchConfig(concurrency=32, per_host=2, min_delay_s=0.0, connect_to=connect_to, ca_file=str(tls.ca_file),
-                         connect_timeout_s=5, read_timeout_s=5, deadline_s=20, progress_interval_s=5)
+    config = FetchConfig(
+        concurrency=32,
+        per_host=2,
+        min_delay_s=0.0,
+        connect_to=connect_to,
+        ca_file=str(tls.ca_file),
+        connect_timeout_s=5,
+        read_timeout_s=5,
+        deadline_s=20,
+        progress_interval_s=5,
+    )
     summary = fetch_urls(list(bodies), tmp_path, config)
     log = {row["url"]: row for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
     failed = {url: (row["outcome"], row["error"]) for url, row in log.items() if row["outcome"] != "ok"}

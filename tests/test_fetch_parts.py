@@ -1,5 +1,6 @@
 """The fetch stage in parts (corpus.fetch_parts through build.run_fetch): every host is in exactly one part, the parts
 together fetch every link once with the same outcome as one part does, and a finished part is not fetched again."""
+
 from __future__ import annotations
 
 import json
@@ -9,21 +10,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hostile_server import HostileServer
 
 from corpus import fetch_parts
 from corpus.build import fetch_key, fetched_warcs, plan_fetch, run_fetch
 from corpus.fetch import FetchConfig
 from corpus.urls import url_host
 from corpus.warc import iter_html_records
-from hostile_server import HostileServer
 
 PATHS = ["/story/{i}", "/not-found?n={i}", "/image.png?n={i}", "/hop?n=2&i={i}", "/story/{i}"]
 
 
 def _write_links(out_dir: Path, hosts: int = 9, per_host: int = 5) -> list[str]:
     """links/links.parquet with `hosts` sites (half of them also as www.) and a mix of outcomes."""
-    urls = [f"http://{'www.' if (i // hosts) % 2 and i % 2 else ''}news{i % hosts}.co.uk"
-            + PATHS[i % len(PATHS)].format(i=i) for i in range(hosts * per_host)]
+    urls = [
+        f"http://{'www.' if (i // hosts) % 2 and i % 2 else ''}news{i % hosts}.co.uk"
+        + PATHS[i % len(PATHS)].format(i=i)
+        for i in range(hosts * per_host)
+    ]
     (out_dir / "links").mkdir(parents=True)
     pq.write_table(pa.table({"url": urls, "original_urls": [[u] for u in urls]}), out_dir / "links" / "links.parquet")
     return urls
@@ -58,8 +62,13 @@ def test_a_host_is_in_exactly_one_part_and_the_parts_cover_the_links(tmp_path):
 
 def test_parts_fetch_every_link_once_with_the_outcome_of_one_part(tmp_path):
     with HostileServer() as server:
-        config = FetchConfig(concurrency=8, per_host=1, min_delay_s=0.0, progress_interval_s=3600,
-                             connect_to={"*.co.uk": f"127.0.0.1:{server.port}"})
+        config = FetchConfig(
+            concurrency=8,
+            per_host=1,
+            min_delay_s=0.0,
+            progress_interval_s=3600,
+            connect_to={"*.co.uk": f"127.0.0.1:{server.port}"},
+        )
         results = {}
         for parts in (1, 3):
             out = tmp_path / f"parts{parts}"
@@ -80,8 +89,13 @@ def test_parts_fetch_every_link_once_with_the_outcome_of_one_part(tmp_path):
 
 def test_a_finished_part_is_not_fetched_again(tmp_path):
     with HostileServer() as server:
-        config = FetchConfig(concurrency=8, per_host=1, min_delay_s=0.0, progress_interval_s=3600,
-                             connect_to={"*.co.uk": f"127.0.0.1:{server.port}"})
+        config = FetchConfig(
+            concurrency=8,
+            per_host=1,
+            min_delay_s=0.0,
+            progress_interval_s=3600,
+            connect_to={"*.co.uk": f"127.0.0.1:{server.port}"},
+        )
         urls = _write_links(tmp_path)
         assert plan_fetch(tmp_path, fetch_key("links-key"), 3) == 3
         plan = json.loads((tmp_path / "fetch" / "_plan.json").read_text())

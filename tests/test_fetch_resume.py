@@ -1,5 +1,6 @@
 """Kill a fetch process mid-crawl: the re-run loses nothing logged, fetches only what is missing, archives each
 page exactly once, and leaves no temporary files."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,10 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from hostile_server import HostileServer
 
 from corpus.fetch import FetchConfig, fetch_urls
 from corpus.warc import iter_html_records
-from hostile_server import HostileServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,9 +32,13 @@ def test_killed_fetch_resumes_without_loss_or_duplicates(tmp_path):
     with HostileServer() as server:
         connect_to = {"*.resume.test": f"127.0.0.1:{server.port}"}
         urls = [f"http://h{i % 6}.resume.test/slow?ms=150&n={i}" for i in range(48)]
-        child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(urls), str(tmp_path), json.dumps(connect_to)],
-                                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, json.dumps(urls), str(tmp_path), json.dumps(connect_to)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         journal = tmp_path / "log.journal.jsonl"
         try:
             deadline = time.monotonic() + 60
@@ -51,12 +56,14 @@ def test_killed_fetch_resumes_without_loss_or_duplicates(tmp_path):
         assert 12 <= len(committed) < len(urls)
         assert list((tmp_path / "warc").glob("*.warc.gz.open")) and not (tmp_path / "log.parquet").exists()
 
-        summary = fetch_urls(urls, tmp_path, FetchConfig(concurrency=8, per_host=2, min_delay_s=0.0,
-                                                         connect_to=connect_to))
+        summary = fetch_urls(
+            urls, tmp_path, FetchConfig(concurrency=8, per_host=2, min_delay_s=0.0, connect_to=connect_to)
+        )
         assert summary.skipped == len(committed)
         assert summary.fetched == len(urls) - len(committed)
-        refetched = sum(server.hits[(f"h{i % 6}.resume.test", url.split(".test", 1)[1])] > 1
-                        for i, url in enumerate(urls))
+        refetched = sum(
+            server.hits[(f"h{i % 6}.resume.test", url.split(".test", 1)[1])] > 1 for i, url in enumerate(urls)
+        )
         assert refetched <= 4, "only the URLs in flight at the kill (concurrency 4) are fetched twice"
 
     rows = pq.read_table(tmp_path / "log.parquet").to_pylist()

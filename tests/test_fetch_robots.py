@@ -1,15 +1,14 @@
 """robots.txt as RFC 9309 says: the crawler's decision (corpus.fetch.robots_allowed), section by section, and the
 same decisions end to end through fetch_urls against a loopback server that serves the robots.txt files."""
-from __future__ import annotations
 
-import time
+from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
+from hostile_server import HostileServer
 
 from corpus.fetch import FetchConfig, fetch_urls, robots_allowed
 from corpus.robots import PARSE_LIMIT
-from hostile_server import HostileServer
 
 UA = "WebTextBot/0.1 (research crawler)"  # its product token is WebTextBot
 
@@ -24,30 +23,30 @@ def allowed(robots: str | bytes, path: str, user_agent: str = UA) -> bool:
 CASES = {
     "2.1 no robots.txt rules": [
         ("", "/anything", True),
-        ("Disallow: /\n", "/orphan-rule", True),                      # a rule before any user-agent line
+        ("Disallow: /\n", "/orphan-rule", True),  # a rule before any user-agent line
         ("Sitemap: https://site.test/sitemap.xml\n", "/x", True),
     ],
     "2.1 line syntax": [
-        ("USER-AGENT: *\nDISALLOW: /Shop\n", "/Shop/1", False),        # names are case-insensitive
-        ("user-agent: *\ndisallow: /Shop\n", "/shop/1", True),         # paths are not
-        ("User-agent *\nDisallow /nocolon\n", "/nocolon", False),      # a missing colon, two words
-        ("User-agent: *\nDisallow: /a # not /\n", "/b", True),         # comment
+        ("USER-AGENT: *\nDISALLOW: /Shop\n", "/Shop/1", False),  # names are case-insensitive
+        ("user-agent: *\ndisallow: /Shop\n", "/shop/1", True),  # paths are not
+        ("User-agent *\nDisallow /nocolon\n", "/nocolon", False),  # a missing colon, two words
+        ("User-agent: *\nDisallow: /a # not /\n", "/b", True),  # comment
         ("User-agent: *\r\nDisallow: /crlf\r\n", "/crlf", False),
         ("User-agent: *\rDisallow: /cr\r", "/cr", False),
         ("User-agent: *\nDisallow: /last-line-no-newline", "/last-line-no-newline", False),
     ],
     "2.2.1 user-agent product token": [
         ("User-agent: WebTextBot\nDisallow: /\n", "/x", False),
-        ("User-agent: webtextbot\nDisallow: /\n", "/x", False),        # case-insensitive
+        ("User-agent: webtextbot\nDisallow: /\n", "/x", False),  # case-insensitive
         ("User-agent: WEBTEXTBOT extra words\nDisallow: /\n", "/x", False),  # the token is the first word
         ("User-agent: WebTextBot/2.0\nDisallow: /\n", "/x", False),
-        ("User-agent: Bot\nDisallow: /\n", "/x", True),                # no substring match
+        ("User-agent: Bot\nDisallow: /\n", "/x", True),  # no substring match
         ("User-agent: TextBot\nDisallow: /\n", "/x", True),
         ("User-agent: WebTextBotNext\nDisallow: /\n", "/x", True),
-        ("User-agent: WebText\nDisallow: /\n", "/x", True),            # nor prefix match
-        ("User-agent: *bot\nDisallow: /\n", "/x", True),               # not a token, not `*`
+        ("User-agent: WebText\nDisallow: /\n", "/x", True),  # nor prefix match
+        ("User-agent: *bot\nDisallow: /\n", "/x", True),  # not a token, not `*`
         ("User-agent: WebTextBot\nAllow: /\n\nUser-agent: *\nDisallow: /\n", "/x", True),  # ours beats `*`
-        ("User-agent: *\nDisallow: /\n\nUser-agent: OtherBot\nAllow: /\n", "/x", False),   # `*` when none is ours
+        ("User-agent: *\nDisallow: /\n\nUser-agent: OtherBot\nAllow: /\n", "/x", False),  # `*` when none is ours
         ("User-agent: WebTextBot\nAllow: /unrelated\n\nUser-agent: *\nDisallow: /\n", "/x", True),  # ours only
         # Crawl-delay is no rule, so it does not end the run of user-agent lines (as Google's parser reads it)
         ("User-agent: WebTextBot\nCrawl-delay: 5\n\nUser-agent: *\nDisallow: /\n", "/x", False),
@@ -60,10 +59,18 @@ CASES = {
         # a user-agent line after rules opens a new group
         ("User-agent: WebTextBot\nDisallow: /a\nUser-agent: OtherBot\nDisallow: /b\n", "/b", True),
         # groups for the same agent are merged
-        ("User-agent: WebTextBot\nDisallow: /a\n\nUser-agent: OtherBot\nDisallow: /\n\nUser-agent: webtextbot\n"
-         "Disallow: /c\n", "/c", False),
-        ("User-agent: WebTextBot\nDisallow: /a\n\nUser-agent: OtherBot\nDisallow: /\n\nUser-agent: webtextbot\n"
-         "Disallow: /c\n", "/a", False),
+        (
+            "User-agent: WebTextBot\nDisallow: /a\n\nUser-agent: OtherBot\nDisallow: /\n\nUser-agent: webtextbot\n"
+            "Disallow: /c\n",
+            "/c",
+            False,
+        ),
+        (
+            "User-agent: WebTextBot\nDisallow: /a\n\nUser-agent: OtherBot\nDisallow: /\n\nUser-agent: webtextbot\n"
+            "Disallow: /c\n",
+            "/a",
+            False,
+        ),
         # Crawl-delay between user-agent lines does not split them
         ("User-agent: OtherBot\nCrawl-delay: 3\nUser-agent: WebTextBot\nDisallow: /cd\n", "/cd", False),
     ],
@@ -73,10 +80,10 @@ CASES = {
         ("User-agent: *\nDisallow: /folder/\nAllow: /folder/page\n", "/folder/other", False),
         ("User-agent: *\nDisallow: /same\nAllow: /same\n", "/same", True),
         ("User-agent: *\nDisallow: /\nAllow: /\n", "/x", True),
-        ("User-agent: *\nDisallow:\n", "/x", True),                    # an empty Disallow forbids nothing
+        ("User-agent: *\nDisallow:\n", "/x", True),  # an empty Disallow forbids nothing
         ("User-agent: *\nAllow: /p\nDisallow: /\n", "/page", True),
         ("User-agent: *\nAllow: /page\nDisallow: /*.htm\n", "/page.htm", False),  # 6 octets beat 5
-        ("User-agent: *\nDisallow: /\n", "/robots.txt", True),        # robots.txt itself is always allowed
+        ("User-agent: *\nDisallow: /\n", "/robots.txt", True),  # robots.txt itself is always allowed
     ],
     "2.2.3 special characters * and $": [
         ("User-agent: *\nDisallow: /*?\n", "/search?q=1", False),
@@ -92,32 +99,35 @@ CASES = {
         ("User-agent: *\nAllow: /$\nDisallow: /\n", "/page", False),
         ("User-agent: *\nDisallow: /file-%2A.html\n", "/file-*.html", False),  # %2A is a literal *
         ("User-agent: *\nDisallow: /file-%2A.html\n", "/file-x.html", True),
-        ("User-agent: *\nDisallow: /price-%24\n", "/price-$", False),            # %24 is a literal $
+        ("User-agent: *\nDisallow: /price-%24\n", "/price-$", False),  # %24 is a literal $
     ],
     "2.2.2 percent-encoding": [
-        ("User-agent: *\nDisallow: /caf%C3%A9\n", "/café", False),     # non-ASCII in the path
-        ("User-agent: *\nDisallow: /café\n", "/caf%C3%A9", False),     # non-ASCII in the rule
+        ("User-agent: *\nDisallow: /caf%C3%A9\n", "/café", False),  # non-ASCII in the path
+        ("User-agent: *\nDisallow: /café\n", "/caf%C3%A9", False),  # non-ASCII in the rule
         ("User-agent: *\nDisallow: /ツ\n", "/%E3%83%84", False),
         ("User-agent: *\nDisallow: /%e3%83%84\n", "/%E3%83%84", False),  # escape case does not matter
-        ("User-agent: *\nDisallow: /%62%61%7A\n", "/baz", False),      # escapes of unreserved characters
+        ("User-agent: *\nDisallow: /%62%61%7A\n", "/baz", False),  # escapes of unreserved characters
         ("User-agent: *\nDisallow: /baz\n", "/%62az", False),
-        ("User-agent: *\nDisallow: /%aa\n", "/%AA", False),            # not UTF-8: still one octet
-        ("User-agent: *\nDisallow: /%aa\n", "/%AB", True),             # ... and not every such octet
-        ("User-agent: *\nDisallow: /a%2Fb\n", "/a/b", True),           # an escaped / is not a /
+        ("User-agent: *\nDisallow: /%aa\n", "/%AA", False),  # not UTF-8: still one octet
+        ("User-agent: *\nDisallow: /%aa\n", "/%AB", True),  # ... and not every such octet
+        ("User-agent: *\nDisallow: /a%2Fb\n", "/a/b", True),  # an escaped / is not a /
         ("User-agent: *\nDisallow: /q?a=http://x.test/?b&c\n", "/q?a=http://x.test/?b&c", False),
         (b"User-agent: *\nDisallow: /\xe9t\xe9\n", "/%E9t%E9", False),  # a Latin-1 robots.txt: its octets
         (b"User-agent: *\nDisallow: /\xe9t\xe9\n", "/%C3%A9t%C3%A9", True),
     ],
     "2.3 byte-order mark": [
         (b"\xef\xbb\xbfUser-agent: *\nDisallow: /\n", "/x", False),
-        (b"\xef\xbbUser-agent: *\nDisallow: /\n", "/x", False),       # a partial one too
-        (b"User-agent: *\n\xef\xbb\xbfDisallow: /\n", "/x", True),     # only at the start of the file
+        (b"\xef\xbbUser-agent: *\nDisallow: /\n", "/x", False),  # a partial one too
+        (b"User-agent: *\n\xef\xbb\xbfDisallow: /\n", "/x", True),  # only at the start of the file
     ],
 }
 
 
-@pytest.mark.parametrize("robots, path, expected", [case for cases in CASES.values() for case in cases],
-                         ids=[f"{section}-{i}" for section, cases in CASES.items() for i in range(len(cases))])
+@pytest.mark.parametrize(
+    "robots, path, expected",
+    [case for cases in CASES.values() for case in cases],
+    ids=[f"{section}-{i}" for section, cases in CASES.items() for i in range(len(cases))],
+)
 def test_rfc9309_decisions(robots, path, expected):
     assert allowed(robots, path) is expected
 
@@ -127,13 +137,14 @@ def test_user_agent_token_from_the_header():
     assert allowed(robots, "/x", "FooBot")
     assert allowed(robots, "/x", "FooBot/1.2 (+https://example.test/bot)")
     assert allowed(robots, "/x", "foobot")
-    assert not allowed(robots, "/x", "Foo Bot")       # not a product token: only `*` applies
+    assert not allowed(robots, "/x", "Foo Bot")  # not a product token: only `*` applies
     assert not allowed(robots, "/x", "")
     assert allowed("User-agent: FooBot\nDisallow: /\n", "/x", "")  # no group for it at all
 
 
 def test_parse_limit_500_kib():
     """RFC 9309 2.5: at least 500 KiB are parsed; what follows is not, nor a rule cut in two at the limit."""
+
     def robots_txt(size_before_cut: int) -> str:
         head = "User-agent: *\nDisallow: /early\n"
         comments = "".join(f"# {i:078d}\n" for i in range((size_before_cut - len(head)) // 81))
@@ -156,8 +167,10 @@ def test_robots_txt_must_be_bytes():
 def test_crawl_delay_of_our_group():
     from corpus.robots import RobotsRules
 
-    robots = (b"User-agent: *\nDisallow: /x\nCrawl-delay: 9\n\n"
-              b"User-agent: OtherBot\nUser-agent: WebTextBot\nCrawl-delay: 2.5\n")
+    robots = (
+        b"User-agent: *\nDisallow: /x\nCrawl-delay: 9\n\n"
+        b"User-agent: OtherBot\nUser-agent: WebTextBot\nCrawl-delay: 2.5\n"
+    )
     assert RobotsRules.parse(robots, UA).crawl_delay == 2.5
     assert RobotsRules.parse(robots, "SomeoneElse").crawl_delay == 9
 
@@ -178,8 +191,10 @@ ROBOTS = {
     "substring.robots.test": "User-agent: Bot\nDisallow: /\n",
     "longest.robots.test": "User-agent: *\nDisallow: /*.html$\nAllow: /keep/\nDisallow: /keep/secret\n",
     "wildcard.robots.test": "User-agent: *\nDisallow: /*?\n",
-    "groups.robots.test": ("User-agent: webtextbot\nDisallow: /a\n\nDisallow: /b\n\nUser-agent: other\nDisallow: /\n\n"
-                           "User-agent: WEBTEXTBOT\nDisallow: /c\n"),
+    "groups.robots.test": (
+        "User-agent: webtextbot\nDisallow: /a\n\nDisallow: /b\n\nUser-agent: other\nDisallow: /\n\n"
+        "User-agent: WEBTEXTBOT\nDisallow: /c\n"
+    ),
     "escapes.robots.test": "User-agent: *\nDisallow: /%aa\nDisallow: /caf%C3%A9\n",
     "status503.robots.test": (503, b"busy", {}),
     "status429.robots.test": (429, b"slow down", {}),
@@ -203,15 +218,22 @@ PATHS = {
     "status429": {"/x": False},
     "status404": {"/x": True},
     "status403": {"/x": True},
-    "redirect5": {"/x": False},   # five redirects followed: the final robots.txt forbids everything
-    "redirect6": {"/x": True},    # six: robots.txt is unavailable, so nothing is forbidden
+    "redirect5": {"/x": False},  # five redirects followed: the final robots.txt forbids everything
+    "redirect6": {"/x": True},  # six: robots.txt is unavailable, so nothing is forbidden
     "big": {"/early": False, "/late": True},
 }
 
 
 def robots_config(server: HostileServer, **overrides) -> FetchConfig:
-    settings = dict(concurrency=16, per_host=2, min_delay_s=0.0, deadline_s=3.0, max_retries=0, user_agent=UA,
-                    connect_to={"*.robots.test": f"127.0.0.1:{server.port}", "*.slow.test": f"127.0.0.1:{server.port}"})
+    settings = dict(
+        concurrency=16,
+        per_host=2,
+        min_delay_s=0.0,
+        deadline_s=3.0,
+        max_retries=0,
+        user_agent=UA,
+        connect_to={"*.robots.test": f"127.0.0.1:{server.port}", "*.slow.test": f"127.0.0.1:{server.port}"},
+    )
     settings.update(overrides)
     return FetchConfig(**settings)
 
@@ -237,8 +259,10 @@ def test_fetch_urls_obeys_robots_txt_as_robots_allowed_decides(tmp_path):
 def test_unreachable_robots_txt_forbids_the_site_only_for_a_while(tmp_path):
     """RFC 9309 2.3.1.4: a 5xx robots.txt means keep out, but it is asked again after robots_error_cache_s,
     while a robots.txt that was read is kept (robots_cache_s)."""
-    robots = {"flaky.robots.test": [(503, b"busy", {}), "User-agent: *\nDisallow: /no\n"],
-              "steady.robots.test": ["User-agent: *\nDisallow: /no\n", (503, b"busy", {})]}
+    robots = {
+        "flaky.robots.test": [(503, b"busy", {}), "User-agent: *\nDisallow: /no\n"],
+        "steady.robots.test": ["User-agent: *\nDisallow: /no\n", (503, b"busy", {})],
+    }
     urls = [f"http://{host}.robots.test{path}" for host in ("flaky", "steady") for path in ("/a", "/b", "/no")]
     with HostileServer(robots=robots) as server:
         # one URL per host at a time, 0.5 s apart: past the 0.3 s a 5xx answer is kept
@@ -247,10 +271,13 @@ def test_unreachable_robots_txt_forbids_the_site_only_for_a_while(tmp_path):
         hits = dict(server.hits)
     outcomes = {row["url"]: row["outcome"] for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
     assert outcomes == {
-        "http://flaky.robots.test/a": "robots_disallowed", "http://flaky.robots.test/b": "ok",
+        "http://flaky.robots.test/a": "robots_disallowed",
+        "http://flaky.robots.test/b": "ok",
         "http://flaky.robots.test/no": "robots_disallowed",
-        "http://steady.robots.test/a": "ok", "http://steady.robots.test/b": "ok",
-        "http://steady.robots.test/no": "robots_disallowed"}
+        "http://steady.robots.test/a": "ok",
+        "http://steady.robots.test/b": "ok",
+        "http://steady.robots.test/no": "robots_disallowed",
+    }
     assert hits[("flaky.robots.test", "/robots.txt")] == 2 and hits[("steady.robots.test", "/robots.txt")] == 1
 
 
@@ -269,13 +296,14 @@ def test_robots_cache_settings_are_checked():
 
 
 def test_url_deadline_bounds_redirects_and_retries(tmp_path):
-    slow_chain = "http://chain.slow.test/slow-hop?n=4&ms=300"   # 5 requests of 0.3 s: each well within deadline_s
-    retried = "http://retry.slow.test/always-429"               # Retry-After: 1, three retries
+    slow_chain = "http://chain.slow.test/slow-hop?n=4&ms=300"  # 5 requests of 0.3 s: each well within deadline_s
+    retried = "http://retry.slow.test/always-429"  # Retry-After: 1, three retries
     with HostileServer() as server:
         config = robots_config(server, deadline_s=1.0, url_deadline_s=1.0, max_retries=3, max_retry_after_s=5.0)
         fetch_urls([slow_chain, retried], tmp_path / "bounded", config)
-        bounded_hops = sum(1 for _, host, path in server.requests
-                           if host == "chain.slow.test" and path != "/robots.txt")
+        bounded_hops = sum(
+            1 for _, host, path in server.requests if host == "chain.slow.test" and path != "/robots.txt"
+        )
         fetch_urls([slow_chain], tmp_path / "unbounded", robots_config(server, deadline_s=1.0, url_deadline_s=30.0))
     rows = {row["url"]: row for row in pq.read_table(tmp_path / "bounded" / "log.parquet").to_pylist()}
     assert rows[slow_chain]["outcome"] == "timeout" and "URL deadline of 1 s" in rows[slow_chain]["error"]
@@ -290,18 +318,21 @@ def test_url_deadline_bounds_redirects_and_retries(tmp_path):
 ROBOTS_FOR_URL_FORMS = b"User-agent: *\nDisallow: /page$\nDisallow: /private\nDisallow: /$\nDisallow: /*?q=\n"
 
 
-@pytest.mark.parametrize(("url", "allowed"), [
-    ("http://example.com/page#section", False),  # the fragment is never sent: /page is what is matched
-    ("http://example.com/page#a#b", False),
-    ("http://example.com/pages", True),
-    ("//example.com/private/x", False),  # scheme-relative
-    ("/private/x", False),  # a bare path
-    ("example.com/private/x", False),  # host and path without a scheme
-    ("http://example.com", False),  # no path: "/", which `Disallow: /$` names
-    ("http://example.com/", False),
-    ("http://example.com?q=1", False),  # a query straight after the host: "/?q=1"
-    ("http://example.com/open?q=1", False),
-    ("http://example.com/open?p=1", True),
-])
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://example.com/page#section", False),  # the fragment is never sent: /page is what is matched
+        ("http://example.com/page#a#b", False),
+        ("http://example.com/pages", True),
+        ("//example.com/private/x", False),  # scheme-relative
+        ("/private/x", False),  # a bare path
+        ("example.com/private/x", False),  # host and path without a scheme
+        ("http://example.com", False),  # no path: "/", which `Disallow: /$` names
+        ("http://example.com/", False),
+        ("http://example.com?q=1", False),  # a query straight after the host: "/?q=1"
+        ("http://example.com/open?q=1", False),
+        ("http://example.com/open?p=1", True),
+    ],
+)
 def test_the_path_matched_is_the_one_the_request_sends(url: str, allowed: bool) -> None:
     assert robots_allowed(ROBOTS_FOR_URL_FORMS, UA, url) is allowed

@@ -1,27 +1,45 @@
 """WARC writing (rolling, crash recovery) and reading HTML pages from our WARCs and foreign ones."""
+
 from __future__ import annotations
 
 import gzip
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from corpus.warc import (RollingWarcWriter, finalize_open_files, html_record_offsets, iter_html_records,
-                         iter_html_records_from)
+from corpus.warc import (
+    RollingWarcWriter,
+    finalize_open_files,
+    html_record_offsets,
+    iter_html_records,
+    iter_html_records_from,
+)
 
-WHEN = datetime(2017, 12, 31, 23, 59, 58, 123456, tzinfo=timezone.utc)
+WHEN = datetime(2017, 12, 31, 23, 59, 58, 123456, tzinfo=UTC)
 
 
-def write(writer: RollingWarcWriter, n: int, body: bytes = b"<html><p>hello</p></html>",
-          headers: list[tuple[str, str]] | None = None):
+def write(
+    writer: RollingWarcWriter,
+    n: int,
+    body: bytes = b"<html><p>hello</p></html>",
+    headers: list[tuple[str, str]] | None = None,
+):
     return writer.write_page(
-        link_url=f"https://example.com/{n}", target_uri=f"https://www.example.com/{n}/", fetched_at=WHEN,
-        method="GET", request_target=f"/{n}/", request_headers=[("Host", "www.example.com"), ("User-Agent", "t")],
-        status=200, reason="OK", response_headers=headers or [("Content-Type", "text/html; charset=utf-8")],
-        body=body, extra_headers={"WebText-Charset": "utf-8"})
+        link_url=f"https://example.com/{n}",
+        target_uri=f"https://www.example.com/{n}/",
+        fetched_at=WHEN,
+        method="GET",
+        request_target=f"/{n}/",
+        request_headers=[("Host", "www.example.com"), ("User-Agent", "t")],
+        status=200,
+        reason="OK",
+        response_headers=headers or [("Content-Type", "text/html; charset=utf-8")],
+        body=body,
+        extra_headers={"WebText-Charset": "utf-8"},
+    )
 
 
 def test_roundtrip_rolls_by_size_and_keeps_exact_bytes(tmp_path):
@@ -44,8 +62,12 @@ def test_roundtrip_rolls_by_size_and_keeps_exact_bytes(tmp_path):
 def test_chunked_and_gzipped_responses_are_stored_readably(tmp_path):
     writer = RollingWarcWriter(tmp_path, "t")
     html = b"<html><p>compressed</p></html>"
-    write(writer, 1, gzip.compress(html), [("Content-Type", "text/html"), ("Content-Encoding", "gzip"),
-                                           ("Transfer-Encoding", "chunked")])
+    write(
+        writer,
+        1,
+        gzip.compress(html),
+        [("Content-Type", "text/html"), ("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")],
+    )
     writer.close()
     [page] = iter_html_records(tmp_path.glob("*.warc.gz"))
     assert page.body == html  # the reader undoes Content-Encoding; the record keeps the bytes as sent
@@ -77,15 +99,23 @@ def test_foreign_warc_like_common_crawl(tmp_path):
     writer.write_record(writer.create_warcinfo_record("CC-MAIN-test.warc.gz", {"software": "test"}))
 
     def response(uri: str, status: str, content_type: str, body: bytes):
-        headers = StatusAndHeaders(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))],
-                                   protocol="HTTP/1.1")
-        writer.write_record(writer.create_warc_record(uri, "request", payload=io.BytesIO(b""),
-                                                      http_headers=StatusAndHeaders(
-                                                          "GET / HTTP/1.1", [("Host", "x")], is_http_request=True)))
-        writer.write_record(writer.create_warc_record(uri, "response", payload=io.BytesIO(body),
-                                                      http_headers=headers))
-        writer.write_record(writer.create_warc_record(uri, "metadata", payload=io.BytesIO(b"fetchTimeMs: 5"),
-                                                      warc_content_type="application/warc-fields"))
+        headers = StatusAndHeaders(
+            status, [("Content-Type", content_type), ("Content-Length", str(len(body)))], protocol="HTTP/1.1"
+        )
+        writer.write_record(
+            writer.create_warc_record(
+                uri,
+                "request",
+                payload=io.BytesIO(b""),
+                http_headers=StatusAndHeaders("GET / HTTP/1.1", [("Host", "x")], is_http_request=True),
+            )
+        )
+        writer.write_record(writer.create_warc_record(uri, "response", payload=io.BytesIO(body), http_headers=headers))
+        writer.write_record(
+            writer.create_warc_record(
+                uri, "metadata", payload=io.BytesIO(b"fetchTimeMs: 5"), warc_content_type="application/warc-fields"
+            )
+        )
 
     response("https://news.example/a", "200 OK", "text/html; charset=UTF-8", b"<html>a</html>")
     response("https://news.example/missing", "404 Not Found", "text/html", b"<html>404</html>")
@@ -97,7 +127,8 @@ def test_foreign_warc_like_common_crawl(tmp_path):
     pages = list(iter_html_records([path]))
     assert [(p.url, p.link_url, p.body, p.charset) for p in pages] == [
         ("https://news.example/a", None, b"<html>a</html>", None),
-        ("https://news.example/b", None, b"<html>b</html>", None)]
+        ("https://news.example/b", None, b"<html>b</html>", None),
+    ]
     assert pages[0].content_type == "text/html; charset=UTF-8" and pages[0].fetched_at.endswith("Z")
 
     # A part of the file read from its first page's offset, skipping non-HTML records in between.

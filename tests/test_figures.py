@@ -1,4 +1,5 @@
 """The matplotlib figures (loss curve, metric against model size) are rendered, readable and on sensible axes."""
+
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,7 @@ from modeling.plots import loss_curve_figure, write_loss_curve
 
 def _overlapping(labels) -> list[tuple[str, str]]:
     boxes = [(t.get_text(), t.get_window_extent()) for t in labels if t.get_text()]
-    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1 :] if box_a.overlaps(box_b)]
 
 
 def test_size_figure_uses_log_axes_and_labels_that_do_not_overlap(tmp_path: Path) -> None:

@@ -1,13 +1,18 @@
 """Quality filters with drop reasons, the language filter, and Wikipedia removal."""
+
 from __future__ import annotations
 
 from corpus.filters import FilterConfig, alpha_fraction, detect_language, drop_reason
 from corpus.wikipedia import is_wikipedia, is_wikipedia_host
 
-ENGLISH = ("The committee met on Tuesday to discuss the new budget for the city's public libraries, "
-           "which have seen growing demand since the schools closed early this year. ") * 12
-GERMAN = ("Der Ausschuss traf sich am Dienstag, um den neuen Haushalt für die öffentlichen Bibliotheken der Stadt "
-          "zu besprechen, die seit der frühen Schließung der Schulen stark gefragt sind. ") * 12
+ENGLISH = (
+    "The committee met on Tuesday to discuss the new budget for the city's public libraries, "
+    "which have seen growing demand since the schools closed early this year. "
+) * 12
+GERMAN = (
+    "Der Ausschuss traf sich am Dienstag, um den neuen Haushalt für die öffentlichen Bibliotheken der Stadt "
+    "zu besprechen, die seit der frühen Schließung der Schulen stark gefragt sind. "
+) * 12
 
 
 def test_too_short_uses_words():
@@ -31,8 +36,13 @@ def test_language_filter_is_optional_and_offline():
 
 
 def test_wikipedia_any_language_mobile_and_mirrors():
-    for url in ("https://en.wikipedia.org/wiki/GPT-2", "https://de.m.wikipedia.org/wiki/X", "http://wikipedia.org/",
-                "https://EN.WIKIPEDIA.ORG./wiki/Y", "https://www.wikiwand.com/en/GPT-2"):
+    for url in (
+        "https://en.wikipedia.org/wiki/GPT-2",
+        "https://de.m.wikipedia.org/wiki/X",
+        "http://wikipedia.org/",
+        "https://EN.WIKIPEDIA.ORG./wiki/Y",
+        "https://www.wikiwand.com/en/GPT-2",
+    ):
         assert is_wikipedia(url), url
     for url in ("https://notwikipedia.org/", "https://wikipedia.org.evil.com/", "https://example.com/wikipedia.org"):
         assert not is_wikipedia(url), url

@@ -1,4 +1,5 @@
 """Our GPT and transformers' GPT2LMHeadModel agree (fp32 logits within 1e-5) after conversion in both directions."""
+
 from __future__ import annotations
 
 import json

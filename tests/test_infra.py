@@ -2,6 +2,7 @@
 
 Every stack here runs on a free ephemeral port with its own PREFECT_HOME under tmp_path, never on 4200.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,13 +21,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prefect_fixtures import PrefectServer, run_deployment
+from tiny_checkpoint import tiny_corpus_and_checkpoint
 
 from infra.deployments import DEPLOYMENTS, is_present, load_flow, present_specs
 from infra.env import REPO, SERVICE_MARK, local_stack_env
 from infra.processes import read_pid_file, spawn, stop_tree, write_pid_file
 from infra.server import free_port
-from prefect_fixtures import PrefectServer, run_deployment
-from tiny_checkpoint import tiny_corpus_and_checkpoint
 
 # Drop any stack settings of the developer's shell so the tests choose them.
 _OUTER = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WEBTEXT_"))}
@@ -101,18 +102,68 @@ def postgres() -> Iterator[str]:
         as_owner = ["runuser", "-u", "postgres", "--"]
     root = _cluster_folder(as_owner)
     port = free_port()
-    subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "prefect", "-A", "trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *as_owner,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(root / "data"),
+            "-U",
+            "prefect",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-o", options, "-l",
-                    str(root / "server.log"), "-w", "start"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *as_owner,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(root / "data"),
+            "-o",
+            options,
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "prefect", "-d", "postgres", "-c",
-                        "CREATE DATABASE prefect"], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "prefect",
+                "-d",
+                "postgres",
+                "-c",
+                "CREATE DATABASE prefect",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect"
     finally:
-        subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_owner, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -133,8 +184,12 @@ def test_make_up_on_postgresql_keeps_the_runs_there(tmp_path: Path, postgres: st
         # The run's state is in PostgreSQL's tables, and no SQLite database was made.
         pg_port = pg_address.split(":")[1].split("/")[0]
         query = f"SELECT state_type FROM flow_run WHERE id = '{flow_run['id']}'"
-        stored = subprocess.run(["psql", "-h", "127.0.0.1", "-p", pg_port, "-U", "prefect", "-d", "prefect", "-tAc",
-                                 query], capture_output=True, text=True, timeout=60)
+        stored = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", pg_port, "-U", "prefect", "-d", "prefect", "-tAc", query],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert stored.stdout.strip() == "COMPLETED", stored.stdout + stored.stderr + flow_run["cli_output"]
         assert not (home / "prefect.db").exists()
     finally:
@@ -155,8 +210,9 @@ def test_up_on_a_taken_port_names_the_holder_and_the_fix(tmp_path: Path) -> None
 
 def test_running_a_deployment_with_the_server_down_says_make_up(tmp_path: Path) -> None:
     port = free_port()
-    result = run([sys.executable, "-m", "infra.run", "webtext/build-corpus", "-p", "out_dir=x"],
-                 stack_env(tmp_path, port))
+    result = run(
+        [sys.executable, "-m", "infra.run", "webtext/build-corpus", "-p", "out_dir=x"], stack_env(tmp_path, port)
+    )
     assert result.returncode == 1
     assert f"no Prefect server answers at http://127.0.0.1:{port}/api" in result.stderr
     assert "make up" in result.stderr
@@ -164,8 +220,9 @@ def test_running_a_deployment_with_the_server_down_says_make_up(tmp_path: Path) 
 
 def test_the_sourced_prefect_cli_says_make_up_when_the_server_is_down(tmp_path: Path) -> None:
     port = free_port()
-    result = run(["bash", "-c", "source infra/env.sh && prefect deployment run webtext/build-corpus"],
-                 stack_env(tmp_path, port))
+    result = run(
+        ["bash", "-c", "source infra/env.sh && prefect deployment run webtext/build-corpus"], stack_env(tmp_path, port)
+    )
     assert result.returncode == 1
     assert f"no Prefect server answers at http://127.0.0.1:{port}/api" in result.stderr and "make up" in result.stderr
     assert "Traceback" not in result.stderr
@@ -211,8 +268,9 @@ def test_status_lists_processes_a_killed_run_left_and_down_stops_them(tmp_path: 
     marked = {**_OUTER, SERVICE_MARK: str(home.resolve())}
     recorded = spawn(["bash", "-c", "sleep 300 & wait"], marked, tmp_path / "serve.log", cwd=tmp_path)
     orphan = spawn(["sleep", "300"], marked, tmp_path / "orphan.log", cwd=tmp_path)
-    unrelated = spawn(["sleep", "300"], {**_OUTER, SERVICE_MARK: str(tmp_path / "other")}, tmp_path / "u.log",
-                      cwd=tmp_path)
+    unrelated = spawn(
+        ["sleep", "300"], {**_OUTER, SERVICE_MARK: str(tmp_path / "other")}, tmp_path / "u.log", cwd=tmp_path
+    )
     try:
         write_pid_file(home / "run" / "serve.pid", recorded.pid)
         time.sleep(0.2)  # let bash start its child
@@ -264,12 +322,14 @@ def test_make_dask_starts_a_cluster_that_computes_and_make_down_stops_it(tmp_pat
         assert started.returncode == 0, started.stdout + started.stderr
         address = (tmp_path / "run" / "dask-address").read_text()
         assert address.startswith("tcp://127.0.0.1:") and f"dask_address={address}" in started.stdout
-        pids = set().union(*(_tree(read_pid_file(tmp_path / "run" / f"{n}.pid").pid)
-                             for n in ("dask-scheduler", "dask-worker")))
+        pids = set().union(
+            *(_tree(read_pid_file(tmp_path / "run" / f"{n}.pid").pid) for n in ("dask-scheduler", "dask-worker"))
+        )
         with Client(address, timeout=30) as client:
             assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
-            assert client.run(lambda: __import__("multiprocessing").current_process().daemon) == \
-                dict.fromkeys(client.scheduler_info()["workers"], False)  # pages may get child processes
+            assert client.run(lambda: __import__("multiprocessing").current_process().daemon) == dict.fromkeys(
+                client.scheduler_info()["workers"], False
+            )  # pages may get child processes
     finally:
         stopped = make("down", env)
     assert "dask-worker: stopped" in stopped.stdout and "dask-scheduler: stopped" in stopped.stdout
@@ -285,19 +345,33 @@ def _stack_server(env: dict[str, str]) -> PrefectServer:
     """The server `make up` started with `env`, described as the fixtures describe theirs (for `run_deployment`)."""
     settings = local_stack_env(env)
     home, port = Path(settings["PREFECT_HOME"]), int(env["WEBTEXT_PORT"])
-    return PrefectServer(api_url=settings["PREFECT_API_URL"], ui_url=f"http://127.0.0.1:{port}", port=port,
-                         home=home, log_path=home / "logs" / "server.log", settings=settings, env={**env, **settings})
+    return PrefectServer(
+        api_url=settings["PREFECT_API_URL"],
+        ui_url=f"http://127.0.0.1:{port}",
+        port=port,
+        home=home,
+        log_path=home / "logs" / "server.log",
+        settings=settings,
+        env={**env, **settings},
+    )
 
 
 def _run_through_a_worker(tmp_path: Path, env: dict[str, str]) -> None:
     corpus, checkpoint = tiny_corpus_and_checkpoint(tmp_path)
     client_env = {**env, **local_stack_env(env)}
-    deployed = run([sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool"],
-                   {**env, "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate"}, timeout=180)
+    deployed = run(
+        [sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool"],
+        {**env, "WEBTEXT_DEPLOYMENTS": "gpt2/evaluate"},
+        timeout=180,
+    )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     worker_log = tmp_path / "worker.log"
-    worker = spawn([sys.executable, "-m", "prefect", "worker", "start", "--pool", "test-pool"],
-                   {**client_env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, worker_log, cwd=tmp_path)
+    worker = spawn(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "test-pool"],
+        {**client_env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+        worker_log,
+        cwd=tmp_path,
+    )
     try:
         params = {"checkpoint": str(checkpoint), "tasks": ["webtext-val"], "corpus": str(corpus), "limit": 5}
         flow_run = run_deployment(_stack_server(env), "gpt2/evaluate", params, timeout=240)
@@ -342,8 +416,9 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
         assert read_pid_file(home / "run" / "server.pid").pid == server.pid
 
         # Production path: the same deployments registered to a process work pool (updated in place).
-        deployed = run([sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool", "--create-pool"],
-                       env, timeout=180)
+        deployed = run(
+            [sys.executable, "-m", "infra.deploy", "--work-pool", "test-pool", "--create-pool"], env, timeout=180
+        )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         assert "created process work pool 'test-pool'" in deployed.stdout
         for name in names:
@@ -357,8 +432,9 @@ def test_make_up_down_up_lifecycle_and_work_pool_registration(tmp_path: Path) ->
         down = make("down", env)
         assert down.returncode == 0, down.stderr
         assert extra.wait(timeout=10) is not None
-        assert not [pid for pid in pids if psutil.pid_exists(pid)
-                    and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        assert not [
+            pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
         assert not list((home / "run").glob("*.pid"))
         assert "not running" in make("down", env).stdout  # a second down is harmless
 

@@ -1,5 +1,6 @@
 """The mini web: deterministic generation, a real Pushshift dump, a Host-routed server whose failure pages behave as
 designed, real English prose wrapped in boilerplate, and a ground truth that the real harvester and fetcher meet."""
+
 from __future__ import annotations
 
 import html
@@ -23,8 +24,7 @@ from corpus.netsafety import ConnectTo
 from corpus.reddit import iter_submissions
 from corpus.urls import canonicalize_url
 from infra.env import REPO
-from infra.miniweb import (DEFAULT_ARTICLES, SMALL_ARTICLES, MiniWeb, MiniWebServer, build_miniweb,
-                           serve_miniweb)
+from infra.miniweb import DEFAULT_ARTICLES, SMALL_ARTICLES, MiniWeb, MiniWebServer, build_miniweb, serve_miniweb
 from infra.miniweb.build import MIN_ARTICLES
 from infra.miniweb.prose import jaccard, load_passages
 from infra.miniweb.sites import COOKIE_NOTICE
@@ -111,8 +111,17 @@ def test_the_dump_is_pushshift_zst_by_month(web: MiniWeb) -> None:
         assert len(records) == len(lines)
         month = re.fullmatch(r"RS_(\d{4}-\d{2})\.zst", dump.name).group(1)
         for record in records:
-            assert {"id", "subreddit", "score", "url", "is_self", "over_18", "created_utc", "title",
-                    "domain"} <= record.keys()
+            assert {
+                "id",
+                "subreddit",
+                "score",
+                "url",
+                "is_self",
+                "over_18",
+                "created_utc",
+                "title",
+                "domain",
+            } <= record.keys()
             assert time.strftime("%Y-%m", time.gmtime(record["created_utc"])) == month
         total += len(records)
     assert total == expected["counts"]["submissions"]
@@ -210,8 +219,9 @@ def test_robots_txt_excludes_exactly_the_robots_links(web: MiniWeb, server: Mini
 def test_the_real_fetcher_meets_the_ground_truth(web: MiniWeb, tmp_path: Path) -> None:
     links = [link for link in web.expectations()["links"] if link["fetch"] is not None]
     with serve_miniweb(web) as fresh:  # slow pages drip for the default 120 s: only the deadline below ends them
-        config = FetchConfig(connect_to=fresh.connect_to, min_delay_s=0.05, deadline_s=5.0, backoff_base_s=0.1,
-                             max_retry_after_s=1.0)
+        config = FetchConfig(
+            connect_to=fresh.connect_to, min_delay_s=0.05, deadline_s=5.0, backoff_base_s=0.1, max_retry_after_s=1.0
+        )
         summary = fetch_urls([canonicalize_url(link["url"]) for link in links], tmp_path, config)
     outcomes = {row["url"]: row["outcome"] for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
     assert outcomes == {canonicalize_url(link["url"]): link["fetch"] for link in links}
@@ -276,7 +286,12 @@ def test_the_command_line_generates_the_same_web_and_serves_it(web: MiniWeb, tmp
     out = tmp_path / "cli"
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.miniweb", "--out", str(out), "--seed", str(SEED), "--small", "--serve"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         lines = []
         while not lines or not lines[-1].startswith("{"):
@@ -287,8 +302,7 @@ def test_the_command_line_generates_the_same_web_and_serves_it(web: MiniWeb, tmp
         url = web.expectations()["corpus_urls"][0]
         parts = urlsplit(url)
         target = ConnectTo(connect_to).lookup(parts.hostname, 80)
-        page = httpx.get(f"http://{target.host}:{target.port}{parts.path}", headers={"Host": parts.hostname},
-                         timeout=5)
+        page = httpx.get(f"http://{target.host}:{target.port}{parts.path}", headers={"Host": parts.hostname}, timeout=5)
         assert page.status_code == 200
     finally:
         stop_tree(process.pid)

@@ -1,4 +1,5 @@
 """The GPT-2 model: architecture facts, padded vocabulary, causality, loss, sampling, optimizer groups, sampling CLI."""
+
 from __future__ import annotations
 
 import math
@@ -123,7 +124,9 @@ def test_fused_loss_without_grad_and_a_model_call_agree() -> None:
 
 def test_padding_does_not_change_the_model() -> None:
     padded, unpadded = small_model(pad_vocab_multiple=64), small_model(pad_vocab_multiple=1)
-    unpadded.load_state_dict({k: v[:100] if "wte" in k or "lm_head" in k else v for k, v in padded.state_dict().items()})
+    unpadded.load_state_dict(
+        {k: v[:100] if "wte" in k or "lm_head" in k else v for k, v in padded.state_dict().items()}
+    )
     idx = torch.randint(0, 100, (2, 16))
     torch.testing.assert_close(padded(idx), unpadded(idx))
 
@@ -171,9 +174,9 @@ def test_flops_per_token() -> None:
 
 
 def test_sample_command(tmp_path: Path, gpt2_bpe_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tokenization.bpe import load_gpt2
     from modeling.hf import save_pretrained
     from modeling.sample import main
+    from tokenization.bpe import load_gpt2
 
     torch.manual_seed(0)
     save_pretrained(GPT(GPTConfig(block_size=64, n_layer=1, n_head=2, n_embd=32)), tmp_path)

@@ -1,4 +1,5 @@
 """Reddit dump reading (every compression), URL canonicalization, blocklists and link harvesting."""
+
 from __future__ import annotations
 
 import json
@@ -9,16 +10,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
-import httpx
 import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpus.links import (DROP_REASONS, LINKS_SCHEMA, LinkConfig, aggregate_unit, finish_links, harvest_links,
-                          plan_aggregation, plan_links, read_dump)
+from corpus.links import (
+    DROP_REASONS,
+    LINKS_SCHEMA,
+    LinkConfig,
+    aggregate_unit,
+    finish_links,
+    harvest_links,
+    plan_aggregation,
+    plan_links,
+    read_dump,
+)
 from corpus.reddit import iter_submissions, write_submissions
 from corpus.urls import (
     CANONICAL_FORM,
@@ -31,12 +41,39 @@ from corpus.urls import (
 )
 
 RECORDS = [
-    {"id": "a1", "subreddit": "news", "score": 5, "url": "http://www.Example.com/story/?utm_source=rss#c",
-     "is_self": False, "over_18": False, "created_utc": 1400000000, "title": "Story", "domain": "example.com"},
-    {"id": "a2", "subreddit": "news", "score": 1, "url": "https://example.org/ünïcode", "is_self": False,
-     "over_18": False, "created_utc": 1400000001.0, "title": "Ünïcode title ✓", "domain": "example.org"},
-    {"id": "a3", "subreddit": "AskReddit", "score": 9, "url": "https://www.reddit.com/r/AskReddit/x/",
-     "is_self": True, "over_18": False, "created_utc": "1400000002", "title": "Q", "domain": "self.AskReddit"},
+    {
+        "id": "a1",
+        "subreddit": "news",
+        "score": 5,
+        "url": "http://www.Example.com/story/?utm_source=rss#c",
+        "is_self": False,
+        "over_18": False,
+        "created_utc": 1400000000,
+        "title": "Story",
+        "domain": "example.com",
+    },
+    {
+        "id": "a2",
+        "subreddit": "news",
+        "score": 1,
+        "url": "https://example.org/ünïcode",
+        "is_self": False,
+        "over_18": False,
+        "created_utc": 1400000001.0,
+        "title": "Ünïcode title ✓",
+        "domain": "example.org",
+    },
+    {
+        "id": "a3",
+        "subreddit": "AskReddit",
+        "score": 9,
+        "url": "https://www.reddit.com/r/AskReddit/x/",
+        "is_self": True,
+        "over_18": False,
+        "created_utc": "1400000002",
+        "title": "Q",
+        "domain": "self.AskReddit",
+    },
 ]
 
 
@@ -76,9 +113,20 @@ def test_long_window_zst_needs_and_gets_a_large_window(tmp_path):
 
 def test_malformed_lines_are_counted_and_reported_with_line_numbers(tmp_path, caplog):
     path = tmp_path / "RS_mixed.json"
-    path.write_bytes(b"\n".join([json.dumps(RECORDS[0]).encode(), b"{not json", b"", json.dumps([1, 2]).encode(),
-                                 b"\xff\xfe bad utf8", json.dumps({**RECORDS[1], "created_utc": "yesterday"}).encode(),
-                                 json.dumps(RECORDS[2]).encode()]) + b"\n")
+    path.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(RECORDS[0]).encode(),
+                b"{not json",
+                b"",
+                json.dumps([1, 2]).encode(),
+                b"\xff\xfe bad utf8",
+                json.dumps({**RECORDS[1], "created_utc": "yesterday"}).encode(),
+                json.dumps(RECORDS[2]).encode(),
+            ]
+        )
+        + b"\n"
+    )
     seen = []
     records = list(iter_submissions(path, on_malformed=lambda p, n, why: seen.append((p.name, n))))
     assert [r["id"] for r in records] == ["a1", "a3"]
@@ -106,77 +154,102 @@ def test_missing_and_corrupt_dumps_are_clear_errors(tmp_path):
     assert not (tmp_path / "links.parquet").exists()
 
 
-@pytest.mark.parametrize("url, canonical", [
-    ("http://www.Example.com:80/a/?utm_source=x&b=2&a=1#top", "http://example.com/a?a=1&b=2"),
-    ("HTTPS://WWW.EXAMPLE.COM:443", "https://example.com/"),
-    ("https://example.com:8443/x/", "https://example.com:8443/x"),
-    ("https://example.com/?fbclid=abc&gclid=def&utm_medium=m&utm_campaign=c", "https://example.com/"),
-    ("https://example.com/p?id=7&UTM_Source=s&msclkid=1&mc_eid=2", "https://example.com/p?id=7"),
-    ("https://example.com/p?b=2&a=1&a=0", "https://example.com/p?a=0&a=1&b=2"),
-    ("https://example.com/a/b/", "https://example.com/a/b"),
-    ("https://example.com/%7euser/%2f%20x", "https://example.com/~user/%2F%20x"),
-    ("http://user:pw@example.com/x", "http://example.com/x"),
-    ("http://nola.com/x.ssf?/base/n.xml&amp;coll=1", "http://nola.com/x.ssf?/base/n.xml&coll=1"),
-    ("https://news.bbc.co.uk./a#b", "https://news.bbc.co.uk/a"),
-    ("https://münchen.de/", "https://xn--mnchen-3ya.de/"),
-    ("https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"),
-    ("  http://example.com/x  ", "http://example.com/x"),
-    ("https://www.google.com/search?q=webtext", "https://google.com/search?q=webtext"),
-])
+@pytest.mark.parametrize(
+    "url, canonical",
+    [
+        ("http://www.Example.com:80/a/?utm_source=x&b=2&a=1#top", "http://example.com/a?a=1&b=2"),
+        ("HTTPS://WWW.EXAMPLE.COM:443", "https://example.com/"),
+        ("https://example.com:8443/x/", "https://example.com:8443/x"),
+        ("https://example.com/?fbclid=abc&gclid=def&utm_medium=m&utm_campaign=c", "https://example.com/"),
+        ("https://example.com/p?id=7&UTM_Source=s&msclkid=1&mc_eid=2", "https://example.com/p?id=7"),
+        ("https://example.com/p?b=2&a=1&a=0", "https://example.com/p?a=0&a=1&b=2"),
+        ("https://example.com/a/b/", "https://example.com/a/b"),
+        ("https://example.com/%7euser/%2f%20x", "https://example.com/~user/%2F%20x"),
+        ("http://user:pw@example.com/x", "http://example.com/x"),
+        ("http://nola.com/x.ssf?/base/n.xml&amp;coll=1", "http://nola.com/x.ssf?/base/n.xml&coll=1"),
+        ("https://news.bbc.co.uk./a#b", "https://news.bbc.co.uk/a"),
+        ("https://münchen.de/", "https://xn--mnchen-3ya.de/"),
+        ("https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"),
+        ("  http://example.com/x  ", "http://example.com/x"),
+        ("https://www.google.com/search?q=webtext", "https://google.com/search?q=webtext"),
+    ],
+)
 def test_canonicalize_url(url, canonical):
     assert canonicalize_url(url) == canonical
     assert canonicalize_url(canonical) == canonical  # idempotent
 
 
 # Pairs that name one request: httpx sends them alike, or RFC 3986 (6.2.2) makes them equivalent.
-@pytest.mark.parametrize("a, b", [
-    ("http://faß.de/", "http://xn--fa-hia.de/"),                    # IDNA 2008 keeps ß: its own A-label
-    ("http://MÜNCHEN.de/", "http://xn--mnchen-3ya.de/"),
-    ("http://example.com/a/./b", "http://example.com/a/b"),           # dot-segments (RFC 3986 5.2.4)
-    ("http://example.com/a/c/../b", "http://example.com/a/b"),
-    ("http://example.com/../foo", "http://example.com/foo"),
-    ("http://example.com/a/%2E/b", "http://example.com/a/b"),         # an escaped dot is a dot
-    ("http://example.com/a/b/..", "http://example.com/a"),
-    ("http://example.com/résumé", "http://example.com/r%C3%A9sum%C3%A9"),
-    ("http://example.com/?q=café", "http://example.com/?q=caf%C3%A9"),
-    ("http://example.com/a|b", "http://example.com/a%7Cb"),           # unsafe ASCII, encoded as a server reads it
-    ('http://example.com/a"b', "http://example.com/a%22b"),
-    ("http://example.com/a b", "http://example.com/a%20b"),
-    ("http://example.com/%7euser", "http://example.com/~user"),       # escapes of unreserved characters decoded
-    ("http://example.com/a%2fb", "http://example.com/a%2Fb"),         # escape case (RFC 3986 6.2.2.1)
-    ("http://example.com/?q=%c3%a9", "http://example.com/?q=%C3%A9"),
-    ("http://example.com/?utm%5Fsource=x&a=1", "http://example.com/?a=1"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("http://faß.de/", "http://xn--fa-hia.de/"),  # IDNA 2008 keeps ß: its own A-label
+        ("http://MÜNCHEN.de/", "http://xn--mnchen-3ya.de/"),
+        ("http://example.com/a/./b", "http://example.com/a/b"),  # dot-segments (RFC 3986 5.2.4)
+        ("http://example.com/a/c/../b", "http://example.com/a/b"),
+        ("http://example.com/../foo", "http://example.com/foo"),
+        ("http://example.com/a/%2E/b", "http://example.com/a/b"),  # an escaped dot is a dot
+        ("http://example.com/a/b/..", "http://example.com/a"),
+        ("http://example.com/résumé", "http://example.com/r%C3%A9sum%C3%A9"),
+        ("http://example.com/?q=café", "http://example.com/?q=caf%C3%A9"),
+        ("http://example.com/a|b", "http://example.com/a%7Cb"),  # unsafe ASCII, encoded as a server reads it
+        ('http://example.com/a"b', "http://example.com/a%22b"),
+        ("http://example.com/a b", "http://example.com/a%20b"),
+        ("http://example.com/%7euser", "http://example.com/~user"),  # escapes of unreserved characters decoded
+        ("http://example.com/a%2fb", "http://example.com/a%2Fb"),  # escape case (RFC 3986 6.2.2.1)
+        ("http://example.com/?q=%c3%a9", "http://example.com/?q=%C3%A9"),
+        ("http://example.com/?utm%5Fsource=x&a=1", "http://example.com/?a=1"),
+    ],
+)
 def test_equivalent_urls_share_a_key(a, b):
     assert canonicalize_url(a) == canonicalize_url(b)
 
 
 # Pairs that are different requests (different sites or different paths): never one key.
-@pytest.mark.parametrize("a, b", [
-    ("http://faß.de/", "http://fass.de/"),                            # IDNA 2003 mapped ß to ss
-    ("http://straße.de/", "http://strasse.de/"),
-    ("http://βόλος.com/", "http://βόλοσ.com/"),                       # final sigma is its own letter
-    ("http://example.com/a%2Fb", "http://example.com/a/b"),           # an escaped reserved character is data
-    ("http://example.com/a%3Fb", "http://example.com/a?b"),
-    ("http://example.com/?a=1%262", "http://example.com/?a=1&2"),
-    ("http://example.com/a+b", "http://example.com/a%20b"),
-    ("http://example.com/%aa", "http://example.com/%AB"),
-    ("http://example.com/A", "http://example.com/a"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("http://faß.de/", "http://fass.de/"),  # IDNA 2003 mapped ß to ss
+        ("http://straße.de/", "http://strasse.de/"),
+        ("http://βόλος.com/", "http://βόλοσ.com/"),  # final sigma is its own letter
+        ("http://example.com/a%2Fb", "http://example.com/a/b"),  # an escaped reserved character is data
+        ("http://example.com/a%3Fb", "http://example.com/a?b"),
+        ("http://example.com/?a=1%262", "http://example.com/?a=1&2"),
+        ("http://example.com/a+b", "http://example.com/a%20b"),
+        ("http://example.com/%aa", "http://example.com/%AB"),
+        ("http://example.com/A", "http://example.com/a"),
+    ],
+)
 def test_different_requests_never_share_a_key(a, b):
     assert canonicalize_url(a) != canonicalize_url(b)
 
 
-_URL_CHARS = st.sampled_from(list("aZ09-._~!$&'()*+,;=:@/%?#|\"^`{}[]<> ") + ["é", "ß", "ツ", "%2e", "%2E", "%7e",
-                                                                                  "%aa", "%C3%A9", "..", "./"])
-_HOSTS = st.sampled_from(["example.com", "www.Example.com", "faß.de", "MÜNCHEN.de", "xn--fa-hia.de", "βόλος.com",
-                          "news.bbc.co.uk.", "127.0.0.1", "[2001:DB8::1]", "a_b.example"])
+_URL_CHARS = st.sampled_from(
+    list("aZ09-._~!$&'()*+,;=:@/%?#|\"^`{}[]<> ") + ["é", "ß", "ツ", "%2e", "%2E", "%7e", "%aa", "%C3%A9", "..", "./"]
+)
+_HOSTS = st.sampled_from(
+    [
+        "example.com",
+        "www.Example.com",
+        "faß.de",
+        "MÜNCHEN.de",
+        "xn--fa-hia.de",
+        "βόλος.com",
+        "news.bbc.co.uk.",
+        "127.0.0.1",
+        "[2001:DB8::1]",
+        "a_b.example",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scheme=st.sampled_from(["http", "https", "HTTP"]), host=_HOSTS,
-       port=st.sampled_from(["", ":80", ":443", ":8080"]),
-       rest=st.lists(_URL_CHARS, max_size=25).map("".join).filter(lambda rest: rest == rest.rstrip()))
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP"]),
+    host=_HOSTS,
+    port=st.sampled_from(["", ":80", ":443", ":8080"]),
+    rest=st.lists(_URL_CHARS, max_size=25).map("".join).filter(lambda rest: rest == rest.rstrip()),
+)
 def test_canonical_key_is_what_httpx_sends(scheme, host, port, rest):
     """canonicalize_url(u) equals canonicalize_url of the URL httpx would send for u (or both are refused).
     (Whitespace around a URL is not part of it: dumps have it by mistake, and canonicalize_url strips it.)"""
@@ -195,12 +268,23 @@ def test_canonical_key_is_what_httpx_sends(scheme, host, port, rest):
         return
     assert canonicalize_url(sent) == key
     assert canonicalize_url(key) == key  # idempotent
-    assert str(httpx.URL(key)) == key     # the key itself is a URL httpx sends unchanged
+    assert str(httpx.URL(key)) == key  # the key itself is a URL httpx sends unchanged
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "example.com/x", "javascript:alert(1)", "http://", "http://exa mple.com/",
-                                 "http://example.com:99999/", "http://-bad-.com/", "http://☃.com/",
-                                 "http://exa%20mple.com/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/x",
+        "example.com/x",
+        "javascript:alert(1)",
+        "http://",
+        "http://exa mple.com/",
+        "http://example.com:99999/",
+        "http://-bad-.com/",
+        "http://☃.com/",
+        "http://exa%20mple.com/",
+    ],
+)
 def test_invalid_urls_raise(url):
     with pytest.raises(ValueError):
         canonicalize_url(url)
@@ -212,10 +296,12 @@ _ANY_CHARS = st.one_of(_PLAIN_CHARS, st.sampled_from(list('|^`[]{}\\" ') + ["é"
 
 
 @settings(max_examples=400, deadline=None)
-@given(scheme=st.sampled_from(["http", "HTTPS", "ftp"]),
-       host=st.sampled_from(["example.com", "WWW.Example.COM", "ex-ample.com", "-bad-.com", "a..b.com", "localhost"]),
-       port=st.sampled_from(["", ":0", ":80", ":443", ":08080", ":65536"]),
-       rest=st.one_of(st.lists(_PLAIN_CHARS, max_size=25), st.lists(_ANY_CHARS, max_size=25)).map("".join))
+@given(
+    scheme=st.sampled_from(["http", "HTTPS", "ftp"]),
+    host=st.sampled_from(["example.com", "WWW.Example.COM", "ex-ample.com", "-bad-.com", "a..b.com", "localhost"]),
+    port=st.sampled_from(["", ":0", ":80", ":443", ":08080", ":65536"]),
+    rest=st.one_of(st.lists(_PLAIN_CHARS, max_size=25), st.lists(_ANY_CHARS, max_size=25)).map("".join),
+)
 def test_plain_urls_split_by_regex_as_httpx_parses_them(scheme, host, port, rest):
     """The fast path for plain ASCII URLs gives the key the httpx parse gives (or both refuse the URL)."""
     from corpus.urls import _canonical, _httpx_parts, _plain_parts
@@ -259,11 +345,35 @@ def test_any_text_gives_a_key_or_a_value_error(text):
 
 
 def test_blocklists_keep_webtext_top_domains():
-    for host in ["google.com", "docs.google.com", "github.com", "ebay.com", "nytimes.com", "blogspot.com",
-                 "foo.wordpress.com", "archive.org", "en.wikipedia.org", "theguardian.com", "medium.com"]:
+    for host in [
+        "google.com",
+        "docs.google.com",
+        "github.com",
+        "ebay.com",
+        "nytimes.com",
+        "blogspot.com",
+        "foo.wordpress.com",
+        "archive.org",
+        "en.wikipedia.org",
+        "theguardian.com",
+        "medium.com",
+    ]:
         assert not is_blocked_domain(host), host
-    for host in ["imgur.com", "i.imgur.com", "youtube.com", "m.youtube.com", "youtu.be", "bit.ly", "t.co",
-                 "twitter.com", "facebook.com", "soundcloud.com", "gfycat.com", "vimeo.com", "video.google.com"]:
+    for host in [
+        "imgur.com",
+        "i.imgur.com",
+        "youtube.com",
+        "m.youtube.com",
+        "youtu.be",
+        "bit.ly",
+        "t.co",
+        "twitter.com",
+        "facebook.com",
+        "soundcloud.com",
+        "gfycat.com",
+        "vimeo.com",
+        "video.google.com",
+    ]:
         assert is_blocked_domain(host), host
     assert not is_blocked_domain("notimgur.com") and not is_blocked_domain("imgur.com.example.net")
     assert has_blocked_extension("https://example.com/photo.JPG")
@@ -286,8 +396,13 @@ def test_harvest_reddit_sample_with_exact_counts(reddit_sample, tmp_path):
     stats = harvest_links([reddit_sample], out)
     assert stats.submissions == 31 and stats.kept == 4 and stats.kept_submissions == 4
     assert stats.urls_below_min_karma == 9
-    assert stats.dropped == {**{reason: 0 for reason in DROP_REASONS}, "self_post": 12, "reddit_link": 5,
-                             "nsfw": 1, "below_min_karma": 9}
+    assert stats.dropped == {
+        **{reason: 0 for reason in DROP_REASONS},
+        "self_post": 12,
+        "reddit_link": 5,
+        "nsfw": 1,
+        "below_min_karma": 9,
+    }
     assert stats.submissions == stats.kept_submissions + sum(stats.dropped.values())
     table = pq.read_table(out)
     assert table.schema == LINKS_SCHEMA
@@ -295,10 +410,14 @@ def test_harvest_reddit_sample_with_exact_counts(reddit_sample, tmp_path):
     assert [r["url"] for r in rows] == sorted(r["url"] for r in rows)
     assert [(r["url"], r["karma"]) for r in rows] == [
         ("http://downingstreetmemo.com/", 183),
-        ("http://online.wsj.com/public/article/0,,SB111948406207267049-_s5eff_5SbJW3B_RdxwYLvU3s6c_20050723,00.html"
-         "?mod=blogs", 8),
+        (
+            "http://online.wsj.com/public/article/0,,SB111948406207267049-_s5eff_5SbJW3B_RdxwYLvU3s6c_20050723,00.html"
+            "?mod=blogs",
+            8,
+        ),
         ("http://paulgraham.com/nerds.html", 26),
-        ("http://wired.com/news/culture/0,1284,67982,00.html?tw=wn_tophead_4", 10)]
+        ("http://wired.com/news/culture/0,1284,67982,00.html?tw=wn_tophead_4", 10),
+    ]
     pg = rows[2]
     assert pg["original_urls"] == ["http://www.paulgraham.com/nerds.html"] and pg["domain"] == "paulgraham.com"
     assert pg["subreddits"] == ["reddit.com"] and pg["title"] == "Why Nerds are Unpopular"
@@ -312,33 +431,58 @@ def test_harvest_reddit_sample_with_other_rules(reddit_sample, tmp_path):
     move the cutoff to 2006 and keep NSFW: redgifs (2024) now passes the NSFW rule but falls after the cutoff with
     the 2007 and 2014 outbound links (1 + 5 + 3), and min_karma=2 keeps all five 2005 links, macrumors (2) too.
     A subreddit blocklist (case-insensitive) then drops those five, all posted to r/reddit.com."""
-    stats = harvest_links([reddit_sample], tmp_path / "links.parquet",
-                          LinkConfig(min_karma=2, cutoff="2006-01-01", drop_nsfw=False,
-                                     subreddit_blocklist=frozenset({"REDDIT.COM"})))
+    stats = harvest_links(
+        [reddit_sample],
+        tmp_path / "links.parquet",
+        LinkConfig(min_karma=2, cutoff="2006-01-01", drop_nsfw=False, subreddit_blocklist=frozenset({"REDDIT.COM"})),
+    )
     assert stats.dropped["after_cutoff"] == 9
     assert stats.dropped["blocked_subreddit"] == 5 and stats.kept == 0
-    stats = harvest_links([reddit_sample], tmp_path / "links.parquet",
-                          LinkConfig(min_karma=2, cutoff="2006-01-01", drop_nsfw=False))
+    stats = harvest_links(
+        [reddit_sample], tmp_path / "links.parquet", LinkConfig(min_karma=2, cutoff="2006-01-01", drop_nsfw=False)
+    )
     assert stats.dropped["nsfw"] == 0 and stats.dropped["after_cutoff"] == 9 and stats.kept == 5
     assert stats.dropped["reddit_link"] == 5 and stats.dropped["self_post"] == 12
 
 
 def test_karma_is_summed_over_submissions_of_one_canonical_url(tmp_path):
     base = {"is_self": False, "over_18": False, "title": "t", "subreddit": "a"}
-    dump = write_submissions(tmp_path / "RS_2016-01.zst", [
-        {**base, "id": "1", "score": 1, "url": "http://www.site.com/article/?utm_source=fb", "created_utc": 1451606400,
-         "title": "low"},
-        {**base, "id": "2", "score": 2, "url": "https://site.com/article#comments", "created_utc": "1451606500",
-         "subreddit": "b", "title": "https"},
-        {**base, "id": "3", "score": 2, "url": "http://site.com/article", "created_utc": 1451606300.5,
-         "title": "high"},
-        {**base, "id": "4", "score": 2, "url": "http://other.com/x", "created_utc": 1451606400},
-        {**base, "id": "5", "score": 50, "url": "https://i.imgur.com/abc", "created_utc": 1451606400},
-        {**base, "id": "6", "score": 50, "url": "https://site.com/movie.mp4", "created_utc": 1451606400},
-        {**base, "id": "7", "score": 50, "url": "not a url", "created_utc": 1451606400},
-        {**base, "id": "8", "score": 50, "url": "http://site.com/late", "created_utc": 1514764800},
-        {**base, "id": "9", "score": 50, "url": "http://site.com/undated"},
-    ])
+    dump = write_submissions(
+        tmp_path / "RS_2016-01.zst",
+        [
+            {
+                **base,
+                "id": "1",
+                "score": 1,
+                "url": "http://www.site.com/article/?utm_source=fb",
+                "created_utc": 1451606400,
+                "title": "low",
+            },
+            {
+                **base,
+                "id": "2",
+                "score": 2,
+                "url": "https://site.com/article#comments",
+                "created_utc": "1451606500",
+                "subreddit": "b",
+                "title": "https",
+            },
+            {
+                **base,
+                "id": "3",
+                "score": 2,
+                "url": "http://site.com/article",
+                "created_utc": 1451606300.5,
+                "title": "high",
+            },
+            {**base, "id": "4", "score": 2, "url": "http://other.com/x", "created_utc": 1451606400},
+            {**base, "id": "5", "score": 50, "url": "https://i.imgur.com/abc", "created_utc": 1451606400},
+            {**base, "id": "6", "score": 50, "url": "https://site.com/movie.mp4", "created_utc": 1451606400},
+            {**base, "id": "7", "score": 50, "url": "not a url", "created_utc": 1451606400},
+            {**base, "id": "8", "score": 50, "url": "http://site.com/late", "created_utc": 1514764800},
+            {**base, "id": "9", "score": 50, "url": "http://site.com/undated"},
+        ],
+    )
     stats = harvest_links([dump], tmp_path / "links.parquet")
     rows = pq.read_table(tmp_path / "links.parquet").to_pylist()
     # http and https stay apart: the scheme is part of the canonical URL
@@ -347,8 +491,13 @@ def test_karma_is_summed_over_submissions_of_one_canonical_url(tmp_path):
     assert rows[0]["first_created_utc"] == 1451606300 and rows[0]["last_created_utc"] == 1451606400
     assert rows[0]["title"] == "high" and rows[0]["subreddits"] == ["a"]
     assert stats.dropped["below_min_karma"] == 2 and stats.urls_below_min_karma == 2
-    assert (stats.dropped["blocked_domain"], stats.dropped["blocked_extension"], stats.dropped["invalid_url"],
-            stats.dropped["after_cutoff"], stats.dropped["missing_created_utc"]) == (1, 1, 1, 1, 1)
+    assert (
+        stats.dropped["blocked_domain"],
+        stats.dropped["blocked_extension"],
+        stats.dropped["invalid_url"],
+        stats.dropped["after_cutoff"],
+        stats.dropped["missing_created_utc"],
+    ) == (1, 1, 1, 1, 1)
 
 
 def test_bad_cutoff_is_a_clear_error(reddit_sample, tmp_path):
@@ -386,10 +535,13 @@ def expected_links(records, config, out):
             except ValueError:
                 reason = "invalid_url"
             else:
-                reason = ("blocked_domain" if is_blocked_domain(url_host(canonical),
-                                                                config.domain_blocklist)
-                          else "blocked_extension" if has_blocked_extension(canonical, config.extension_blocklist)
-                          else None)
+                reason = (
+                    "blocked_domain"
+                    if is_blocked_domain(url_host(canonical), config.domain_blocklist)
+                    else "blocked_extension"
+                    if has_blocked_extension(canonical, config.extension_blocklist)
+                    else None
+                )
         score = r.get("score")
         if isinstance(score, str) and score.strip().lstrip("+-").isdigit():
             score = int(score)
@@ -398,8 +550,19 @@ def expected_links(records, config, out):
         if reason:
             dropped[reason] += 1
             continue
-        link = links.setdefault(canonical, {"karma": 0, "n": 0, "originals": set(), "subs": set(), "best": None,
-                                            "title": "", "first": None, "last": None})
+        link = links.setdefault(
+            canonical,
+            {
+                "karma": 0,
+                "n": 0,
+                "originals": set(),
+                "subs": set(),
+                "best": None,
+                "title": "",
+                "first": None,
+                "last": None,
+            },
+        )
         link["karma"] += score
         link["n"] += 1
         link["originals"].add(original)
@@ -413,17 +576,24 @@ def expected_links(records, config, out):
     kept = sorted(url for url, link in links.items() if link["karma"] >= config.min_karma)
     dropped["below_min_karma"] = sum(link["n"] for link in links.values() if link["karma"] < config.min_karma)
     rows = [links[url] for url in kept]
-    pq.write_table(pa.table({
-        "url": kept,
-        "original_urls": [sorted(link["originals"]) for link in rows],
-        "domain": [registered_domain(url_host(url)) for url in kept],
-        "karma": [link["karma"] for link in rows],
-        "n_submissions": [link["n"] for link in rows],
-        "subreddits": [sorted(link["subs"]) for link in rows],
-        "title": [link["title"] for link in rows],
-        "first_created_utc": [link["first"] for link in rows],
-        "last_created_utc": [link["last"] for link in rows],
-    }, schema=LINKS_SCHEMA), out, compression="zstd")
+    pq.write_table(
+        pa.table(
+            {
+                "url": kept,
+                "original_urls": [sorted(link["originals"]) for link in rows],
+                "domain": [registered_domain(url_host(url)) for url in kept],
+                "karma": [link["karma"] for link in rows],
+                "n_submissions": [link["n"] for link in rows],
+                "subreddits": [sorted(link["subs"]) for link in rows],
+                "title": [link["title"] for link in rows],
+                "first_created_utc": [link["first"] for link in rows],
+                "last_created_utc": [link["last"] for link in rows],
+            },
+            schema=LINKS_SCHEMA,
+        ),
+        out,
+        compression="zstd",
+    )
     return dropped, sum(link["n"] for link in rows)
 
 
@@ -431,21 +601,39 @@ def generated_records(seed, n):
     """Few canonical URLs under many spellings, tied scores, every drop reason, odd field types."""
     rng = random.Random(seed)
     hosts = ["news.example.com", "blog.example.org", "example.net", "münchen.de"]
-    spellings = ["http://{h}{p}", "https://{h}{p}", "http://www.{h}{p}/", "http://{H}{p}?utm_source=rss",
-                 "http://{h}{p}#comments", "  http://{h}:80{p} "]
-    special = ["https://www.reddit.com/r/x/comments/1", "https://i.imgur.com/a.png", "http://example.com/p.jpg",
-               "not a url", None]
+    spellings = [
+        "http://{h}{p}",
+        "https://{h}{p}",
+        "http://www.{h}{p}/",
+        "http://{H}{p}?utm_source=rss",
+        "http://{h}{p}#comments",
+        "  http://{h}:80{p} ",
+    ]
+    special = [
+        "https://www.reddit.com/r/x/comments/1",
+        "https://i.imgur.com/a.png",
+        "http://example.com/p.jpg",
+        "not a url",
+        None,
+    ]
     records = []
     for i in range(n):
         host, path = rng.choice(hosts), f"/story/{rng.randrange(25)}"
-        url = rng.choice(spellings).format(h=host, H=host.upper(), p=path) if rng.random() > 0.12 \
-            else rng.choice(special)
-        record = {"id": f"{seed}-{i}", "url": url, "is_self": rng.random() < 0.05, "over_18": rng.random() < 0.05,
-                  "score": rng.choice([0, 1, 1, 2, 2, 3, 5, -1, "4", None, "n/a"]),
-                  "title": rng.choice(["Same title", "Ünïcode ✓", "", None, f"title {i}"]),
-                  "subreddit": rng.choice(["news", "World", "", None, f"r{rng.randrange(4)}"]),
-                  "created_utc": rng.choice([1400000000 + i, float(1450000000 - i), str(1300000000 + 7 * i),
-                                             1514764800 + i, None])}
+        url = (
+            rng.choice(spellings).format(h=host, H=host.upper(), p=path) if rng.random() > 0.12 else rng.choice(special)
+        )
+        record = {
+            "id": f"{seed}-{i}",
+            "url": url,
+            "is_self": rng.random() < 0.05,
+            "over_18": rng.random() < 0.05,
+            "score": rng.choice([0, 1, 1, 2, 2, 3, 5, -1, "4", None, "n/a"]),
+            "title": rng.choice(["Same title", "Ünïcode ✓", "", None, f"title {i}"]),
+            "subreddit": rng.choice(["news", "World", "", None, f"r{rng.randrange(4)}"]),
+            "created_utc": rng.choice(
+                [1400000000 + i, float(1450000000 - i), str(1300000000 + 7 * i), 1514764800 + i, None]
+            ),
+        }
         records.append({k: v for k, v in record.items() if v is not None or rng.random() < 0.5})
     return records
 
@@ -460,8 +648,9 @@ def write_generated_dumps(folder, seeds=(1, 2, 3), n=300):
 
 
 def normalized_created(records):
-    return [{**r, "created_utc": None if r.get("created_utc") is None else int(float(r["created_utc"]))}
-            for r in records]
+    return [
+        {**r, "created_utc": None if r.get("created_utc") is None else int(float(r["created_utc"]))} for r in records
+    ]
 
 
 def assert_same_as_in_memory(dumps, records, config, tmp_path, malformed=0):
@@ -482,16 +671,18 @@ def test_spilled_aggregation_writes_the_in_memory_bytes(tmp_path, memory_rows):
     dumps, records = write_generated_dumps(tmp_path)
     with (tmp_path / "RS_gen2.json").open("ab") as extra:  # malformed lines count, in the middle dump
         extra.write(b"{broken\n[1, 2]\n")
-    stats = assert_same_as_in_memory(dumps, records, LinkConfig(min_karma=3, memory_rows=memory_rows), tmp_path,
-                                     malformed=2)
+    stats = assert_same_as_in_memory(
+        dumps, records, LinkConfig(min_karma=3, memory_rows=memory_rows), tmp_path, malformed=2
+    )
     assert stats.kept > 20 and stats.urls_below_min_karma > 5
     assert all(stats.dropped[reason] for reason in DROP_REASONS if reason != "blocked_subreddit")
 
 
 def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
     dumps, records = write_generated_dumps(tmp_path, seeds=(4, 5))
-    config = LinkConfig(min_karma=1, cutoff=None, drop_nsfw=False, subreddit_blocklist=frozenset({"WORLD"}),
-                        memory_rows=4)
+    config = LinkConfig(
+        min_karma=1, cutoff=None, drop_nsfw=False, subreddit_blocklist=frozenset({"WORLD"}), memory_rows=4
+    )
     stats = assert_same_as_in_memory(dumps, records, config, tmp_path)
     assert stats.dropped["blocked_subreddit"] and not stats.dropped["after_cutoff"]
     # the same dump listed twice counts twice, as reading it twice did
@@ -549,8 +740,13 @@ raise SystemExit("harvest_links finished: it was to be killed during the second 
 
 
 def kill_during_second_dump(dumps, out):
-    done = subprocess.run([sys.executable, "-c", KILL_DURING_SECOND_DUMP, *map(str, dumps), str(out)],
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_SECOND_DUMP, *map(str, dumps), str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     folders = sorted((out.parent / f".{out.name}.work").iterdir())
     assert [(folder / "_DONE").exists() for folder in folders] == [True, False]  # dump 1 committed, dump 2 half-read
@@ -598,7 +794,7 @@ def multi_frame_zst(path, records, frames):
     lines = [json.dumps(r).encode() + b"\n" for r in records]
     step = -(-len(lines) // frames)
     compressor = zstandard.ZstdCompressor(level=3)
-    path.write_bytes(b"".join(compressor.compress(b"".join(lines[i:i + step])) for i in range(0, len(lines), step)))
+    path.write_bytes(b"".join(compressor.compress(b"".join(lines[i : i + step])) for i in range(0, len(lines), step)))
     return path
 
 
@@ -662,10 +858,14 @@ def test_a_truncated_dump_fails_the_harvest_after_the_others_are_read_and_kept(t
 
 def test_scores_that_are_not_integers_are_counted_as_invalid_score_not_as_zero(tmp_path):
     base = {"subreddit": "news", "is_self": False, "over_18": False, "created_utc": 1400000000, "title": "t"}
-    good = [{**base, "url": "https://good.example.com/a", "score": 2}, {**base, "url": "https://good.example.com/a",
-                                                                        "score": " +1"}]
-    bad = [{**base, "url": "https://good.example.com/a", "score": score} for score in
-           ["lots", None, "3.5", 3.5, True, "", "9" * 40, 10**30]] + [{**base, "url": "https://good.example.com/a"}]
+    good = [
+        {**base, "url": "https://good.example.com/a", "score": 2},
+        {**base, "url": "https://good.example.com/a", "score": " +1"},
+    ]
+    bad = [
+        {**base, "url": "https://good.example.com/a", "score": score}
+        for score in ["lots", None, "3.5", 3.5, True, "", "9" * 40, 10**30]
+    ] + [{**base, "url": "https://good.example.com/a"}]
     path = write_submissions(tmp_path / "RS_scores.json", good + bad)
     stats = harvest_links([path], tmp_path / "links.parquet", LinkConfig())
     assert stats.dropped["invalid_score"] == len(bad) and stats.kept == 1
@@ -686,8 +886,17 @@ def _held_rows_during_harvest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, m
     (one unit of partitions read back), over a harvest of 3,000 distinct links, counted where the rows are held."""
     from corpus import links
 
-    records = [{"id": str(i), "url": f"http://site{i % 50}.example.com/story/{i}", "score": 3, "subreddit": "news",
-                "title": f"story {i}", "created_utc": 1400000000 + i} for i in range(3000)]
+    records = [
+        {
+            "id": str(i),
+            "url": f"http://site{i % 50}.example.com/story/{i}",
+            "score": 3,
+            "subreddit": "news",
+            "title": f"story {i}",
+            "created_utc": 1400000000 + i,
+        }
+        for i in range(3000)
+    ]
     dumps = [write_submissions(tmp_path / f"RS_part{k}.json", records[k::2]) for k in range(2)]
     spilled, aggregated = [0], [0]
     real_spill, real_read = links._Spiller.spill, links._read_partitions

@@ -1,4 +1,5 @@
 """Parquet shards: contract columns, deterministic split and bytes, shard and row-group sizes; manifest and card."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,19 @@ from corpus.card import render_card
 from corpus.shards import SCHEMA, ShardConfig, iter_shard_rows, shard_key, split_of, write_shards
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT_COLUMNS = {"id", "url", "domain", "title", "text", "karma", "subreddits", "created_utc", "fetched_at",
-                    "extractor", "n_words"}
+CONTRACT_COLUMNS = {
+    "id",
+    "url",
+    "domain",
+    "title",
+    "text",
+    "karma",
+    "subreddits",
+    "created_utc",
+    "fetched_at",
+    "extractor",
+    "n_words",
+}
 
 
 def make_docs(n: int, seed: int = 0) -> list[dict]:
@@ -26,11 +38,22 @@ def make_docs(n: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         doc_id = hashlib.blake2b(f"https://site{i % 7}.example.com/{i}".encode(), digest_size=8).hexdigest()
         text = " ".join(rng.choice(["alpha", "beta", "gamma", "delta", "epsilon"]) for _ in range(rng.randint(50, 400)))
-        docs.append({"id": doc_id, "url": f"https://site{i % 7}.example.com/{i}", "link_url": f"https://site{i % 7}.example.com/{i}",
-                     "domain": f"site{i % 7}.example.com", "title": f"Title {i}", "text": text, "karma": rng.randint(3, 500),
-                     "subreddits": sorted(rng.sample(["news", "science", "python", "books"], 2)),
-                     "created_utc": 1_400_000_000 + i, "fetched_at": "2026-11-28T12:00:00Z", "extractor": "trafilatura",
-                     "n_words": len(text.split())})
+        docs.append(
+            {
+                "id": doc_id,
+                "url": f"https://site{i % 7}.example.com/{i}",
+                "link_url": f"https://site{i % 7}.example.com/{i}",
+                "domain": f"site{i % 7}.example.com",
+                "title": f"Title {i}",
+                "text": text,
+                "karma": rng.randint(3, 500),
+                "subreddits": sorted(rng.sample(["news", "science", "python", "books"], 2)),
+                "created_utc": 1_400_000_000 + i,
+                "fetched_at": "2026-11-28T12:00:00Z",
+                "extractor": "trafilatura",
+                "n_words": len(text.split()),
+            }
+        )
     return docs
 
 
@@ -70,8 +93,10 @@ def test_split_is_stable_when_the_corpus_grows(tmp_path):
     small, big = make_docs(100), make_docs(300)  # the first 100 documents of both are the same
     write_shards(lambda: iter(small), tmp_path / "s", ShardConfig(val_fraction=0.2))
     write_shards(lambda: iter(big), tmp_path / "b", ShardConfig(val_fraction=0.2))
-    split = {name: {r["id"]: part for part in ("train", "val") for r in iter_shard_rows(tmp_path / name, part, ["id"])}
-             for name in ("s", "b")}
+    split = {
+        name: {r["id"]: part for part in ("train", "val") for r in iter_shard_rows(tmp_path / name, part, ["id"])}
+        for name in ("s", "b")
+    }
     assert "val" in split["s"].values() and "train" in split["s"].values()
     # every document of the small corpus is in the same split in the grown one
     assert split["s"] == {doc_id: split["b"][doc_id] for doc_id in split["s"]}
@@ -81,10 +106,18 @@ def test_split_of_is_the_same_in_another_process():
     """The split hashes the id with a fixed function, not Python's hash(), which is salted per process."""
     ids = [d["id"] for d in make_docs(200)]
     here = "".join("v" if split_of(i, 0.3) == "val" else "t" for i in ids)
-    script = ("import sys; from corpus.shards import split_of\n"
-              "print(''.join('v' if split_of(i, 0.3) == 'val' else 't' for i in sys.argv[1:]))")
-    there = subprocess.run([sys.executable, "-c", script, *ids], cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "4321"},
-                           capture_output=True, text=True, check=True).stdout.strip()
+    script = (
+        "import sys; from corpus.shards import split_of\n"
+        "print(''.join('v' if split_of(i, 0.3) == 'val' else 't' for i in sys.argv[1:]))"
+    )
+    there = subprocess.run(
+        [sys.executable, "-c", script, *ids],
+        cwd=REPO,
+        env={**os.environ, "PYTHONHASHSEED": "4321"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert there == here and "v" in here and "t" in here
 
 
@@ -121,14 +154,18 @@ def test_the_memory_bound_never_changes_the_bytes(tmp_path):
 
 def test_card_renders_the_manifest():
     manifest = {
-        "config": {"links": {"min_karma": 3, "cutoff": "2018-01-01", "drop_nsfw": True},
-                   "extract": {"teaser_ratio": 5.0}, "filter": {"min_words": 128, "min_alpha_fraction": 0.6,
-                                                                   "languages": []},
-                   "dedup": {"shingle_words": 5, "num_perm": 128, "threshold": 0.7},
-                   "shards": {"val_fraction": 0.01, "row_group_rows": 1024}},
+        "config": {
+            "links": {"min_karma": 3, "cutoff": "2018-01-01", "drop_nsfw": True},
+            "extract": {"teaser_ratio": 5.0},
+            "filter": {"min_words": 128, "min_alpha_fraction": 0.6, "languages": []},
+            "dedup": {"shingle_words": 5, "num_perm": 128, "threshold": 0.7},
+            "shards": {"val_fraction": 0.01, "row_group_rows": 1024},
+        },
         "totals": {"documents": 2, "words": 300, "text_bytes": 2000, "train_documents": 2, "val_documents": 0},
         "stages": [{"stage": "dedup", "in": 3, "out": 2, "dropped": {"near_duplicate": 1}}],
-        "extractors": {"trafilatura": 2}, "top_domains": [["example.com", 2]], "versions": {"pyarrow": "26"},
+        "extractors": {"trafilatura": 2},
+        "top_domains": [["example.com", 2]],
+        "versions": {"pyarrow": "26"},
         "shards": [{"name": "train-00000-of-00001.parquet", "rows": 2, "bytes": 1234, "sha256": "ab" * 32}],
     }
     card = render_card(manifest)
@@ -158,5 +195,6 @@ def test_no_forced_validation_document_for_one_document_or_val_fraction_zero(tmp
     same_id = [one[0], {**one[0], "title": "again"}]  # one id twice is one document: it stays in train
     assert [f.split for f in write_shards(lambda: iter(same_id), tmp_path / "twice", ShardConfig())] == ["train"]
     docs = make_docs(50)
-    assert [f.split for f in write_shards(lambda: iter(docs), tmp_path / "zero", ShardConfig(val_fraction=0.0))] \
-        == ["train"]
+    assert [f.split for f in write_shards(lambda: iter(docs), tmp_path / "zero", ShardConfig(val_fraction=0.0))] == [
+        "train"
+    ]

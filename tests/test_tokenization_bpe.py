@@ -1,4 +1,5 @@
 """tokenization.bpe: GPT-2's vocabulary and our trained one encode exactly like independent implementations."""
+
 from __future__ import annotations
 
 import glob
@@ -25,8 +26,8 @@ from tokenization.bpe import (
     load_tokenizer,
     train_bpe,
     train_bpe_from_shards,
-    train_or_reuse_bpe,
     train_hf_bpe,
+    train_or_reuse_bpe,
 )
 
 # The GPT-2 release's own pre-tokenization regex (before tiktoken's possessive rewrite).
@@ -203,10 +204,13 @@ def test_small_corpus_warns_and_reports_real_size() -> None:
 def test_train_from_shards_streams_train_split_only(tmp_path: Path) -> None:
     shards = tmp_path / "corpus" / "shards"
     shards.mkdir(parents=True)
-    pq.write_table(pa.table({"id": ["a", "b"], "text": ["zebra zebra zebra quagga", "zebra quagga okapi"]}),
-                   shards / "train-00000-of-00001.parquet")
-    pq.write_table(pa.table({"id": ["c"], "text": ["validation validation validation"]}),
-                   shards / "val-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "text": ["zebra zebra zebra quagga", "zebra quagga okapi"]}),
+        shards / "train-00000-of-00001.parquet",
+    )
+    pq.write_table(
+        pa.table({"id": ["c"], "text": ["validation validation validation"]}), shards / "val-00000-of-00001.parquet"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tokenizer = train_bpe_from_shards(tmp_path / "corpus", vocab_size=300)
@@ -222,8 +226,10 @@ def test_train_from_shards_streams_train_split_only(tmp_path: Path) -> None:
 def test_trained_tokenizer_is_reused_only_for_the_same_corpus_build(tmp_path: Path) -> None:
     corpus, saved = tmp_path / "corpus", tmp_path / "run" / "tokenizer"
     (corpus / "shards").mkdir(parents=True)
-    pq.write_table(pa.table({"id": ["a"], "text": ["zebra zebra zebra quagga zebra"]}),
-                   corpus / "shards" / "train-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"id": ["a"], "text": ["zebra zebra zebra quagga zebra"]}),
+        corpus / "shards" / "train-00000-of-00001.parquet",
+    )
     (corpus / "manifest.json").write_text('{"build": 1}')
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -231,8 +237,10 @@ def test_trained_tokenizer_is_reused_only_for_the_same_corpus_build(tmp_path: Pa
         again, reused_again = train_or_reuse_bpe(corpus, saved, vocab_size=300)
         assert (reused_first, reused_again) == (False, True) and again.fingerprint == first.fingerprint
         assert train_or_reuse_bpe(corpus, saved, vocab_size=290)[1] is False  # other settings: trained anew
-        pq.write_table(pa.table({"id": ["b"], "text": ["okapi okapi okapi okapi okapi"]}),
-                       corpus / "shards" / "train-00000-of-00001.parquet")
+        pq.write_table(
+            pa.table({"id": ["b"], "text": ["okapi okapi okapi okapi okapi"]}),
+            corpus / "shards" / "train-00000-of-00001.parquet",
+        )
         (corpus / "manifest.json").write_text('{"build": 2}')
         rebuilt, reused = train_or_reuse_bpe(corpus, saved, vocab_size=290)
     assert not reused and b" okapi" in rebuilt.ranks and b" zebra" not in rebuilt.ranks

@@ -1,4 +1,5 @@
 """tokenization.encode: llm.c-format token shards, byte-exact, cached and resumable."""
+
 from __future__ import annotations
 
 import glob
@@ -16,8 +17,10 @@ from tokenization.encode import encode_corpus
 from tokenization.shard_format import read_token_shard
 
 TRAIN_FILES = [
-    [f"Document {i} of the first train shard. It's about the Reddit link number {i * 7}.\n\nSecond paragraph."
-     for i in range(12)],
+    [
+        f"Document {i} of the first train shard. It's about the Reddit link number {i * 7}.\n\nSecond paragraph."
+        for i in range(12)
+    ],
     ["Ελληνικά и русский 日本語 👍🏽 mixed", "", "short", "x" * 300, "def f():\n    return 42\n"]
     + [f"more text {i} " * (i + 1) for i in range(10)],
 ]
@@ -27,19 +30,25 @@ VAL_FILES = [["A validation document.", "Another one, with numbers 12345."]]
 def _write_shard(path: Path, texts: list[str]) -> None:
     """A shard with contract 5's columns."""
     n = len(texts)
-    pq.write_table(pa.table({
-        "id": [f"{path.stem}-{i}" for i in range(n)],
-        "url": [f"https://example.com/{path.stem}/{i}" for i in range(n)],
-        "domain": ["example.com"] * n,
-        "title": [f"title {i}" for i in range(n)],
-        "text": texts,
-        "karma": pa.array([3] * n, pa.int64()),
-        "subreddits": [["test"]] * n,
-        "created_utc": pa.array([1500000000] * n, pa.int64()),
-        "fetched_at": ["2026-11-28T00:00:00Z"] * n,
-        "extractor": ["trafilatura"] * n,
-        "n_words": pa.array([len(t.split()) for t in texts], pa.int64()),
-    }), path, row_group_size=4)  # several row groups, so resuming inside a file is exercised
+    pq.write_table(
+        pa.table(
+            {
+                "id": [f"{path.stem}-{i}" for i in range(n)],
+                "url": [f"https://example.com/{path.stem}/{i}" for i in range(n)],
+                "domain": ["example.com"] * n,
+                "title": [f"title {i}" for i in range(n)],
+                "text": texts,
+                "karma": pa.array([3] * n, pa.int64()),
+                "subreddits": [["test"]] * n,
+                "created_utc": pa.array([1500000000] * n, pa.int64()),
+                "fetched_at": ["2026-11-28T00:00:00Z"] * n,
+                "extractor": ["trafilatura"] * n,
+                "n_words": pa.array([len(t.split()) for t in texts], pa.int64()),
+            }
+        ),
+        path,
+        row_group_size=4,
+    )  # several row groups, so resuming inside a file is exercised
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
 """Lightning training on real token shards: data stream, run outputs, exact resume after SIGKILL, clear errors."""
+
 from __future__ import annotations
 
 import csv
@@ -43,16 +44,30 @@ def make_shards(directory: Path, n_train: int = 20_000, n_val: int = 3_000) -> P
 
 
 def tiny_config(tokens: Path, out: Path, **overrides: object) -> TrainConfig:
-    settings: dict = dict(tokens_dir=str(tokens), out_dir=str(out), model="tiny", vocab_size=VOCAB, max_steps=24,
-                          batch_tokens=2 * 4 * 64, micro_batch=4, lr=3e-3, val_interval=8, val_batches=3,
-                          checkpoint_interval=4, log_interval=1)
+    settings: dict = dict(
+        tokens_dir=str(tokens),
+        out_dir=str(out),
+        model="tiny",
+        vocab_size=VOCAB,
+        max_steps=24,
+        batch_tokens=2 * 4 * 64,
+        micro_batch=4,
+        lr=3e-3,
+        val_interval=8,
+        val_batches=3,
+        checkpoint_interval=4,
+        log_interval=1,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
 
 def read_metric(out: Path, name: str, version: int | None = None) -> dict[int, float]:
-    files = sorted((out / "logs").glob("version_*/metrics.csv")) if version is None else \
-        [out / "logs" / f"version_{version}" / "metrics.csv"]
+    files = (
+        sorted((out / "logs").glob("version_*/metrics.csv"))
+        if version is None
+        else [out / "logs" / f"version_{version}" / "metrics.csv"]
+    )
     values: dict[int, float] = {}
     for path in files:
         for row in csv.DictReader(open(path)):
@@ -109,8 +124,11 @@ def test_clear_errors(tmp_path: Path) -> None:
         tiny_config(tokens, tmp_path / "run", model="gpt5")
     with pytest.raises(ValueError, match="exactly one of max_steps and max_tokens"):
         tiny_config(tokens, tmp_path / "run", max_tokens=10_000)
-    with pytest.raises(ValueError, match=r"batch_tokens=1000 is not a multiple of micro_batch x block_size x devices"
-                                         r" x nodes = 4 x 64 x 1 = 256"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_tokens=1000 is not a multiple of micro_batch x block_size x devices"
+        r" x nodes = 4 x 64 x 1 = 256",
+    ):
         train(tiny_config(tokens, tmp_path / "run", batch_tokens=1000))
     with pytest.raises(FileNotFoundError, match="checkpoint to resume from .*nope.ckpt does not exist"):
         train(tiny_config(tokens, tmp_path / "run", resume=str(tmp_path / "nope.ckpt")))
@@ -124,8 +142,11 @@ def test_clear_errors(tmp_path: Path) -> None:
 def test_resume_true_without_a_checkpoint_is_an_error_and_auto_starts_from_step_0(tmp_path: Path, caplog) -> None:
     tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
     out = tmp_path / "run"
-    with pytest.raises(FileNotFoundError, match=rf"resume=True, but {out}/checkpoints holds no readable checkpoint; "
-                                                r"pass resume='auto' to start from step 0"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"resume=True, but {out}/checkpoints holds no readable checkpoint; "
+        r"pass resume='auto' to start from step 0",
+    ):
         train(tiny_config(tokens, out, resume=True, max_steps=4))
     assert not (out / "checkpoints").exists()  # nothing was started
     with caplog.at_level("INFO", logger="modeling.train"):
@@ -217,8 +238,18 @@ def test_logged_lr_is_the_rate_each_step_used_and_mfu_follows_its_formula(tmp_pa
     tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
     out = tmp_path / "run"
     peak = 1e12
-    result = train(tiny_config(tokens, out, max_steps=7, warmup_steps=4, lr=1e-3, val_interval=100,
-                               checkpoint_interval=100, peak_flops=peak))
+    result = train(
+        tiny_config(
+            tokens,
+            out,
+            max_steps=7,
+            warmup_steps=4,
+            lr=1e-3,
+            val_interval=100,
+            checkpoint_interval=100,
+            peak_flops=peak,
+        )
+    )
     logged = read_metric(out, "train/lr")
     used = {step: 1e-3 * lr_multiplier(step - 1, 4, 7, 0.1) for step in range(1, 8)}
     assert logged == pytest.approx(used, rel=1e-12, abs=0)
@@ -299,8 +330,11 @@ def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path: Path) -> Non
     """Through a training child process: the error raised in the caller carries the child's message."""
     tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
     config = tiny_config(tokens, tmp_path / "run", lr=1e6, warmup_steps=0, max_steps=50, checkpoint_interval=1)
-    with pytest.raises(TrainingProcessError, match=r"exited with code 1: RuntimeError: training stopped: loss is "
-                       r"(nan|inf) at step (\d+); last good checkpoint: .*step\d+\.ckpt") as err:
+    with pytest.raises(
+        TrainingProcessError,
+        match=r"exited with code 1: RuntimeError: training stopped: loss is "
+        r"(nan|inf) at step (\d+); last good checkpoint: .*step\d+\.ckpt",
+    ) as err:
         train_in_subprocess(config)
     step = int(str(err.value).split(" at step ")[1].split(";")[0])
     last_good = latest_checkpoint(tmp_path / "run" / "checkpoints")
@@ -312,8 +346,16 @@ def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_through_a_training_child_process(tmp_path: Path) -> None:
     tokens = make_shards(tmp_path / "tokens")
-    config = tiny_config(tokens, tmp_path / "run", max_steps=6, devices=2, strategy="ddp", batch_tokens=2 * 2 * 4 * 64,
-                         val_interval=3, checkpoint_interval=3)
+    config = tiny_config(
+        tokens,
+        tmp_path / "run",
+        max_steps=6,
+        devices=2,
+        strategy="ddp",
+        batch_tokens=2 * 2 * 4 * 64,
+        val_interval=3,
+        checkpoint_interval=3,
+    )
     steps: list[dict[str, float]] = []
     output: list[str] = []
     result = train_in_subprocess(config, on_step=steps.append, on_output=output.append)
@@ -336,9 +378,16 @@ def test_the_training_child_process_dies_with_its_caller(tmp_path: Path) -> None
     tokens = make_shards(tmp_path / "tokens", n_train=4000, n_val=500)
     config = tiny_config(tokens, tmp_path / "run", max_steps=100_000, checkpoint_interval=100_000)
     caller = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom modeling.launch import *\nfrom modeling.train import TrainConfig\n"
-         f"train_in_subprocess(TrainConfig(**{vars(config)!r}), on_step=lambda m: print('step', flush=True))"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom modeling.launch import *\nfrom modeling.train import TrainConfig\n"
+            f"train_in_subprocess(TrainConfig(**{vars(config)!r}), on_step=lambda m: print('step', flush=True))",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert caller.stdout is not None and caller.stdout.readline() == "step\n"  # training is under way
         (child,) = psutil.Process(caller.pid).children()
@@ -359,8 +408,14 @@ def make_corpus(directory: Path) -> Path:
     (directory / "shards").mkdir(parents=True)
     for split, n_docs in (("train", 300), ("val", 30)):
         texts = [" ".join(rng.choice(words, size=rng.integers(40, 120))) + "." for _ in range(n_docs)]
-        table = pa.table({"id": [f"{split}{i}" for i in range(n_docs)], "url": ["http://example.com/"] * n_docs,
-                          "text": texts, "n_words": [len(t.split()) for t in texts]})
+        table = pa.table(
+            {
+                "id": [f"{split}{i}" for i in range(n_docs)],
+                "url": ["http://example.com/"] * n_docs,
+                "text": texts,
+                "n_words": [len(t.split()) for t in texts],
+            }
+        )
         pq.write_table(table, directory / "shards" / f"{split}-00000-of-00001.parquet")
     return directory
 
@@ -370,16 +425,30 @@ def make_corpus(directory: Path) -> Path:
 def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_server, tmp_path: Path) -> None:
     from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from tokenization.bpe import load_tokenizer
-    from flows.train import train as train_flow
     from prefect_fixtures import read_artifacts, read_logs
+
+    from flows.train import train as train_flow
+    from tokenization.bpe import load_tokenizer
 
     corpus = make_corpus(tmp_path / "corpus")
     # DDP on two CPU processes: Lightning relaunches the flow's training child process for rank 1
-    params = dict(corpus=str(corpus), tokenizer="train", tokenizer_vocab_size=400, model="tiny", max_steps=6,
-                  devices=2, strategy="ddp", batch_tokens=2 * 4 * 64, micro_batch=4, lr=3e-3, out_dir=str(tmp_path / "run"), val_interval=3,
-                  checkpoint_interval=3, log_interval=1, eval_limit=5)
+    params = dict(
+        corpus=str(corpus),
+        tokenizer="train",
+        tokenizer_vocab_size=400,
+        model="tiny",
+        max_steps=6,
+        devices=2,
+        strategy="ddp",
+        batch_tokens=2 * 4 * 64,
+        micro_batch=4,
+        lr=3e-3,
+        out_dir=str(tmp_path / "run"),
+        val_interval=3,
+        checkpoint_interval=3,
+        log_interval=1,
+        eval_limit=5,
+    )
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         with pytest.raises(FileNotFoundError, match="has no training shards"):
             train_flow(**{**params, "corpus": str(tmp_path)})
@@ -388,8 +457,9 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
     summary = state.result()
     export = Path(summary["train"]["export_dir"])
     assert summary["train"]["steps"] == 6
-    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt"} <= \
-        {p.name for p in export.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt"} <= {
+        p.name for p in export.iterdir()
+    }
     tokenizer = load_tokenizer(export)
     assert GPT2LMHeadModel.from_pretrained(export).config.vocab_size == tokenizer.n_vocab <= 400
     assert "evaluate" in summary and (export / "results.json").is_file()
@@ -410,8 +480,17 @@ def test_train_flow_tokenizes_trains_exports_publishes_and_evaluates(prefect_ser
 
 def test_command_line_is_typed_and_round_trips(tmp_path: Path) -> None:
     configs = [
-        TrainConfig(tokens_dir="t", out_dir="o", max_steps=5, devices=2, resume="/runs/a/step0000010.ckpt",
-                    compile=True, peak_flops=1e12, lr=3e-4, tokenizer_dir="tok"),
+        TrainConfig(
+            tokens_dir="t",
+            out_dir="o",
+            max_steps=5,
+            devices=2,
+            resume="/runs/a/step0000010.ckpt",
+            compile=True,
+            peak_flops=1e12,
+            lr=3e-4,
+            tokenizer_dir="tok",
+        ),
         TrainConfig(tokens_dir="t", out_dir="o", max_tokens=5000, resume=True, progress_bar=True),
         TrainConfig(tokens_dir="t", out_dir="o", max_steps=1),
     ]
@@ -420,7 +499,12 @@ def test_command_line_is_typed_and_round_trips(tmp_path: Path) -> None:
         args.pop("step_events")
         assert TrainConfig(**args) == config
     parsed = vars(build_parser().parse_args(["--tokens-dir", "t", "--out-dir", "o", "--max-steps", "3"]))
-    assert (parsed["devices"], parsed["resume"], parsed["max_tokens"], parsed["compile"]) == ("auto", False, None, False)
+    assert (parsed["devices"], parsed["resume"], parsed["max_tokens"], parsed["compile"]) == (
+        "auto",
+        False,
+        None,
+        False,
+    )
     for bad in (["--micro-batch", "eight"], ["--lr", "fast"], ["--compile", "yes"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--tokens-dir", "t", "--out-dir", "o", *bad])

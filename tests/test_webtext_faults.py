@@ -1,6 +1,7 @@
 """Flow `webtext` on bad input and faults, against a real Prefect server: every failure says what went wrong and
 names the input, before any work where it can, and a build that ends empty is Failed with the stage named in the run's
 logs and the dataset card. (The library halves are in test_reddit_links, test_buildlock, test_build_stages.)"""
+
 from __future__ import annotations
 
 import json
@@ -36,15 +37,29 @@ with build_lock(sys.argv[1]):
 
 
 def run_flows(server, cases: list[dict]) -> list[dict]:
-    done = subprocess.run([sys.executable, "-c", RUN_FLOWS, json.dumps(cases)], cwd=REPO, env=server.client_env(),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_FLOWS, json.dumps(cases)],
+        cwd=REPO,
+        env=server.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
 def submission(i: int, score: object) -> dict:
-    return {"id": f"s{i}", "subreddit": "news", "score": score, "url": f"https://site{i}.example.com/story",
-            "is_self": False, "over_18": False, "created_utc": 1_400_000_000 + i, "title": f"Story {i}"}
+    return {
+        "id": f"s{i}",
+        "subreddit": "news",
+        "score": score,
+        "url": f"https://site{i}.example.com/story",
+        "is_self": False,
+        "over_18": False,
+        "created_utc": 1_400_000_000 + i,
+        "title": f"Story {i}",
+    }
 
 
 @pytest.mark.slow
@@ -60,22 +75,34 @@ def test_bad_inputs_fail_the_run_with_a_message_naming_them_before_any_work(pref
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
     held = tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(held)], cwd=REPO, text=True, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(held)], cwd=REPO, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         cases = {
-            "truncated": ({"dumps": [str(big), str(truncated)], "out_dir": str(tmp_path / "t")},
-                          [f"Reddit dump {truncated} is truncated", "1 of 2 Reddit dumps"]),
-            "port": ({"dumps": [str(dump)], "out_dir": str(tmp_path / "p"),
-                      "connect_to": {"site1.example.com:443": "127.0.0.1:99999"}},
-                     ["connect_to entry 'site1.example.com:443': '127.0.0.1:99999'", "1 to 65535"]),
-            "min_karma": ({"dumps": [str(dump)], "out_dir": str(tmp_path / "k"), "min_karma": -5},
-                          ["min_karma must be an integer of at least 1", "-5"]),
+            "truncated": (
+                {"dumps": [str(big), str(truncated)], "out_dir": str(tmp_path / "t")},
+                [f"Reddit dump {truncated} is truncated", "1 of 2 Reddit dumps"],
+            ),
+            "port": (
+                {
+                    "dumps": [str(dump)],
+                    "out_dir": str(tmp_path / "p"),
+                    "connect_to": {"site1.example.com:443": "127.0.0.1:99999"},
+                },
+                ["connect_to entry 'site1.example.com:443': '127.0.0.1:99999'", "1 to 65535"],
+            ),
+            "min_karma": (
+                {"dumps": [str(dump)], "out_dir": str(tmp_path / "k"), "min_karma": -5},
+                ["min_karma must be an integer of at least 1", "-5"],
+            ),
             "file": ({"dumps": [str(dump)], "out_dir": str(a_file)}, [f"out_dir {a_file} is a file, not a folder"]),
             "proc": ({"dumps": [str(dump)], "out_dir": "/proc/webtext"}, ["out_dir /proc/webtext cannot be created"]),
-            "held": ({"dumps": [str(dump)], "out_dir": str(held)},
-                     [f"out_dir {held} is in use by another build: PID {holder.pid} on host"]),
+            "held": (
+                {"dumps": [str(dump)], "out_dir": str(held)},
+                [f"out_dir {held} is in use by another build: PID {holder.pid} on host"],
+            ),
         }
         runs = run_flows(prefect_server, [params for params, _ in cases.values()])
     finally:
@@ -103,8 +130,10 @@ def test_a_build_that_ends_with_no_documents_fails_naming_the_stage_with_everyth
     out = tmp_path / "out"
     params = {"dumps": [str(dump)], "out_dir": str(out), "n_workers": 1}
     first, again = run_flows(prefect_server, [params, params])
-    reason = "the corpus is empty: the links stage kept 0 links of 3 submissions (dropped: below_min_karma: 2, " \
-             "invalid_score: 1)"
+    reason = (
+        "the corpus is empty: the links stage kept 0 links of 3 submissions (dropped: below_min_karma: 2, "
+        "invalid_score: 1)"
+    )
     for run in (first, again):  # the re-run finds the finished (empty) build and says the same
         assert run["type"] == "FAILED" and reason in run["message"], run
         logs = read_logs(prefect_server, run["flow_run_id"])

@@ -1,6 +1,7 @@
 """Flow `webtext` end to end: through the `webtext/build-corpus` deployment on real pages served under their original
 URLs (via connect_to), from a generated Pushshift-format .zst dump; then SIGKILL in the middle of extraction, re-run,
 and the same shards byte for byte; then a re-run of the finished build does nothing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,13 +18,13 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from hostile_server import HostileServer, make_tls_files
 
 from corpus.build import doc_id, fetched_warcs
 from corpus.extract import extract_with
 from corpus.filters import drop_reason
 from corpus.reddit import write_submissions
 from corpus.urls import canonicalize_url
-from hostile_server import HostileServer, make_tls_files
 
 REPO = Path(__file__).resolve().parents[1]
 N_PAGES = 6
@@ -33,11 +34,15 @@ NEAR_COPY_URL = "https://nearcopy.example.org/stories/edited"
 WIKI_TEXT = " ".join(
     f"A web crawler, sometimes called a spider or spiderbot, is an Internet bot that systematically browses the World "
     f"Wide Web and is typically operated by search engines for the purpose of Web indexing. Section {i} explains the "
-    f"policies of selection, revisiting, politeness and parallelization that shape the crawl." for i in range(8))
-WIKI_PAGE = (f"<!DOCTYPE html><html lang=en><head><title>Web crawler - Wikipedia</title></head><body>"
-             f"<div id=content><h1>Web crawler</h1><div id=mw-content-text><p>{WIKI_TEXT}</p></div></div>"
-             f"<div id=footer>Text is available under the Creative Commons Attribution-ShareAlike License</div>"
-             f"</body></html>").encode()
+    f"policies of selection, revisiting, politeness and parallelization that shape the crawl."
+    for i in range(8)
+)
+WIKI_PAGE = (
+    f"<!DOCTYPE html><html lang=en><head><title>Web crawler - Wikipedia</title></head><body>"
+    f"<div id=content><h1>Web crawler</h1><div id=mw-content-text><p>{WIKI_TEXT}</p></div></div>"
+    f"<div id=footer>Text is available under the Creative Commons Attribution-ShareAlike License</div>"
+    f"</body></html>"
+).encode()
 
 
 @dataclass
@@ -85,29 +90,120 @@ def scenario(web_pages_dir, tmp_path_factory):
     t = 1_400_000_000
     records = []
     for i, (entry, _) in enumerate(long_pages + short_pages):
-        records.append({"id": f"p{i}", "subreddit": "news", "score": 40 + i, "url": entry["url"], "is_self": False,
-                        "over_18": False, "created_utc": t + i, "title": f"Story {i}", "domain": "x"})
+        records.append(
+            {
+                "id": f"p{i}",
+                "subreddit": "news",
+                "score": 40 + i,
+                "url": entry["url"],
+                "is_self": False,
+                "over_18": False,
+                "created_utc": t + i,
+                "title": f"Story {i}",
+                "domain": "x",
+            }
+        )
     records += [
-        {"id": "w1", "subreddit": "science", "score": 90, "url": WIKI_URL, "is_self": False, "over_18": False,
-         "created_utc": t, "title": "Wikipedia"},
-        {"id": "c1", "subreddit": "news", "score": 4, "url": EXACT_COPY_URL, "is_self": False, "over_18": False,
-         "created_utc": t + 500, "title": "Copy"},
-        {"id": "c2", "subreddit": "news", "score": 2, "url": NEAR_COPY_URL, "is_self": False, "over_18": False,
-         "created_utc": t + 600, "title": "Near copy"},
-        {"id": "c3", "subreddit": "politics", "score": 2, "url": NEAR_COPY_URL + "?utm_source=reddit", "is_self": False,
-         "over_18": False, "created_utc": t + 700, "title": "Near copy again"},  # karma 2 + 2 = 4 after canonicalizing
-        {"id": "l1", "subreddit": "news", "score": 1, "url": "https://lowkarma.example.com/a", "is_self": False,
-         "over_18": False, "created_utc": t, "title": "Low karma"},
-        {"id": "n1", "subreddit": "nsfw", "score": 500, "url": nsfw_page, "is_self": False, "over_18": True,
-         "created_utc": t, "title": "NSFW"},
-        {"id": "s1", "subreddit": "AskReddit", "score": 900, "url": "https://www.reddit.com/r/AskReddit/comments/s1/",
-         "is_self": True, "over_18": False, "created_utc": t, "title": "Self post"},
-        {"id": "m1", "subreddit": "pics", "score": 800, "url": "https://i.imgur.com/abcdef.jpg", "is_self": False,
-         "over_18": False, "created_utc": t, "title": "Picture"},
-        {"id": "m2", "subreddit": "videos", "score": 700, "url": "https://www.youtube.com/watch?v=abc", "is_self": False,
-         "over_18": False, "created_utc": t, "title": "Video"},
-        {"id": "a1", "subreddit": "news", "score": 50, "url": "https://late.example.com/2019", "is_self": False,
-         "over_18": False, "created_utc": 1_550_000_000, "title": "After the cutoff"},
+        {
+            "id": "w1",
+            "subreddit": "science",
+            "score": 90,
+            "url": WIKI_URL,
+            "is_self": False,
+            "over_18": False,
+            "created_utc": t,
+            "title": "Wikipedia",
+        },
+        {
+            "id": "c1",
+            "subreddit": "news",
+            "score": 4,
+            "url": EXACT_COPY_URL,
+            "is_self": False,
+            "over_18": False,
+            "created_utc": t + 500,
+            "title": "Copy",
+        },
+        {
+            "id": "c2",
+            "subreddit": "news",
+            "score": 2,
+            "url": NEAR_COPY_URL,
+            "is_self": False,
+            "over_18": False,
+            "created_utc": t + 600,
+            "title": "Near copy",
+        },
+        {
+            "id": "c3",
+            "subreddit": "politics",
+            "score": 2,
+            "url": NEAR_COPY_URL + "?utm_source=reddit",
+            "is_self": False,
+            "over_18": False,
+            "created_utc": t + 700,
+            "title": "Near copy again",
+        },  # karma 2 + 2 = 4 after canonicalizing
+        {
+            "id": "l1",
+            "subreddit": "news",
+            "score": 1,
+            "url": "https://lowkarma.example.com/a",
+            "is_self": False,
+            "over_18": False,
+            "created_utc": t,
+            "title": "Low karma",
+        },
+        {
+            "id": "n1",
+            "subreddit": "nsfw",
+            "score": 500,
+            "url": nsfw_page,
+            "is_self": False,
+            "over_18": True,
+            "created_utc": t,
+            "title": "NSFW",
+        },
+        {
+            "id": "s1",
+            "subreddit": "AskReddit",
+            "score": 900,
+            "url": "https://www.reddit.com/r/AskReddit/comments/s1/",
+            "is_self": True,
+            "over_18": False,
+            "created_utc": t,
+            "title": "Self post",
+        },
+        {
+            "id": "m1",
+            "subreddit": "pics",
+            "score": 800,
+            "url": "https://i.imgur.com/abcdef.jpg",
+            "is_self": False,
+            "over_18": False,
+            "created_utc": t,
+            "title": "Picture",
+        },
+        {
+            "id": "m2",
+            "subreddit": "videos",
+            "score": 700,
+            "url": "https://www.youtube.com/watch?v=abc",
+            "is_self": False,
+            "over_18": False,
+            "created_utc": t,
+            "title": "Video",
+        },
+        {
+            "id": "a1",
+            "subreddit": "news",
+            "score": 50,
+            "url": "https://late.example.com/2019",
+            "is_self": False,
+            "over_18": False,
+            "created_utc": 1_550_000_000,
+            "title": "After the cutoff",
+        },
     ]
     tmp = tmp_path_factory.mktemp("webtext-scenario")
     dump = write_submissions(tmp / "RS_2014-05.zst", records)
@@ -116,25 +212,39 @@ def scenario(web_pages_dir, tmp_path_factory):
     # (no www., no trailing slash), which a real site may not serve.
     hosts = sorted({httpx.URL(u).host for u in served})
     tls = make_tls_files(hosts, tmp / "tls")
-    pages = {(httpx.URL(u).host, httpx.URL(u).raw_path.decode("ascii")): (body, "text/html; charset=utf-8")
-             for u, body in served.items()}
+    pages = {
+        (httpx.URL(u).host, httpx.URL(u).raw_path.decode("ascii")): (body, "text/html; charset=utf-8")
+        for u, body in served.items()
+    }
     with HostileServer(pages=pages, tls=tls) as server:
         connect_to = {}
         for host in hosts:
             connect_to[f"{host}:80"] = f"127.0.0.1:{server.port}"
             connect_to[f"{host}:443"] = f"127.0.0.1:{server.tls_port}"
         yield Scenario(
-            dump=dump, connect_to=connect_to, ca_file=str(tls.ca_file),
+            dump=dump,
+            connect_to=connect_to,
+            ca_file=str(tls.ca_file),
             expected_urls={entry["url"] for entry, _ in long_pages},
             expected_links={"self_post": 1, "nsfw": 1, "after_cutoff": 1, "blocked_domain": 2, "below_min_karma": 1},
-            n_links=len(long_pages) + len(short_pages) + 3, too_short=len(short_pages),
+            n_links=len(long_pages) + len(short_pages) + 3,
+            too_short=len(short_pages),
         )
 
 
 def _params(scenario: Scenario, out_dir: Path, **extra) -> dict:
-    return {"dumps": [str(scenario.dump)], "out_dir": str(out_dir), "connect_to": scenario.connect_to,
-            "ca_file": scenario.ca_file, "min_delay_s": 0.0, "pages_per_part": 4, "n_workers": 2,
-            "val_fraction": 0.25, "extract_timeout_s": 60.0, **extra}
+    return {
+        "dumps": [str(scenario.dump)],
+        "out_dir": str(out_dir),
+        "connect_to": scenario.connect_to,
+        "ca_file": scenario.ca_file,
+        "min_delay_s": 0.0,
+        "pages_per_part": 4,
+        "n_workers": 2,
+        "val_fraction": 0.25,
+        "extract_timeout_s": 60.0,
+        **extra,
+    }
 
 
 def _shard_digests(out_dir: Path) -> dict[str, str]:
@@ -149,8 +259,15 @@ def _check_build(scenario: Scenario, out_dir: Path) -> dict:
     assert {r["id"] for r in rows} == {doc_id(canonicalize_url(u)) for u in scenario.expected_urls}
     assert all(r["karma"] >= 40 and r["subreddits"] == ["news"] and r["n_words"] > 250 for r in rows)
     stages = {s["stage"]: s for s in manifest["stages"]}
-    assert [s["stage"] for s in manifest["stages"]] == ["links", "fetch", "extract", "filter", "dedup", "wikipedia",
-                                                         "shards"]
+    assert [s["stage"] for s in manifest["stages"]] == [
+        "links",
+        "fetch",
+        "extract",
+        "filter",
+        "dedup",
+        "wikipedia",
+        "shards",
+    ]
     links = stages["links"]
     assert links["out"] == scenario.n_links
     assert {k: v for k, v in links["dropped"].items() if v} == scenario.expected_links
@@ -170,16 +287,20 @@ def _check_build(scenario: Scenario, out_dir: Path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, prefect_server, served_deployments,
-                                                                     tmp_path, request):
+def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(
+    scenario, prefect_server, served_deployments, tmp_path, request
+):
     from prefect_fixtures import _subflow_ids, read_artifacts, read_logs, run_deployment
 
     # The reference fetches in 3 parts and dedups in partitions of 2 documents on 3 Dask workers; the resumed build
     # below runs on 1 worker with one dedup partition: the shards must not depend on how the work was split.
     reference = tmp_path / "reference"
-    run = run_deployment(prefect_server, "webtext/build-corpus",
-                         _params(scenario, reference, n_workers=3, fetch_part_count=3, dedup_partition_docs=2),
-                         timeout=420)
+    run = run_deployment(
+        prefect_server,
+        "webtext/build-corpus",
+        _params(scenario, reference, n_workers=3, fetch_part_count=3, dedup_partition_docs=2),
+        timeout=420,
+    )
     assert run["state_type"] == "COMPLETED", "\n".join(read_logs(prefect_server, run["id"]))
     manifest = _check_build(scenario, reference)
 
@@ -190,8 +311,11 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, pr
     assert stage_table == [s["stage"] for s in manifest["stages"]]
     assert artifacts["webtext-dataset-card"]["data"].startswith("# WebText-style corpus")
     assert "webtext-extract-progress" in artifacts
-    logs = "\n".join(line for run_id in [run["id"], *_subflow_ids(prefect_server, run["id"])]
-                     for line in read_logs(prefect_server, run_id))
+    logs = "\n".join(
+        line
+        for run_id in [run["id"], *_subflow_ids(prefect_server, run["id"])]
+        for line in read_logs(prefect_server, run_id)
+    )
     assert re.search(r"fetch: \d+ URLs -> \d+ pages", logs)
     assert re.search(r"dedup: \d+ partitions", logs) and re.search(r"dedup-verify: \d+/\d+ parts done", logs)
 
@@ -208,11 +332,16 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, pr
     assert len({p.split("/parts/")[1].split("/")[0] for p in warcs}) > 1, "the reference fetched in several parts"
     crashed = tmp_path / "crashed"
     params = _params(scenario, crashed, warc_inputs=warcs, pages_per_part=2, dask_address=cluster.scheduler_address)
-    script = ("import json, sys; from flows.webtext import webtext; "
-              "webtext(**json.loads(sys.argv[1]))")
+    script = "import json, sys; from flows.webtext import webtext; webtext(**json.loads(sys.argv[1]))"
     env = prefect_server.client_env()
-    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(params)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, json.dumps(params)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len(list((crashed / "extract").glob("0*.parquet"))) < 2:
@@ -228,15 +357,27 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(scenario, pr
     assert not (crashed / "extract" / "_SUCCESS.json").exists(), "the kill came after extraction"
     assert not (crashed / "manifest.json").exists()
 
-    rerun = subprocess.run([sys.executable, "-c", script, json.dumps(params)], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(params)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert _shard_digests(crashed) == _shard_digests(reference)
     kept = {p.name: p.stat().st_mtime_ns for p in (crashed / "extract").glob("0*.parquet") if p.name in parts_before}
     assert kept == parts_before, "parts finished before the crash must be kept, not redone"
 
-    again = subprocess.run([sys.executable, "-c", script, json.dumps(params)], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(params)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0
     assert "nothing to do" in again.stdout + again.stderr
     assert _shard_digests(crashed) == _shard_digests(reference)

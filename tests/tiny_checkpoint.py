@@ -1,14 +1,15 @@
 """A tiny corpus (train and val shards) and a tiny GPT-2 export with a tokenizer trained on it, for flow tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from test_training import make_corpus
 
-from tokenization.bpe import train_bpe_from_shards
 from modeling.hf import save_pretrained
 from modeling.model import GPT, get_config
-from test_training import make_corpus
+from tokenization.bpe import train_bpe_from_shards
 
 
 def tiny_corpus_and_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path]:

@@ -11,6 +11,7 @@ Files: `save(dir)` writes GPT-2's own format (encoder.json + vocab.bpe), the sam
 names (vocab.json + merges.txt), and HF's tokenizer.json, so `transformers.GPT2TokenizerFast.from_pretrained(dir)`
 loads a checkpoint directory.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -380,15 +381,19 @@ def train_bpe_from_shards(corpus_dir: str | Path, vocab_size: int = 50257, min_f
     return train_bpe(iter_shard_texts(paths), vocab_size, min_frequency)
 
 
-def train_or_reuse_bpe(corpus_dir: str | Path, directory: str | Path, vocab_size: int = 50257,
-                       min_frequency: int = 2) -> tuple[BPETokenizer, bool]:
+def train_or_reuse_bpe(
+    corpus_dir: str | Path, directory: str | Path, vocab_size: int = 50257, min_frequency: int = 2
+) -> tuple[BPETokenizer, bool]:
     """The tokenizer trained on this corpus build, from `directory` when it was trained there before on the same
     build (manifest.json's sha256) with the same settings, else trained now and saved there. Returns it and whether
     it was reused."""
     directory = Path(directory)
     manifest = Path(corpus_dir) / "manifest.json"
-    trained_on = {"corpus_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()
-                  if manifest.is_file() else None, "vocab_size": vocab_size, "min_frequency": min_frequency}
+    trained_on = {
+        "corpus_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None,
+        "vocab_size": vocab_size,
+        "min_frequency": min_frequency,
+    }
     stamp = directory / "trained_on.json"
     if (directory / "tokenizer.json").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == trained_on:
         return load_tokenizer(directory), True

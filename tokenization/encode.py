@@ -7,6 +7,7 @@ out_dir/manifest.json records the cache key (sha256 of the input Parquet files, 
 shard size and this format), every finished shard and where the next one starts (Parquet file, row, token offset),
 so an interrupted run resumes at the last finished shard and a finished one is not encoded again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,12 +72,24 @@ def _encode_split(
         nonlocal writer
         assert writer is not None
         writer.finish()
-        shards.append({"name": writer.path.name, "tokens": writer.tokens, "documents": writer.documents,
-                       "next": list(next_position)})
+        shards.append(
+            {
+                "name": writer.path.name,
+                "tokens": writer.tokens,
+                "documents": writer.documents,
+                "next": list(next_position),
+            }
+        )
         save()
         rate = n_tokens / max(time.monotonic() - started, 1e-9)
-        log.info("%s: wrote %s (%d tokens, %d documents; %.2fM tokens/s)",
-                 split, writer.path.name, writer.tokens, writer.documents, rate / 1e6)
+        log.info(
+            "%s: wrote %s (%d tokens, %d documents; %.2fM tokens/s)",
+            split,
+            writer.path.name,
+            writer.tokens,
+            writer.documents,
+            rate / 1e6,
+        )
         writer = None
 
     for file_index, first_row, texts in _iter_batches(paths, start_file, start_row, BATCH_ROWS):
@@ -124,8 +137,9 @@ def _describe_inputs(inputs: dict[str, list[Path]], previous: list[dict[str, Any
         for path in paths:
             stat = path.stat()
             sha = known.get((split, path.name, stat.st_size, stat.st_mtime_ns)) or _sha256(path)
-            described.append({"split": split, "name": path.name, "size": stat.st_size,
-                              "mtime_ns": stat.st_mtime_ns, "sha256": sha})
+            described.append(
+                {"split": split, "name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}
+            )
     return described
 
 
@@ -185,8 +199,12 @@ def encode_corpus(
             log.warning("%s is unreadable; encoding from scratch", manifest_path)
     described = _describe_inputs(inputs, previous.get("inputs", []))
     version = version_for(tokenizer.n_vocab - 1)
-    key_fields = {"format": FORMAT, "tokenizer": tokenizer.fingerprint, "shard_tokens": shard_tokens,
-                  "inputs": [(d["split"], d["name"], d["sha256"]) for d in described]}
+    key_fields = {
+        "format": FORMAT,
+        "tokenizer": tokenizer.fingerprint,
+        "shard_tokens": shard_tokens,
+        "inputs": [(d["split"], d["name"], d["sha256"]) for d in described],
+    }
     key = hashlib.sha256(json.dumps(key_fields).encode()).hexdigest()
 
     if previous.get("key") == key:
@@ -201,9 +219,17 @@ def encode_corpus(
         splits = {split: {"complete": False, "shards": []} for split in SPLITS}
 
     manifest = {
-        "key": key, "format": FORMAT, "tokenizer": tokenizer.fingerprint, "n_vocab": tokenizer.n_vocab,
-        "eot_token": tokenizer.eot_token, "eot_placement": "before each document", "version": version,
-        "dtype": TOKEN_DTYPES[version].name, "shard_tokens": shard_tokens, "inputs": described, "splits": splits,
+        "key": key,
+        "format": FORMAT,
+        "tokenizer": tokenizer.fingerprint,
+        "n_vocab": tokenizer.n_vocab,
+        "eot_token": tokenizer.eot_token,
+        "eot_placement": "before each document",
+        "version": version,
+        "dtype": TOKEN_DTYPES[version].name,
+        "shard_tokens": shard_tokens,
+        "inputs": described,
+        "splits": splits,
     }
 
     def save() -> None:

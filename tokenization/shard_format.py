@@ -5,6 +5,7 @@ the tokens:
   version 1: uint16 tokens, llm.c's format, used whenever every id fits (< 65536);
   version 2: uint32 tokens, our extension for larger vocabularies (llm.c reads only version 1).
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Generates the mini web (or reuses the one in DIR when it has the same seed and s
 ground truth are, and with --serve runs its HTTP server in the foreground until Ctrl-C, printing the `connect_to`
 mapping to give the fetcher (`webtext/build-corpus --param connect_to=...`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     counts = web.expectations()["counts"]
-    print(f"mini web in {web.root} (seed {web.seed}, {web.n_articles} articles; "
-          f"{counts['submissions']} submissions, {counts['links_kept']} links to keep, "
-          f"{counts['documents']} documents expected in the corpus)")
+    print(
+        f"mini web in {web.root} (seed {web.seed}, {web.n_articles} articles; "
+        f"{counts['submissions']} submissions, {counts['links_kept']} links to keep, "
+        f"{counts['documents']} documents expected in the corpus)"
+    )
     print("dumps:", " ".join(str(d) for d in web.dumps))
     print("ground truth:", web.expectations_path)
     if args.serve:

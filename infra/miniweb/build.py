@@ -10,6 +10,7 @@ The same seed, size and Python version (the prose comes from its bundled documen
 Dead links are a 404 page and a host whose connection is refused. A host that does not resolve is left out on
 purpose: resolving it would ask the machine's DNS server, and nothing here may contact anything beyond loopback.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ import random
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +38,69 @@ SLOW_PAGE_SECONDS = 120.0  # how long a slow page drips its body; far beyond any
 SITES: dict[str, Site] = {
     s.host: s
     for s in (
-        Site("news.example.com", "news", "The Daily Ledger", "Independent reporting on technology and science",
-             ("World", "Technology", "Science", "Business", "Opinion"),
-             "User-agent: *\nDisallow: /search\nDisallow: /login\n"),
-        Site("blog.example.org", "blog", "Notes from the Interpreter", "Essays on programming languages and tools",
-             ("Python", "Tutorials", "Essays", "About")),
-        Site("forum.example.net", "forum", "Example Programming Forums", "Developers helping developers",
-             ("Python", "General Discussion", "Help"),
-             "User-agent: *\nDisallow: /private/\nDisallow: /ucp.php\n"),
-        Site("docs.example.org", "docs", "Example Language Guide", "The community handbook",
-             ("Reference", "Tutorial", "Library"),
-             "User-agent: *\nAllow: /\nSitemap: http://docs.example.org/sitemap.xml\n"),
-        Site("wire.example.net", "news", "Example Wire", "Stories from our partners, syndicated daily",
-             ("Top Stories", "Technology", "Science"), "User-agent: *\nAllow: /\n"),
-        Site("mirror.example.org", "news", "Tech Mirror", "The best of the web, all in one place",
-             ("Latest", "Popular"), "User-agent: *\nAllow: /\n"),
-        Site("en.wikipedia.org", "wikipedia", "Wikipedia", "The Free Encyclopedia", (),
-             "User-agent: *\nDisallow: /w/\nDisallow: /wiki/Special:\n"),
-        Site("en.m.wikipedia.org", "wikipedia-mobile", "Wikipedia", "The Free Encyclopedia", (),
-             "User-agent: *\nDisallow: /w/\nDisallow: /wiki/Special:\n"),
+        Site(
+            "news.example.com",
+            "news",
+            "The Daily Ledger",
+            "Independent reporting on technology and science",
+            ("World", "Technology", "Science", "Business", "Opinion"),
+            "User-agent: *\nDisallow: /search\nDisallow: /login\n",
+        ),
+        Site(
+            "blog.example.org",
+            "blog",
+            "Notes from the Interpreter",
+            "Essays on programming languages and tools",
+            ("Python", "Tutorials", "Essays", "About"),
+        ),
+        Site(
+            "forum.example.net",
+            "forum",
+            "Example Programming Forums",
+            "Developers helping developers",
+            ("Python", "General Discussion", "Help"),
+            "User-agent: *\nDisallow: /private/\nDisallow: /ucp.php\n",
+        ),
+        Site(
+            "docs.example.org",
+            "docs",
+            "Example Language Guide",
+            "The community handbook",
+            ("Reference", "Tutorial", "Library"),
+            "User-agent: *\nAllow: /\nSitemap: http://docs.example.org/sitemap.xml\n",
+        ),
+        Site(
+            "wire.example.net",
+            "news",
+            "Example Wire",
+            "Stories from our partners, syndicated daily",
+            ("Top Stories", "Technology", "Science"),
+            "User-agent: *\nAllow: /\n",
+        ),
+        Site(
+            "mirror.example.org",
+            "news",
+            "Tech Mirror",
+            "The best of the web, all in one place",
+            ("Latest", "Popular"),
+            "User-agent: *\nAllow: /\n",
+        ),
+        Site(
+            "en.wikipedia.org",
+            "wikipedia",
+            "Wikipedia",
+            "The Free Encyclopedia",
+            (),
+            "User-agent: *\nDisallow: /w/\nDisallow: /wiki/Special:\n",
+        ),
+        Site(
+            "en.m.wikipedia.org",
+            "wikipedia-mobile",
+            "Wikipedia",
+            "The Free Encyclopedia",
+            (),
+            "User-agent: *\nDisallow: /w/\nDisallow: /wiki/Special:\n",
+        ),
     )
 }
 REFUSED_HOST = "shop.example.com"  # routed to a loopback port where nothing listens: connection refused
@@ -67,10 +112,30 @@ MEDIA_URLS = (  # link hosts and file types WebText left out; never fetched, so 
     ("https://gfycat.com/{id}", "gfycat.com"),
 )
 SUBREDDITS = ("programming", "Python", "learnpython", "compsci", "coding", "technology", "AskProgramming")
-AUTHORS = ("Maria Alvarez", "Tom Becker", "Priya Natarajan", "Kenji Sato", "Olivia Brown", "Samuel Okafor",
-           "Hannah Lindqvist", "David Cohen", "Ana Ferreira", "Lucas Martin")
-USERS = ("throwaway_dev", "pyfan88", "segfault_sam", "null_pointer", "lambda_lucy", "tabs_not_spaces",
-         "old_greybeard", "rustacean42", "coffee_and_code", "the_real_mvp")
+AUTHORS = (
+    "Maria Alvarez",
+    "Tom Becker",
+    "Priya Natarajan",
+    "Kenji Sato",
+    "Olivia Brown",
+    "Samuel Okafor",
+    "Hannah Lindqvist",
+    "David Cohen",
+    "Ana Ferreira",
+    "Lucas Martin",
+)
+USERS = (
+    "throwaway_dev",
+    "pyfan88",
+    "segfault_sam",
+    "null_pointer",
+    "lambda_lucy",
+    "tabs_not_spaces",
+    "old_greybeard",
+    "rustacean42",
+    "coffee_and_code",
+    "the_real_mvp",
+)
 COMMENTS = (
     "Great write-up, thanks for sharing. I finally understand why my code behaved the way it did.",
     "This is exactly the kind of article I wish I had read when I started out.",
@@ -146,11 +211,12 @@ class MiniWeb:
         return json.loads(self.expectations_path.read_text())
 
     @classmethod
-    def load(cls, root: Path) -> "MiniWeb":
+    def load(cls, root: Path) -> MiniWeb:
         path = Path(root) / "miniweb.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no mini web here; generate one with build_miniweb() or "
-                                    f"`python -m infra.miniweb --out {root}`")
+            raise FileNotFoundError(
+                f"{path}: no mini web here; generate one with build_miniweb() or `python -m infra.miniweb --out {root}`"
+            )
         return cls(Path(root), json.loads(path.read_text()))
 
 
@@ -216,8 +282,10 @@ class _Planner:
     def __init__(self, seed: int, n_articles: int):
         passages = load_passages()
         if not MIN_ARTICLES <= n_articles <= len(passages):
-            raise ValueError(f"n_articles must be between {MIN_ARTICLES} and {len(passages)} (the passages this "
-                             f"Python's bundled documentation yields), got {n_articles}")
+            raise ValueError(
+                f"n_articles must be between {MIN_ARTICLES} and {len(passages)} (the passages this "
+                f"Python's bundled documentation yields), got {n_articles}"
+            )
         self.seed = seed
         self.rng = random.Random(seed)
         self.passages: list[Passage] = self.rng.sample(passages, n_articles)
@@ -227,8 +295,18 @@ class _Planner:
         self.n_posts = 0
 
     # --- submissions -------------------------------------------------------------------------------------------
-    def post(self, url: str, score: int, title: str, *, when: tuple[int, int] = _WINDOW, nsfw: bool = False,
-             subreddit: str | None = None, is_self: bool = False, domain: str | None = None) -> dict[str, Any]:
+    def post(
+        self,
+        url: str,
+        score: int,
+        title: str,
+        *,
+        when: tuple[int, int] = _WINDOW,
+        nsfw: bool = False,
+        subreddit: str | None = None,
+        is_self: bool = False,
+        domain: str | None = None,
+    ) -> dict[str, Any]:
         self.n_posts += 1
         created = self.rng.randint(*when)
         sub = subreddit or self.rng.choice(SUBREDDITS)
@@ -273,8 +351,18 @@ class _Planner:
         return f"{scheme}://{host.capitalize()}/{path}"
 
     # --- pages -------------------------------------------------------------------------------------------------
-    def add_article(self, host: str, path: str, title: str, blocks: tuple[Block, ...], *, behavior: str = "ok",
-                    published: int | None = None, comments: bool = True, author: str | None = None) -> str:
+    def add_article(
+        self,
+        host: str,
+        path: str,
+        title: str,
+        blocks: tuple[Block, ...],
+        *,
+        behavior: str = "ok",
+        published: int | None = None,
+        comments: bool = True,
+        author: str | None = None,
+    ) -> str:
         site = SITES[host]
         page_rng = random.Random(f"{self.seed}/{host}{path}")
         article = Article(
@@ -285,20 +373,25 @@ class _Planner:
             author=author or page_rng.choice(AUTHORS),
             published=published or page_rng.randint(_WINDOW[0] - 86400 * 60, _WINDOW[0]),
             section=page_rng.choice(site.sections) if site.sections else "",
-            comments=list(zip(page_rng.sample(USERS, 4), page_rng.sample(COMMENTS, 4)))[:page_rng.randint(0, 4)]
-            if comments else [],
+            comments=list(zip(page_rng.sample(USERS, 4), page_rng.sample(COMMENTS, 4)))[: page_rng.randint(0, 4)]
+            if comments
+            else [],
             tags=tuple(page_rng.sample(TAGS, 3)),
         )
         self.articles[(host, path)] = (site, article)
-        self.pages[(host, path)] = Page(host, path, behavior, file=f"{host}{path.rstrip('/')}.html"
-                                        if not path.endswith(".html") else f"{host}{path}")
+        self.pages[(host, path)] = Page(
+            host,
+            path,
+            behavior,
+            file=f"{host}{path.rstrip('/')}.html" if not path.endswith(".html") else f"{host}{path}",
+        )
         return article.url
 
     def article_path(self, host: str, p: Passage, n: int) -> str:
         kind = SITES[host].kind
         slug = _slug(p.title)
         if kind == "news":
-            day = datetime.fromtimestamp(_WINDOW[0] - 86400 * (n % 60), timezone.utc)
+            day = datetime.fromtimestamp(_WINDOW[0] - 86400 * (n % 60), UTC)
             return f"/{day:%Y/%m/%d}/{slug}.html"
         if kind == "blog":
             return f"/posts/{slug}/"
@@ -318,11 +411,16 @@ class _Planner:
         def take(role: str) -> list[Passage]:
             return [queue.pop() for _ in range(counts[role])]
 
-        def site_link(role: str, p: Passage, host: str, *, behavior: str = "ok", path: str | None = None,
-                      comments: bool = True) -> Link:
+        def site_link(
+            role: str, p: Passage, host: str, *, behavior: str = "ok", path: str | None = None, comments: bool = True
+        ) -> Link:
             path = path or self.article_path(host, p, len(self.links))
-            link = Link(url=self.add_article(host, path, p.title, p.blocks, behavior=behavior, comments=comments),
-                        role=role, title=p.title, passage=p.key)
+            link = Link(
+                url=self.add_article(host, path, p.title, p.blocks, behavior=behavior, comments=comments),
+                role=role,
+                title=p.title,
+                passage=p.key,
+            )
             self.links.append(link)
             return link
 
@@ -330,9 +428,14 @@ class _Planner:
             host = main_hosts[len(self.links) % 2]
             original = site_link("syndicated", p, host)
             copy_blocks = _near_copy(p.blocks, random.Random(f"{self.seed}/syndicate/{p.key}"), SITES[host].name)
-            copy = Link(url=self.add_article("wire.example.net", f"/stories/{3000 + len(self.links)}-{_slug(p.title)}",
-                                             p.title, copy_blocks),
-                        role="syndicated_copy", title=p.title, passage=p.key)
+            copy = Link(
+                url=self.add_article(
+                    "wire.example.net", f"/stories/{3000 + len(self.links)}-{_slug(p.title)}", p.title, copy_blocks
+                ),
+                role="syndicated_copy",
+                title=p.title,
+                passage=p.key,
+            )
             copy.expect["jaccard"] = round(jaccard(p.plain_text(), "\n\n".join(b.text for b in copy_blocks)), 3)
             self.links.append(copy)
             original.posts.append(self.post(original.url, self.karma(), p.title))
@@ -344,11 +447,13 @@ class _Planner:
             if i % 4 == 2:  # reposted elsewhere as a variant URL: the karma adds up
                 link.posts.append(self.post(self.variant(link.url), self.rng.randint(0, 40), p.title))
         # An old permalink that redirects to the article's current address.
-        moved = next(link for link in self.links
-                     if link.role == "article" and "/posts/" in link.url and len(link.posts) == 1)
+        moved = next(
+            link for link in self.links if link.role == "article" and "/posts/" in link.url and len(link.posts) == 1
+        )
         old_path = f"/archives/{1000 + len(self.links)}"
-        self.pages[("blog.example.org", old_path)] = Page("blog.example.org", old_path, "redirect",
-                                                          location=moved.url.removeprefix("http://blog.example.org"))
+        self.pages[("blog.example.org", old_path)] = Page(
+            "blog.example.org", old_path, "redirect", location=moved.url.removeprefix("http://blog.example.org")
+        )
         moved.final_url, moved.url = moved.url, f"http://blog.example.org{old_path}"
         moved.posts[0]["url"] = moved.url
 
@@ -372,12 +477,16 @@ class _Planner:
             link.posts.append(self.post(link.url, self.karma(10), p.title, when=_AFTER_CUTOFF))
 
         for p in take("robots"):
-            link = site_link("robots", p, "forum.example.net",
-                             path=f"/private/t/{_slug(p.title)}/{2000 + len(self.links)}")
+            link = site_link(
+                "robots", p, "forum.example.net", path=f"/private/t/{_slug(p.title)}/{2000 + len(self.links)}"
+            )
             link.posts.append(self.post(link.url, self.karma(), p.title))
 
-        for role, host in (("slow", "forum.example.net"), ("flaky", "docs.example.org"),
-                           ("unavailable", "news.example.com")):
+        for role, host in (
+            ("slow", "forum.example.net"),
+            ("flaky", "docs.example.org"),
+            ("unavailable", "news.example.com"),
+        ):
             for p in take(role):
                 link = site_link(role, p, host, behavior=role)
                 link.posts.append(self.post(link.url, self.karma(), p.title))
@@ -389,10 +498,20 @@ class _Planner:
         for p in take("mirrored"):
             original = site_link("mirrored", p, "news.example.com", comments=False)  # the copy has none either
             _, article = self.articles[("news.example.com", original.url.removeprefix("http://news.example.com"))]
-            copy = Link(url=self.add_article("mirror.example.org", f"/{_slug(p.title)}.html", p.title, p.blocks,
-                                             comments=False, published=article.published + 86400,
-                                             author=article.author),
-                        role="mirror_copy", title=p.title, passage=p.key)
+            copy = Link(
+                url=self.add_article(
+                    "mirror.example.org",
+                    f"/{_slug(p.title)}.html",
+                    p.title,
+                    p.blocks,
+                    comments=False,
+                    published=article.published + 86400,
+                    author=article.author,
+                ),
+                role="mirror_copy",
+                title=p.title,
+                passage=p.key,
+            )
             self.links.append(copy)
             original.posts.append(self.post(original.url, self.karma(), p.title))
             copy.posts.append(self.post(copy.url, self.karma(), p.title))
@@ -412,34 +531,67 @@ class _Planner:
         for template, domain in MEDIA_URLS:
             url = template.format(id=_base36(self.rng.randrange(36**6, 36**7)))
             title = "Look what I made"
-            self.links.append(Link(url=url, role="media", posts=[self.post(url, self.karma(10), title, domain=domain)],
-                                   title=title))
+            self.links.append(
+                Link(url=url, role="media", posts=[self.post(url, self.karma(10), title, domain=domain)], title=title)
+            )
         pdf = f"http://docs.example.org/files/{_slug(self.passages[0].title)}.pdf"
-        self.links.append(Link(url=pdf, role="document_file", title="Printable version",
-                               posts=[self.post(pdf, self.karma(), "Printable version")]))
-        for url in ("http://news.example.com/2017/08/30/story-that-was-taken-down.html",
-                    "http://blog.example.org/posts/a-deleted-post/"):
-            self.links.append(Link(url=url, role="not_found", title="Removed",
-                                   posts=[self.post(url, self.karma(), "An interesting read")]))
+        self.links.append(
+            Link(
+                url=pdf,
+                role="document_file",
+                title="Printable version",
+                posts=[self.post(pdf, self.karma(), "Printable version")],
+            )
+        )
+        for url in (
+            "http://news.example.com/2017/08/30/story-that-was-taken-down.html",
+            "http://blog.example.org/posts/a-deleted-post/",
+        ):
+            self.links.append(
+                Link(
+                    url=url,
+                    role="not_found",
+                    title="Removed",
+                    posts=[self.post(url, self.karma(), "An interesting read")],
+                )
+            )
         url = f"http://{REFUSED_HOST}/products/python-handbook"
-        self.links.append(Link(url=url, role="refused", title="Python handbook",
-                               posts=[self.post(url, self.karma(), "Python handbook on sale")]))
+        self.links.append(
+            Link(
+                url=url,
+                role="refused",
+                title="Python handbook",
+                posts=[self.post(url, self.karma(), "Python handbook on sale")],
+            )
+        )
         # A note of a few sentences: fetched fine, but too short to keep.
         source = next(l for l in self.links if l.role == "low_karma")
         first = next(b for b in dict((p.key, p) for p in self.passages)[source.passage].blocks if b.kind == "paragraph")
         words = first.text.split()[:60]
         stub = (Block("paragraph", " ".join(words).rstrip(",;:") + "."),)
         url = self.add_article("blog.example.org", "/posts/quick-note/", "Quick note", stub, comments=False)
-        self.links.append(Link(url=url, role="too_short", title="Quick note",
-                               posts=[self.post(url, self.karma(), "Quick note")]))
+        self.links.append(
+            Link(url=url, role="too_short", title="Quick note", posts=[self.post(url, self.karma(), "Quick note")])
+        )
 
 
 # What each role must become at each stage (None: the stage never sees it).
 # Harvest reasons are the names of corpus.links.DROP_REASONS.
-_HARVEST = {"low_karma": "below_min_karma", "nsfw": "nsfw", "after_cutoff": "after_cutoff", "self_post": "self_post",
-            "media": "blocked_domain", "document_file": "blocked_extension"}
-_FETCH = {"robots": "robots_disallowed", "slow": "timeout", "unavailable": "http_error", "not_found": "http_error",
-          "refused": "connection_error"}
+_HARVEST = {
+    "low_karma": "below_min_karma",
+    "nsfw": "nsfw",
+    "after_cutoff": "after_cutoff",
+    "self_post": "self_post",
+    "media": "blocked_domain",
+    "document_file": "blocked_extension",
+}
+_FETCH = {
+    "robots": "robots_disallowed",
+    "slow": "timeout",
+    "unavailable": "http_error",
+    "not_found": "http_error",
+    "refused": "connection_error",
+}
 
 
 def _expectations(planner: _Planner) -> dict[str, Any]:
@@ -497,9 +649,16 @@ def _expectations(planner: _Planner) -> dict[str, Any]:
         "corpus_urls": sorted(l.final_url or l.url for l in links if l.expect["in_corpus"]),
         "boilerplate_markers": list(BOILERPLATE_MARKERS),
         "links": [
-            {"url": l.url, "final_url": l.final_url or l.url, "role": l.role, "karma": l.karma, "title": l.title,
-             "passage": l.passage,
-             "posted_urls": sorted({p["url"] for p in l.posts}), **l.expect}
+            {
+                "url": l.url,
+                "final_url": l.final_url or l.url,
+                "role": l.role,
+                "karma": l.karma,
+                "title": l.title,
+                "passage": l.passage,
+                "posted_urls": sorted({p["url"] for p in l.posts}),
+                **l.expect,
+            }
             for l in sorted(links, key=lambda l: l.url)
         ],
     }
@@ -536,8 +695,9 @@ def build_miniweb(seed: int, n_articles: int, out_dir: Path) -> MiniWeb:
     (out_dir / "miniweb.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
 
     for (host, path), (site, article) in sorted(planner.articles.items()):
-        same_site = sorted((a.title, a.path) for (h, _), (_, a) in planner.articles.items()
-                           if h == host and a is not article)
+        same_site = sorted(
+            (a.title, a.path) for (h, _), (_, a) in planner.articles.items() if h == host and a is not article
+        )
         article.related = random.Random(f"{seed}/related/{host}{path}").sample(same_site, min(5, len(same_site)))
         _write(out_dir / "sites" / planner.pages[(host, path)].file, RENDERERS[site.kind](site, article))
     for host, site in SITES.items():
@@ -550,7 +710,7 @@ def build_miniweb(seed: int, n_articles: int, out_dir: Path) -> MiniWeb:
 
     by_month: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for post in (p for link in planner.links for p in link.posts):
-        month = datetime.fromtimestamp(int(float(post["created_utc"])), timezone.utc).strftime("%Y-%m")
+        month = datetime.fromtimestamp(int(float(post["created_utc"])), UTC).strftime("%Y-%m")
         by_month[month].append(post)
     dumps = []
     for month, posts in sorted(by_month.items()):
@@ -560,8 +720,9 @@ def build_miniweb(seed: int, n_articles: int, out_dir: Path) -> MiniWeb:
 
     expectations = _expectations(planner)
     _write(out_dir / "expectations.json", json.dumps(expectations, indent=1, ensure_ascii=False) + "\n")
-    hosts = sorted({re.sub(r"^https?://([^/?#]+).*$", r"\1", p["url"]).lower()
-                    for link in planner.links for p in link.posts})
+    hosts = sorted(
+        {re.sub(r"^https?://([^/?#]+).*$", r"\1", p["url"]).lower() for link in planner.links for p in link.posts}
+    )
     manifest = {
         "fingerprint": fingerprint,
         "seed": seed,

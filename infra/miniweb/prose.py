@@ -4,15 +4,15 @@
 article-sized passages of whole paragraphs, keeping the structure (headings, lists, code) so that pages can render it
 as HTML the way a real site would.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
 from dataclasses import dataclass
-from typing import Literal
-
+from functools import lru_cache
 from pydoc_data.topics import topics
+from typing import Literal
 
 BlockKind = Literal["heading", "paragraph", "item", "code"]
 
@@ -116,7 +116,7 @@ def load_passages(target_words: int = 240, min_words: int = 160) -> tuple[Passag
 def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
     """Word n-grams of the lower-cased text: what near-duplicate detection compares."""
     words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
 
 def jaccard(a: str, b: str) -> float:

@@ -4,6 +4,7 @@ The fetcher reaches it through `connect_to` (like curl's --connect-to): the URL 
 only the TCP connection goes to 127.0.0.1:PORT. The dead host of the dump is mapped to a second loopback port that
 is bound but never listens, so connecting to it is refused.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,7 @@ def normalize_path(target: str) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     server_version = "nginx/1.14.0"
     sys_version = ""
 
@@ -107,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             for start in range(0, len(body), chunk):
                 if self.server.stopping.wait(_DRIP_INTERVAL_S):
                     return
-                self.wfile.write(body[start:start + chunk])
+                self.wfile.write(body[start : start + chunk])
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up, as it should
@@ -117,8 +118,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], routes: dict[tuple[str, str], Page], sites: Path,
-                 slow_seconds: float):
+    def __init__(self, address: tuple[str, int], routes: dict[tuple[str, str], Page], sites: Path, slow_seconds: float):
         self.routes = routes
         self.sites = sites
         self.slow_seconds = slow_seconds
@@ -131,20 +131,24 @@ class _Server(ThreadingHTTPServer):
 class MiniWebServer:
     """A running mini web: `.port`, `.url`, `.connect_to` for the fetcher, `.stop()`; also a context manager."""
 
-    def __init__(self, miniweb: MiniWeb, host: str = "127.0.0.1", port: int = 0,
-                 slow_seconds: float | None = None):
+    def __init__(self, miniweb: MiniWeb, host: str = "127.0.0.1", port: int = 0, slow_seconds: float | None = None):
         self.miniweb = miniweb
         routes = {(p["host"], normalize_path(p["path"])): Page(**p) for p in miniweb.manifest["pages"]}
-        self._httpd = _Server((host, port), routes, miniweb.root / "sites",
-                              slow_seconds if slow_seconds is not None else miniweb.manifest["slow_page_seconds"])
+        self._httpd = _Server(
+            (host, port),
+            routes,
+            miniweb.root / "sites",
+            slow_seconds if slow_seconds is not None else miniweb.manifest["slow_page_seconds"],
+        )
         self.host = host
         self.port: int = self._httpd.server_address[1]
         # Bound but never listening: connections are refused, and no other process can take the port meanwhile.
         self._dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._dead.bind((host, 0))
         self.dead_port: int = self._dead.getsockname()[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"miniweb:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name=f"miniweb:{self.port}", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -173,15 +177,16 @@ class MiniWebServer:
         self._dead.close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "MiniWebServer":
+    def __enter__(self) -> MiniWebServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def serve_miniweb(miniweb: MiniWeb, host: str = "127.0.0.1", port: int = 0,
-                  slow_seconds: float | None = None) -> MiniWebServer:
+def serve_miniweb(
+    miniweb: MiniWeb, host: str = "127.0.0.1", port: int = 0, slow_seconds: float | None = None
+) -> MiniWebServer:
     """Start serving `miniweb` in a background thread on `host:port` (0: a free port). Call `.stop()` when done."""
     return MiniWebServer(miniweb, host, port, slow_seconds)
 

@@ -2,13 +2,15 @@
 mobile), each wrapping the article in the boilerplate real pages carry (cookie banners, navigation, sidebars,
 share buttons, comment sections, footers) so that extraction has real work to do.
 """
+
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Literal
+from datetime import UTC, datetime
+from typing import Literal
 
 from infra.miniweb.prose import Block
 
@@ -88,7 +90,7 @@ def render_blocks(blocks: tuple[Block, ...], heading_tag: str = "h2") -> str:
 
 
 def _date(ts: int, fmt: str) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)
+    return datetime.fromtimestamp(ts, UTC).strftime(fmt)
 
 
 def _iso(ts: int) -> str:
@@ -258,7 +260,9 @@ def render_forum(site: Site, a: Article) -> str:
 </div>
 """
 
-    replies = "".join(post(user, f"<p>{_esc(text)}</p>", i + 2, "Mar 2016") for i, (user, text) in enumerate(a.comments))
+    replies = "".join(
+        post(user, f"<p>{_esc(text)}</p>", i + 2, "Mar 2016") for i, (user, text) in enumerate(a.comments)
+    )
     return (
         _head(site, a)
         + '<body id="phpbb" class="section-viewtopic">\n<div id="wrap">\n'
