@@ -7,12 +7,10 @@ peak RSS of the largest extraction worker; then the growth of the peak per docum
 goal: the peak grows with the corpus only by the dedup index (`bench_dedup.py`: about 4.5-4.9 KB per document of
 Python objects, ~5.5 KB of RSS).
 
-Measured on 2 shared cores, with the in-memory dedup index that `corpus.dedup_parts` has since replaced in the build
-(not re-measured; `bench_dedup.py --rss` measures the dedup stage alone): 10k documents 379 MiB peak (in the shards stage: a constant ~170 MiB over the base),
-100k documents 801 MiB (in the dedup stage), 199 and 249 docs/s (100k: 6.7 min); the peak grows 4.9 KB per document
-while the dedup stage's own rise grows 5.7 KB per document: the index, nothing else. Before (commit 7913c89): 408 and
-1,683 MiB, 14.5 KB per document, because datasketch's index (a reference cycle) lived on as garbage into the shards
-stage, which sorted a whole shard in memory, and pass 2 of dedup held candidates' shingles as Python sets.
+Measured on the otherwise idle 2-core machine with the build's dedup in parts (`corpus.dedup_parts`, 50,000
+documents a partition): 10k documents 412 MiB peak (in the shards stage), 100k documents 559 MiB (in the dedup
+stage: its partitions hold up to 50,000 documents' rows), 341 and 362 docs/s (100k: 4.6 min). With the in-memory
+index before it: 379 and 801 MiB, 199 and 249 docs/s. `bench_dedup.py --rss` measures the dedup stage alone up to 1M.
 
     .venv/bin/python benchmarks/bench_build.py [--docs 1000 3000] [--large]   # --large: 10k and 100k (~8 min)
 """
