@@ -141,22 +141,19 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
     if len(html) > config.max_html_bytes:
         return Extraction(None, None, "too_large")
     page = _decode(html)
-    if config.method != "combined":
-        text, extractor = _run(config.method, page, url), config.method
-    else:
-        text, extractor = _run("trafilatura", page, url), "trafilatura"
-        # Nothing may mean a page nested past the parser's depth limit: say so before the cheap check, which takes
-        # minutes on such a page (resiliparse on 200,000 nested <div>s).
-        if not _n_words(text) and (depth_error := too_deep(page)):
-            return Extraction(None, None, "too_deep", depth_error)
-        if is_teaser(text, _run("resiliparse", page, url), config):
-            fallback = _run("readability", page, url)
-            if _n_words(fallback) > _n_words(text):
-                text, extractor = fallback, "readability"
+    extractor = "trafilatura" if config.method == "combined" else config.method
+    text = _run(extractor, page, url)
+    # Nothing may mean a page nested past the parser's depth limit: asked once, of such pages only (it parses the page
+    # again), and before the cheap check, which takes minutes on one (resiliparse on 200,000 nested <div>s).
+    if not _n_words(text) and (depth_error := too_deep(page)):
+        return Extraction(None, None, "too_deep", depth_error)
+    if config.method == "combined" and is_teaser(text, _run("resiliparse", page, url), config):
+        fallback = _run("readability", page, url)
+        if _n_words(fallback) > _n_words(text):
+            text, extractor = fallback, "readability"
     text = text.strip() if text else None
     if not text:
-        depth_error = too_deep(page)  # only asked of empty pages: it parses the page once more
-        return Extraction(None, None, "too_deep", depth_error) if depth_error else Extraction(None, None, "empty")
+        return Extraction(None, None, "empty")
     return Extraction(text, extractor, "ok")
 
 
