@@ -60,15 +60,20 @@ def test_a_host_is_in_exactly_one_part_and_the_parts_cover_the_links(tmp_path):
         fetch_parts.plan(tmp_path / "links" / "links.parquet", tmp_path / "other", 0)
 
 
+def _config(server: HostileServer) -> FetchConfig:
+    """The fetcher against the test server, every .co.uk host routed to it, no politeness delay."""
+    return FetchConfig(
+        concurrency=8,
+        per_host=1,
+        min_delay_s=0.0,
+        progress_interval_s=3600,
+        connect_to={"*.co.uk": f"127.0.0.1:{server.port}"},
+    )
+
+
 def test_parts_fetch_every_link_once_with_the_outcome_of_one_part(tmp_path):
     with HostileServer() as server:
-        config = FetchConfig(
-            concurrency=8,
-            per_host=1,
-            min_delay_s=0.0,
-            progress_interval_s=3600,
-            connect_to={"*.co.uk": f"127.0.0.1:{server.port}"},
-        )
+        config = _config(server)
         results = {}
         for parts in (1, 3):
             out = tmp_path / f"parts{parts}"
@@ -89,13 +94,7 @@ def test_parts_fetch_every_link_once_with_the_outcome_of_one_part(tmp_path):
 
 def test_a_finished_part_is_not_fetched_again(tmp_path):
     with HostileServer() as server:
-        config = FetchConfig(
-            concurrency=8,
-            per_host=1,
-            min_delay_s=0.0,
-            progress_interval_s=3600,
-            connect_to={"*.co.uk": f"127.0.0.1:{server.port}"},
-        )
+        config = _config(server)
         urls = _write_links(tmp_path)
         assert plan_fetch(tmp_path, fetch_key("links-key"), 3) == 3
         plan = json.loads((tmp_path / "fetch" / "_plan.json").read_text())
