@@ -8,7 +8,7 @@ same run, a plain Python `set` of the same docs' shingle hashes (what exact pair
 
     .venv/bin/python benchmarks/bench_dedup.py [--docs 10000] [--large]
 
-`--rss N...` measures the build's dedup stage instead (`corpus.dedup_parts` through `build.run_dedup`, every part in
+`--rss N...` measures the build's dedup stage instead (`corpus.dedup_parts` through `build.DedupStage`, every part in
 one process, as one Dask worker runs them): its peak RSS at each size against today's in-memory index
 (`Deduplicator` over the same filter parts) at the first size, each in a fresh process. The filter parts are
 generated: 150-word texts, 10% near-duplicates (3 words of the text edited, and MinHash values redrawn with
@@ -188,13 +188,14 @@ def rss_child(method: str, out_dir: Path, partition_docs: int) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from corpus.build import filtered_parts, run_dedup, stage_key
+    from corpus.build import DedupStage, filtered_parts, stage_key
+    from corpus.stages import map_in_process, run_stage
 
     base = _peak_rss_mib()
     start = time.perf_counter()
     if method == "parts":
-        _, stats = run_dedup(out_dir, stage_key("bench"), DedupConfig(), partition_docs=partition_docs)
-        removed = stats["dropped"]
+        stage = DedupStage(out_dir, DedupConfig(), partition_docs)
+        removed = run_stage(stage, stage_key("bench"), map_in_process)[1].dropped
     else:  # today's in-memory index over the same parts (the build's dedup before corpus.dedup_parts)
         dd = Deduplicator(DedupConfig())
         parts = filtered_parts(out_dir)

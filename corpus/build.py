@@ -1,10 +1,10 @@
-"""The corpus build as resumable stages over files: links -> fetch -> extract -> filter -> dedup -> wikipedia -> shards.
+"""The corpus build as a list of stages over files: links -> fetch -> extract -> filter -> dedup -> wikipedia, then
+the shards, manifest and dataset card.
 
-Every stage writes into its own folder under `out_dir` and ends with `_SUCCESS.json` holding a key (a hash of its
-inputs and configuration) and its counts. A stage whose marker holds the current key is skipped; a stage folder left
-by an interrupted run with the same key keeps its finished parts (extract and filter are written part by part, each
-part atomically), and a folder made with another key is cleared first. `flows/webtext.py` runs these functions as
-Prefect tasks; `build_corpus` runs them in one process (benchmarks, scripts).
+Each stage is a `corpus.stages.Stage` (plan, steps of independent parts, finish); `corpus.stages` owns the keys,
+folders and markers, and runs the parts with the mapper it is given. `corpus_stages` is the one list of stages, and
+`run_build` the one driver: `flows/webtext.py` passes a mapper that runs parts as Prefect tasks on Dask,
+`build_from_warcs` runs them in this process (benchmarks, scripts) or on a `distributed.Client`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import json
 import logging
 import os
 import shutil
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -34,14 +33,14 @@ from corpus.buildwarnings import build_warnings
 from corpus.card import render_card
 from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
-from corpus.files import fingerprints, write_json, write_parquet
+from corpus.files import fingerprints, run_once, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
+from corpus.reddit import DumpReadError
 from corpus.shards import SCHEMA, ShardConfig, write_shards
+from corpus.stages import MapParts, Stage, StageStats, jsonable, map_in_process, run_stages, stage_key
 from corpus.wikipedia import is_wikipedia
 
 log = logging.getLogger(__name__)
-MARKER = "_SUCCESS.json"
-STAGES = ("links", "fetch", "extract", "filter", "dedup", "wikipedia", "shards")
 
 EXTRACT_SCHEMA = pa.schema(
     [
@@ -57,6 +56,7 @@ EXTRACT_SCHEMA = pa.schema(
     ]
 )
 FILTERED_SCHEMA = pa.schema(list(SCHEMA) + [("text_hash", pa.binary(16)), ("minhash", pa.binary())])
+REMOVED_ROW_GROUP = 65536  # rows of a removed.parquet read at once
 
 
 @dataclass(frozen=True)
@@ -70,61 +70,6 @@ class BuildConfig:
     dedup_partition_docs: int = 50_000
 
 
-# ---- stage bookkeeping ------------------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(_jsonable(v) for v in value)
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def stage_key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(_jsonable(parts), sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_json(path, _jsonable(data))
-
-
-def completed(stage_dir: Path, key: str) -> dict | None:
-    """The counts of a stage finished with this key, or None."""
-    marker = stage_dir / MARKER
-    if marker.exists():
-        data = json.loads(marker.read_text())
-        if data.get("key") == key:
-            return data["stats"]
-    return None
-
-
-def begin(stage_dir: Path, key: str) -> None:
-    """Prepare a stage folder: keep finished parts of an interrupted run with the same key, else start clean."""
-    key_file = stage_dir / "_KEY"
-    if stage_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
-        shutil.rmtree(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key)
-
-
-def finish(stage_dir: Path, key: str, stats: dict) -> dict:
-    _write_json(stage_dir / MARKER, {"key": key, "stats": stats})
-    return stats
-
-
-def _write_parquet(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-    write_parquet(table, path, row_group_size=row_group_size)
-
-
 def resolve_inputs(patterns: Sequence[str | Path] | None, what: str) -> list[Path]:
     """Expand paths and globs, sorted; a pattern matching nothing is an error naming it."""
     paths: list[Path] = []
@@ -136,95 +81,127 @@ def resolve_inputs(patterns: Sequence[str | Path] | None, what: str) -> list[Pat
     return sorted(set(paths))
 
 
-# ---- links and fetch (corpus.links / corpus.fetch) --------------------------------------------------------------
+def _outcome_stats(outcomes: Counter[str], items_in: int | None = None, extra: dict | None = None) -> StageStats:
+    """Counts of a stage whose parts record an outcome per item: "ok" goes on, the others are drop reasons."""
+    dropped = {k: v for k, v in sorted(outcomes.items()) if k != "ok"}
+    total = sum(outcomes.values()) if items_in is None else items_in
+    return StageStats(total, outcomes.get("ok", 0), dropped, extra or {})
+
+
+# ---- links (corpus.links) ----------------------------------------------------------------------------------------
 
 
 def links_key(dumps: Sequence[Path], link_config: Any) -> str:
     return stage_key("links", fingerprints(dumps), link_config)
 
 
-def plan_links(out_dir: Path, key: str, dumps: Sequence[Path], link_config: Any) -> Any:
-    """Prepare the links stage folder; the parts are corpus.links' (one per dump, one per run of partitions)."""
-    from corpus.links import plan_links
+@dataclass(frozen=True)
+class LinksStage(Stage):
+    """Reddit dumps -> links.parquet: each dump read by one part, then the karma aggregation by runs of partitions."""
 
-    stage_dir = out_dir / "links"
-    begin(stage_dir, key)
-    return plan_links(dumps, stage_dir / "links.parquet", link_config)
+    out_dir: Path
+    dumps: tuple[Path, ...]
+    config: Any  # corpus.links.LinkConfig
+    name: ClassVar[str] = "links"
+    steps: ClassVar[tuple[str, ...]] = ("read", "aggregate")
+
+    def key(self, upstream: str | None) -> str:
+        return links_key(self.dumps, self.config)
+
+    def plan(self, upstream: str | None) -> Any:
+        from corpus.links import plan_links
+
+        return plan_links(self.dumps, self.stage_dir / "links.parquet", self.config)
+
+    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Any]:
+        from corpus.links import plan_aggregation, unreadable_dumps_error
+
+        if step == "read":
+            return plan.parts
+        if unreadable := [DumpReadError(r["error"]) for r in done["read"] if "error" in r]:
+            raise unreadable_dumps_error(plan, unreadable)
+        units = tuple(plan_aggregation(plan))
+        return [(units, i) for i in range(len(units))]
+
+    def run_part(self, plan: Any, step: str, part: Any) -> dict:
+        from corpus.links import aggregate_unit, read_dump
+
+        if step == "aggregate":
+            units, index = part
+            return aggregate_unit(plan, list(units), index)
+        try:
+            marker = read_dump(plan, part)
+        except DumpReadError as error:  # not retried, and the other dumps are read first: one run finds every bad dump
+            log.error("links: %s", error)
+            return {"error": str(error)}
+        return {"submissions": marker["submissions"], "rows": marker["rows"]}
+
+    def finish(self, plan: Any, done: Mapping[str, list]) -> StageStats:
+        from corpus.links import finish_links
+
+        stats = finish_links(plan, done["aggregate"])
+        extra = {"kept_submissions": stats.kept_submissions, "urls_below_min_karma": stats.urls_below_min_karma}
+        return StageStats(stats.submissions, stats.kept, stats.dropped, extra)
 
 
-def finish_links(out_dir: Path, key: str, plan: Any, unit_counts: Sequence[dict]) -> dict:
-    from corpus.links import finish_links
-
-    return finish(out_dir / "links", key, finish_links(plan, unit_counts).to_dict())
+# ---- fetch (corpus.fetch, corpus.fetch_parts) --------------------------------------------------------------------
 
 
-def run_links(dumps: Sequence[Path], out_dir: Path, link_config: Any) -> tuple[str, dict]:
-    from corpus.links import harvest_links
-
-    stage_dir = out_dir / "links"
-    key = links_key(dumps, link_config)
-    if (stats := completed(stage_dir, key)) is not None:
-        return key, stats
-    begin(stage_dir, key)
-    result = harvest_links(dumps, stage_dir / "links.parquet", link_config)
-    return key, finish(stage_dir, key, result.to_dict())
-
-
-def fetch_key(links_key: str) -> str:
+def fetch_key(links_key: str | None) -> str:
     """The key is the link list only: where pages are routed, and how many parts fetch them, is not what was fetched."""
     return stage_key("fetch", links_key)
 
 
-def plan_fetch(out_dir: Path, key: str, parts: int) -> int:
-    """Prepare the fetch stage folder and split the links into parts by host (corpus.fetch_parts); returns the count."""
-    from corpus import fetch_parts
+@dataclass(frozen=True)
+class FetchStage(Stage):
+    """links.parquet -> WARC files: the links split by host into `part_count` parts, each fetched by one part."""
 
-    stage_dir = out_dir / "fetch"
-    begin(stage_dir, key)
-    return fetch_parts.plan(out_dir / "links" / "links.parquet", stage_dir, parts)["parts"]
+    out_dir: Path
+    config: Any  # corpus.fetch.FetchConfig
+    part_count: int = 1
+    name: ClassVar[str] = "fetch"
 
+    def key(self, upstream: str | None) -> str:
+        return fetch_key(upstream)
 
-def finish_fetch(out_dir: Path, key: str) -> dict:
-    """The outcome of every link, from every part's log (also what an earlier, interrupted run fetched)."""
-    from corpus import fetch_parts
+    def plan(self, upstream: str | None) -> int:
+        from corpus import fetch_parts
 
-    stage_dir = out_dir / "fetch"
-    outcomes: Counter[str] = Counter()
-    for log_path in fetch_parts.logs(stage_dir):
-        outcomes.update(pq.read_table(log_path, columns=["outcome"]).column("outcome").to_pylist())
-    links = json.loads((stage_dir / "_plan.json").read_text())["links"]
-    stats = {
-        "in": links,
-        "out": outcomes.get("ok", 0),
-        "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
-        "outcomes": dict(sorted(outcomes.items())),
-    }
-    return finish(stage_dir, key, stats)
+        parts = fetch_parts.plan(self.out_dir / "links" / "links.parquet", self.stage_dir, self.part_count)["parts"]
+        log.info("fetch: %d parts by host, up to %d requests each", parts, self.config.concurrency)
+        return parts
 
+    def parts(self, plan: int, step: str, done: Mapping[str, list]) -> Sequence[int]:
+        return range(plan)
 
-def run_fetch(
-    out_dir: Path, links_key: str, fetch_config: Any, progress: Callable[[dict], None] | None = None, parts: int = 1
-) -> tuple[str, dict]:
-    """Fetch every link, part after part in this process (the flow runs the parts on the Dask cluster)."""
-    from corpus import fetch_parts
+    def run_part(self, plan: int, step: str, part: int) -> dict:
+        from corpus import fetch_parts
 
-    key = fetch_key(links_key)
-    if (stats := completed(out_dir / "fetch", key)) is not None:
-        return key, stats
-    for k in range(plan_fetch(out_dir, key, parts)):
-        fetch_parts.fetch_part(out_dir / "fetch", k, fetch_config, progress)
-    return key, finish_fetch(out_dir, key)
+        def progress(p: dict) -> None:
+            log.info("fetch part %d: %d URLs done, %.1f URLs/s, outcomes %s", part, p["done"], p["rate"], p["outcomes"])
 
+        return fetch_parts.fetch_part(self.stage_dir, part, self.config, progress)
 
-def warc_inputs_key(links_key: str | None, warcs: Sequence[Path]) -> str:
-    """The upstream key of extraction from given WARC files (not fetched ones): the flow's and build_from_warcs'."""
-    return stage_key("warc_inputs", links_key, fingerprints(warcs))
+    def finish(self, plan: int, done: Mapping[str, list]) -> StageStats:
+        """The outcome of every link, from every part's log (also what an earlier, interrupted run fetched)."""
+        from corpus import fetch_parts
+
+        outcomes: Counter[str] = Counter()
+        for log_path in fetch_parts.logs(self.stage_dir):
+            outcomes.update(pq.read_table(log_path, columns=["outcome"]).column("outcome").to_pylist())
+        links = json.loads((self.stage_dir / "_plan.json").read_text())["links"]
+        return _outcome_stats(outcomes, links, {"outcomes": dict(sorted(outcomes.items()))})
 
 
 def fetched_warcs(out_dir: Path) -> list[Path]:
     from corpus import fetch_parts
 
     return fetch_parts.warcs(out_dir / "fetch")
+
+
+def warc_inputs_key(links_key: str | None, warcs: Sequence[Path]) -> str:
+    """The upstream key of extraction from given WARC files (not fetched ones)."""
+    return stage_key("warc_inputs", links_key, fingerprints(warcs))
 
 
 # ---- extract -----------------------------------------------------------------------------------------------------
@@ -244,32 +221,62 @@ class ExtractUnit:
         return f"{self.file_index:05d}-{self.chunk:05d}.parquet"
 
 
-def plan_extract(
-    out_dir: Path, warcs: Sequence[Path], upstream_key: str, config: BuildConfig
-) -> tuple[str, list[ExtractUnit]]:
-    """Split the WARC files into units of `pages_per_part` HTML records; returns (stage key, units not done yet)."""
-    from corpus.warc import html_record_offsets
+@dataclass(frozen=True)
+class ExtractStage(Stage):
+    """WARC files -> extract/<file>-<chunk>.parquet: each WARC file indexed by one part (the byte offset of every
+    `pages_per_part`-th page), then each run of `pages_per_part` pages extracted by one part."""
 
-    stage_dir = out_dir / "extract"
-    key = stage_key("extract", upstream_key, fingerprints(warcs), config.extract, config.pages_per_part)
-    if completed(stage_dir, key) is not None:
-        return key, []
-    begin(stage_dir, key)
-    plan_file = stage_dir / "_plan.json"
-    if plan_file.exists():
-        plan = json.loads(plan_file.read_text())
-    else:  # per WARC file: its number of HTML pages and the byte offset of each part's first page
-        plan = []
-        for warc in warcs:
+    out_dir: Path
+    config: BuildConfig
+    warc_inputs: tuple[Path, ...] | None = None  # given WARC files; None: the fetch stage's
+    name: ClassVar[str] = "extract"
+    steps: ClassVar[tuple[str, ...]] = ("index", "pages")
+
+    def warcs(self) -> list[Path]:
+        return fetched_warcs(self.out_dir) if self.warc_inputs is None else list(self.warc_inputs)
+
+    def key(self, upstream: str | None) -> str:
+        if self.warc_inputs is not None:
+            upstream = warc_inputs_key(upstream, self.warc_inputs)
+        return stage_key(
+            "extract", upstream, fingerprints(self.warcs()), self.config.extract, self.config.pages_per_part
+        )
+
+    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Any]:
+        warcs = self.warcs()
+        if step == "index":
+            return list(enumerate(warcs))
+        units = []
+        for i, warc in enumerate(warcs):
+            index = json.loads(self._index_marker(i).read_text())
+            starts = range(0, index["pages"], self.config.pages_per_part)
+            for c, (start, offset) in enumerate(zip(starts, index["part_offsets"])):
+                unit = ExtractUnit(warc, i, c, start, min(index["pages"], start + self.config.pages_per_part), offset)
+                if not (self.stage_dir / unit.name).exists():  # finished by an interrupted run
+                    units.append(unit)
+        return units
+
+    def _index_marker(self, file_index: int) -> Path:
+        return self.stage_dir / "_index" / f"{file_index:05d}.json"
+
+    def run_part(self, plan: Any, step: str, part: Any) -> dict:
+        if step == "pages":
+            return extract_unit(self.out_dir, part, self.config.extract)
+        from corpus.warc import html_record_offsets
+
+        file_index, warc = part
+
+        def index() -> dict:
             offsets = html_record_offsets(warc)
-            plan.append({"pages": len(offsets), "part_offsets": offsets[:: config.pages_per_part]})
-        _write_json(plan_file, plan)
-    units = []
-    for i, (warc, file_plan) in enumerate(zip(warcs, plan)):
-        n = file_plan["pages"]
-        for c, (start, offset) in enumerate(zip(range(0, n, config.pages_per_part), file_plan["part_offsets"])):
-            units.append(ExtractUnit(warc, i, c, start, min(n, start + config.pages_per_part), offset))
-    return key, units
+            return {"pages": len(offsets), "part_offsets": offsets[:: self.config.pages_per_part]}
+
+        return run_once(self._index_marker(file_index), index)
+
+    def finish(self, plan: Any, done: Mapping[str, list]) -> StageStats:
+        outcomes: Counter[str] = Counter()
+        for part in extract_parts(self.out_dir):
+            outcomes.update(pq.read_table(part, columns=["outcome"]).column("outcome").to_pylist())
+        return _outcome_stats(outcomes)
 
 
 def extract_unit(out_dir: Path, unit: ExtractUnit, config: ExtractConfig) -> dict[str, int]:
@@ -297,25 +304,9 @@ def extract_unit(out_dir: Path, unit: ExtractUnit, config: ExtractConfig) -> dic
             }
             for i, p in sorted(pages.items())
         ]
-        _write_parquet(pa.Table.from_pylist(rows, schema=EXTRACT_SCHEMA), path)
+        write_parquet(pa.Table.from_pylist(rows, schema=EXTRACT_SCHEMA), path)
     outcomes = pq.read_table(path, columns=["outcome"]).column("outcome").to_pylist()
     return dict(Counter(outcomes))
-
-
-def finish_extract(out_dir: Path, key: str, units_done: Sequence[dict[str, int]] | None = None) -> dict:
-    stage_dir = out_dir / "extract"
-    if (stats := completed(stage_dir, key)) is not None:
-        return stats
-    outcomes: Counter[str] = Counter()
-    for part in extract_parts(out_dir):
-        outcomes.update(pq.read_table(part, columns=["outcome"]).column("outcome").to_pylist())
-    pages = sum(outcomes.values())
-    stats = {
-        "in": pages,
-        "out": outcomes.get("ok", 0),
-        "dropped": {k: v for k, v in sorted(outcomes.items()) if k != "ok"},
-    }
-    return finish(stage_dir, key, stats)
 
 
 def extract_parts(out_dir: Path) -> list[Path]:
@@ -407,31 +398,113 @@ def filter_part(out_dir: Path, part: Path, links_path: Path | None, config: Buil
         "out": len(rows),
         "dropped": {k: v for k, v in dropped.items() if not k.startswith("extract_")},
     }
-    _write_json(out_dir / "filter" / f"{part.stem}.json", stats)  # first: the part's existence means both exist
-    _write_parquet(pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA), path)
+    write_json(out_dir / "filter" / f"{part.stem}.json", stats)  # first: the part's existence means both exist
+    write_parquet(pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA), path)
     return stats
 
 
-def filter_key(extract_key: str, links_key: str | None, config: BuildConfig) -> str:
-    return stage_key("filter", extract_key, links_key, config.filter, config.dedup)
+@dataclass(frozen=True)
+class FilterStage(Stage):
+    """extract parts -> filter parts: pages joined with their Reddit link, filtered, with dedup signatures."""
+
+    out_dir: Path
+    config: BuildConfig
+    links_key: str | None = None  # the links stage's, when there is one
+    name: ClassVar[str] = "filter"
+
+    @property
+    def links_path(self) -> Path | None:
+        return self.out_dir / "links" / "links.parquet" if self.links_key else None
+
+    def key(self, upstream: str | None) -> str:
+        return stage_key("filter", upstream, self.links_key, self.config.filter, self.config.dedup)
+
+    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Path]:
+        return extract_parts(self.out_dir)
+
+    def run_part(self, plan: Any, step: str, part: Path) -> dict:
+        return filter_part(self.out_dir, part, self.links_path, self.config)
+
+    def finish(self, plan: Any, done: Mapping[str, list]) -> StageStats:
+        dropped: Counter[str] = Counter()
+        for s in done["run"]:
+            dropped.update(s["dropped"])
+        return StageStats(sum(s["in"] for s in done["run"]), sum(s["out"] for s in done["run"]), dict(dropped))
 
 
 def filtered_parts(out_dir: Path) -> list[Path]:
     return sorted((out_dir / "filter").glob("[0-9]*.parquet"))
 
 
-def _merge_counts(stats: Sequence[dict]) -> dict:
-    dropped: Counter[str] = Counter()
-    for s in stats:
-        dropped.update(s["dropped"])
-    return {
-        "in": sum(s["in"] for s in stats),
-        "out": sum(s["out"] for s in stats),
-        "dropped": dict(sorted(dropped.items())),
-    }
-
-
 # ---- dedup, wikipedia --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DedupStage(Stage):
+    """Exact and near-duplicate removal in the partitioned steps of `corpus.dedup_parts`: dedup/removed.parquet
+    (id, reason, duplicate_of). Memory per part is set by `partition_docs`, not by the corpus."""
+
+    out_dir: Path
+    config: DedupConfig
+    partition_docs: int = BuildConfig.dedup_partition_docs
+    name: ClassVar[str] = "dedup"
+    steps: ClassVar[tuple[str, ...]] = dedup_parts.STEPS
+
+    def key(self, upstream: str | None) -> str:
+        return stage_key("dedup", upstream, self.config)
+
+    def plan(self, upstream: str | None) -> dedup_parts.DedupPlan:
+        plan = dedup_parts.plan(self.stage_dir, filtered_parts(self.out_dir), self.config, self.partition_docs)
+        log.info("dedup: %d partitions of up to %d documents", plan.partitions, self.partition_docs)
+        return plan
+
+    def parts(self, plan: dedup_parts.DedupPlan, step: str, done: Mapping[str, list]) -> Sequence[int]:
+        return range(plan.count(step))
+
+    def run_part(self, plan: dedup_parts.DedupPlan, step: str, part: int) -> dict:
+        return dedup_parts.run_part(plan, step, part)
+
+    def finish(self, plan: dedup_parts.DedupPlan, done: Mapping[str, list]) -> StageStats:
+        table, stats = dedup_parts.finish(plan)
+        write_parquet(table, self.stage_dir / "removed.parquet", row_group_size=REMOVED_ROW_GROUP)
+        shutil.rmtree(plan.work, ignore_errors=True)  # the shuffled work files
+        return StageStats.from_dict(stats)
+
+
+@dataclass(frozen=True)
+class WikipediaStage(Stage):
+    """Remove documents on Wikipedia: wikipedia/removed.parquet. A link archived twice goes when either copy is."""
+
+    out_dir: Path
+    name: ClassVar[str] = "wikipedia"
+
+    def key(self, upstream: str | None) -> str:
+        return stage_key("wikipedia", upstream)
+
+    def plan(self, upstream: str | None) -> int:
+        """The documents dedup kept: this stage's input, so no id set of the corpus is held to count them."""
+        from corpus.stages import completed
+
+        dedup_stats = completed(self.out_dir / "dedup", upstream or "")
+        if dedup_stats is None:
+            raise ValueError(f"Wikipedia removal needs the dedup stage finished with key {upstream} in {self.out_dir}")
+        return dedup_stats.items_out
+
+    def parts(self, plan: int, step: str, done: Mapping[str, list]) -> Sequence[int]:
+        return [0]
+
+    def run_part(self, plan: int, step: str, part: int) -> int:
+        dup = _removed_ids(self.out_dir / "dedup" / "removed.parquet")
+        wiki: set[str] = set()
+        for row in _iter_columns(filtered_parts(self.out_dir), ["id", "url", "link_url"], removed=dup):
+            if is_wikipedia(row["url"], row["link_url"]):
+                wiki.add(row["id"])
+        table = pa.table({"id": sorted(wiki)}, schema=pa.schema([("id", pa.string())]))
+        write_parquet(table, self.stage_dir / "removed.parquet", row_group_size=REMOVED_ROW_GROUP)
+        return len(wiki)
+
+    def finish(self, plan: int, done: Mapping[str, list]) -> StageStats:
+        return StageStats(plan, plan - done["run"][0], {"wikipedia": done["run"][0]})
 
 
 def _iter_columns(parts: Sequence[Path], columns: list[str], removed: IdSet | None = None) -> Iterator[dict]:
@@ -445,45 +518,6 @@ def _iter_columns(parts: Sequence[Path], columns: list[str], removed: IdSet | No
             yield from table.to_pylist()
 
 
-def dedup_key(upstream_key: str, config: DedupConfig) -> str:
-    return stage_key("dedup", upstream_key, config)
-
-
-def plan_dedup(out_dir: Path, key: str, config: DedupConfig, partition_docs: int) -> dedup_parts.DedupPlan:
-    """Prepare the dedup stage folder and split its work into parts (corpus.dedup_parts)."""
-    stage_dir = out_dir / "dedup"
-    begin(stage_dir, key)
-    return dedup_parts.plan(stage_dir, filtered_parts(out_dir), config, partition_docs)
-
-
-def finish_dedup(out_dir: Path, key: str, plan: dedup_parts.DedupPlan) -> dict:
-    """dedup/removed.parquet (id, reason, duplicate_of) from the finished parts; the shuffled work files go."""
-    stage_dir = out_dir / "dedup"
-    table, stats = dedup_parts.finish(plan)
-    _write_parquet(table, stage_dir / "removed.parquet", row_group_size=REMOVED_ROW_GROUP)
-    finish(stage_dir, key, stats)
-    shutil.rmtree(plan.work, ignore_errors=True)
-    return stats
-
-
-def run_dedup(
-    out_dir: Path, upstream_key: str, config: DedupConfig, partition_docs: int = BuildConfig.dedup_partition_docs
-) -> tuple[str, dict]:
-    """Exact and near-duplicate removal, every part in this process: dedup/removed.parquet lists the removed ids.
-
-    Memory is set by `partition_docs` (corpus.dedup_parts), not by the corpus; the flow runs the same parts on Dask.
-    """
-    key = dedup_key(upstream_key, config)
-    if (stats := completed(out_dir / "dedup", key)) is not None:
-        return key, stats
-    plan = plan_dedup(out_dir, key, config, partition_docs)
-    dedup_parts.run_all(plan)
-    return key, finish_dedup(out_dir, key, plan)
-
-
-REMOVED_ROW_GROUP = 65536  # rows of removed.parquet read at once
-
-
 def _removed_ids(*paths: Path) -> IdSet:
     """The ids listed in removed.parquet files (those that exist), read a row group at a time."""
     values = [np.empty(0, dtype=np.uint64)]
@@ -495,32 +529,6 @@ def _removed_ids(*paths: Path) -> IdSet:
                 for i in range(pf.num_row_groups)
             ]
     return IdSet(np.concatenate(values))
-
-
-def run_wikipedia(out_dir: Path, upstream_key: str) -> tuple[str, dict]:
-    """Remove documents on Wikipedia: wikipedia/removed.parquet. A link archived twice goes when either copy is.
-
-    `upstream_key` is the dedup stage's key: its counts give this stage's input, so no id set of the corpus is held.
-    """
-    stage_dir = out_dir / "wikipedia"
-    key = stage_key("wikipedia", upstream_key)
-    if (stats := completed(stage_dir, key)) is not None:
-        return key, stats
-    dedup_stats = completed(out_dir / "dedup", upstream_key)
-    if dedup_stats is None:
-        raise ValueError(
-            f"Wikipedia removal needs the dedup stage finished with key {upstream_key} in {out_dir / 'dedup'}"
-        )
-    begin(stage_dir, key)
-    dup = _removed_ids(out_dir / "dedup" / "removed.parquet")
-    wiki: set[str] = set()
-    for row in _iter_columns(filtered_parts(out_dir), ["id", "url", "link_url"], removed=dup):
-        if is_wikipedia(row["url"], row["link_url"]):
-            wiki.add(row["id"])
-    table = pa.table({"id": sorted(wiki)}, schema=pa.schema([("id", pa.string())]))
-    _write_parquet(table, stage_dir / "removed.parquet", row_group_size=REMOVED_ROW_GROUP)
-    kept = dedup_stats["out"]
-    return key, finish(stage_dir, key, {"in": kept, "out": kept - len(wiki), "dropped": {"wikipedia": len(wiki)}})
 
 
 # ---- shards, manifest, card --------------------------------------------------------------------------------------
@@ -591,15 +599,15 @@ def run_shards(
     }
     for warning in manifest["warnings"]:
         log.warning("webtext build in %s: %s", out_dir, warning)
-    card = render_card(json.loads(json.dumps(_jsonable(manifest))))
+    card = render_card(json.loads(json.dumps(jsonable(manifest))))
     (out_dir / "shards" / "README.md").write_text(card)
-    _write_json(manifest_path, manifest)  # written last: the build's completion marker
+    write_json(manifest_path, jsonable(manifest))  # written last: the build's completion marker
     return manifest, False
 
 
 def config_summary(config: BuildConfig, link_config: Any = None, **extra: Any) -> dict:
     """The configuration as it goes into manifest.json (and the card)."""
-    summary = _jsonable(
+    summary = jsonable(
         {
             "links": link_config,
             "extract": config.extract,
@@ -610,7 +618,7 @@ def config_summary(config: BuildConfig, link_config: Any = None, **extra: Any) -
         }
     )
     summary["dedup"].pop("lsh_storage", None)  # may hold a Redis address; not a property of the data
-    return {**summary, **_jsonable(extra)}
+    return {**summary, **jsonable(extra)}
 
 
 REQUEST_FILE = "_REQUEST"
@@ -630,8 +638,33 @@ def record_request(out_dir: Path, request_key: str) -> None:
     os.replace(tmp, out_dir / REQUEST_FILE)
 
 
-def stage_row(stage: str, stats: dict) -> dict:
-    return {"stage": stage, "in": stats["in"], "out": stats["out"], "dropped": dict(stats.get("dropped", {}))}
+# ---- the build ---------------------------------------------------------------------------------------------------
+
+
+def corpus_stages(
+    out_dir: Path,
+    config: BuildConfig,
+    dumps: Sequence[Path] = (),
+    link_config: Any = None,
+    warc_inputs: Sequence[Path] | None = None,
+    fetch_config: Any = None,
+    fetch_part_count: int = 1,
+) -> list[Stage]:
+    """The build's stages in order: links (with `dumps`) -> fetch (when no `warc_inputs` are given) -> extract ->
+    filter -> dedup -> wikipedia."""
+    stages: list[Stage] = []
+    if dumps:
+        stages.append(LinksStage(out_dir, tuple(dumps), link_config))
+    if warc_inputs is None:
+        if not dumps:
+            raise ValueError("a build needs Reddit dumps (to fetch their links) or WARC files, got neither")
+        stages.append(FetchStage(out_dir, fetch_config, fetch_part_count))
+    return stages + [
+        ExtractStage(out_dir, config, None if warc_inputs is None else tuple(warc_inputs)),
+        FilterStage(out_dir, config, links_key(dumps, link_config) if dumps else None),
+        DedupStage(out_dir, config.dedup, config.dedup_partition_docs),
+        WikipediaStage(out_dir),
+    ]
 
 
 @dataclass
@@ -641,59 +674,23 @@ class BuildResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
+def run_build(
+    out_dir: Path, stages: Sequence[Stage], config: BuildConfig, run_config: dict, map_parts: MapParts
+) -> BuildResult:
+    """Run the stages, then write the shards, manifest.json and the card (as one more part: on a worker when the
+    mapper runs parts on a cluster)."""
+    result = run_stages(stages, map_parts)
+    rows = [stats.row(name) for name, stats in result.stats.items()]
+    manifest, done = map_parts("shards", run_shards, (out_dir, result.key, config, rows), [run_config])[0]
+    return BuildResult(manifest, done, result.seconds)
+
+
 def build_from_warcs(
-    warcs: Sequence[Path],
-    out_dir: Path,
-    config: BuildConfig = BuildConfig(),
-    links_path: Path | None = None,
-    links_key: str | None = None,
+    warcs: Sequence[Path], out_dir: Path, config: BuildConfig = BuildConfig(), map_parts: MapParts = map_in_process
 ) -> BuildResult:
-    """Extract -> filter -> dedup -> wikipedia -> shards in this process (no Prefect); see flows/webtext.py.
-
-    Holds `out_dir` for the whole build (corpus.buildlock): another build there is refused at once."""
+    """Extract -> filter -> dedup -> wikipedia -> shards from WARC files without Prefect: in this process by default,
+    on a Dask cluster with `map_parts=corpus.stages.dask_map_parts(client)`. Holds `out_dir` for the whole build
+    (corpus.buildlock): another build there is refused at once."""
     with build_lock(out_dir) as out:
-        return _build_from_warcs(warcs, out, config, links_path, links_key)
-
-
-def _build_from_warcs(
-    warcs: Sequence[Path], out_dir: Path, config: BuildConfig, links_path: Path | None, links_key: str | None
-) -> BuildResult:
-    seconds: dict[str, float] = {}
-    t = time.monotonic()
-    upstream = warc_inputs_key(links_key, warcs)
-    ekey, units = plan_extract(out_dir, warcs, upstream, config)
-    for unit in units:
-        extract_unit(out_dir, unit, config.extract)
-    extract_stats = finish_extract(out_dir, ekey)
-    seconds["extract"] = time.monotonic() - t
-    fkey, filter_stats = run_filter_stage(out_dir, ekey, links_path, links_key, config)
-    seconds["filter"] = time.monotonic() - t - sum(seconds.values())
-    dkey, dedup_stats = run_dedup(out_dir, fkey, config.dedup, config.dedup_partition_docs)
-    seconds["dedup"] = time.monotonic() - t - sum(seconds.values())
-    wkey, wiki_stats = run_wikipedia(out_dir, dkey)
-    rows = [
-        stage_row("extract", extract_stats),
-        stage_row("filter", filter_stats),
-        stage_row("dedup", dedup_stats),
-        stage_row("wikipedia", wiki_stats),
-    ]
-    manifest, done = run_shards(out_dir, wkey, config, rows, config_summary(config))
-    seconds["shards"] = time.monotonic() - t - sum(seconds.values())
-    return BuildResult(manifest, done, seconds)
-
-
-def run_filter_stage(
-    out_dir: Path, extract_key: str, links_path: Path | None, links_key: str | None, config: BuildConfig
-) -> tuple[str, dict]:
-    key = filter_key(extract_key, links_key, config)
-    stage_dir = out_dir / "filter"
-    if (stats := completed(stage_dir, key)) is not None:
-        return key, stats
-    begin(stage_dir, key)
-    results = [filter_part(out_dir, part, links_path, config) for part in extract_parts(out_dir)]
-    return key, finish_filter(out_dir, key, results)
-
-
-def finish_filter(out_dir: Path, key: str, part_stats: Sequence[dict]) -> dict:
-    """Record the filter stage done with the counts of all its parts summed (the flow filters parts in parallel)."""
-    return finish(out_dir / "filter", key, _merge_counts(part_stats))
+        stages = corpus_stages(out, config, warc_inputs=[Path(w) for w in warcs])
+        return run_build(out, stages, config, config_summary(config), map_parts)

@@ -1,12 +1,13 @@
 """Flow `webtext` (deployment `webtext/build-corpus`): Reddit dumps -> links -> fetch -> extract -> filter -> dedup ->
 Wikipedia removal -> Parquet shards.
 
-The stages are the resumable functions of `corpus.build`; this file adds Prefect tasks, retries, progress logs and
-artifacts. Every stage that grows with the corpus is mapped over its parts on a Dask cluster (prefect-dask's
-DaskTaskRunner: a local cluster of worker processes by default, an existing cluster when `dask_address` is given):
-links (a task per dump, then per run of partitions), fetch (per host partition), extract and filter (per part) and
-dedup (per step and partition); the flow itself only plans, maps and finishes. A re-run after a crash
-keeps every finished stage and part; a re-run of a finished build does nothing and says so.
+The stages are `corpus.build.corpus_stages`, run by `corpus.build.run_build` (the same list and driver a script uses
+without Prefect); this file checks the parameters, holds the build folder, and gives the driver a mapper that runs
+every part as a Prefect task (retries, progress logs and artifacts) on a Dask cluster (prefect-dask's DaskTaskRunner:
+a local cluster of worker processes by default, an existing cluster when `dask_address` is given): links (a task per
+dump, then per run of partitions), fetch (per host partition), extract (per WARC file, then per run of pages), filter
+(per part), dedup (per step and partition), Wikipedia removal and the shards. A re-run after a crash keeps every
+finished stage and part; a re-run of a finished build does nothing and says so.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,191 +30,56 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.utilities.annotations import unmapped
 
-from corpus import build, dedup_parts, fetch_parts, links
+from corpus import build
 from corpus.buildlock import build_lock
 from corpus.buildwarnings import empty_corpus_reason
 from corpus.dedup import DedupConfig
 from corpus.extract import ExtractConfig
 from corpus.files import fingerprints
 from corpus.filters import FilterConfig
-from corpus.reddit import DumpReadError
 from corpus.shards import ShardConfig
+from corpus.stages import Stage
 from flows.hooks import crash_subflows
 
 
-@task(name="links-read", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def read_dump_task(plan: links.LinksPlan, index: int) -> dict:
-    logger = get_run_logger()
-
-    def report(path: Path, submissions: int, candidates: int) -> None:
-        logger.info("links: %s: %d submissions read, %d candidate submissions", path.name, submissions, candidates)
-
-    try:
-        marker = links.read_dump(plan, index, report)
-    except DumpReadError as error:  # not retried, and the other dumps are read first: one run finds every bad dump
-        logger.error("links: %s", error)
-        return {"error": str(error)}
-    return {"submissions": marker["submissions"], "rows": marker["rows"]}
-
-
-@task(name="links-aggregate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def aggregate_links_task(plan: links.LinksPlan, units: list[tuple[int, int]], index: int) -> dict:
-    return links.aggregate_unit(plan, units, index)
-
-
-@task(name="fetch", cache_policy=NO_CACHE)
-def fetch_part_task(out_dir: Path, part: int, fetch_config: Any) -> dict:
-    logger = get_run_logger()
-
-    def progress(p: dict) -> None:
-        logger.info("fetch part %d: %d URLs done, %.1f URLs/s, outcomes %s", part, p["done"], p["rate"], p["outcomes"])
-
-    return fetch_parts.fetch_part(out_dir / "fetch", part, fetch_config, progress)
-
-
-@task(name="plan-extract", cache_policy=NO_CACHE)
-def plan_task(out_dir: Path, warcs: list[Path], upstream: str, config: build.BuildConfig) -> tuple[str, list]:
-    return build.plan_extract(out_dir, warcs, upstream, config)
-
-
-@task(name="extract", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def extract_task(out_dir: Path, unit: build.ExtractUnit, config: ExtractConfig) -> dict[str, int]:
-    return build.extract_unit(out_dir, unit, config)
-
-
-@task(name="filter", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def filter_task(out_dir: Path, part: Path, links_path: Path | None, config: build.BuildConfig) -> dict:
-    return build.filter_part(out_dir, part, links_path, config)
-
-
-@task(name="dedup", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def dedup_part_task(plan: dedup_parts.DedupPlan, step: str, index: int) -> dict:
-    return dedup_parts.run_part(plan, step, index)
-
-
-@task(name="wikipedia", cache_policy=NO_CACHE)
-def wikipedia_task(out_dir: Path, upstream: str) -> tuple[str, dict]:
-    return build.run_wikipedia(out_dir, upstream)
-
-
-@task(name="shards", cache_policy=NO_CACHE)
-def shards_task(
-    out_dir: Path, upstream: str, config: build.BuildConfig, rows: list[dict], run_config: dict
-) -> tuple[dict, bool]:
-    return build.run_shards(out_dir, upstream, config, rows, run_config)
-
-
 def _run_mapped(label: str, futures: list) -> list:
-    """Wait for mapped tasks, logging progress with counts and rate and updating a progress artifact."""
+    """Wait for mapped tasks, logging progress with counts and rate and updating a progress artifact; the results in
+    the order of the futures."""
     logger = get_run_logger()
-    start, results = time.monotonic(), []
+    start, results = time.monotonic(), {}
+    index = {id(future): i for i, future in enumerate(futures)}
     artifact = create_progress_artifact(0.0, key=f"webtext-{label}-progress", description=f"{label} parts done")
     for n, future in enumerate(as_completed(futures), 1):
-        results.append(future.result())
+        results[index[id(future)]] = future.result()
         elapsed = time.monotonic() - start
         update_progress_artifact(artifact, 100.0 * n / len(futures))
         logger.info("%s: %d/%d parts done, %.2f parts/s", label, n, len(futures), n / max(elapsed, 1e-9))
-    return results
+    return [results[i] for i in range(len(futures))]
+
+
+def _corpus_logs_at_info() -> None:
+    """The corpus library's progress lines (INFO) reach the run's logs: Prefect attaches its handlers to the library
+    loggers (PREFECT_LOGGING_EXTRA_LOGGERS, infra/env.py) but leaves their level at the root's WARNING."""
+    logging.getLogger("corpus").setLevel(logging.INFO)
+
+
+def _run_part(fn: Callable[..., Any], shared: tuple, part: Any) -> Any:
+    _corpus_logs_at_info()  # in the Dask worker's process
+    return fn(*shared, part)
+
+
+def map_parts_as_tasks(label: str, fn: Callable[..., Any], shared: tuple, parts: Sequence[Any]) -> list:
+    """corpus.stages' mapper for a flow: each part is a Prefect task run on the flow's task runner (the Dask cluster),
+    retried twice (parts are safe to run again)."""
+    part_task = task(_run_part, name=label, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+    return _run_mapped(label, part_task.map(unmapped(fn), unmapped(shared), parts))
 
 
 @flow(name="webtext-stages", validate_parameters=False)
-def build_stages(
-    out_dir: Path,
-    dumps: list[Path],
-    link_config: Any,
-    warc_inputs: list[Path],
-    config: build.BuildConfig,
-    run_config: dict,
-    fetch_config: Any = None,
-    fetch_part_count: int = 1,
-) -> dict:
-    """[Links -> fetch ->] extract -> filter -> dedup -> wikipedia -> shards, each stage's parts mapped over the Dask
-    cluster; with `warc_inputs` the pages come from those files instead of being fetched."""
-    logger = get_run_logger()
-    stage_rows: list[dict] = []
-    links_path, links_key = None, None
-    if dumps:
-        links_key = build.links_key(dumps, link_config)
-        link_stats = build.completed(out_dir / "links", links_key)
-        if link_stats is None:
-            plan = build.plan_links(out_dir, links_key, dumps, link_config)
-            read = _run_mapped("links-read", read_dump_task.map(unmapped(plan), plan.parts))
-            if unreadable := [DumpReadError(r["error"]) for r in read if "error" in r]:
-                raise links.unreadable_dumps_error(plan, unreadable)
-            logger.info("links: %d dumps read, %d submissions", len(read), sum(r["submissions"] for r in read))
-            link_units = links.plan_aggregation(plan)
-            counts = _run_mapped(
-                "links-aggregate",
-                aggregate_links_task.map(unmapped(plan), unmapped(link_units), range(len(link_units))),
-            )
-            link_stats = build.finish_links(out_dir, links_key, plan, counts)
-        logger.info(
-            "links: %d submissions -> %d links (dropped: %s)",
-            link_stats["submissions"],
-            link_stats["kept"],
-            link_stats["dropped"],
-        )
-        links_path = out_dir / "links" / "links.parquet"
-        stage_rows.append(
-            {
-                "stage": "links",
-                "in": link_stats["submissions"],
-                "out": link_stats["kept"],
-                "dropped": link_stats["dropped"],
-            }
-        )
-    if warc_inputs:
-        warcs, upstream = warc_inputs, build.warc_inputs_key(links_key, warc_inputs)
-    else:
-        fetch_key = build.fetch_key(links_key)
-        fetch_stats = build.completed(out_dir / "fetch", fetch_key)
-        if fetch_stats is None:
-            parts = build.plan_fetch(out_dir, fetch_key, fetch_part_count)
-            logger.info("fetch: %d parts by host, up to %d requests each", parts, fetch_config.concurrency)
-            _run_mapped("fetch", fetch_part_task.map(out_dir, range(parts), unmapped(fetch_config)))
-            fetch_stats = build.finish_fetch(out_dir, fetch_key)
-        logger.info(
-            "fetch: %d URLs -> %d pages; outcomes %s", fetch_stats["in"], fetch_stats["out"], fetch_stats["outcomes"]
-        )
-        stage_rows.append(build.stage_row("fetch", fetch_stats))
-        warcs, upstream = build.fetched_warcs(out_dir), fetch_key
-    ekey, units = plan_task(out_dir, warcs, upstream, config)
-    if units:
-        logger.info("extract: %d parts of up to %d pages to do", len(units), config.pages_per_part)
-        start = time.monotonic()
-        outcomes = _run_mapped("extract", extract_task.map(out_dir, units, config.extract))
-        pages = sum(sum(o.values()) for o in outcomes)
-        logger.info(
-            "extract: %d pages in %.1f s (%.1f pages/s)",
-            pages,
-            time.monotonic() - start,
-            pages / max(time.monotonic() - start, 1e-9),
-        )
-    extract_stats = build.finish_extract(out_dir, ekey)
-    stage_rows.append(build.stage_row("extract", extract_stats))
-
-    fkey = build.filter_key(ekey, links_key, config)
-    filter_stats = build.completed(out_dir / "filter", fkey)
-    if filter_stats is None:
-        build.begin(out_dir / "filter", fkey)
-        parts = build.extract_parts(out_dir)
-        results = _run_mapped("filter", filter_task.map(out_dir, parts, links_path, config))
-        filter_stats = build.finish_filter(out_dir, fkey, results)
-    stage_rows.append(build.stage_row("filter", filter_stats))
-
-    dkey = build.dedup_key(fkey, config.dedup)
-    dedup_stats = build.completed(out_dir / "dedup", dkey)
-    if dedup_stats is None:
-        plan = build.plan_dedup(out_dir, dkey, config.dedup, config.dedup_partition_docs)
-        logger.info("dedup: %d partitions of up to %d documents", plan.partitions, config.dedup_partition_docs)
-        for step in dedup_parts.STEPS:  # each step's parts in parallel; a step starts when the one before is done
-            _run_mapped(f"dedup-{step}", dedup_part_task.map(unmapped(plan), step, range(plan.count(step))))
-        dedup_stats = build.finish_dedup(out_dir, dkey, plan)
-    stage_rows.append(build.stage_row("dedup", dedup_stats))
-    wkey, wiki_stats = wikipedia_task(out_dir, dkey)
-    stage_rows.append(build.stage_row("wikipedia", wiki_stats))
-    manifest, _ = shards_task(out_dir, wkey, config, stage_rows, run_config)
-    return manifest
+def build_stages(out_dir: Path, stages: list[Stage], config: build.BuildConfig, run_config: dict) -> dict:
+    """The stages of corpus.build.corpus_stages, each stage's parts mapped over the Dask cluster; returns the
+    manifest."""
+    return build.run_build(out_dir, stages, config, run_config, map_parts_as_tasks).manifest
 
 
 def _task_runner(dask_address: str | None, n_workers: int | None) -> Any:
@@ -272,6 +139,7 @@ def webtext(
     from corpus.links import LinkConfig
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    _corpus_logs_at_info()
     out = Path(out_dir).resolve()
     dump_paths = build.resolve_inputs(dumps, "Reddit dump")
     warc_paths = build.resolve_inputs(warc_inputs, "WARC input")
@@ -344,8 +212,11 @@ def _build(
         _publish(out, done)  # so this run, too, shows the corpus it stands for
         return done
 
-    stages = build_stages.with_options(task_runner=_task_runner(dask_address, n_workers))
-    manifest = stages(out, dump_paths, link_config, warc_paths, config, run_config, fetch_config, fetch_part_count)
+    stages = build.corpus_stages(
+        out, config, dump_paths, link_config, warc_paths or None, fetch_config, fetch_part_count
+    )
+    run_stages = build_stages.with_options(task_runner=_task_runner(dask_address, n_workers))
+    manifest = run_stages(out, stages, config, run_config)
     build.record_request(out, request_key)
     _publish(out, manifest)
     logger.info(

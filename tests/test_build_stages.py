@@ -16,16 +16,17 @@ from datasketch import MinHashLSH
 from corpus.build import (
     FILTERED_SCHEMA,
     BuildConfig,
+    DedupStage,
     IdSet,
+    WikipediaStage,
     config_summary,
     doc_id,
-    run_dedup,
     run_shards,
-    run_wikipedia,
     stage_key,
 )
 from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.shards import ShardConfig, iter_shard_rows
+from corpus.stages import map_in_process, run_stage
 
 VOCAB = [f"w{i}" for i in range(5000)]
 
@@ -84,13 +85,15 @@ def test_dedup_wikipedia_and_shards_agree_and_the_index_does_not_outlive_its_sta
     out_dir, twice_id = filtered
     gc.collect()
     indexes_before = _alive_lsh_indexes()
-    dkey, dedup = run_dedup(out_dir, stage_key("test"), DedupConfig())
+    dkey, dedup = run_stage(DedupStage(out_dir, DedupConfig()), stage_key("test"), map_in_process)
+    dedup = dedup.to_dict()
     # datasketch's index refers to itself; it must be gone when the stage returns, not at Python's next full collection
     assert _alive_lsh_indexes() == indexes_before
     assert dedup["in"] == 78 and dedup["dropped"] == {"exact_duplicate": 5, "near_duplicate": 10, "duplicate_fetch": 1}
     assert dedup["out"] == 61 + 1  # 60 distinct, the Wikipedia page, the link archived twice
 
-    wkey, wiki = run_wikipedia(out_dir, dkey)
+    wkey, wiki = run_stage(WikipediaStage(out_dir), dkey, map_in_process)
+    wiki = wiki.to_dict()
     assert wiki["in"] == dedup["out"]
     assert wiki["dropped"] == {"wikipedia": 2}  # the Wikipedia page, and the link whose second copy landed there
     assert twice_id in set(pq.read_table(out_dir / "wikipedia" / "removed.parquet").column("id").to_pylist())
@@ -111,7 +114,7 @@ def test_dedup_wikipedia_and_shards_agree_and_the_index_does_not_outlive_its_sta
 def test_wikipedia_removal_needs_the_finished_dedup_stage(filtered):
     out_dir, _ = filtered
     with pytest.raises(ValueError, match="dedup stage finished with key"):
-        run_wikipedia(out_dir, stage_key("no such dedup run"))
+        run_stage(WikipediaStage(out_dir), stage_key("no such dedup run"), map_in_process)
 
 
 def test_id_set_holds_eight_bytes_an_id_and_rejects_other_ids():

@@ -32,13 +32,17 @@ from corpus.build import BuildConfig, build_from_warcs
 from corpus.extract import ExtractConfig
 
 warc, out, pause_at = sys.argv[1:]
-if pause_at:
-    real = getattr(build, pause_at)
+if pause_at:  # a function of corpus.build, or a stage's method ("ExtractStage.finish")
+    *owner_path, name = pause_at.split(".")
+    owner = build
+    for attr in owner_path:
+        owner = getattr(owner, attr)
+    real = getattr(owner, name)
     def paused(*args, **kwargs):
         print("paused", flush=True)
         sys.stdin.readline()
         return real(*args, **kwargs)
-    setattr(build, pause_at, paused)
+    setattr(owner, name, paused)
 config = BuildConfig(extract=ExtractConfig(method="trafilatura", workers=1), pages_per_part=2)
 result = build_from_warcs([Path(warc)], Path(out), config)
 print(json.dumps(result.manifest["totals"]), flush=True)
@@ -108,7 +112,7 @@ def warc(tmp_path):
 
 def test_a_second_build_on_one_folder_is_refused_at_once_naming_the_folder_and_the_holder(warc, tmp_path):
     out = tmp_path / "out"
-    first = start_build(warc, out, pause_at="plan_extract")
+    first = start_build(warc, out, pause_at="run_stages")
     try:
         wait_paused(first)
         second = run_build(warc, out)
@@ -136,7 +140,7 @@ def test_a_lock_left_by_a_sigkilled_build_does_not_block_the_next_one(warc, tmp_
     reference = tmp_path / "reference"
     assert run_build(warc, reference).returncode == 0
     out = tmp_path / "out"
-    killed = start_build(warc, out, pause_at="finish_extract")  # its extraction worker (a fork) is alive by then
+    killed = start_build(warc, out, pause_at="ExtractStage.finish")  # its extraction worker (a fork) is alive by then
     try:
         wait_paused(killed)
         children = psutil.Process(killed.pid).children(recursive=True)

@@ -1,4 +1,4 @@
-"""Dedup in parts (corpus.dedup_parts through build.run_dedup) removes exactly the ids the in-memory `Deduplicator`
+"""Dedup in parts (corpus.dedup_parts through build.DedupStage) removes exactly the ids the in-memory `Deduplicator`
 removes, with the same reasons and kept duplicates, whatever the number of partitions; an interrupted run resumes to
 the same removed.parquet, also after SIGKILL; the plan keeps parts to the memory setting."""
 
@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus import dedup_parts
-from corpus.build import FILTERED_SCHEMA, dedup_key, doc_id, plan_dedup, run_dedup, stage_key
+from corpus.build import FILTERED_SCHEMA, DedupStage, doc_id, stage_key
 from corpus.dedup import DedupConfig, Deduplicator, signature, text_hash
+from corpus.stages import begin, map_in_process, run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = [f"w{i}" for i in range(3000)]
@@ -92,6 +93,11 @@ def _removed(out_dir) -> dict[str, tuple[str, str]]:
     return {r["id"]: (r["reason"], r["duplicate_of"]) for r in table.to_pylist()}
 
 
+def run_dedup(out_dir: Path, upstream: str, config: DedupConfig, partition_docs: int) -> tuple[str, dict]:
+    key, stats = run_stage(DedupStage(out_dir, config, partition_docs), upstream, map_in_process)
+    return key, stats.to_dict()
+
+
 @pytest.mark.parametrize("partition_docs,per_part", [(10**6, 420), (100, 64), (37, 50), (7, 13)])
 def test_parts_remove_what_the_in_memory_index_removes(tmp_path, generated, partition_docs, per_part):
     rows, expected = generated
@@ -114,8 +120,9 @@ def test_parts_remove_what_the_in_memory_index_removes(tmp_path, generated, part
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, generated):
     rows, expected = generated
     _write_parts(tmp_path, rows, 50)
-    key = dedup_key(stage_key("test"), DedupConfig())
-    plan = plan_dedup(tmp_path, key, DedupConfig(), partition_docs=60)
+    stage = DedupStage(tmp_path, DedupConfig(), partition_docs=60)
+    begin(stage.stage_dir, stage.key(stage_key("test")))
+    plan = stage.plan(stage_key("test"))
     for step in dedup_parts.STEPS[:4]:  # killed during "shingles": two steps and one part of it left undone
         for index in range(plan.count(step)):
             dedup_parts.run_part(plan, step, index)
@@ -132,8 +139,9 @@ KILLED_IN_ATTACH = """
 import os, signal, sys
 from pathlib import Path
 from corpus import dedup_parts
-from corpus.build import run_dedup, stage_key
+from corpus.build import DedupStage, stage_key
 from corpus.dedup import DedupConfig
+from corpus.stages import map_in_process, run_stage
 
 attach = dedup_parts._STEP_FUNCTIONS["attach"]
 
@@ -144,7 +152,7 @@ def attach_then_die(plan, index):  # dies after a part's files are written, befo
     return stats
 
 dedup_parts._STEP_FUNCTIONS["attach"] = attach_then_die
-run_dedup(Path(sys.argv[1]), stage_key("test"), DedupConfig(), partition_docs=60)
+run_stage(DedupStage(Path(sys.argv[1]), DedupConfig(), 60), stage_key("test"), map_in_process)
 """
 
 

@@ -1,4 +1,4 @@
-"""The fetch stage in parts (corpus.fetch_parts through build.run_fetch): every host is in exactly one part, the parts
+"""The fetch stage in parts (corpus.fetch_parts through build.FetchStage): every host is in exactly one part, the parts
 together fetch every link once with the same outcome as one part does, and a finished part is not fetched again."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 from hostile_server import HostileServer
 
 from corpus import fetch_parts
-from corpus.build import fetch_key, fetched_warcs, plan_fetch, run_fetch
+from corpus.build import FetchStage, fetched_warcs
 from corpus.fetch import FetchConfig
+from corpus.stages import begin, map_in_process, run_stage
 from corpus.urls import url_host
 from corpus.warc import iter_html_records
 
@@ -71,6 +72,11 @@ def _config(server: HostileServer) -> FetchConfig:
     )
 
 
+def run_fetch(out: Path, links_key: str, config: FetchConfig, parts: int) -> tuple[str, dict]:
+    key, stats = run_stage(FetchStage(out, config, parts), links_key, map_in_process)
+    return key, stats.to_dict()
+
+
 def test_parts_fetch_every_link_once_with_the_outcome_of_one_part(tmp_path):
     with HostileServer() as server:
         config = _config(server)
@@ -96,7 +102,9 @@ def test_a_finished_part_is_not_fetched_again(tmp_path):
     with HostileServer() as server:
         config = _config(server)
         urls = _write_links(tmp_path)
-        assert plan_fetch(tmp_path, fetch_key("links-key"), 3) == 3
+        stage = FetchStage(tmp_path, config, 3)
+        begin(stage.stage_dir, stage.key("links-key"))
+        assert stage.plan("links-key") == 3
         plan = json.loads((tmp_path / "fetch" / "_plan.json").read_text())
         done = fetch_parts.fetch_part(tmp_path / "fetch", 0, config)
         assert sum(done.values()) == plan["part_links"][0] > 0

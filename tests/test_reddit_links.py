@@ -322,15 +322,17 @@ def test_plain_urls_split_by_regex_as_httpx_parses_them(scheme, host, port, rest
 def test_a_new_canonical_form_redoes_the_links_stage(tmp_path):
     """A build whose links were keyed by an older canonicalize_url does not reuse them (nor the stages after)."""
     from corpus import build
+    from corpus.stages import completed, map_in_process, run_stage
 
     dump = write_submissions(tmp_path / "RS_2014-05.json", RECORDS)
     old = LinkConfig(cutoff=None, min_karma=1)
     old.canonical_form = CANONICAL_FORM - 1  # as a build made before the form changed recorded it
-    old_key, _ = build.run_links([dump], tmp_path / "build", old)
-    assert build.completed(tmp_path / "build" / "links", old_key) is not None
-    new_key, _ = build.run_links([dump], tmp_path / "build", LinkConfig(cutoff=None, min_karma=1))
+    old_key, _ = run_stage(build.LinksStage(tmp_path / "build", (dump,), old), None, map_in_process)
+    assert completed(tmp_path / "build" / "links", old_key) is not None
+    new = LinkConfig(cutoff=None, min_karma=1)
+    new_key, _ = run_stage(build.LinksStage(tmp_path / "build", (dump,), new), None, map_in_process)
     assert new_key != old_key and build.stage_key("fetch", new_key) != build.stage_key("fetch", old_key)
-    assert build.completed(tmp_path / "build" / "links", old_key) is None  # redone under the new key
+    assert completed(tmp_path / "build" / "links", old_key) is None  # redone under the new key
     assert old.selection_key() != LinkConfig(cutoff=None, min_karma=1).selection_key()  # spills are not reused
 
 
