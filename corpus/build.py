@@ -220,6 +220,11 @@ class ExtractUnit:
     def name(self) -> str:
         return f"{self.file_index:05d}-{self.chunk:05d}.parquet"
 
+    @staticmethod
+    def file_index_of(part: Path) -> int:
+        """The WARC file (its index in the extract stage's list) an extract part was read from."""
+        return int(part.name.split("-", 1)[0])
+
 
 @dataclass(frozen=True)
 class ExtractStage(Stage):
@@ -343,11 +348,16 @@ class IdSet:
 
 
 def _link_metadata(links_path: Path | None, urls: list[str]) -> dict[str, dict]:
+    """The Reddit metadata of `urls` from a links file, read a batch at a time: memory is the batch and the answer."""
     if links_path is None:
         return {}
-    table = pq.read_table(links_path, columns=["url", "karma", "subreddits", "title", "first_created_utc"])
-    table = table.filter(pc.is_in(table.column("url"), value_set=pa.array(sorted(set(urls)), pa.string())))
-    return {row["url"]: row for row in table.to_pylist()}
+    wanted = pa.array(sorted(set(urls)), pa.string())
+    found: dict[str, dict] = {}
+    columns = ["url", "karma", "subreddits", "title", "first_created_utc"]
+    for batch in pq.ParquetFile(links_path).iter_batches(batch_size=65_536, columns=columns):
+        matches = batch.filter(pc.is_in(batch.column("url"), value_set=wanted))
+        found.update((row["url"], row) for row in matches.to_pylist())
+    return found
 
 
 def filter_part(out_dir: Path, part: Path, links_path: Path | None, config: BuildConfig) -> dict[str, int]:
@@ -405,25 +415,35 @@ def filter_part(out_dir: Path, part: Path, links_path: Path | None, config: Buil
 
 @dataclass(frozen=True)
 class FilterStage(Stage):
-    """extract parts -> filter parts: pages joined with their Reddit link, filtered, with dedup signatures."""
+    """extract parts -> filter parts: pages joined with their Reddit link, filtered, with dedup signatures.
+
+    Fetched pages are joined with the links of the fetch part that fetched them (a part's share of the links, so
+    memory and time per part are set by `fetch_part_count`, not by the corpus); pages from given WARC files with the
+    whole links.parquet, read a batch at a time."""
 
     out_dir: Path
     config: BuildConfig
     links_key: str | None = None  # the links stage's, when there is one
+    fetched: bool = False  # the pages come from the fetch stage
     name: ClassVar[str] = "filter"
-
-    @property
-    def links_path(self) -> Path | None:
-        return self.out_dir / "links" / "links.parquet" if self.links_key else None
 
     def key(self, upstream: str | None) -> str:
         return stage_key("filter", upstream, self.links_key, self.config.filter, self.config.dedup)
 
-    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Path]:
-        return extract_parts(self.out_dir)
+    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[tuple[Path, Path | None]]:
+        parts = extract_parts(self.out_dir)
+        if not self.links_key:
+            return [(part, None) for part in parts]
+        if not self.fetched:
+            return [(part, self.out_dir / "links" / "links.parquet") for part in parts]
+        from corpus.fetch_parts import part_links
 
-    def run_part(self, plan: Any, step: str, part: Path) -> dict:
-        return filter_part(self.out_dir, part, self.links_path, self.config)
+        warcs = fetched_warcs(self.out_dir)
+        return [(part, part_links(warcs[ExtractUnit.file_index_of(part)])) for part in parts]
+
+    def run_part(self, plan: Any, step: str, part: tuple[Path, Path | None]) -> dict:
+        extracted, links_path = part
+        return filter_part(self.out_dir, extracted, links_path, self.config)
 
     def finish(self, plan: Any, done: Mapping[str, list]) -> StageStats:
         dropped: Counter[str] = Counter()
@@ -661,7 +681,7 @@ def corpus_stages(
         stages.append(FetchStage(out_dir, fetch_config, fetch_part_count))
     return stages + [
         ExtractStage(out_dir, config, None if warc_inputs is None else tuple(warc_inputs)),
-        FilterStage(out_dir, config, links_key(dumps, link_config) if dumps else None),
+        FilterStage(out_dir, config, links_key(dumps, link_config) if dumps else None, warc_inputs is None),
         DedupStage(out_dir, config.dedup, config.dedup_partition_docs),
         WikipediaStage(out_dir),
     ]

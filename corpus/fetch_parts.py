@@ -1,7 +1,8 @@
 """Fetching in parts: the link list is split by a stable hash of each URL's registered domain, so every host (and its
 `www.` form) is in exactly one part and `corpus.fetch`'s per-host politeness holds across the cluster. Each part is
 one `fetch_urls` run with its own folder (`parts/<k>/`: links.parquet, log.parquet, warc/), resumable by itself from
-its log, and reads its links a batch at a time: no process holds the whole link list.
+its log, and reads its links a batch at a time: no process holds the whole link list. A part's links file also
+carries each link's Reddit metadata, so the filter stage joins the pages of a part with that part's links only.
 
 Concurrency: every part runs `FetchConfig.concurrency` requests at most, so the whole fetch runs (parts in flight) x
 `concurrency`; per host it stays `per_host`, `min_delay_s` apart, whatever the number of parts.
@@ -15,13 +16,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus import links
 from corpus.files import run_once, write_json
 from corpus.urls import registered_domain, url_host
 
-LINKS_SCHEMA = pa.schema([("url", pa.string()), ("start", pa.string())])  # log key, URL to request
+METADATA = ("karma", "subreddits", "title", "first_created_utc")  # what the filter stage joins to each page
+LINKS_SCHEMA = pa.schema(
+    [("url", pa.string()), ("start", pa.string())]  # log key, URL to request
+    + [(name, links.LINKS_SCHEMA.field(name).type) for name in METADATA]
+)
 _BATCH_ROWS = 50_000
 
 
@@ -52,19 +59,16 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
     writers = [pq.ParquetWriter(path, LINKS_SCHEMA, compression="zstd") for path in tmp_paths]
     sizes = [0] * parts
     try:
-        for batch in pq.ParquetFile(links_path).iter_batches(batch_size=_BATCH_ROWS, columns=["url", "original_urls"]):
-            rows: list[list[tuple[str, str]]] = [[] for _ in range(parts)]
-            for url, originals in zip(batch.column("url").to_pylist(), batch.column("original_urls").to_pylist()):
-                start = request_url(url, originals)
-                rows[part_of(start, parts)].append((url, start))
-            for k, part_rows in enumerate(rows):
-                if part_rows:
-                    writers[k].write_table(
-                        pa.table(
-                            {"url": [u for u, _ in part_rows], "start": [s for _, s in part_rows]}, schema=LINKS_SCHEMA
-                        )
-                    )
-                    sizes[k] += len(part_rows)
+        columns = ["url", "original_urls", *METADATA]
+        for batch in pq.ParquetFile(links_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            starts = [request_url(u, o) for u, o in zip(batch["url"].to_pylist(), batch["original_urls"].to_pylist())]
+            part_of_row = np.array([part_of(start, parts) for start in starts], dtype=np.int64)
+            table = pa.Table.from_batches([batch]).drop_columns(["original_urls"])
+            table = table.add_column(1, "start", pa.array(starts, pa.string()))
+            for k in np.unique(part_of_row):
+                rows = table.filter(pa.array(part_of_row == k))
+                writers[k].write_table(rows.cast(LINKS_SCHEMA))
+                sizes[k] += rows.num_rows
     finally:
         for writer in writers:
             writer.close()
@@ -76,7 +80,9 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
 
 
 def _links(folder: Path) -> Iterator[tuple[str, str]]:
-    for batch in pq.ParquetFile(folder / "links.parquet").iter_batches(batch_size=_BATCH_ROWS):
+    for batch in pq.ParquetFile(folder / "links.parquet").iter_batches(
+        batch_size=_BATCH_ROWS, columns=["url", "start"]
+    ):
         yield from zip(batch.column("url").to_pylist(), batch.column("start").to_pylist())
 
 
@@ -96,6 +102,11 @@ def fetch_part(fetch_dir: Path, k: int, config, progress: Callable[[dict], None]
 def _log_outcomes(folder: Path) -> list[str]:
     log = folder / "log.parquet"
     return pq.read_table(log, columns=["outcome"]).column("outcome").to_pylist() if log.exists() else []
+
+
+def part_links(warc: Path) -> Path:
+    """The links file of the part that fetched `warc` (one of `warcs`)."""
+    return warc.parent.parent / "links.parquet"
 
 
 def warcs(fetch_dir: Path) -> list[Path]:

@@ -30,7 +30,15 @@ def _write_links(out_dir: Path, hosts: int = 9, per_host: int = 5) -> list[str]:
         for i in range(hosts * per_host)
     ]
     (out_dir / "links").mkdir(parents=True)
-    pq.write_table(pa.table({"url": urls, "original_urls": [[u] for u in urls]}), out_dir / "links" / "links.parquet")
+    columns = {
+        "url": urls,
+        "original_urls": [[u] for u in urls],
+        "karma": [3 + i for i in range(len(urls))],
+        "subreddits": [["news"] for _ in urls],
+        "title": [f"story {i}" for i in range(len(urls))],
+        "first_created_utc": [1_400_000_000 + i for i in range(len(urls))],
+    }
+    pq.write_table(pa.table(columns), out_dir / "links" / "links.parquet")
     return urls
 
 
@@ -45,9 +53,12 @@ def test_a_host_is_in_exactly_one_part_and_the_parts_cover_the_links(tmp_path):
     plan = fetch_parts.plan(tmp_path / "links" / "links.parquet", tmp_path / "fetch", 4)
     part_of_site: dict[str, set[int]] = {}
     seen = []
+    source = {row["url"]: row for row in pq.read_table(tmp_path / "links" / "links.parquet").to_pylist()}
     for k in range(4):
         table = pq.read_table(tmp_path / "fetch" / "parts" / f"{k:05d}" / "links.parquet")
         assert table.num_rows == plan["part_links"][k]
+        for row in table.to_pylist():  # each link's Reddit metadata goes with it, for the filter stage's join
+            assert {m: row[m] for m in fetch_parts.METADATA} == {m: source[row["url"]][m] for m in fetch_parts.METADATA}
         for url in table.column("start").to_pylist():
             part_of_site.setdefault(url_host(url).removeprefix("www."), set()).add(k)
         seen += table.column("url").to_pylist()
@@ -114,3 +125,24 @@ def test_a_finished_part_is_not_fetched_again(tmp_path):
         _, stats = run_fetch(tmp_path, "links-key", config, parts=1)
         assert log0.stat().st_mtime_ns == before
         assert stats["in"] == len(urls) == sum(stats["outcomes"].values())
+
+
+def test_fetched_pages_are_joined_with_their_own_parts_links_not_the_whole_link_list(tmp_path):
+    """The filter stage's Reddit-metadata join reads the links of the fetch part that fetched a page (memory and time
+    per part set by fetch_part_count): it works with links.parquet gone, and every page finds its link."""
+    from corpus.build import BuildConfig, ExtractStage, FilterStage
+    from corpus.extract import ExtractConfig
+    from corpus.filters import FilterConfig
+
+    with HostileServer() as server:
+        urls = _write_links(tmp_path)
+        fetch_key, stats = run_fetch(tmp_path, "links-key", _config(server), parts=3)
+    assert len({fetch_parts.part_links(w) for w in fetched_warcs(tmp_path)}) > 1, "pages in several parts"
+    (tmp_path / "links" / "links.parquet").unlink()  # the filter parts must not need it
+    config = BuildConfig(extract=ExtractConfig(method="trafilatura", workers=1), filter=FilterConfig(min_words=1))
+    extract_key, extracted = run_stage(ExtractStage(tmp_path, config), fetch_key, map_in_process)
+    _, filtered = run_stage(FilterStage(tmp_path, config, "links-key", fetched=True), extract_key, map_in_process)
+    assert filtered.items_in == extracted.items_out > 0 and "not_in_links" not in filtered.dropped
+    karma = {url: 3 + i for i, url in enumerate(urls)}
+    rows = [r for p in sorted((tmp_path / "filter").glob("0*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert rows and all(r["karma"] == karma[r["link_url"]] and r["subreddits"] == ["news"] for r in rows)
