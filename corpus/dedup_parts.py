@@ -25,6 +25,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +44,27 @@ _U64, _I64 = pa.uint64(), pa.int64()
 
 @dataclass(frozen=True)
 class DedupPlan:
+    """What every part is sent: small whatever the corpus (the list of filter parts stays in the plan file)."""
+
     work: Path
-    parts: tuple[Path, ...]  # filter parts in order; row j of part i has ordinal (i << 32) | j
+    source: Path  # the filter parts' folder
     groups: tuple[tuple[int, int], ...]  # [start, stop) ranges of `parts` read by one scatter or shingles part
     partitions: int
     config: DedupConfig
 
     def count(self, step: str) -> int:
         return len(self.groups) if step in _PER_SOURCE_GROUP else self.partitions
+
+    @property
+    def parts(self) -> tuple[Path, ...]:
+        """The filter parts in order; row j of part i has ordinal (i << 32) | j."""
+        plan_file = self.work.parent / "_plan.json"
+        return tuple(self.source / name for name in _part_names(plan_file, plan_file.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=4)
+def _part_names(plan_file: Path, mtime_ns: int) -> tuple[str, ...]:
+    return tuple(json.loads(plan_file.read_text())["parts"])
 
 
 def plan(stage_dir: Path, parts: list[Path], config: DedupConfig, partition_docs: int) -> DedupPlan:
@@ -74,7 +88,8 @@ def plan(stage_dir: Path, parts: list[Path], config: DedupConfig, partition_docs
             groups.append((start, len(parts)))
         stage_dir.mkdir(parents=True, exist_ok=True)
         write_json(plan_file, {"groups": groups, "partitions": partitions, "parts": [p.name for p in parts]})
-    return DedupPlan(stage_dir / "_work", tuple(parts), tuple(groups), partitions, config)
+    source = parts[0].parent if parts else stage_dir
+    return DedupPlan(stage_dir / "_work", source, tuple(groups), partitions, config)
 
 
 def run_part(plan: DedupPlan, step: str, index: int) -> dict:
@@ -163,10 +178,10 @@ def _partition_of_ids(ids: np.ndarray, plan: DedupPlan) -> np.ndarray:
 
 
 def _scatter_rows(plan: DedupPlan, group: int) -> dict:
-    tables = []
+    tables, parts = [], plan.parts
     start, stop = plan.groups[group]
     for i in range(start, stop):
-        part = plan.parts[i]
+        part = parts[i]
         t = pq.read_table(part, columns=["id", "karma", "created_utc", "text_hash", "minhash"])
         minhash = _minhash_values(t.column("minhash"), plan.config.num_perm, part)
         tables.append(
@@ -296,15 +311,15 @@ def _candidate_shingles(plan: DedupPlan, group: int) -> dict:
     """Shingle hashes of the documents in some candidate pair, read from the filter parts of one group."""
     ends_table = _gather(plan, "ends")
     ends = np.unique(_col(ends_table, "ordinal")) if ends_table is not None else np.empty(0, dtype=np.uint64)
-    ids_out, shingles_out = [], []
+    ids_out, shingles_out, parts = [], [], plan.parts
     start, stop = plan.groups[group]
     for i in range(start, stop):
         lo, hi = np.searchsorted(ends, [np.uint64(i) << np.uint64(32), np.uint64(i + 1) << np.uint64(32)])
         if hi == lo:
             continue
         rows = (ends[lo:hi] & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        t = pq.read_table(plan.parts[i], columns=["id", "text"]).take(pa.array(rows))
-        ids_out.append(id_values(t.column("id").to_pylist(), plan.parts[i]))
+        t = pq.read_table(parts[i], columns=["id", "text"]).take(pa.array(rows))
+        ids_out.append(id_values(t.column("id").to_pylist(), parts[i]))
         shingles_out += [
             shingle_hashes(text, plan.config.shingle_words).astype("<u8").tobytes()
             for text in t.column("text").to_pylist()

@@ -184,3 +184,21 @@ def test_plan_keeps_every_source_group_to_the_partition_setting(tmp_path, genera
     assert [g[0] for g in plan.groups[1:]] == [g[1] for g in plan.groups[:-1]], "groups cover the parts in order"
     with pytest.raises(ValueError, match="partition_docs must be at least 1"):
         dedup_parts.plan(tmp_path / "other", plan.parts, DedupConfig(), 0)
+
+
+def test_the_plan_every_part_is_sent_does_not_grow_with_the_number_of_filter_parts(tmp_path, generated):
+    """Each dedup task gets the plan: with the list of filter parts in it, a build of 100k filter parts would send
+    megabytes with each of thousands of tasks. The list stays in the plan file."""
+    import pickle
+
+    rows, _ = generated
+    sizes = {}
+    for per_part in (len(rows), 2):
+        out = tmp_path / f"per{per_part}"
+        _write_parts(out, rows, per_part)
+        parts = sorted((out / "filter").glob("*.parquet"))
+        plan = dedup_parts.plan(out / "dedup", parts, DedupConfig(), partition_docs=10**6)
+        assert plan.parts == tuple(parts)
+        sizes[len(parts)] = len(pickle.dumps(plan))
+    few, many = sorted(sizes)
+    assert many >= 100 * few and abs(sizes[many] - sizes[few]) <= 8, sizes
