@@ -9,6 +9,7 @@ Concurrency: every part runs `FetchConfig.concurrency` requests at most, so the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import Counter
@@ -18,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus.files import run_once, write_json
+from corpus.files import atomic_output, run_once, write_json
 from corpus.urls import registered_domain, url_host
 
 LINKS_SCHEMA = pa.schema([("url", pa.string()), ("start", pa.string())])  # log key, URL to request
@@ -48,10 +49,16 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
     folders = [fetch_dir / "parts" / f"{k:05d}" for k in range(parts)]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-    tmp_paths = [folder / ".links.parquet.tmp" for folder in folders]
-    writers = [pq.ParquetWriter(path, LINKS_SCHEMA, compression="zstd") for path in tmp_paths]
     sizes = [0] * parts
-    try:
+    with contextlib.ExitStack() as stack:  # writers close (footers) before their files are renamed into place
+        writers = [
+            stack.enter_context(
+                pq.ParquetWriter(
+                    stack.enter_context(atomic_output(folder / "links.parquet")), LINKS_SCHEMA, compression="zstd"
+                )
+            )
+            for folder in folders
+        ]
         for batch in pq.ParquetFile(links_path).iter_batches(batch_size=_BATCH_ROWS, columns=["url", "original_urls"]):
             rows: list[list[tuple[str, str]]] = [[] for _ in range(parts)]
             for url, originals in zip(batch.column("url").to_pylist(), batch.column("original_urls").to_pylist()):
@@ -65,11 +72,6 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
                         )
                     )
                     sizes[k] += len(part_rows)
-    finally:
-        for writer in writers:
-            writer.close()
-    for tmp, folder in zip(tmp_paths, folders):
-        tmp.replace(folder / "links.parquet")
     result = {"parts": parts, "links": sum(sizes), "part_links": sizes}
     write_json(plan_file, result)  # last: the plan exists only when every part's links do
     return result
