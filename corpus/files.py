@@ -76,7 +76,7 @@ class atomic_folder(atomic_output):
         if not self.path.exists():
             os.replace(self.tmp, self.path)
             return
-        old = self.path.with_name(f".{self.path.name}.old.{os.getpid()}.tmp")
+        old = temp_path(self.path.with_name(self.path.name + ".old"))  # .<name>.old.<pid>.tmp
         _remove(old)
         os.replace(self.path, old)
         os.replace(self.tmp, self.path)
