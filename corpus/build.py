@@ -13,7 +13,6 @@ import glob
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,7 +32,7 @@ from corpus.buildwarnings import build_warnings
 from corpus.card import render_card
 from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
-from corpus.files import fingerprints, run_once, write_json, write_parquet
+from corpus.files import fingerprints, run_once, write_atomic, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
 from corpus.reddit import DumpReadError
 from corpus.shards import SCHEMA, ShardConfig, write_shards
@@ -653,9 +652,7 @@ def finished_build(out_dir: Path, request_key: str) -> dict | None:
 
 
 def record_request(out_dir: Path, request_key: str) -> None:
-    tmp = out_dir / f".{REQUEST_FILE}.tmp"
-    tmp.write_text(request_key)
-    os.replace(tmp, out_dir / REQUEST_FILE)
+    write_atomic(out_dir / REQUEST_FILE, lambda tmp: tmp.write_text(request_key))
 
 
 # ---- the build ---------------------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import random
 import re
 import secrets
@@ -55,6 +54,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.files import write_parquet
 from corpus.netsafety import BlockedAddressError, ConnectTo, DNSError, SafeTransport
 
 # robots_allowed is the crawler's own robots.txt decision, public here
@@ -758,9 +758,7 @@ class _LogStore:
         seen: set[str] = set()
         keep = [not (url in seen or seen.add(url)) for url in table.column("url").to_pylist()]
         table = table.filter(pa.array(keep, pa.bool_()))
-        tmp = self.log_path.with_name(f".{self.log_path.name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, self.log_path)
+        write_parquet(table, self.log_path)
         return table.num_rows
 
 

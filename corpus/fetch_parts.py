@@ -10,6 +10,7 @@ Concurrency: every part runs `FetchConfig.concurrency` requests at most, so the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import Counter
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus import links
-from corpus.files import run_once, write_json
+from corpus.files import atomic_output, run_once, write_json
 from corpus.urls import registered_domain, url_host
 
 METADATA = ("karma", "subreddits", "title", "first_created_utc")  # what the filter stage joins to each page
@@ -55,10 +56,16 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
     folders = [fetch_dir / "parts" / f"{k:05d}" for k in range(parts)]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-    tmp_paths = [folder / ".links.parquet.tmp" for folder in folders]
-    writers = [pq.ParquetWriter(path, LINKS_SCHEMA, compression="zstd") for path in tmp_paths]
     sizes = [0] * parts
-    try:
+    with contextlib.ExitStack() as stack:  # writers close (footers) before their files are renamed into place
+        writers = [
+            stack.enter_context(
+                pq.ParquetWriter(
+                    stack.enter_context(atomic_output(folder / "links.parquet")), LINKS_SCHEMA, compression="zstd"
+                )
+            )
+            for folder in folders
+        ]
         columns = ["url", "original_urls", *METADATA]
         for batch in pq.ParquetFile(links_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             starts = [request_url(u, o) for u, o in zip(batch["url"].to_pylist(), batch["original_urls"].to_pylist())]
@@ -69,11 +76,6 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
                 rows = table.filter(pa.array(part_of_row == k))
                 writers[k].write_table(rows.cast(LINKS_SCHEMA))
                 sizes[k] += rows.num_rows
-    finally:
-        for writer in writers:
-            writer.close()
-    for tmp, folder in zip(tmp_paths, folders):
-        tmp.replace(folder / "links.parquet")
     result = {"parts": parts, "links": sum(sizes), "part_links": sizes}
     write_json(plan_file, result)  # last: the plan exists only when every part's links do
     return result

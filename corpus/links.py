@@ -44,7 +44,6 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -61,7 +60,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from corpus.files import fingerprint, run_once, write_atomic, write_json
+from corpus.files import atomic_output, fingerprint, run_once, write_atomic, write_json
 from corpus.reddit import DumpReadError, iter_submissions
 from corpus.urls import (
     CANONICAL_FORM,
@@ -520,8 +519,7 @@ class _Spiller:
         totals = sizes.sum(axis=0)
         nonempty = [int(p) for p in np.flatnonzero(totals)]
         name = f"spill-{len(self.spills):05d}.arrow"
-        tmp = self.folder / f".{name}.tmp"
-        with ipc.new_file(tmp, SPILL_SCHEMA, options=_IPC_OPTIONS) as writer:
+        with atomic_output(self.folder / name) as tmp, ipc.new_file(tmp, SPILL_SCHEMA, options=_IPC_OPTIONS) as writer:
             for p in nonempty:
                 writer.write_batch(
                     pa.concat_batches(
@@ -532,7 +530,6 @@ class _Spiller:
                         ]
                     )
                 )
-        os.replace(tmp, self.folder / name)
         self.spills.append((name, nonempty))
         self.partition_rows += totals
         self.frozen, self.held = [], 0
@@ -747,16 +744,11 @@ def _merged(unit_files: list[Path], chunk_rows: int) -> Iterator[pa.Table]:
 def _merge_into(out_path: Path, unit_files: list[Path]) -> int:
     """Write links.parquet atomically from the sorted unit files; returns its row count."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, LINKS_SCHEMA, compression="zstd") as writer:
-            for chunk in _merged(unit_files, ROW_GROUP_ROWS) if unit_files else ():
-                writer.write_table(chunk.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
-                rows += chunk.num_rows
-            if not rows:  # as write_table writes an empty table
-                writer.write_table(LINKS_SCHEMA.empty_table())
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(out_path) as tmp, pq.ParquetWriter(tmp, LINKS_SCHEMA, compression="zstd") as writer:
+        for chunk in _merged(unit_files, ROW_GROUP_ROWS) if unit_files else ():
+            writer.write_table(chunk.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+            rows += chunk.num_rows
+        if not rows:  # as write_table writes an empty table
+            writer.write_table(LINKS_SCHEMA.empty_table())
     return rows

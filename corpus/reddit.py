@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import zstandard
 
+from corpus.files import atomic_output
+
 log = logging.getLogger(__name__)
 
 # The 2019+ Pushshift dumps were written with `zstd --long=31`; the default decoder limit (2**27) rejects them.
@@ -181,12 +183,7 @@ def write_submissions(path: str | Path, records: Iterable[dict]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with _create_binary(tmp, path.suffix) as stream:
-            for record in records:
-                stream.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, _create_binary(tmp, path.suffix) as stream:
+        for record in records:
+            stream.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
     return path

@@ -18,7 +18,6 @@ key order. Nothing held grows with the corpus or the shard size.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from corpus.files import atomic_folder
 
 SCHEMA = pa.schema(
     [
@@ -109,35 +110,31 @@ def write_shards(
 ) -> list[ShardFile]:
     """Write the documents yielded by `docs()` (called twice: sizes, then rows) as Parquet shards in `shards_dir`.
 
-    Each doc is a dict with the SCHEMA columns. The directory is written under a temporary name and renamed at the
-    end, so it is either complete or absent. Duplicate ids keep the first occurrence.
+    Each doc is a dict with the SCHEMA columns. The directory is written under a temporary name and swapped in at
+    the end (`atomic_folder`), so it is never partial. Duplicate ids keep the first occurrence.
     """
     shards_dir = Path(shards_dir)
     text_bytes, split = _plan_split(docs, config.val_fraction)
     counts = {split: max(1, -(-n // config.shard_text_bytes)) for split, n in text_bytes.items()}
 
-    tmp = shards_dir.with_name(f".{shards_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    buckets = _Buckets(tmp / ".buckets", config.memory_text_bytes)
-    for doc in docs():
-        doc_split = split(doc["id"])
-        key = shard_key(doc["id"])
-        buckets.add((doc_split, key * counts[doc_split] >> 64), key, doc)
-    buckets.close()
-
     files: list[ShardFile] = []
-    for split in SPLITS:
-        if text_bytes[split] == 0:
-            continue
-        for index in range(counts[split]):
-            lo, hi = (index << 64) // counts[split], ((index + 1) << 64) // counts[split]
-            pieces = buckets.pieces((split, index), lo, hi)
-            path = tmp / shard_name(split, index, counts[split])
-            rows = _write_shard(pieces, path, config)
-            files.append(ShardFile(path.name, split, rows, path.stat().st_size, _sha256(path)))
-    shutil.rmtree(buckets.folder)
-    shutil.rmtree(shards_dir, ignore_errors=True)
-    os.replace(tmp, shards_dir)
+    with atomic_folder(shards_dir) as tmp:
+        buckets = _Buckets(tmp / ".buckets", config.memory_text_bytes)
+        for doc in docs():
+            doc_split = split(doc["id"])
+            key = shard_key(doc["id"])
+            buckets.add((doc_split, key * counts[doc_split] >> 64), key, doc)
+        buckets.close()
+        for split in SPLITS:
+            if text_bytes[split] == 0:
+                continue
+            for index in range(counts[split]):
+                lo, hi = (index << 64) // counts[split], ((index + 1) << 64) // counts[split]
+                pieces = buckets.pieces((split, index), lo, hi)
+                path = tmp / shard_name(split, index, counts[split])
+                rows = _write_shard(pieces, path, config)
+                files.append(ShardFile(path.name, split, rows, path.stat().st_size, _sha256(path)))
+        shutil.rmtree(buckets.folder)
     return files
 
 

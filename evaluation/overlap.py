@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from rbloom import Bloom
 
-from corpus.files import fingerprints
+from corpus.files import fingerprints, write_atomic
 
 log = logging.getLogger(__name__)
 N = 8
@@ -235,9 +234,7 @@ def corpus_bloom(
     bloom = build_bloom(_train_texts(shards), expected, false_positive_rate)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(cache.name + f".tmp{os.getpid()}")
-        bloom.save(partial)
-        partial.replace(cache)
+        write_atomic(cache, bloom.save)
     return bloom
 
 

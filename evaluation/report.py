@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from corpus.files import atomic_output, write_atomic
 from evaluation.paper import PAPER, SIZES, paper_value
 
 # Bookkeeping numbers that go to the JSON but are not scores.
@@ -118,9 +118,7 @@ def size_figure(rows: list[dict[str, Any]], n_params: int):  # -> matplotlib.fig
 
 
 def _write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + f".tmp{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_report(
@@ -140,9 +138,8 @@ def write_report(
     markdown = header + "\n" + markdown_table(rows) + "\n"
     if figure is not None:
         for suffix in ("png", "svg"):
-            partial = out_dir / f"results.{suffix}.tmp{os.getpid()}"
-            figure.savefig(partial, format=suffix)
-            partial.replace(out_dir / f"results.{suffix}")
+            with atomic_output(out_dir / f"results.{suffix}") as tmp:
+                figure.savefig(tmp, format=suffix)
         markdown_file = markdown + "\n![metric against model size](results.png)\n"
         encoded = base64.b64encode((out_dir / "results.png").read_bytes()).decode()
         markdown_artifact = markdown + f"\n![metric against model size](data:image/png;base64,{encoded})\n"

@@ -8,12 +8,12 @@ and the head is tied to wte, so lm_head.weight is never stored.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from corpus.files import write_atomic
 from modeling.model import GPT, GPTConfig
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -138,10 +138,7 @@ def save_pretrained(model: GPT, path: str | Path, eos_token_id: int | None = Non
         if key.endswith(CONV1D_WEIGHTS):
             tensor = tensor.t()
         weights[key] = tensor.contiguous().clone()
-    tmp_weights = path / "model.safetensors.tmp"
-    save_file(weights, tmp_weights, metadata={"format": "pt"})
-    os.replace(tmp_weights, path / "model.safetensors")
-    tmp_config = path / "config.json.tmp"
-    tmp_config.write_text(json.dumps(hf_config(config, eos_token_id), indent=2) + "\n")
-    os.replace(tmp_config, path / "config.json")
+    write_atomic(path / "model.safetensors", lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))
+    text = json.dumps(hf_config(config, eos_token_id), indent=2) + "\n"
+    write_atomic(path / "config.json", lambda tmp: tmp.write_text(text))
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from corpus.files import atomic_output
 from modeling.model import GPT, GPTConfig, configure_optimizer
 
 
@@ -34,9 +34,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint under a temporary name and rename it: a run killed mid-write keeps its last good one."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        tmp = f"{path}.tmp"
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with atomic_output(Path(path)) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class GPTModule(L.LightningModule):

@@ -72,6 +72,14 @@ def test_a_host_is_in_exactly_one_part_and_the_parts_cover_the_links(tmp_path):
         fetch_parts.plan(tmp_path / "links" / "links.parquet", tmp_path / "other", 0)
 
 
+def test_a_plan_that_fails_leaves_no_part_files(tmp_path):
+    links = tmp_path / "links.parquet"
+    pq.write_table(pa.table({"url": ["http://news1.co.uk/a"]}), links)  # no original_urls column
+    with pytest.raises(Exception, match="original_urls"):
+        fetch_parts.plan(links, tmp_path / "fetch", 3)
+    assert [p for p in (tmp_path / "fetch").rglob("*") if p.is_file()] == []  # no plan, links or temporary files
+
+
 def _config(server: HostileServer) -> FetchConfig:
     """The fetcher against the test server, every .co.uk host routed to it, no politeness delay."""
     return FetchConfig(

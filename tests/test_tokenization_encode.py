@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import json
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -160,7 +162,9 @@ def test_interrupted_run_resumes_to_identical_shards(
     done = manifest["splits"]["train"]["shards"]
     assert done and not manifest["splits"]["train"]["complete"]
     assert any(shard["next"][2] > 0 for shard in done)  # some shard ended inside a document
-    leftover = crashed / f"train_{len(done):06d}.bin.tmp"
+    assert not list(crashed.glob(".*.tmp"))  # the unfinished shard was discarded
+    killed = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = crashed / f".train_{len(done):06d}.bin.{int(killed.stdout)}.tmp"  # as a killed run leaves it
     leftover.write_bytes(b"garbage from the crash")
 
     finished = {shard["name"]: (crashed / shard["name"]).stat().st_mtime_ns for shard in done}

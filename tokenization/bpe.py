@@ -27,6 +27,8 @@ from pathlib import Path
 import tiktoken
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from corpus.files import atomic_output
+
 log = logging.getLogger(__name__)
 
 EOT = "<|endoftext|>"
@@ -251,9 +253,8 @@ class BPETokenizer:
             "tokenizer_config.json": json.dumps(config, indent=2),
         }
         for name, content in files.items():
-            tmp = directory / f".{name}.tmp"
-            tmp.write_text(content, encoding="utf-8")
-            os.replace(tmp, directory / name)
+            with atomic_output(directory / name) as tmp:
+                tmp.write_text(content, encoding="utf-8")
         return directory
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from corpus.files import write_atomic
 from tokenization.bpe import BPETokenizer, shard_paths
 from tokenization.shard_format import HEADER_BYTES, TOKEN_DTYPES, TokenShardWriter, version_for
 
@@ -92,31 +92,36 @@ def _encode_split(
         )
         writer = None
 
-    for file_index, first_row, texts in _iter_batches(paths, start_file, start_row, BATCH_ROWS):
-        encoded = tokenizer.encode_batch(texts, threads=workers)
-        lengths = np.fromiter((len(ids) + 1 for ids in encoded), dtype=np.int64, count=len(encoded))
-        starts = np.concatenate([[0], np.cumsum(lengths)])  # where each document begins in `flat`
-        flat = np.empty(int(starts[-1]), dtype=dtype)
-        flat[starts[:-1]] = eot
-        for ids, begin in zip(encoded, starts[:-1]):
-            flat[begin + 1 : begin + 1 + len(ids)] = ids
-        position = skip if (file_index, first_row) == (start_file, start_row) else 0  # resume inside a document
-        while position < len(flat):
-            if writer is None:
-                writer = TokenShardWriter(out_dir / f"{split}_{len(shards):06d}.bin", version)
-            take = min(shard_tokens - writer.tokens, len(flat) - position)
-            writer.write(flat[position : position + take], eot)
-            position += take
-            n_tokens += take
-            if writer.tokens == shard_tokens:
-                doc = int(np.searchsorted(starts, position, side="right")) - 1
-                close((file_index, first_row + doc, position - int(starts[doc])))
-    if writer is not None:
-        close((len(paths), 0, 0))
+    try:
+        for file_index, first_row, texts in _iter_batches(paths, start_file, start_row, BATCH_ROWS):
+            encoded = tokenizer.encode_batch(texts, threads=workers)
+            lengths = np.fromiter((len(ids) + 1 for ids in encoded), dtype=np.int64, count=len(encoded))
+            starts = np.concatenate([[0], np.cumsum(lengths)])  # where each document begins in `flat`
+            flat = np.empty(int(starts[-1]), dtype=dtype)
+            flat[starts[:-1]] = eot
+            for ids, begin in zip(encoded, starts[:-1]):
+                flat[begin + 1 : begin + 1 + len(ids)] = ids
+            position = skip if (file_index, first_row) == (start_file, start_row) else 0  # resume inside a document
+            while position < len(flat):
+                if writer is None:
+                    writer = TokenShardWriter(out_dir / f"{split}_{len(shards):06d}.bin", version)
+                take = min(shard_tokens - writer.tokens, len(flat) - position)
+                writer.write(flat[position : position + take], eot)
+                position += take
+                n_tokens += take
+                if writer.tokens == shard_tokens:
+                    doc = int(np.searchsorted(starts, position, side="right")) - 1
+                    close((file_index, first_row + doc, position - int(starts[doc])))
+        if writer is not None:
+            close((len(paths), 0, 0))
+    except BaseException:
+        if writer is not None:  # an unfinished shard leaves no file; the manifest says where to resume
+            writer.discard()
+        raise
     state["complete"] = True
     save()
     finished = {shard["name"] for shard in shards}
-    for stale in out_dir.glob(f"{split}_*.bin*"):  # left by an older corpus/tokenizer or an interrupted run
+    for stale in out_dir.glob(f"{split}_*.bin*"):  # left by an older corpus/tokenizer (or an older .bin.tmp style)
         if stale.name not in finished:
             stale.unlink()
 
@@ -233,9 +238,7 @@ def encode_corpus(
     }
 
     def save() -> None:
-        tmp = manifest_path.with_name(MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_path)
+        write_atomic(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
 
     if all(state["complete"] for state in splits.values()):
         save()  # refreshes mtimes if the inputs were touched without changing

@@ -14,6 +14,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from corpus.files import atomic_output
+
 MAGIC = 20240520
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
@@ -43,14 +45,14 @@ def read_token_shard(path: str | Path) -> np.memmap:
 
 class TokenShardWriter:
     """One open shard: header placeholder, tokens appended, header filled in, then renamed into place (so a reader
-    never sees a half-written shard under the final name)."""
+    never sees a half-written shard under the final name). `discard()` removes an unfinished one."""
 
     def __init__(self, path: Path, version: int) -> None:
         if version not in TOKEN_DTYPES:
             raise ValueError(f"{path}: unknown token shard version {version} (known: {sorted(TOKEN_DTYPES)})")
         self.path, self.version, self.tokens, self.documents = Path(path), version, 0, 0
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.file: BinaryIO = open(self.tmp, "wb")  # a leftover .tmp from a crash is simply overwritten
+        self.output = atomic_output(self.path)
+        self.file: BinaryIO = open(self.output.tmp, "wb")  # noqa: SIM115 - closed in finish or discard
         self.file.write(bytes(HEADER_BYTES))
 
     def write(self, tokens: np.ndarray, eot: int | None = None) -> None:
@@ -68,13 +70,21 @@ class TokenShardWriter:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        os.replace(self.tmp, self.path)
+        self.output.commit()
+
+    def discard(self) -> None:
+        self.file.close()
+        self.output.discard()
 
 
 def write_token_shard(path: str | Path, tokens: np.ndarray) -> Path:
     """Write a whole array as one shard (uint16 when every id fits, else uint32)."""
     tokens = np.asarray(tokens)
     writer = TokenShardWriter(Path(path), version_for(int(tokens.max()) if tokens.size else 0))
-    writer.write(tokens)
-    writer.finish()
+    try:
+        writer.write(tokens)
+        writer.finish()
+    except BaseException:
+        writer.discard()
+        raise
     return writer.path
