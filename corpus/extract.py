@@ -168,8 +168,8 @@ class _Lines:
     3-grams (fewer words: its words) are in the other text."""
 
     def __init__(self, text: str) -> None:
-        words = _WORD.findall(text.lower())
-        self._grams = {n: {tuple(words[i : i + n]) for i in range(len(words) - n + 1)} for n in (1, 2, 3)}
+        self._words = _WORD.findall(text.lower())
+        self._grams: dict[int, set[tuple[str, ...]]] = {}  # built when first asked: most lines need only 3-grams
 
     def has(self, line: str) -> bool | None:
         """None for a line without words."""
@@ -177,7 +177,9 @@ class _Lines:
         if not words:
             return None
         n = min(3, len(words))
-        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        if n not in self._grams:
+            self._grams[n] = set(zip(*(self._words[i:] for i in range(n))))
+        grams = list(zip(*(words[i:] for i in range(n))))
         return 2 * sum(g in self._grams[n] for g in grams) >= len(grams)
 
 
@@ -187,13 +189,13 @@ LEDE_LINES = 2  # at most this many lines are put back above trafilatura's first
 def reconcile_edges(traf: str, check: str, config: ExtractConfig = ExtractConfig()) -> str:
     """trafilatura's text with its edges checked against resiliparse's: the trailing lines resiliparse lacks are
     dropped, and up to `LEDE_LINES` lines of at least `config.lede_min_words` words that resiliparse has just above
-    trafilatura's first line are added. Only the edges: trimming inside the text lost more recall than it gained."""
+    where trafilatura's text starts are added. Only the edges: trimming inside the text lost more recall than it
+    gained."""
     lines = traf.split("\n")
     in_check = _Lines(check)
-    present = [in_check.has(line) for line in lines]
-    if not any(present):  # the two found different texts: nothing to reconcile
+    last = next((i for i in reversed(range(len(lines))) if in_check.has(lines[i])), None)
+    if last is None:  # the two found different texts: nothing to reconcile
         return traf
-    last = max(i for i, p in enumerate(present) if p)
     lines = lines[: last + 1]
     if config.lede_min_words:
         in_traf = _Lines("\n".join(lines))
