@@ -133,19 +133,17 @@ def rule_texts(
 ) -> tuple[list[str | None], float]:
     """The rule's texts and CPU seconds for `config` (an ExtractConfig), from its parts' measured outputs and costs;
     `first` and `edges` put together the previous rule (trafilatura fast without links, teaser check only)."""
-    from corpus.extract import _n_words, is_teaser, reconcile_edges
+    from corpus.extract import combine, is_teaser
 
     out, seconds = [], 0.0
     for i in range(len(texts[first])):
         text, check = texts[first][i], texts[CHECK][i]
         seconds += cpu[first][i] + cpu[CHECK][i]
-        if is_teaser(text, check, config):
-            seconds += cpu[FALLBACK][i]
-            if _n_words(texts[FALLBACK][i]) > _n_words(text):
-                text = texts[FALLBACK][i]
-        elif edges and text and check and 2 * _n_words(check) >= _n_words(text):
+        teaser = is_teaser(text, check, config)
+        seconds += cpu[FALLBACK][i] if teaser else 0.0  # the rule asks for readability's text only then
+        if edges or teaser:
             start = time.process_time()
-            text = reconcile_edges(text, check, config)
+            text, _ = combine(text, check, lambda i=i: texts[FALLBACK][i], config)
             seconds += time.process_time() - start
         out.append(text)
     return out, seconds

@@ -20,6 +20,7 @@ from corpus.extract import (
     ExtractConfig,
     ExtractorPool,
     _link_text,
+    combine,
     extract_main_text,
     extract_pages,
     extract_with,
@@ -132,6 +133,20 @@ def test_reconcile_edges_drops_the_tail_and_adds_the_lede_only_at_the_edges():
     respaced = "The  council approved the new budget, on Monday!"
     assert reconcile_edges(f"{respaced}\nSign up for our newsletter today!", check, no_lede) == respaced
     assert reconcile_edges(traf, "Something else entirely, with other words.") == traf
+
+
+def test_readability_is_asked_only_for_a_teaser_and_taken_only_when_longer():
+    body, teaser, check = " ".join(BODY), BODY[0], "\n".join(BODY * 3)  # the check: 9 times the teaser's words
+    asked = []
+
+    def readability(text: str):
+        return lambda: asked.append(text) or text
+
+    assert combine(teaser, check, readability(body)) == (body, "readability")
+    assert combine(teaser, check, readability("Shorter.")) == (teaser, "trafilatura")
+    assert asked == [body, "Shorter."]
+    # not a teaser: readability, which costs more than trafilatura, is not run
+    assert combine(body, check, lambda: pytest.fail("readability was asked"))[1] == "trafilatura"
 
 
 def test_a_full_article_from_trafilatura_is_kept(web_pages_dir):
