@@ -5,7 +5,9 @@ true positive, one missing a false negative, a "without" snippet found a false p
 `trafilatura.extract()` with its defaults, of trafilatura's modes, of the other extractors and of the project's rule
 (`corpus.extract.extract_with`), all in one run. Every page goes through every candidate in turn, in a rotating
 order, and each call is timed by this process's CPU time, so other load on the machine does not bias the ratios.
-The rule's one parameter (`teaser_ratio`) is cross-validated: chosen on one half of the pages, scored on the other.
+The rule's two parameters (`teaser_ratio`, `lede_min_words`) are cross-validated: chosen on one half of the pages,
+scored on the other, both ways. Its variants (other parameters, parts left out, the previous rule) are put together
+from the measured outputs and CPU times of their parts.
 
 `--pool`: docs/s per core of the pipeline's worker pool (`corpus.extract.ExtractorPool`: worker process, per-page
 deadline, cache resets) against a loop over the same extractor in this process; the target is at most 10% overhead.
@@ -22,11 +24,18 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES_DIR = Path(os.environ.get("WEBTEXT_SHARED_DIR", REPO.parent / "shared")) / "data" / "web" / "trafilatura"
-TEASER_RATIOS = (2.0, 3.0, 5.0, 10.0)  # the values cross-validation chooses from
+# the values cross-validation chooses from
+TEASER_RATIOS = (2.0, 3.0, 5.0, 10.0)
+LEDE_MIN_WORDS = (0, 8, 12, 20)  # 0: no lede
+FIRST = "trafilatura fast, recall, links (rule's 1st)"
+CHECK = "resiliparse main_content (rule's check)"
+FALLBACK = "readability-lxml (rule's fallback)"
+PREVIOUS_FIRST = "trafilatura fast, no comments"
 
 
 def load_pages(limit: int) -> list[dict]:
@@ -43,7 +52,7 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
     """Every candidate takes the page's bytes (decoding is part of its cost) and returns its text."""
     import trafilatura
 
-    from corpus.extract import EXTRACTORS, ExtractConfig, _decode, extract_with
+    from corpus.extract import EXTRACTORS, ExtractConfig, _decode, _link_text, extract_with
 
     def traf(**options):
         return lambda html, url: trafilatura.extract(_decode(html), url=url, **options)
@@ -57,6 +66,11 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
 
         return run
 
+    def links(**options):  # links kept for trafilatura's link-density tests, then reduced to their text
+        return lambda html, url: _link_text(
+            trafilatura.extract(_decode(html), url=url, include_links=True, **options) or ""
+        )
+
     def justext_english(html, url):
         import justext  # trafilatura's dependency; a stop-word list per language, English here
 
@@ -66,12 +80,15 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
     return {
         "bare trafilatura.extract() defaults": lambda html, url: trafilatura.extract(html, url=url),
         "trafilatura, no comments": traf(include_comments=False),
-        "trafilatura fast, no comments (rule's 1st)": alone("trafilatura"),
+        PREVIOUS_FIRST: traf(fast=True, include_comments=False),
+        "trafilatura fast, no comments, links": links(fast=True, include_comments=False),
+        "trafilatura fast, recall, no comments": traf(fast=True, favor_recall=True, include_comments=False),
+        FIRST: alone("trafilatura"),
         "trafilatura favor_precision, no comments": traf(favor_precision=True, include_comments=False),
         "trafilatura favor_recall, no comments": traf(favor_recall=True, include_comments=False),
         "trafilatura fast, no comments, no tables": traf(fast=True, include_comments=False, include_tables=False),
-        "resiliparse main_content (rule's check)": alone("resiliparse"),
-        "readability-lxml (rule's fallback)": alone("readability"),
+        CHECK: alone("resiliparse"),
+        FALLBACK: alone("readability"),
         "newspaper4k": alone("newspaper4k"),
         "jusText, English stop words": justext_english,
         "rule: extract_with() default": lambda html, url: extract_with(html, url, ExtractConfig()).text,
@@ -111,22 +128,23 @@ def measure(pages: list[dict]) -> tuple[dict[str, list], dict[str, list[float]]]
     return texts, cpu
 
 
-def rule_texts(texts: dict, cpu: dict, ratio: float) -> tuple[list, float]:
-    """The rule's texts and CPU seconds at another `teaser_ratio`, from its parts' measured outputs and costs."""
-    from corpus.extract import ExtractConfig, _n_words, is_teaser
+def rule_texts(
+    texts: dict, cpu: dict, config, first: str = FIRST, edges: bool = True
+) -> tuple[list[str | None], float]:
+    """The rule's texts and CPU seconds for `config` (an ExtractConfig), from its parts' measured outputs and costs;
+    `first` and `edges` put together the previous rule (trafilatura fast without links, teaser check only)."""
+    from corpus.extract import combine, is_teaser
 
-    first, check, fallback = (
-        "trafilatura fast, no comments (rule's 1st)",
-        "resiliparse main_content (rule's check)",
-        "readability-lxml (rule's fallback)",
-    )
     out, seconds = [], 0.0
     for i in range(len(texts[first])):
-        text, seconds = texts[first][i], seconds + cpu[first][i] + cpu[check][i]
-        if is_teaser(text, texts[check][i], ExtractConfig(teaser_ratio=ratio)):
-            seconds += cpu[fallback][i]
-            if _n_words(texts[fallback][i]) > _n_words(text):
-                text = texts[fallback][i]
+        text, check = texts[first][i], texts[CHECK][i]
+        seconds += cpu[first][i] + cpu[CHECK][i]
+        teaser = is_teaser(text, check, config)
+        seconds += cpu[FALLBACK][i] if teaser else 0.0  # the rule asks for readability's text only then
+        if edges or teaser:
+            start = time.process_time()
+            text, _ = combine(text, check, lambda i=i: texts[FALLBACK][i], config)
+            seconds += time.process_time() - start
         out.append(text)
     return out, seconds
 
@@ -141,33 +159,42 @@ def quality(pages: list[dict]) -> None:
     texts, cpu = measure(pages)
     bare_name = "bare trafilatura.extract() defaults"
     bare_s = sum(cpu[bare_name])
+    default = ExtractConfig()
     rows = [(name, prf(pages, texts[name]), sum(cpu[name])) for name in texts]
-    for ratio in TEASER_RATIOS:
-        out, seconds = rule_texts(texts, cpu, ratio)
-        rows.append((f"rule from its parts, teaser_ratio={ratio:g}", prf(pages, out), seconds))
+    variants = {
+        "previous rule (fast, no comments; teaser check)": rule_texts(texts, cpu, default, PREVIOUS_FIRST, False),
+        "rule without edge reconciliation": rule_texts(texts, cpu, default, edges=False),
+        "rule, edges: tail only (lede_min_words=0)": rule_texts(texts, cpu, replace(default, lede_min_words=0)),
+        "rule from its parts (default)": rule_texts(texts, cpu, default),
+    }
+    rows += [(name, prf(pages, out), seconds) for name, (out, seconds) in variants.items()]
     print(f"{len(pages)} pages, CPU time of this process, candidates interleaved page by page")
-    print(f"{'candidate':46s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pages/s/core':>12s} {'CPU vs bare':>11s}")
+    print(f"{'candidate':50s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pages/s/core':>12s} {'CPU vs bare':>11s}")
     for name, (precision, recall, f1), seconds in rows:
         print(
-            f"{name:46s} {precision:9.3f} {recall:7.3f} {f1:6.3f} {len(pages) / seconds:12.1f} "
+            f"{name:50s} {precision:9.3f} {recall:7.3f} {f1:6.3f} {len(pages) / seconds:12.1f} "
             f"{seconds / bare_s:10.2f}x"
         )
 
-    default = ExtractConfig().teaser_ratio
+    grid = [replace(default, teaser_ratio=r, lede_min_words=w) for r in TEASER_RATIOS for w in LEDE_MIN_WORDS]
+    grid_texts = {(c.teaser_ratio, c.lede_min_words): rule_texts(texts, cpu, c)[0] for c in grid}
     print(
-        f"\ncross-validation of teaser_ratio (choices {', '.join(f'{r:g}' for r in TEASER_RATIOS)}; default "
-        f"{default:g}); halves by a hash of the file name"
+        f"\ncross-validation: teaser_ratio from {', '.join(f'{r:g}' for r in TEASER_RATIOS)} x lede_min_words from "
+        f"{', '.join(map(str, LEDE_MIN_WORDS))} (default {default.teaser_ratio:g}, {default.lede_min_words}); "
+        "halves by a hash of the file name"
     )
+    sub = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
     for choose_on in (0, 1):
         pick = [i for i, p in enumerate(pages) if half(p) == choose_on]
         score = [i for i, p in enumerate(pages) if half(p) != choose_on]
-        sub = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
-        best = max(TEASER_RATIOS, key=lambda r: prf(sub(pick, pages), sub(pick, rule_texts(texts, cpu, r)[0]))[2])
-        held = prf(sub(score, pages), sub(score, rule_texts(texts, cpu, best)[0]))[2]
+        best = max(grid_texts, key=lambda key: prf(sub(pick, pages), sub(pick, grid_texts[key]))[2])
+        held = prf(sub(score, pages), sub(score, grid_texts[best]))[2]
+        at_default = prf(sub(score, pages), sub(score, grid_texts[(default.teaser_ratio, default.lede_min_words)]))[2]
         bare = prf(sub(score, pages), sub(score, texts[bare_name]))[2]
         print(
-            f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best:g}; on the other half "
-            f"({len(score)} pages): F1 {held:.3f} vs bare trafilatura {bare:.3f} ({held - bare:+.3f})"
+            f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best[0]:g}, lede_min_words={best[1]}; "
+            f"on the other half ({len(score)} pages): F1 {held:.3f} vs bare trafilatura {bare:.3f} "
+            f"({held - bare:+.3f}); the default there: {at_default:.3f} ({at_default - bare:+.3f})"
         )
 
 

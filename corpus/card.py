@@ -48,8 +48,9 @@ A rebuild of GPT-2's WebText: the main text of {source}, de-duplicated, with Wik
 
 ## How it was built
 
-links (Reddit dumps -> canonical URLs with karma) -> fetch (polite crawler, WARC archive) -> extract (trafilatura;
-readability-lxml when resiliparse finds more than {cfg["extract"]["teaser_ratio"]}x its words) -> filter (at least
+links (Reddit dumps -> canonical URLs with karma) -> fetch (polite crawler, WARC archive) -> extract (trafilatura,
+its ends checked against resiliparse's text; readability-lxml when resiliparse finds more than
+{cfg["extract"]["teaser_ratio"]}x its words) -> filter (at least
 {cfg["filter"]["min_words"]} words, at least {cfg["filter"]["min_alpha_fraction"]:.0%} letters,
 languages: {", ".join(cfg["filter"]["languages"]) or "all"}) -> dedup (exact normalized-text hash; MinHash LSH on word
 {cfg["dedup"]["shingle_words"]}-grams, {cfg["dedup"]["num_perm"]} permutations, pairs verified at Jaccard >=

@@ -1,9 +1,13 @@
-"""Main-text extraction: trafilatura, with a second opinion for teasers, in a pool of worker processes.
+"""Main-text extraction: trafilatura, checked against resiliparse, in a pool of worker processes.
 
-The rule (chosen with `benchmarks/bench_extract.py`, which cross-validates its one parameter): trafilatura in its
-fast mode without comments; resiliparse's main-content extraction (about a tenth of trafilatura's cost) on every
-page as a cheap check; when resiliparse finds more than `teaser_ratio` times trafilatura's words, trafilatura kept a
-teaser, not the body, and readability-lxml's text is taken instead (readability, when it finds anything).
+The rule (chosen with `benchmarks/bench_extract.py`, which cross-validates its parameters): trafilatura in its fast
+mode, favoring recall, with links kept (so its link-density tests see them) and then reduced to their text;
+resiliparse's main-content extraction (about a tenth of trafilatura's cost) on every page as a cheap second opinion:
+- resiliparse finds more than `teaser_ratio` times trafilatura's words: trafilatura kept a teaser, not the body, and
+  readability-lxml's text is taken instead (when it is longer);
+- otherwise, when resiliparse saw the same body (at least half trafilatura's words), their edges are reconciled:
+  trailing lines resiliparse lacks are dropped (related links, sign-up boxes), and up to two lines of at least
+  `lede_min_words` words that resiliparse has just above where trafilatura's text starts are put back (the lede).
 
 trafilatura has no time limit inside `extract()` and its caches grow with every page, so `extract_pages` runs each
 page in a worker process under a deadline (a stuck worker is killed and replaced) and every worker resets the caches
@@ -16,11 +20,12 @@ import atexit
 import logging
 import multiprocessing as mp
 import os
+import re
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -38,6 +43,8 @@ class ExtractConfig:
     method: str = "combined"  # one of METHODS
     # "combined": readability replaces trafilatura's text when resiliparse finds more than this many times its words
     teaser_ratio: float = 5.0
+    # "combined": resiliparse's lines just above trafilatura's first one are added when this long (0: never)
+    lede_min_words: int = 12
     timeout_s: float = 30.0  # per page; the worker is killed past it
     workers: int = 0  # 0 = one per CPU core
     reset_caches_every: int = 256  # pages per worker between trafilatura.reset_caches()
@@ -56,6 +63,8 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.timeout_s must be > 0, got {self.timeout_s}")
         if not self.teaser_ratio > 0:
             raise ValueError(f"ExtractConfig.teaser_ratio must be > 0, got {self.teaser_ratio}")
+        if self.lede_min_words < 0:
+            raise ValueError(f"ExtractConfig.lede_min_words must be >= 0, got {self.lede_min_words}")
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,25 @@ def _decode(html: str | bytes) -> str:
     return decode_file(html)
 
 
+# a Markdown link as trafilatura writes it: [text](url) or [text](<url>), brackets in the text escaped. A link
+# without a URL ([text]) is left as it is: it cannot be told from brackets that are part of the text.
+_MARKDOWN_LINK = re.compile(r"\[((?:\\.|[^\[\]\\])*)\]\((?:<(?:\\.|[^>\\])*>|[^)\s]*)\)")
+_ESCAPED_BRACKET = re.compile(r"\\([\[\]\\])")
+
+
+def _link_text(text: str) -> str:
+    """trafilatura's text with its Markdown links reduced to their text."""
+    return _MARKDOWN_LINK.sub(lambda m: _ESCAPED_BRACKET.sub(r"\1", m[1]), text)
+
+
 def _trafilatura(html: str, url: str | None) -> str | None:
     import trafilatura
 
-    # fast: no readability/justext fallback inside trafilatura (about 2/3 of the cost, the same F1 on our pages)
-    return trafilatura.extract(html, url=url, fast=True, include_comments=False)
+    # fast: no readability/justext fallback inside trafilatura (the rule has its own, cheaper check).
+    # include_links: otherwise trafilatura strips links before its link-density tests, which then keep lists of
+    # "read more" links. favor_recall: the same F1 on our pages, at less cost.
+    text = trafilatura.extract(html, url=url, fast=True, favor_recall=True, include_comments=False, include_links=True)
+    return _link_text(text) if text else None
 
 
 def _resiliparse(html: str, url: str | None) -> str | None:
@@ -136,6 +159,67 @@ def is_teaser(traf: str | None, check: str | None, config: ExtractConfig = Extra
     return _n_words(check) > config.teaser_ratio * _n_words(traf)
 
 
+_WORD = re.compile(r"\w+")
+
+
+class _Lines:
+    """Tells whether a line of one extractor's text is in another's. The two lay out the same page differently
+    (line breaks, spaces around inline elements), so a line counts as present when at least half of its word
+    3-grams (fewer words: its words) are in the other text."""
+
+    def __init__(self, text: str) -> None:
+        self._words = _WORD.findall(text.lower())
+        self._grams: dict[int, set[tuple[str, ...]]] = {}  # built when first asked: most lines need only 3-grams
+
+    def has(self, line: str) -> bool | None:
+        """None for a line without words."""
+        words = _WORD.findall(line.lower())
+        if not words:
+            return None
+        n = min(3, len(words))
+        if n not in self._grams:
+            self._grams[n] = set(zip(*(self._words[i:] for i in range(n))))
+        grams = list(zip(*(words[i:] for i in range(n))))
+        return 2 * sum(g in self._grams[n] for g in grams) >= len(grams)
+
+
+LEDE_LINES = 2  # at most this many lines are put back above trafilatura's first one
+
+
+def reconcile_edges(traf: str, check: str, config: ExtractConfig = ExtractConfig()) -> str:
+    """trafilatura's text with its edges checked against resiliparse's: the trailing lines resiliparse lacks are
+    dropped, and up to `LEDE_LINES` lines of at least `config.lede_min_words` words that resiliparse has just above
+    where trafilatura's text starts are added. Only the edges: trimming inside the text lost more recall than it
+    gained."""
+    lines = traf.split("\n")
+    in_check = _Lines(check)
+    last = next((i for i in reversed(range(len(lines))) if in_check.has(lines[i])), None)
+    if last is None:  # the two found different texts: nothing to reconcile
+        return traf
+    lines = lines[: last + 1]
+    if config.lede_min_words:
+        in_traf = _Lines("\n".join(lines))
+        above = [line.strip() for line in check.split("\n") if line.strip()]
+        first = next((i for i, line in enumerate(above) if in_traf.has(line)), 0)
+        lede = [line for line in above[max(0, first - LEDE_LINES) : first] if _n_words(line) >= config.lede_min_words]
+        lines = lede + lines
+    return "\n".join(lines)
+
+
+def combine(
+    traf: str | None, check: str | None, readability: Callable[[], str | None], config: ExtractConfig = ExtractConfig()
+) -> tuple[str | None, str]:
+    """The rule on trafilatura's text and the cheap check's (resiliparse): (text, extractor). `readability` gives
+    readability's text; it is asked only for a teaser."""
+    if is_teaser(traf, check, config):
+        fallback = readability()
+        if _n_words(fallback) > _n_words(traf):
+            return fallback, "readability"
+    elif traf and check and 2 * _n_words(check) >= _n_words(traf):  # resiliparse saw the body, not a fragment of it
+        return reconcile_edges(traf, check, config), "trafilatura"
+    return traf, "trafilatura"
+
+
 def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfig = ExtractConfig()) -> Extraction:
     """Extract the main text of one page in this process (no time limit: use `extract_pages` for that)."""
     if len(html) > config.max_html_bytes:
@@ -147,10 +231,8 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
     # again), and before the cheap check, which takes minutes on one (resiliparse on 200,000 nested <div>s).
     if not _n_words(text) and (depth_error := too_deep(page)):
         return Extraction(None, None, "too_deep", depth_error)
-    if config.method == "combined" and is_teaser(text, _run("resiliparse", page, url), config):
-        fallback = _run("readability", page, url)
-        if _n_words(fallback) > _n_words(text):
-            text, extractor = fallback, "readability"
+    if config.method == "combined":
+        text, extractor = combine(text, _run("resiliparse", page, url), lambda: _run("readability", page, url), config)
     text = text.strip() if text else None
     if not text:
         return Extraction(None, None, "empty")

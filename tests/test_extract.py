@@ -16,7 +16,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from corpus.extract import ExtractConfig, ExtractorPool, extract_main_text, extract_pages, extract_with
+from corpus.extract import (
+    ExtractConfig,
+    ExtractorPool,
+    _link_text,
+    combine,
+    extract_main_text,
+    extract_pages,
+    extract_with,
+    reconcile_edges,
+)
 
 
 def _pages(web_pages_dir: Path, n: int) -> list[dict]:
@@ -36,7 +45,15 @@ def test_extract_main_text_keeps_article_and_drops_boilerplate(web_pages_dir):
 
 def _page(web_pages_dir: Path, file: str) -> tuple[dict, bytes]:
     entry = next(e for e in json.loads((web_pages_dir / "manifest.json").read_text()) if e["file"] == file)
+    if not entry["url"].startswith("http"):
+        entry = {**entry, "url": None}
     return entry, (web_pages_dir / file).read_bytes()
+
+
+def _snippets(entry: dict, text: str | None) -> tuple[list[str], list[str]]:
+    """The page's gold snippets that `text` misses (article) and has (boilerplate)."""
+    text = text or ""
+    return [s for s in entry["with"] if s not in text], [s for s in entry["without"] if s in text]
 
 
 @pytest.mark.parametrize("file", ["html/axios.com.future.html", "html/iconmagazine.de.sharonstone.html"])
@@ -49,6 +66,87 @@ def test_a_teaser_from_trafilatura_is_replaced_by_the_second_opinion(web_pages_d
     assert result.extractor == "readability"
     assert all(snippet in result.text for snippet in entry["with"])
     assert not any(snippet in result.text for snippet in entry["without"])
+
+
+def test_trafilatura_sees_links_so_its_link_density_tests_drop_read_more_lists(web_pages_dir):
+    # three "Lea también: <linked headline>" lines in the middle of the article: with links stripped before its
+    # link-density tests, trafilatura keeps them; the links themselves end up as their text
+    entry, html = _page(web_pages_dir, "html/100noticias.com-millones.html")
+    text = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
+    assert _snippets(entry, text) == ([], [])
+    assert "](" not in text and "http" not in text
+
+
+def test_markdown_links_are_reduced_to_their_text():
+    assert _link_text("see [the \\[1\\] report](https://x.org/r) and [b](<https://x.org/a b>).") == (
+        "see the [1] report and b."
+    )
+    # a link without a URL looks like text in brackets, which stays as it is
+    assert _link_text("[edit] [PMID:[8658199](https://x.org/8658199)]") == "[edit] [PMID:8658199]"
+
+
+def test_trailing_lines_that_resiliparse_lacks_are_dropped(web_pages_dir):
+    # trafilatura ends the article with the site's "Our Standards" link line; resiliparse ends it before
+    entry, html = _page(web_pages_dir, "html/reuters.com.parasite.html")
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
+    assert _snippets(entry, alone) == ([], ["The Thomson Reuters Trust Principles"])
+    result = extract_with(html, entry["url"])
+    assert result.extractor == "trafilatura"
+    assert _snippets(entry, result.text) == ([], [])
+
+
+def test_the_lede_above_trafilaturas_first_line_is_put_back(web_pages_dir):
+    entry, html = _page(web_pages_dir, "html/pcmag.com.platters.html")
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
+    assert _snippets(entry, alone) == (["but the path looks clear to scale up to 80TB."], [])
+    assert _snippets(entry, extract_with(html, entry["url"]).text) == ([], [])
+    # the lede is the one line added, and lede_min_words=0 turns it off
+    assert extract_with(html, entry["url"]).text.split("\n")[1:] == alone.split("\n")
+    assert extract_with(html, entry["url"], ExtractConfig(lede_min_words=0)).text == alone
+
+
+def test_edges_are_not_trimmed_against_a_fragment_of_the_body(web_pages_dir):
+    # resiliparse finds only 148 of the 3,586 words here: most of trafilatura's lines are not in it, and are kept
+    entry, html = _page(web_pages_dir, "html/ext.theperspective.com.items.html")
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
+    assert extract_with(html, entry["url"]).text == alone
+    assert _snippets(entry, alone) == ([], [])
+
+
+BODY = [
+    "The council approved the new budget on Monday after a long debate about schools.",
+    "Spending on roads rises by a tenth, while the parks department keeps its funding.",
+    "The mayor said the vote showed that the city can agree on what matters.",
+]
+
+
+def test_reconcile_edges_drops_the_tail_and_adds_the_lede_only_at_the_edges():
+    lede = "A short summary line of the article that a newspaper prints right under its headline."
+    check = "\n".join(["Home | News | Sport", "Budget passes", lede, *BODY, "Share this article"])
+    traf = "\n".join([BODY[0], "A caption only trafilatura kept.", *BODY[1:], "Sign up for our newsletter today!"])
+    # the caption inside the text stays; the trailing sign-up line goes; the lede (long enough) comes back, the
+    # headline (too short) and the menu (not just above the text) do not
+    assert reconcile_edges(traf, check) == "\n".join([lede, BODY[0], "A caption only trafilatura kept.", *BODY[1:]])
+    no_lede = ExtractConfig(lede_min_words=0)
+    assert reconcile_edges(traf, check, no_lede).split("\n")[0] == BODY[0]
+    # lines that differ in spacing and punctuation still match; texts with nothing in common are left alone
+    respaced = "The  council approved the new budget, on Monday!"
+    assert reconcile_edges(f"{respaced}\nSign up for our newsletter today!", check, no_lede) == respaced
+    assert reconcile_edges(traf, "Something else entirely, with other words.") == traf
+
+
+def test_readability_is_asked_only_for_a_teaser_and_taken_only_when_longer():
+    body, teaser, check = " ".join(BODY), BODY[0], "\n".join(BODY * 3)  # the check: 9 times the teaser's words
+    asked = []
+
+    def readability(text: str):
+        return lambda: asked.append(text) or text
+
+    assert combine(teaser, check, readability(body)) == (body, "readability")
+    assert combine(teaser, check, readability("Shorter.")) == (teaser, "trafilatura")
+    assert asked == [body, "Shorter."]
+    # not a teaser: readability, which costs more than trafilatura, is not run
+    assert combine(body, check, lambda: pytest.fail("readability was asked"))[1] == "trafilatura"
 
 
 def test_a_full_article_from_trafilatura_is_kept(web_pages_dir):
@@ -79,6 +177,8 @@ def test_empty_and_oversized_pages_have_outcomes():
         ExtractConfig(method="dragnet")
     with pytest.raises(ValueError, match="teaser_ratio must be > 0, got 0"):
         ExtractConfig(teaser_ratio=0)
+    with pytest.raises(ValueError, match="lede_min_words must be >= 0, got -1"):
+        ExtractConfig(lede_min_words=-1)
 
 
 DEEP_TEXT = " ".join(
