@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +43,22 @@ from corpus.stages import Stage
 from flows.hooks import crash_subflows
 
 
-def _run_mapped(label: str, futures: list) -> list:
-    """Wait for mapped tasks, logging progress with counts and rate and updating a progress artifact; the results in
-    the order of the futures."""
+def _run_mapped(label: str, futures: list, sizes: list[int]) -> list:
+    """Wait for mapped tasks (future i runs sizes[i] parts), logging progress in parts with their rate and updating a
+    progress artifact; the results in the order of the futures."""
     logger = get_run_logger()
-    start, results = time.monotonic(), {}
+    start, results, parts_done = time.monotonic(), {}, 0
     index = {id(future): i for i, future in enumerate(futures)}
     artifact = create_progress_artifact(0.0, key=f"webtext-{label}-progress", description=f"{label} parts done")
-    for n, future in enumerate(as_completed(futures), 1):
-        results[index[id(future)]] = future.result()
+    for future in as_completed(futures):
+        i = index[id(future)]
+        results[i] = future.result()
+        parts_done += sizes[i]
         elapsed = time.monotonic() - start
-        update_progress_artifact(artifact, 100.0 * n / len(futures))
-        logger.info("%s: %d/%d parts done, %.2f parts/s", label, n, len(futures), n / max(elapsed, 1e-9))
+        update_progress_artifact(artifact, 100.0 * parts_done / sum(sizes))
+        logger.info(
+            "%s: %d/%d parts done, %.2f parts/s", label, parts_done, sum(sizes), parts_done / max(elapsed, 1e-9)
+        )
     return [results[i] for i in range(len(futures))]
 
 
@@ -63,42 +68,78 @@ def _corpus_logs_at_info() -> None:
     logging.getLogger("corpus").setLevel(logging.INFO)
 
 
-def _run_part(fn: Callable[..., Any], shared: tuple, part: Any) -> Any:
+def _run_parts(fn: Callable[..., Any], shared: tuple, parts: list) -> list:
     _corpus_logs_at_info()  # in the Dask worker's process
-    return fn(*shared, part)
+    return [fn(*shared, part) for part in parts]
 
 
-def map_parts_as_tasks(label: str, fn: Callable[..., Any], shared: tuple, parts: Sequence[Any]) -> list:
-    """corpus.stages' mapper for a flow: each part is a Prefect task run on the flow's task runner (the Dask cluster),
-    retried twice (parts are safe to run again)."""
-    part_task = task(_run_part, name=label, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-    return _run_mapped(label, part_task.map(unmapped(fn), unmapped(shared), parts))
+def batches(parts: Sequence[Any], count: int) -> list[list]:
+    """`parts` as at most `count` runs of consecutive parts, their sizes differing by one at most."""
+    count = max(1, min(count, len(parts)))
+    bounds = [len(parts) * i // count for i in range(count + 1)]
+    return [list(parts[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+
+@dataclass(frozen=True)
+class TaskMapper:
+    """corpus.stages' mapper for a flow: the parts of a step as Prefect tasks on the flow's task runner (the Dask
+    cluster), each running a run of consecutive parts, retried twice (a part finished before a retry is not run
+    again). At most `tasks_per_step` tasks a step: a task costs about 0.2 CPU-s in the flow process and its worker,
+    and the flow process holds each task's future, so a task per part would not scale to 100,000s of parts."""
+
+    tasks_per_step: int
+
+    def __call__(self, label: str, fn: Callable[..., Any], shared: tuple, parts: Sequence[Any]) -> list:
+        runs = batches(parts, self.tasks_per_step)
+        parts_task = task(_run_parts, name=label, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+        results = _run_mapped(label, parts_task.map(unmapped(fn), unmapped(shared), runs), [len(r) for r in runs])
+        return [result for run in results for result in run]
 
 
 @flow(name="webtext-stages", validate_parameters=False)
-def build_stages(out_dir: Path, stages: list[Stage], config: build.BuildConfig, run_config: dict) -> dict:
+def build_stages(
+    out_dir: Path, stages: list[Stage], config: build.BuildConfig, run_config: dict, tasks_per_step: int
+) -> dict:
     """The stages of corpus.build.corpus_stages, each stage's parts mapped over the Dask cluster; returns the
     manifest."""
-    return build.run_build(out_dir, stages, config, run_config, map_parts_as_tasks).manifest
+    return build.run_build(out_dir, stages, config, run_config, TaskMapper(tasks_per_step)).manifest
 
 
-def _task_runner(dask_address: str | None, n_workers: int | None) -> Any:
-    import dask
-    from prefect_dask import DaskTaskRunner
+@dataclass(frozen=True)
+class Cluster:
+    """Where the parts run: an existing Dask cluster (`address`), or a local one of `n_workers` processes."""
 
-    if dask_address:
-        # extraction starts child processes: start that cluster's workers with distributed.worker.daemon=False
-        return DaskTaskRunner(address=dask_address)
-    # Extraction puts each page in a child process (to kill a stuck one): Dask workers must be allowed children.
-    dask.config.set({"distributed.worker.daemon": False})
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": n_workers or os.cpu_count() or 1,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": ":0",
-        }
-    )
+    address: str | None = None
+    n_workers: int | None = None
+    tasks_per_step: int | None = None  # default: 4 a thread of the cluster, so that parts balance
+
+    def task_runner(self) -> Any:
+        import dask
+        from prefect_dask import DaskTaskRunner
+
+        if self.address:
+            # extraction starts child processes: start that cluster's workers with distributed.worker.daemon=False
+            return DaskTaskRunner(address=self.address)
+        # Extraction puts each page in a child process (to kill a stuck one): Dask workers must be allowed children.
+        dask.config.set({"distributed.worker.daemon": False})
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": self.n_workers or os.cpu_count() or 1,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": ":0",
+            }
+        )
+
+    def max_tasks_per_step(self) -> int:
+        if self.tasks_per_step:
+            return self.tasks_per_step
+        if not self.address:
+            return 4 * (self.n_workers or os.cpu_count() or 1)
+        from distributed import Client
+
+        with Client(self.address, timeout=60) as client:
+            return 4 * max(1, sum(client.nthreads().values()))
 
 
 @flow(name="webtext", on_crashed=[crash_subflows])
@@ -125,6 +166,7 @@ def webtext(
     extract_timeout_s: float = 30.0,
     n_workers: int | None = None,
     ca_file: str | None = None,
+    tasks_per_step: int | None = None,
 ) -> dict:
     """Build the corpus in `out_dir`: `dumps` (paths or globs of Reddit submission dumps) for links; pages are
     fetched, or read from `warc_inputs` (paths or globs of WARC files) when given. Returns manifest.json's content.
@@ -133,13 +175,16 @@ def webtext(
     `ca_file` adds CA certificates to trust (PEM); `n_workers` sizes the local Dask cluster (default: one per core);
     `fetch_part_count` splits the links by host into parts fetched in parallel, each with up to `fetch_concurrency`
     requests in flight (so up to parts in flight x `fetch_concurrency` in all); `dedup_partition_docs` sets the memory
-    of each dedup part, not the result.
+    of each dedup part, not the result; `tasks_per_step` caps the Prefect tasks of a step (each runs a run of parts;
+    default 4 per cluster thread).
     """
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
     _corpus_logs_at_info()
+    if tasks_per_step is not None and tasks_per_step < 1:
+        raise ValueError(f"webtext: tasks_per_step must be at least 1, got {tasks_per_step}")
     out = Path(out_dir).resolve()
     dump_paths = build.resolve_inputs(dumps, "Reddit dump")
     warc_paths = build.resolve_inputs(warc_inputs, "WARC input")
@@ -180,8 +225,7 @@ def webtext(
             link_config,
             fetch_config,
             run_config,
-            dask_address,
-            n_workers,
+            Cluster(dask_address, n_workers, tasks_per_step),
             fetch_part_count,
         )
     _fail_if_empty(manifest)
@@ -197,8 +241,7 @@ def _build(
     link_config: Any,
     fetch_config: Any,
     run_config: dict,
-    dask_address: str | None,
-    n_workers: int | None,
+    cluster: Cluster,
     fetch_part_count: int,
 ) -> dict:
     logger = get_run_logger()
@@ -215,8 +258,8 @@ def _build(
     stages = build.corpus_stages(
         out, config, dump_paths, link_config, warc_paths or None, fetch_config, fetch_part_count
     )
-    run_stages = build_stages.with_options(task_runner=_task_runner(dask_address, n_workers))
-    manifest = run_stages(out, stages, config, run_config)
+    run_stages = build_stages.with_options(task_runner=cluster.task_runner())
+    manifest = run_stages(out, stages, config, run_config, cluster.max_tasks_per_step())
     build.record_request(out, request_key)
     _publish(out, manifest)
     logger.info(

@@ -381,3 +381,16 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(
     assert again.returncode == 0
     assert "nothing to do" in again.stdout + again.stderr
     assert _shard_digests(crashed) == _shard_digests(reference)
+
+
+@pytest.mark.parametrize("parts,count", [(1, 8), (7, 8), (8, 8), (9, 8), (100, 8), (1000, 12), (5, 1)])
+def test_a_steps_parts_go_to_at_most_the_task_count_in_order_and_evenly(parts, count):
+    """The flow maps runs of consecutive parts, not parts, to Prefect tasks: a task costs ~0.2 CPU-s and flow-process
+    memory, so 100,000s of parts must not become 100,000s of tasks."""
+    from flows.webtext import batches
+
+    runs = batches(list(range(parts)), count)
+    assert [p for run in runs for p in run] == list(range(parts))
+    assert len(runs) == min(parts, count) and all(runs), "as many tasks as allowed, none empty"
+    sizes = [len(run) for run in runs]
+    assert max(sizes) - min(sizes) <= 1
