@@ -142,12 +142,15 @@ class TreeSampler(threading.Thread):
         self.interval = interval
         self.peaks: dict[psutil.Process, int] = {}  # keyed by pid and start time, so a reused pid is another process
         self.roles: dict[psutil.Process, str] = {}
+        self.parents: dict[psutil.Process, int] = {}
+        self.commands: dict[psutil.Process, str] = {}
         self.total_peak = 0
         self.cpu_s = 0.0  # this thread's own CPU time: the measurement's cost to the build
         self.stop = threading.Event()
 
     def role(self, proc: psutil.Process) -> str:
         if proc not in self.roles:
+            self.parents[proc], self.commands[proc] = proc.ppid(), " ".join(proc.cmdline())[-80:]
             if proc == self.root:
                 role = "flow"  # the flow run, and the local cluster's scheduler and nannies (threads of it)
             elif any("resource_tracker" in part or "forkserver" in part for part in proc.cmdline()):
@@ -178,12 +181,18 @@ class TreeSampler(threading.Thread):
             self.stop.wait(self.interval)
         self.cpu_s = time.thread_time()
 
-    def peaks_by_role(self) -> dict[str, list[int]]:
-        """Peak RSS of each process of each role, in the order the processes started."""
-        out: dict[str, list[int]] = {}
-        for proc in sorted(self.peaks, key=lambda p: (p.create_time(), p.pid)):
-            out.setdefault(self.roles[proc], []).append(self.peaks[proc])
-        return out
+    def processes(self) -> list[dict]:
+        """Role, pid, parent pid, peak RSS and command of each process seen, in the order they started."""
+        return [
+            {
+                "role": self.roles[p],
+                "pid": p.pid,
+                "ppid": self.parents[p],
+                "peak": self.peaks[p],
+                "cmd": self.commands[p],
+            }
+            for p in sorted(self.peaks, key=lambda p: (p.create_time(), p.pid))
+        ]
 
 
 def timeline(api_url: str, flow_run_id: str, launched: float, ended: float) -> tuple[dict, dict]:
@@ -246,6 +255,13 @@ def timeline(api_url: str, flow_run_id: str, launched: float, ended: float) -> t
     return phases, stages
 
 
+def peaks_by_role(processes: list[dict]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for proc in processes:
+        out.setdefault(proc["role"], []).append(proc["peak"])
+    return out
+
+
 def shard_hashes(shards: Path) -> dict[str, str]:
     return {
         str(p.relative_to(shards)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -295,7 +311,7 @@ def run_flow(env: dict[str, str], warc: Path, out: Path, n_workers: int, extra: 
     return {
         "wall_s": wall,
         "kept": manifest["totals"]["documents"],
-        "peaks": sampler.peaks_by_role(),
+        "processes": sampler.processes(),
         "total_peak": sampler.total_peak,
         "sampler_cpu_s": sampler.cpu_s,
         "phases": phases,
@@ -326,7 +342,7 @@ def flow_mode(sizes: list[int], workers: list[int], extra: dict) -> int:
                     out = work / f"out-{n}-{w}"
                     r = results[n, w] = run_flow(env, warc, out, w, extra)
                     shutil.rmtree(out)  # its shards' hashes are kept; the disk is not
-                    p = r["peaks"]
+                    p = peaks_by_role(r["processes"])
                     each = "/".join(f"{v / mib:.0f}" for v in p.get("worker", []))
                     extraction = max(p.get("extraction", [0])) / mib
                     print(
@@ -347,6 +363,11 @@ def report_flow(results: dict[tuple[int, int], dict], sizes: list[int], workers:
     mib = 2**20
     for (n, w), r in results.items():
         print(f"{n} docs, {w} worker(s): {r['wall_s']:.1f} s; sampler CPU {r['sampler_cpu_s']:.1f} s")
+        for proc in r["processes"]:
+            print(
+                f"    {proc['role']:10s} pid {proc['pid']:7d} (parent {proc['ppid']:7d}) {proc['peak'] / mib:6.0f} MiB  "
+                f"{proc['cmd']}"
+            )
         for phase, seconds in r["phases"].items():
             print(f"    {seconds:7.1f} s  {phase}")
         for name, s in r["stages"].items():
@@ -376,7 +397,7 @@ def report_flow(results: dict[tuple[int, int], dict], sizes: list[int], workers:
             print(f"  speed-up, {w} workers against {workers[0]}: {ratio:.2f}x")
     for a, b in zip(sizes, sizes[1:]):
         for w in workers:
-            pa, pb = results[a, w]["peaks"], results[b, w]["peaks"]
+            pa, pb = (peaks_by_role(results[n, w]["processes"]) for n in (a, b))
             growth = ", ".join(
                 f"{role} {max(pb[role]) / max(pa[role]) - 1:+.0%}"
                 for role in ("flow", "worker", "extraction")
