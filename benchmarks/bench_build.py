@@ -140,27 +140,35 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.root = psutil.Process(root_pid)
         self.interval = interval
-        self.peaks: dict[psutil.Process, int] = {}  # keyed by pid and start time, so a reused pid is another process
+        # Keyed by (process, role): a process is its pid and start time, so a reused pid is another process; a fork
+        # seen before it executes its program (a Dask worker a moment after its start) is "other" until then.
+        self.peaks: dict[tuple[psutil.Process, str], int] = {}
         self.roles: dict[psutil.Process, str] = {}
-        self.parents: dict[psutil.Process, int] = {}
-        self.commands: dict[psutil.Process, str] = {}
+        self.seen: dict[tuple[psutil.Process, str], tuple[int, str]] = {}  # parent pid and command
+        self.cpu: dict[psutil.Process, float] = {}  # CPU seconds of each process when last seen
         self.total_peak = 0
         self.cpu_s = 0.0  # this thread's own CPU time: the measurement's cost to the build
         self.stop = threading.Event()
 
     def role(self, proc: psutil.Process) -> str:
-        if proc not in self.roles:
-            self.parents[proc], self.commands[proc] = proc.ppid(), " ".join(proc.cmdline())[-80:]
-            if proc == self.root:
-                role = "flow"  # the flow run, and the local cluster's scheduler and nannies (threads of it)
-            elif any("resource_tracker" in part or "forkserver" in part for part in proc.cmdline()):
-                role = "helper"
+        if proc in self.roles:
+            return self.roles[proc]
+        command = " ".join(proc.cmdline())
+        if proc == self.root:
+            role = "flow"  # the flow run, and the local cluster's scheduler and nannies (threads of it)
+        elif "resource_tracker" in command or "forkserver" in command:
+            role = "helper"
+        else:
+            parent = proc.parent()
+            parent_role = self.role(parent) if parent is not None else "other"
+            if parent_role == "flow" and "spawn_main" in command:
+                role = "worker"
             else:
-                parent = proc.parent()
-                parent_role = self.role(parent) if parent is not None else "other"
-                role = {"flow": "worker", "worker": "extraction"}.get(parent_role, "other")
+                role = "extraction" if parent_role == "worker" else "other"
+        if role != "other":  # "other" is asked again: it may yet execute a worker
             self.roles[proc] = role
-        return self.roles[proc]
+        self.seen.setdefault((proc, role), (proc.ppid(), command[-80:]))
+        return role
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -172,10 +180,11 @@ class TreeSampler(threading.Thread):
             for proc in procs:
                 try:
                     rss = proc.memory_info().rss
-                    self.role(proc)
+                    self.cpu[proc] = sum(proc.cpu_times()[:2])
+                    key = (proc, self.role(proc))
                 except psutil.Error:  # ended between the listing and the reading
                     continue
-                self.peaks[proc] = max(self.peaks.get(proc, 0), rss)
+                self.peaks[key] = max(self.peaks.get(key, 0), rss)
                 total += rss
             self.total_peak = max(self.total_peak, total)
             self.stop.wait(self.interval)
@@ -184,14 +193,10 @@ class TreeSampler(threading.Thread):
     def processes(self) -> list[dict]:
         """Role, pid, parent pid, peak RSS and command of each process seen, in the order they started."""
         return [
-            {
-                "role": self.roles[p],
-                "pid": p.pid,
-                "ppid": self.parents[p],
-                "peak": self.peaks[p],
-                "cmd": self.commands[p],
-            }
-            for p in sorted(self.peaks, key=lambda p: (p.create_time(), p.pid))
+            {"role": role, "pid": p.pid, "ppid": self.seen[p, role][0], "peak": peak, "cmd": self.seen[p, role][1]}
+            for (p, role), peak in sorted(
+                self.peaks.items(), key=lambda item: (item[0][0].create_time(), item[0][0].pid)
+            )
         ]
 
 
@@ -280,14 +285,19 @@ def flow_child(params: dict, result_path: Path) -> None:
     )
 
 
-def run_flow(env: dict[str, str], warc: Path, out: Path, n_workers: int, extra: dict) -> dict:
+def tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its descendants (`prefect server start` runs uvicorn in a child)."""
+    return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+
+
+def run_flow(env: dict[str, str], server: psutil.Process, warc: Path, out: Path, n_workers: int, extra: dict) -> dict:
     """One build through the flow in a fresh process, its process tree sampled; returns the figures."""
     from infra.server import log_tail
 
     params = {"warc_inputs": [str(warc)], "out_dir": str(out), "n_workers": n_workers, **extra}
     result_path, log_path = out.with_suffix(".result.json"), out.with_suffix(".log")
     with open(log_path, "wb") as log:
-        start, launched = time.perf_counter(), time.time()
+        start, launched, server_cpu = time.perf_counter(), time.time(), tree_cpu(server)
         child = subprocess.Popen(
             [sys.executable, __file__, "--flow-child", json.dumps(params), "--result", str(result_path)],
             cwd=REPO,
@@ -299,6 +309,7 @@ def run_flow(env: dict[str, str], warc: Path, out: Path, n_workers: int, extra: 
         sampler.start()
         child.wait()
         wall, ended = time.perf_counter() - start, time.time()
+        server_cpu = tree_cpu(server) - server_cpu
     sampler.stop.set()
     sampler.join()
     if child.returncode != 0 or not result_path.exists():
@@ -313,6 +324,9 @@ def run_flow(env: dict[str, str], warc: Path, out: Path, n_workers: int, extra: 
         "kept": manifest["totals"]["documents"],
         "processes": sampler.processes(),
         "total_peak": sampler.total_peak,
+        "tree_cpu_s": sum(sampler.cpu.values()),
+        "server_cpu_s": server_cpu,
+        "load": psutil.getloadavg()[0],
         "sampler_cpu_s": sampler.cpu_s,
         "phases": phases,
         "stages": stages,
@@ -340,7 +354,7 @@ def flow_mode(sizes: list[int], workers: list[int], extra: dict) -> int:
                 write_warc(warc, n)
                 for w in workers:
                     out = work / f"out-{n}-{w}"
-                    r = results[n, w] = run_flow(env, warc, out, w, extra)
+                    r = results[n, w] = run_flow(env, psutil.Process(server.pid), warc, out, w, extra)
                     shutil.rmtree(out)  # its shards' hashes are kept; the disk is not
                     p = peaks_by_role(r["processes"])
                     each = "/".join(f"{v / mib:.0f}" for v in p.get("worker", []))
@@ -362,7 +376,12 @@ def report_flow(results: dict[tuple[int, int], dict], sizes: list[int], workers:
     """Where the time went, the scaling and the memory growth; True when two builds' shards differ."""
     mib = 2**20
     for (n, w), r in results.items():
-        print(f"{n} docs, {w} worker(s): {r['wall_s']:.1f} s; sampler CPU {r['sampler_cpu_s']:.1f} s")
+        print(
+            f"{n} docs, {w} worker(s): {r['wall_s']:.1f} s; CPU of the tree {r['tree_cpu_s']:.0f} s "
+            f"({r['tree_cpu_s'] / r['wall_s']:.2f} cores busy on average), of the Prefect server "
+            f"{r['server_cpu_s']:.0f} s, of the sampler {r['sampler_cpu_s']:.1f} s; machine load average at the end "
+            f"{r['load']:.1f}"
+        )
         for proc in r["processes"]:
             print(
                 f"    {proc['role']:10s} pid {proc['pid']:7d} (parent {proc['ppid']:7d}) {proc['peak'] / mib:6.0f} MiB  "
