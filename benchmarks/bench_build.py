@@ -18,8 +18,9 @@ generated pages, at several corpus sizes, in two modes.
    each worker count against the first; where the time went (every task's span and busy time, read back from the
    Prefect API); the sha256 of every file under shards/ (builds that differ exit 1); the peak growth between sizes.
 
-    .venv/bin/python benchmarks/bench_build.py --flow                       # 10k and 100k on 1 and 2 workers
-    .venv/bin/python benchmarks/bench_build.py --flow --docs 2000 --workers 1,2 [--param pages_per_part=256]
+    .venv/bin/python benchmarks/bench_build.py --flow          # 10k and 100k on 1 and 2 workers (~25-30 min)
+    .venv/bin/python benchmarks/bench_build.py --flow --docs 2000   # under 2 minutes
+    .venv/bin/python benchmarks/bench_build.py --flow --docs 10000 --workers 1,2 --param pages_per_part=1024
 """
 
 from __future__ import annotations
