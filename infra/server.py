@@ -2,7 +2,8 @@
 
 Beyond loopback it only starts with an auth string (infra/env.py says where it comes from).
 
-Used by `make up` (infra/services.py) and by the test fixtures (tests/prefect_fixtures.py), so both run the same code.
+Used by `make up` (infra/services.py), the test fixtures (tests/prefect_fixtures.py) and the benchmarks that run
+flows, so all run the same code.
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ from typing import Any
 import httpx
 import psutil
 
-from infra.env import AUTH_FILE_NAME, CLIENT_AUTH, REPO, SERVER_AUTH, auth_file, is_loopback, server_settings
-from infra.processes import spawn
+from infra.env import (
+    AUTH_FILE_NAME,
+    CLIENT_AUTH,
+    REPO,
+    SERVER_AUTH,
+    auth_file,
+    is_loopback,
+    server_settings,
+    service_env,
+)
+from infra.processes import spawn, stop_tree
 
 PREFECT = [sys.executable, "-m", "prefect"]  # the CLI of the interpreter running us, wherever it is installed
 
@@ -212,6 +222,30 @@ def wait_healthy(
         f"the Prefect server at {api_url} was not healthy after {timeout:.0f} s; end of "
         f"{log_path}:\n{log_tail(log_path)}"
     )
+
+
+def start_private_server(
+    home: Path, host: str = "127.0.0.1", timeout: float = 180.0
+) -> tuple[subprocess.Popen, dict[str, str]]:
+    """A server of our own on a free port of `host`, SQLite in `home`: (its process, the environment its clients and
+    the flow runs they start need), once healthy. Stop it with `stop_tree(process.pid)`."""
+    log_path = home / "server.log"
+    for attempt in range(3):  # another process may grab the free port before the server binds it
+        port = free_port(host)
+        env = service_env(home, host, port)
+        try:
+            process = start_server(env, host, port, log_path)
+        except PortInUseError:
+            continue
+        try:
+            wait_healthy(env["PREFECT_API_URL"], process, log_path, timeout=timeout)
+            return process, env
+        except ServerStartError:
+            stop_tree(process.pid)
+            process.wait(timeout=10)
+            if attempt == 2 or "already in use" not in log_tail(log_path).lower():
+                raise
+    raise PortInUseError("three free ports in a row were taken before the server could bind them")
 
 
 def main() -> int:

@@ -26,9 +26,9 @@ import httpx
 import pytest
 
 from infra.deployments import present_specs
-from infra.env import CLIENT_AUTH, REPO, prefect_env, service_env
+from infra.env import CLIENT_AUTH, REPO, prefect_env
 from infra.processes import spawn, stop_tree
-from infra.server import PortInUseError, ServerStartError, api_request, free_port, log_tail, start_server, wait_healthy
+from infra.server import api_request, log_tail, start_private_server
 from infra.services import StackError, wait_registered
 
 __all__ = [
@@ -80,30 +80,14 @@ def api(server: PrefectServer, method: str, path: str, body: dict | None = None)
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     home, host = tmp_path_factory.mktemp("prefect-server"), "127.0.0.1"
-    log_path = home / "server.log"
-    for attempt in range(3):  # another process may grab the free port before the server binds it
-        port = free_port()
-        env = service_env(home, host, port)
-        try:
-            process = start_server(env, host, port, log_path)
-        except PortInUseError:
-            continue
-        try:
-            wait_healthy(env["PREFECT_API_URL"], process, log_path, timeout=SERVER_START_TIMEOUT)
-            break
-        except ServerStartError:
-            stop_tree(process.pid)
-            process.wait(timeout=10)
-            if attempt == 2 or "already in use" not in log_tail(log_path).lower():
-                raise
-    else:
-        raise PortInUseError("three free ports in a row were taken before the server could bind them")
+    process, env = start_private_server(home, host, timeout=SERVER_START_TIMEOUT)
+    port = httpx.URL(env["PREFECT_API_URL"]).port
     server = PrefectServer(
         api_url=env["PREFECT_API_URL"],
         ui_url=f"http://{host}:{port}",
         port=port,
         home=home,
-        log_path=log_path,
+        log_path=home / "server.log",
         settings=prefect_env(home, host, port),
         env=env,
     )
