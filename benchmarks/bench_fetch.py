@@ -135,7 +135,9 @@ def parts_scale(args: argparse.Namespace) -> None:
     )
     try:
         urls = [f"http://h{i % args.hosts}.bench.test/page/{i}" for i in range(args.pages)]
-        pq.write_table(pa.table({"url": urls, "original_urls": [[u] for u in urls]}), work / "links.parquet")
+        links = {"url": urls, "original_urls": [[u] for u in urls], "karma": [3] * len(urls)}
+        links |= {"subreddits": [["news"]] * len(urls), "title": urls, "first_created_utc": [0] * len(urls)}
+        pq.write_table(pa.table(links), work / "links.parquet")
         config = FetchConfig(
             concurrency=args.concurrency,
             per_host=2,

@@ -67,6 +67,8 @@ def plan(links_path: Path, fetch_dir: Path, parts: int) -> dict:
             for folder in folders
         ]
         columns = ["url", "original_urls", *METADATA]
+        if missing := [c for c in columns if c not in pq.read_schema(links_path).names]:
+            raise ValueError(f"{links_path} is not a links file of the links stage: no column {', '.join(missing)}")
         for batch in pq.ParquetFile(links_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             starts = [request_url(u, o) for u, o in zip(batch["url"].to_pylist(), batch["original_urls"].to_pylist())]
             part_of_row = np.array([part_of(start, parts) for start in starts], dtype=np.int64)

@@ -78,6 +78,12 @@ def test_a_plan_that_fails_leaves_no_part_files(tmp_path):
     with pytest.raises(Exception, match="original_urls"):
         fetch_parts.plan(links, tmp_path / "fetch", 3)
     assert [p for p in (tmp_path / "fetch").rglob("*") if p.is_file()] == []  # no plan, links or temporary files
+    # a file without the Reddit metadata the filter stage joins is refused by name, not cast into a cryptic error
+    pq.write_table(pa.table({"url": ["http://news1.co.uk/a"], "original_urls": [["http://news1.co.uk/a"]]}), links)
+    with pytest.raises(
+        ValueError, match=r"links.parquet is not a links file of the links stage: no column karma, subr"
+    ):
+        fetch_parts.plan(links, tmp_path / "fetch", 3)
 
 
 def _config(server: HostileServer) -> FetchConfig:
