@@ -24,7 +24,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -96,6 +99,26 @@ async def peer(urls: list[str], port: int, concurrency: int) -> int:
     return sum(1 for size in sizes if size == len(PAGE))
 
 
+@contextmanager
+def served(ctx: Any, page_delay: float = 0.0) -> Iterator[tuple[Any, int, Path, list]]:
+    """The test server in its own process and a scratch folder: (process, port, folder, arrivals); `arrivals` is
+    filled with the server's (time, host) log when the block ends, for the politeness check."""
+    port_queue, log_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    server = ctx.Process(target=serve, args=(port_queue, stop, log_queue, page_delay), daemon=True)
+    server.start()
+    port = port_queue.get(timeout=30)
+    scratch = Path(__file__).resolve().parents[1] / ".tmp"
+    work = Path(tempfile.mkdtemp(prefix="bench_fetch_", dir=scratch if scratch.is_dir() else None))
+    arrivals: list = []
+    try:
+        yield server, port, work, arrivals
+    finally:
+        stop.set()
+        arrivals += log_queue.get(timeout=30)
+        server.join(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _fetch_part(fetch_dir: Path, k: int, config: FetchConfig) -> dict:
     from corpus.fetch_parts import fetch_part
 
@@ -121,19 +144,7 @@ def parts_scale(args: argparse.Namespace) -> None:
     from corpus.fetch_parts import plan
 
     ctx = mp.get_context("spawn")
-    port_queue, log_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=serve, args=(port_queue, stop, log_queue, args.page_delay), daemon=True)
-    server.start()
-    port = port_queue.get(timeout=30)
-    work = Path(
-        tempfile.mkdtemp(
-            prefix="bench_fetch_",
-            dir=Path(__file__).resolve().parents[1] / ".tmp"
-            if (Path(__file__).resolve().parents[1] / ".tmp").is_dir()
-            else None,
-        )
-    )
-    try:
+    with served(ctx, args.page_delay) as (server, port, work, _):
         urls = [f"http://h{i % args.hosts}.bench.test/page/{i}" for i in range(args.pages)]
         links = {"url": urls, "original_urls": [[u] for u in urls], "karma": [3] * len(urls)}
         links |= {"subreddits": [["news"]] * len(urls), "title": urls, "first_created_utc": [0] * len(urls)}
@@ -164,11 +175,6 @@ def parts_scale(args: argparse.Namespace) -> None:
                 f"({cpu / seconds:.2f} cores busy on average), server CPU {server_cpu:.1f} s"
             )
         print(f"  scale, 2 parts against 1: {rates[2] / rates[1]:.2f}x")
-    finally:
-        stop.set()
-        log_queue.get(timeout=30)
-        server.join(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -184,20 +190,7 @@ def main() -> None:
         parts_scale(args)
         return
 
-    ctx = mp.get_context("spawn")
-    port_queue, log_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=serve, args=(port_queue, stop, log_queue), daemon=True)
-    server.start()
-    port = port_queue.get(timeout=30)
-    work = Path(
-        tempfile.mkdtemp(
-            prefix="bench_fetch_",
-            dir=Path(__file__).resolve().parents[1] / ".tmp"
-            if (Path(__file__).resolve().parents[1] / ".tmp").is_dir()
-            else None,
-        )
-    )
-    try:
+    with served(mp.get_context("spawn")) as (_, port, work, arrivals):
         connect_to = {"*.bench.test": f"127.0.0.1:{port}"}
         urls = [f"http://h{i % args.hosts}.bench.test/page/{i}" for i in range(args.pages)]
         config = FetchConfig(
@@ -235,11 +228,6 @@ def main() -> None:
         start = time.perf_counter()
         fetch_urls(polite_urls, work / "polite", polite)
         polite_s = time.perf_counter() - start
-    finally:
-        stop.set()
-        arrivals = log_queue.get(timeout=30)
-        server.join(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
 
     times = sorted(t for t, host in arrivals if host == "polite.bench.test")
     gaps = [b - a for a, b in zip(times, times[1:])]
