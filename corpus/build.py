@@ -36,7 +36,16 @@ from corpus.files import fingerprints, run_once, write_atomic, write_json, write
 from corpus.filters import FilterConfig, drop_reason
 from corpus.reddit import DumpReadError
 from corpus.shards import SCHEMA, ShardConfig, write_shards
-from corpus.stages import MapParts, Stage, StageStats, jsonable, map_in_process, run_stages, stage_key
+from corpus.stages import (
+    MapParts,
+    Stage,
+    StageStats,
+    completed,
+    jsonable,
+    map_in_process,
+    run_stages,
+    stage_key,
+)
 from corpus.wikipedia import is_wikipedia
 
 log = logging.getLogger(__name__)
@@ -502,8 +511,6 @@ class WikipediaStage(Stage):
 
     def plan(self, upstream: str | None) -> int:
         """The documents dedup kept: this stage's input, so no id set of the corpus is held to count them."""
-        from corpus.stages import completed
-
         dedup_stats = completed(self.out_dir / "dedup", upstream or "")
         if dedup_stats is None:
             raise ValueError(f"Wikipedia removal needs the dedup stage finished with key {upstream} in {self.out_dir}")

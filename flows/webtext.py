@@ -113,6 +113,10 @@ class Cluster:
     n_workers: int | None = None
     tasks_per_step: int | None = None  # default: 4 a thread of the cluster, so that parts balance
 
+    @property
+    def local_workers(self) -> int:
+        return self.n_workers or os.cpu_count() or 1
+
     def task_runner(self) -> Any:
         import dask
         from prefect_dask import DaskTaskRunner
@@ -124,7 +128,7 @@ class Cluster:
         dask.config.set({"distributed.worker.daemon": False})
         return DaskTaskRunner(
             cluster_kwargs={
-                "n_workers": self.n_workers or os.cpu_count() or 1,
+                "n_workers": self.local_workers,
                 "threads_per_worker": 1,
                 "processes": True,
                 "dashboard_address": ":0",
@@ -135,7 +139,7 @@ class Cluster:
         if self.tasks_per_step:
             return self.tasks_per_step
         if not self.address:
-            return 4 * (self.n_workers or os.cpu_count() or 1)
+            return 4 * self.local_workers
         from distributed import Client
 
         with Client(self.address, timeout=60) as client:
