@@ -34,7 +34,9 @@ TEASER_RATIOS = (2.0, 3.0, 5.0, 10.0)
 LEDE_MIN_WORDS = (0, 8, 12, 20)  # 0: no lede
 FIRST = "trafilatura fast, recall, links (rule's 1st)"
 CHECK = "resiliparse main_content (rule's check)"
-FALLBACK = "readability-lxml (rule's fallback)"
+FALLBACK = "readability-lxml (rule's 1st fallback)"
+FULL = "trafilatura full cascade, links (2nd fallback)"
+DECLARED = "JSON-LD articleBody (3rd fallback)"
 PREVIOUS_FIRST = "trafilatura fast, no comments"
 
 
@@ -89,6 +91,8 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
         "trafilatura fast, no comments, no tables": traf(fast=True, include_comments=False, include_tables=False),
         CHECK: alone("resiliparse"),
         FALLBACK: alone("readability"),
+        FULL: alone("trafilatura-full"),
+        DECLARED: alone("json-ld"),
         "newspaper4k": alone("newspaper4k"),
         "jusText, English stop words": justext_english,
         "rule: extract_with() default": lambda html, url: extract_with(html, url, ExtractConfig()).text,
@@ -129,21 +133,30 @@ def measure(pages: list[dict]) -> tuple[dict[str, list], dict[str, list[float]]]
 
 
 def rule_texts(
-    texts: dict, cpu: dict, config, first: str = FIRST, edges: bool = True
+    texts: dict,
+    cpu: dict,
+    config,
+    first: str = FIRST,
+    edges: bool = True,
+    fallbacks: tuple = (FALLBACK, FULL, DECLARED),
 ) -> tuple[list[str | None], float]:
-    """The rule's texts and CPU seconds for `config` (an ExtractConfig), from its parts' measured outputs and costs;
-    `first` and `edges` put together the previous rule (trafilatura fast without links, teaser check only)."""
+    """The rule's texts and CPU seconds for `config` (an ExtractConfig), from its parts' measured outputs and costs.
+    `first`, `edges` and `fallbacks` put together its variants: the previous rules had readability as the only
+    fallback and no declared body (JSON-LD) in the teaser check; the one before also trafilatura without links and no
+    edges."""
     from corpus.extract import combine, is_teaser
 
     out, seconds = [], 0.0
     for i in range(len(texts[first])):
         text, check = texts[first][i], texts[CHECK][i]
-        seconds += cpu[first][i] + cpu[CHECK][i]
-        teaser = is_teaser(text, check, config)
-        seconds += cpu[FALLBACK][i] if teaser else 0.0  # the rule asks for readability's text only then
+        declared = texts[DECLARED][i] if DECLARED in fallbacks else None
+        seconds += cpu[first][i] + cpu[CHECK][i] + (cpu[DECLARED][i] if DECLARED in fallbacks else 0.0)
+        teaser = is_teaser(text, max(check, declared, key=lambda t: len(t.split()) if t else 0), config)
+        # the fallbacks are run only then
+        seconds += sum(cpu[name][i] for name in fallbacks if name != DECLARED) if teaser else 0.0
         if edges or teaser:
             start = time.process_time()
-            text, _ = combine(text, check, lambda i=i: texts[FALLBACK][i], config)
+            text, _ = combine(text, check, declared, lambda i=i: [(texts[name][i], name) for name in fallbacks], config)
             seconds += time.process_time() - start
         out.append(text)
     return out, seconds
@@ -160,20 +173,35 @@ def quality(pages: list[dict]) -> None:
     bare_name = "bare trafilatura.extract() defaults"
     bare_s = sum(cpu[bare_name])
     default = ExtractConfig()
-    rows = [(name, prf(pages, texts[name]), sum(cpu[name])) for name in texts]
+    rows = [(name, texts[name], sum(cpu[name])) for name in texts]
     variants = {
-        "previous rule (fast, no comments; teaser check)": rule_texts(texts, cpu, default, PREVIOUS_FIRST, False),
+        "rule before last (fast, no comments; teaser check)": rule_texts(
+            texts, cpu, default, PREVIOUS_FIRST, False, (FALLBACK,)
+        ),
+        "previous rule (readability the only fallback)": rule_texts(texts, cpu, default, fallbacks=(FALLBACK,)),
+        "rule without JSON-LD": rule_texts(texts, cpu, default, fallbacks=(FALLBACK, FULL)),
+        "rule without the full cascade": rule_texts(texts, cpu, default, fallbacks=(FALLBACK, DECLARED)),
         "rule without edge reconciliation": rule_texts(texts, cpu, default, edges=False),
         "rule, edges: tail only (lede_min_words=0)": rule_texts(texts, cpu, replace(default, lede_min_words=0)),
         "rule from its parts (default)": rule_texts(texts, cpu, default),
     }
-    rows += [(name, prf(pages, out), seconds) for name, (out, seconds) in variants.items()]
+    rows += [(name, out, seconds) for name, (out, seconds) in variants.items()]
+    halves = [[i for i, p in enumerate(pages) if half(p) == h] for h in (0, 1)]
+    sub = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
+
+    def gain_on(idx: list[int], out: list) -> float:  # F1 over bare trafilatura's on these pages
+        return prf(sub(idx, pages), sub(idx, out))[2] - prf(sub(idx, pages), sub(idx, texts[bare_name]))[2]
+
     print(f"{len(pages)} pages, CPU time of this process, candidates interleaved page by page")
-    print(f"{'candidate':50s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pages/s/core':>12s} {'CPU vs bare':>11s}")
-    for name, (precision, recall, f1), seconds in rows:
+    print(
+        f"{'candidate':50s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pages/s/core':>12s} {'CPU vs bare':>11s} "
+        f"{'F1 vs bare, half 0 / 1':>23s}"
+    )
+    for name, out, seconds in rows:
+        precision, recall, f1 = prf(pages, out)
         print(
             f"{name:50s} {precision:9.3f} {recall:7.3f} {f1:6.3f} {len(pages) / seconds:12.1f} "
-            f"{seconds / bare_s:10.2f}x"
+            f"{seconds / bare_s:10.2f}x {gain_on(halves[0], out):+15.4f} / {gain_on(halves[1], out):+.4f}"
         )
 
     grid = [replace(default, teaser_ratio=r, lede_min_words=w) for r in TEASER_RATIOS for w in LEDE_MIN_WORDS]
@@ -183,7 +211,6 @@ def quality(pages: list[dict]) -> None:
         f"{', '.join(map(str, LEDE_MIN_WORDS))} (default {default.teaser_ratio:g}, {default.lede_min_words}); "
         "halves by a hash of the file name"
     )
-    sub = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
     for choose_on in (0, 1):
         pick = [i for i, p in enumerate(pages) if half(p) == choose_on]
         score = [i for i, p in enumerate(pages) if half(p) != choose_on]

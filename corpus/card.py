@@ -42,7 +42,8 @@ A rebuild of GPT-2's WebText: the main text of {source}, de-duplicated, with Wik
   (train {totals["train_documents"]:,}, val {totals["val_documents"]:,}; val fraction {cfg["shards"]["val_fraction"]}).
 - Columns: `id` (hash of the link URL), `url` (final URL after redirects), `link_url` (canonical Reddit link),
   `domain`, `title` (of the highest-scored submission), `text`, `karma`, `subreddits`, `created_utc` (first
-  submission, unix seconds), `fetched_at`, `extractor` (trafilatura or readability), `n_words`.
+  submission, unix seconds), `fetched_at`, `extractor` (trafilatura, or what replaced its teaser: readability,
+  trafilatura-full or json-ld), `n_words`.
 - Parquet, zstd, row groups of {cfg["shards"]["row_group_rows"]} rows; rows ordered by a hash of `id` (a fixed
   shuffle). The split is another hash of `id`, so it is stable when the corpus grows.
 

@@ -2,9 +2,11 @@
 
 The rule (chosen with `benchmarks/bench_extract.py`, which cross-validates its parameters): trafilatura in its fast
 mode, favoring recall, with links kept (so its link-density tests see them) and then reduced to their text;
-resiliparse's main-content extraction (about a tenth of trafilatura's cost) on every page as a cheap second opinion:
-- resiliparse finds more than `teaser_ratio` times trafilatura's words: trafilatura kept a teaser, not the body, and
-  readability-lxml's text is taken instead (when it is longer);
+resiliparse's main-content extraction (about a tenth of trafilatura's cost) on every page as a cheap second opinion,
+and the article body the page declares in its JSON-LD, if any:
+- resiliparse or the declared body has more than `teaser_ratio` times trafilatura's words: trafilatura kept a teaser,
+  not the body (a slideshow, a paywall), and the longest of readability-lxml's text, trafilatura's full cascade and
+  the declared body is taken instead (when it is longer);
 - otherwise, when resiliparse saw the same body (at least half trafilatura's words), their edges are reconciled:
   trailing lines resiliparse lacks are dropped (related links, sign-up boxes), and up to two lines of at least
   `lede_min_words` words that resiliparse has just above where trafilatura's text starts are put back (the lede).
@@ -17,6 +19,7 @@ periodically.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -34,8 +37,9 @@ from corpus.htmldepth import too_deep
 
 log = logging.getLogger(__name__)
 
-# "combined" is the rule above; the others run one extractor alone (for comparison and benchmarks)
-METHODS = ("combined", "trafilatura", "resiliparse", "readability", "newspaper4k")
+# "combined" is the rule above; the others run one extractor alone (for comparison and benchmarks): "trafilatura" is
+# its fast mode (the rule's first), "trafilatura-full" its whole cascade, "json-ld" the article body the page declares.
+METHODS = ("combined", "trafilatura", "trafilatura-full", "resiliparse", "readability", "json-ld", "newspaper4k")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,14 @@ def _trafilatura(html: str, url: str | None) -> str | None:
     return _link_text(text) if text else None
 
 
+def _trafilatura_full(html: str, url: str | None) -> str | None:
+    """trafilatura's whole cascade (its own readability and jusText fallbacks): a second try on a teaser."""
+    import trafilatura
+
+    text = trafilatura.extract(html, url=url, include_comments=False, include_links=True)
+    return _link_text(text) if text else None
+
+
 def _resiliparse(html: str, url: str | None) -> str | None:
     from resiliparse.extract.html2text import extract_plain_text
     from resiliparse.parse.html import HTMLTree
@@ -121,6 +133,45 @@ def _readability(html: str, url: str | None) -> str | None:
     return "\n".join(line.strip() for line in text.splitlines() if line.strip()) or None
 
 
+_JSON_LD = re.compile(r"<script\b[^>]*\btype\s*=\s*[\"']?application/ld\+json[^>]*>(.*?)</script\s*>", re.I | re.S)
+_BLOCK_END = re.compile(r"<br\s*/?>|</(?:p|div|h[1-6]|li|blockquote|tr)\s*>", re.I)
+_TAG_OR_COMMENT = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
+
+
+def _article_bodies(node: Any) -> Iterator[str]:
+    """Every `articleBody` string in a JSON-LD document (top level, lists and @graph alike)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "articleBody" and isinstance(value, str):
+                yield value
+            else:
+                yield from _article_bodies(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _article_bodies(value)
+
+
+def _json_ld(html: str, url: str | None) -> str | None:
+    """The article text the page declares for search engines (schema.org `articleBody` in JSON-LD), as plain text.
+    News sites often put the whole body there, also where the page itself shows a teaser (a paywall, a slideshow).
+    Publishers write it as plain text, as HTML or as escaped HTML: all three come out as lines of text."""
+    import html as entities
+
+    bodies = []
+    for script in _JSON_LD.finditer(html):
+        try:
+            bodies.extend(_article_bodies(json.loads(script[1], strict=False)))  # strict: raw newlines are common
+        except (ValueError, RecursionError):  # invalid JSON-LD is common too; the page's other scripts may be valid
+            continue
+    if not bodies:
+        return None
+    body = max(bodies, key=len)
+    if "<" not in body and "&lt;" in body:  # escaped HTML
+        body = entities.unescape(body)
+    body = entities.unescape(_TAG_OR_COMMENT.sub("", _BLOCK_END.sub("\n", body)))
+    return "\n".join(" ".join(line.split()) for line in body.splitlines() if line.strip()) or None
+
+
 def _newspaper(html: str, url: str | None) -> str | None:
     import newspaper
 
@@ -133,8 +184,10 @@ def _newspaper(html: str, url: str | None) -> str | None:
 
 EXTRACTORS = {
     "trafilatura": _trafilatura,
+    "trafilatura-full": _trafilatura_full,
     "resiliparse": _resiliparse,
     "readability": _readability,
+    "json-ld": _json_ld,
     "newspaper4k": _newspaper,
 }
 
@@ -155,7 +208,7 @@ def _run(name: str, page: str, url: str | None) -> str | None:
 
 
 def is_teaser(traf: str | None, check: str | None, config: ExtractConfig = ExtractConfig()) -> bool:
-    """True when the cheap check (resiliparse) finds more than `teaser_ratio` times trafilatura's words."""
+    """True when the cheap check finds more than `teaser_ratio` times trafilatura's words."""
     return _n_words(check) > config.teaser_ratio * _n_words(traf)
 
 
@@ -207,14 +260,19 @@ def reconcile_edges(traf: str, check: str, config: ExtractConfig = ExtractConfig
 
 
 def combine(
-    traf: str | None, check: str | None, readability: Callable[[], str | None], config: ExtractConfig = ExtractConfig()
+    traf: str | None,
+    check: str | None,
+    declared: str | None,
+    fallbacks: Callable[[], Iterable[tuple[str | None, str]]],
+    config: ExtractConfig = ExtractConfig(),
 ) -> tuple[str | None, str]:
-    """The rule on trafilatura's text and the cheap check's (resiliparse): (text, extractor). `readability` gives
-    readability's text; it is asked only for a teaser."""
-    if is_teaser(traf, check, config):
-        fallback = readability()
-        if _n_words(fallback) > _n_words(traf):
-            return fallback, "readability"
+    """The rule on trafilatura's text, the cheap check's (resiliparse) and the page's declared article body (JSON-LD):
+    (text, extractor). `fallbacks` gives the other extractors' (text, extractor); it is asked only for a teaser, that
+    is where resiliparse or the declared body has more than `teaser_ratio` times trafilatura's words."""
+    if is_teaser(traf, max(check, declared, key=_n_words), config):
+        text, extractor = max(fallbacks(), key=lambda candidate: _n_words(candidate[0]), default=(None, ""))
+        if _n_words(text) > _n_words(traf):
+            return text, extractor
     elif traf and check and 2 * _n_words(check) >= _n_words(traf):  # resiliparse saw the body, not a fragment of it
         return reconcile_edges(traf, check, config), "trafilatura"
     return traf, "trafilatura"
@@ -232,7 +290,14 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
     if not _n_words(text) and (depth_error := too_deep(page)):
         return Extraction(None, None, "too_deep", depth_error)
     if config.method == "combined":
-        text, extractor = combine(text, _run("resiliparse", page, url), lambda: _run("readability", page, url), config)
+        declared = _run("json-ld", page, url)
+
+        def fallbacks() -> Iterator[tuple[str | None, str]]:
+            yield _run("readability", page, url), "readability"
+            yield _run("trafilatura-full", page, url), "trafilatura-full"
+            yield declared, "json-ld"
+
+        text, extractor = combine(text, _run("resiliparse", page, url), declared, fallbacks, config)
     text = text.strip() if text else None
     if not text:
         return Extraction(None, None, "empty")

@@ -17,8 +17,10 @@ import psutil
 import pytest
 
 from corpus.extract import (
+    METHODS,
     ExtractConfig,
     ExtractorPool,
+    _json_ld,
     _link_text,
     combine,
     extract_main_text,
@@ -135,18 +137,79 @@ def test_reconcile_edges_drops_the_tail_and_adds_the_lede_only_at_the_edges():
     assert reconcile_edges(traf, "Something else entirely, with other words.") == traf
 
 
-def test_readability_is_asked_only_for_a_teaser_and_taken_only_when_longer():
+def _fallbacks(*texts: str | None, asked: list | None = None):
+    """The rule's fallbacks as `combine` asks for them: (text, name) in order, recording that they were asked."""
+
+    def ask() -> list[tuple[str | None, str]]:
+        if asked is not None:
+            asked.append(True)
+        return list(zip(texts, ("readability", "trafilatura-full", "json-ld")))
+
+    return ask
+
+
+def test_fallbacks_are_asked_only_for_a_teaser_and_the_longest_is_taken_only_when_longer():
     body, teaser, check = " ".join(BODY), BODY[0], "\n".join(BODY * 3)  # the check: 9 times the teaser's words
-    asked = []
+    longer = body + " " + BODY[1]
+    asked: list = []
+    assert combine(teaser, check, None, _fallbacks(body, None, None, asked=asked)) == (body, "readability")
+    assert combine(teaser, check, None, _fallbacks(body, longer, None)) == (longer, "trafilatura-full")
+    assert combine(teaser, check, None, _fallbacks(body, longer, longer + " More.")) == (longer + " More.", "json-ld")
+    assert combine(teaser, check, None, _fallbacks(body, body, None)) == (body, "readability")  # a tie: the first
+    assert combine(teaser, check, None, _fallbacks("Shorter.", None, "")) == (teaser, "trafilatura")
+    assert asked == [True]
+    # not a teaser: the fallbacks, which cost more than trafilatura, are not run
+    assert combine(body, check, None, lambda: pytest.fail("the fallbacks were asked"))[1] == "trafilatura"
 
-    def readability(text: str):
-        return lambda: asked.append(text) or text
 
-    assert combine(teaser, check, readability(body)) == (body, "readability")
-    assert combine(teaser, check, readability("Shorter.")) == (teaser, "trafilatura")
-    assert asked == [body, "Shorter."]
-    # not a teaser: readability, which costs more than trafilatura, is not run
-    assert combine(body, check, lambda: pytest.fail("readability was asked"))[1] == "trafilatura"
+def test_a_declared_article_body_much_longer_than_trafilaturas_text_marks_a_teaser():
+    # a paywall: the page shows (and resiliparse sees) a teaser, its JSON-LD declares the whole article
+    body, teaser = "\n".join(BODY * 3), BODY[0]
+    assert combine(teaser, teaser, body, _fallbacks(None, teaser, body)) == (body, "json-ld")
+    assert combine(teaser, teaser, None, lambda: pytest.fail("the fallbacks were asked")) == (teaser, "trafilatura")
+    # a declared summary shorter than trafilatura's text changes nothing
+    assert combine(body, None, teaser, lambda: pytest.fail("the fallbacks were asked")) == (body, "trafilatura")
+
+
+def _ld_page(*scripts: str) -> str:
+    blocks = "".join(f'<script type="application/ld+json">{s}</script>' for s in scripts)
+    return f"<html><head>{blocks}</head><body><p>Teaser.</p></body></html>"
+
+
+def test_json_ld_article_body_comes_out_as_lines_of_text_in_every_form_publishers_write():
+    plain = json.dumps({"@type": "NewsArticle", "articleBody": "First paragraph.\n\nSecond  paragraph."})
+    assert _json_ld(_ld_page(plain), None) == "First paragraph.\nSecond paragraph."
+    as_html = json.dumps({"articleBody": "<p>First &amp; <b>bold</b>.</p><!-- wp:image {'a>b': 1} --><p>Second.</p>"})
+    assert _json_ld(_ld_page(as_html), None) == "First & bold.\nSecond."
+    escaped = json.dumps({"articleBody": "&lt;p&gt;It&#039;s here.&lt;/p&gt;&lt;p&gt;1 &amp;lt; 2&lt;/p&gt;"})
+    assert _json_ld(_ld_page(escaped), None) == "It's here.\n1 < 2"
+    # nested in @graph, with raw newlines (invalid strict JSON, common), next to an invalid block and other types;
+    # the longest body wins
+    graph = '{"@graph": [{"@type": "WebPage"}, {"@type": "Article", "articleBody": "Line one.\nLine two."}]}'
+    assert _json_ld(_ld_page("{not json", '{"articleBody": "Short."}', graph), None) == "Line one.\nLine two."
+    assert _json_ld(_ld_page('{"headline": "No body"}'), None) is None
+    assert _json_ld("<script type='application/ld+json'>[]</script>", None) is None
+
+
+def test_a_paywalled_article_comes_from_its_declared_body(web_pages_dir):
+    # the page shows a 24-word teaser; its JSON-LD declares the 702-word opinion piece
+    entry, html = _page(web_pages_dir, "html/scmp.com.playbook.html")
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text or ""
+    assert not any(snippet in alone for snippet in entry["with"])
+    result = extract_with(html, entry["url"])
+    assert result.extractor == "json-ld"
+    assert all(snippet in result.text for snippet in entry["with"])
+
+
+def test_a_teaser_that_readability_misses_comes_from_trafilaturas_full_cascade(web_pages_dir):
+    # a slideshow page: fast trafilatura and readability both keep one caption; the full cascade finds the slides
+    entry, html = _page(web_pages_dir, "html/economictimes.indiatimes.com.slideshow.html")
+    for method in ("trafilatura", "readability"):
+        alone = extract_with(html, entry["url"], ExtractConfig(method=method)).text or ""
+        assert not any(snippet in alone for snippet in entry["with"]), method
+    result = extract_with(html, entry["url"])
+    assert result.extractor == "trafilatura-full"
+    assert _snippets(entry, result.text) == ([], [])
 
 
 def test_a_full_article_from_trafilatura_is_kept(web_pages_dir):
@@ -213,7 +276,7 @@ def test_pool_extracts_in_parallel_and_records_the_extractor(web_pages_dir):
     assert set(results) == {e["file"] for e in entries}
     for key, html, url in pages:
         assert results[key].text == extract_with(html, url).text
-        assert results[key].extractor in {"trafilatura", "readability"}
+        assert results[key].extractor in set(METHODS) - {"combined"}
 
 
 def test_two_workers_extract_at_the_same_time():
