@@ -133,9 +133,12 @@ def _readability(html: str, url: str | None) -> str | None:
     return "\n".join(line.strip() for line in text.splitlines() if line.strip()) or None
 
 
-_JSON_LD = re.compile(r"<script\b[^>]*\btype\s*=\s*[\"']?application/ld\+json[^>]*>(.*?)</script\s*>", re.I | re.S)
+_JSON_LD_OPEN = re.compile(r"<script\b[^>]*\btype\s*=\s*[\"']?application/ld\+json[^>]*>", re.I)
+_SCRIPT_CLOSE = re.compile(r"</script", re.I)
 _BLOCK_END = re.compile(r"<br\s*/?>|</(?:p|div|h[1-6]|li|blockquote|tr)\s*>", re.I)
-_TAG_OR_COMMENT = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
+# linear on any text: an unclosed comment ends the text (as in HTML), a tag does not reach past the next "<", and a
+# "<" that opens no tag ("1 < 2" in a plain-text body) stays
+_TAG_OR_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)|</?[a-zA-Z][^<>]*>", re.S)
 
 
 def _article_bodies(node: Any) -> Iterator[str]:
@@ -157,10 +160,13 @@ def _json_ld(html: str, url: str | None) -> str | None:
     Publishers write it as plain text, as HTML or as escaped HTML: all three come out as lines of text."""
     import html as entities
 
-    bodies = []
-    for script in _JSON_LD.finditer(html):
+    bodies, at = [], 0
+    # each part of the page is scanned once: a script's text runs to the next "</script" (HTML's rule), and a page
+    # of unclosed scripts must not be rescanned from every one of them
+    while (start := _JSON_LD_OPEN.search(html, at)) and (end := _SCRIPT_CLOSE.search(html, start.end())):
+        at = end.end()
         try:
-            bodies.extend(_article_bodies(json.loads(script[1], strict=False)))  # strict: raw newlines are common
+            bodies.extend(_article_bodies(json.loads(html[start.end() : end.start()], strict=False)))  # raw newlines
         except (ValueError, RecursionError):  # invalid JSON-LD is common too; the page's other scripts may be valid
             continue
     if not bodies:

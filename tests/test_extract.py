@@ -191,6 +191,19 @@ def test_json_ld_article_body_comes_out_as_lines_of_text_in_every_form_publisher
     assert _json_ld("<script type='application/ld+json'>[]</script>", None) is None
 
 
+@pytest.mark.timeout(60)
+def test_json_ld_reading_is_linear_on_hostile_pages():
+    # quadratic scanning (every unclosed script or tag rescanning the rest) takes hours on these; linear, milliseconds
+    unclosed_scripts = '<script type="application/ld+json">{' * 100_000
+    assert _json_ld(unclosed_scripts, None) is None
+    assert _json_ld(unclosed_scripts + "</script>", None) is None  # one script, whose text holds the other openings
+    # unclosed tags stay text; an unclosed comment ends the text, as in HTML
+    tags = "<a" * 200_000 + " end" + "<!--" * 200_000
+    assert _json_ld(_ld_page(json.dumps({"articleBody": "Body " + tags})), None) == "Body " + "<a" * 200_000 + " end"
+    # a "<" that opens no tag is text
+    assert _json_ld(_ld_page(json.dumps({"articleBody": "1 < 2 and 3 > 2"})), None) == "1 < 2 and 3 > 2"
+
+
 def test_a_paywalled_article_comes_from_its_declared_body(web_pages_dir):
     # the page shows a 24-word teaser; its JSON-LD declares the 702-word opinion piece
     entry, html = _page(web_pages_dir, "html/scmp.com.playbook.html")
