@@ -9,20 +9,30 @@ The rule's two parameters (`teaser_ratio`, `lede_min_words`) are cross-validated
 scored on the other, both ways. Its variants (other parameters, parts left out, the previous rule) are put together
 from the measured outputs and CPU times of their parts.
 
+`--article-bodies GROUND_TRUTH.json`: the same table on an article-body benchmark instead (gold text per page, as in
+Zyte's article-extraction-benchmark: `{id: {"articleBody": ..., "url": ...}}`, the pages in `html/<id>.html` or
+`html/<id>.html.gz` beside it), scored by word 4-gram shingles: per page, the shingles the text and the gold share
+(counted with repeats), the extra and the missing ones, as shares of their sum; precision and recall are the means
+over pages, F1 their harmonic mean.
+
 `--pool`: docs/s per core of the pipeline's worker pool (`corpus.extract.ExtractorPool`: worker process, per-page
 deadline, cache resets) against a loop over the same extractor in this process; the target is at most 10% overhead.
 
-    .venv/bin/python benchmarks/bench_extract.py [--pages 300] [--pool]
+    .venv/bin/python benchmarks/bench_extract.py [--pages 300] [--pool | --article-bodies GROUND_TRUTH.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import logging
 import os
+import re
+import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +58,24 @@ def load_pages(limit: int) -> list[dict]:
         entry["html"] = (PAGES_DIR / entry["file"]).read_bytes()
         entry["url"] = entry["url"] if entry["url"].startswith("http") else None
     return manifest
+
+
+def load_article_bodies(ground_truth: Path, limit: int) -> list[dict]:
+    """Pages of an article-body benchmark: {"file": id, "url", "html", "gold"}."""
+    entries = list(json.loads(ground_truth.read_text(encoding="utf-8")).items())[:limit]
+    pages = []
+    for key, entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("articleBody"), str):
+            raise SystemExit(f"{ground_truth}: entry {key!r} has no articleBody string")
+        html_dir = ground_truth.parent / "html"
+        path = next((p for p in (html_dir / f"{key}.html", html_dir / f"{key}.html.gz") if p.exists()), None)
+        if path is None:
+            raise SystemExit(f"{ground_truth}: no page for entry {key!r} ({html_dir}/{key}.html or .html.gz)")
+        html = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        url = entry.get("url")
+        pages.append({"file": key, "url": url if url and url.startswith("http") else None, "html": html})
+        pages[-1]["gold"] = entry["articleBody"]
+    return pages
 
 
 def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
@@ -105,12 +133,38 @@ def counts(page: dict, text: str | None) -> tuple[int, int, int]:
     return tp, len(page["with"]) - tp, sum(s in text for s in page["without"])
 
 
-def prf(pages: list[dict], texts: list[str | None]) -> tuple[float, float, float]:
+def snippet_prf(pages: list[dict], texts: list[str | None]) -> tuple[float, float, float]:
+    """Precision, recall and F1 over the "with" and "without" snippets of all pages together."""
     tp = fn = fp = 0
     for page, text in zip(pages, texts):
         a, b, c = counts(page, text)
         tp, fn, fp = tp + a, fn + b, fp + c
     precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-9)
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+def shingles(text: str | None, n: int = 4) -> Counter:
+    """Word n-grams of a text, with repeats (a text of fewer than n words is one shorter gram)."""
+    tokens = _TOKEN.findall(text or "")
+    return Counter(tuple(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1))) if tokens else Counter()
+
+
+def shingle_match(gold: str, text: str | None) -> tuple[float, float, float]:
+    """(shared, extra, missing) shingles of one page, as shares of their sum: every page weighs the same."""
+    want, got = shingles(gold), shingles(text)
+    counts = (sum((want & got).values()), sum((got - want).values()), sum((want - got).values()))
+    total = sum(counts)
+    return tuple(c / total for c in counts) if total else counts  # type: ignore[return-value]
+
+
+def shingle_prf(pages: list[dict], texts: list[str | None]) -> tuple[float, float, float]:
+    """Mean precision over the pages with any text, mean recall over those with gold text, F1 of the two means."""
+    matches = [shingle_match(p["gold"], t) for p, t in zip(pages, texts)]
+    precision = statistics.mean([tp / (tp + fp) for tp, fp, _ in matches if tp + fp > 0] or [0.0])
+    recall = statistics.mean([tp / (tp + fn) for tp, _, fn in matches if tp + fn > 0] or [0.0])
     return precision, recall, 2 * precision * recall / max(precision + recall, 1e-9)
 
 
@@ -166,7 +220,7 @@ def half(page: dict) -> int:
     return hashlib.sha256(page["file"].encode()).digest()[0] % 2
 
 
-def quality(pages: list[dict]) -> None:
+def quality(pages: list[dict], prf: Callable = snippet_prf) -> None:
     from corpus.extract import ExtractConfig
 
     texts, cpu = measure(pages)
@@ -192,7 +246,8 @@ def quality(pages: list[dict]) -> None:
     def gain_on(idx: list[int], out: list) -> float:  # F1 over bare trafilatura's on these pages
         return prf(sub(idx, pages), sub(idx, out))[2] - prf(sub(idx, pages), sub(idx, texts[bare_name]))[2]
 
-    print(f"{len(pages)} pages, CPU time of this process, candidates interleaved page by page")
+    metric = "gold snippets" if prf is snippet_prf else "word 4-gram shingles of the gold text"
+    print(f"{len(pages)} pages, scored by {metric}; CPU time of this process, candidates interleaved page by page")
     print(
         f"{'candidate':50s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pages/s/core':>12s} {'CPU vs bare':>11s} "
         f"{'F1 vs bare, half 0 / 1':>23s}"
@@ -259,9 +314,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=300, help="pages to use (of 300)")
     parser.add_argument("--pool", action="store_true", help="the worker pool's overhead instead of quality and cost")
+    parser.add_argument(
+        "--article-bodies", type=Path, metavar="GROUND_TRUTH.json", help="an article-body benchmark's pages instead"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # trafilatura logs every page it discards
-    if args.pool:
+    if args.article_bodies:
+        pages = load_article_bodies(args.article_bodies, args.pages)
+        if args.pool:
+            pool_speed(pages)
+        else:
+            quality(pages, shingle_prf)
+    elif args.pool:
         pool_speed(load_pages(args.pages))
     else:
         quality(load_pages(args.pages))
