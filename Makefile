@@ -59,9 +59,12 @@ test: lint
 # each mutant against the focused tests that reach it ([tool.mutmut] in pyproject.toml); not part of `make test`.
 # make mutants MUTANTS='corpus.dedup*'  (default: every configured module; hours on 2 cores). Survivors:
 # `.venv/bin/mutmut results`, one mutant's diff: `.venv/bin/mutmut show NAME`.
+# The tests run in a copy of the tree under mutants/, where ../shared is not beside the checkout: the shared data is
+# named by its absolute path, or the tests that need it would be skipped and their mutants reported as survivors.
 mutants: $(STAMP)
 	@mkdir -p .tmp .cache/config
-	$(LOCAL_DIRS) $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS)
+	$(LOCAL_DIRS) WEBTEXT_SHARED_DIR=$(or $(WEBTEXT_SHARED_DIR),$(abspath ../shared)) \
+		$(VENV)/bin/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS)
 	@$(VENV)/bin/mutmut results
 
 lint: $(STAMP)
