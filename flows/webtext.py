@@ -35,6 +35,7 @@ from corpus import build
 from corpus.buildlock import build_lock
 from corpus.buildwarnings import empty_corpus_reason
 from corpus.dedup import DedupConfig
+from corpus.extract import METHODS as EXTRACT_METHODS
 from corpus.extract import ExtractConfig
 from corpus.files import fingerprints
 from corpus.filters import FilterConfig
@@ -168,6 +169,7 @@ def webtext(
     pages_per_part: int = 128,
     dedup_partition_docs: int = 50_000,
     extract_timeout_s: float = 30.0,
+    extractor: str = "combined",
     n_workers: int | None = None,
     ca_file: str | None = None,
     tasks_per_step: int | None = None,
@@ -180,7 +182,8 @@ def webtext(
     `fetch_part_count` splits the links by host into parts fetched in parallel, each with up to `fetch_concurrency`
     requests in flight (so up to parts in flight x `fetch_concurrency` in all); `dedup_partition_docs` sets the memory
     of each dedup part, not the result; `tasks_per_step` caps the Prefect tasks of a step (each runs a run of parts;
-    default 4 per cluster thread).
+    default 4 per cluster thread). `extractor` is the measured rule ("combined") or one extractor alone (see
+    corpus.extract.METHODS; "trafilatura" is the rule's first, fast mode, at about 0.7x the rule's CPU).
     """
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig
@@ -189,13 +192,15 @@ def webtext(
     _corpus_logs_at_info()
     if tasks_per_step is not None and tasks_per_step < 1:
         raise ValueError(f"webtext: tasks_per_step must be at least 1, got {tasks_per_step}")
+    if extractor not in EXTRACT_METHODS:
+        raise ValueError(f"webtext: extractor must be one of {', '.join(EXTRACT_METHODS)}, got {extractor!r}")
     out = Path(out_dir).resolve()
     dump_paths = build.resolve_inputs(dumps, "Reddit dump")
     warc_paths = build.resolve_inputs(warc_inputs, "WARC input")
     if not dump_paths and not warc_paths:
         raise ValueError("webtext needs `dumps` (Reddit submission dumps) or `warc_inputs` (WARC files), got neither")
     config = build.BuildConfig(
-        extract=ExtractConfig(workers=1, timeout_s=extract_timeout_s),  # one page process per Dask worker
+        extract=ExtractConfig(method=extractor, workers=1, timeout_s=extract_timeout_s),  # one page process a worker
         filter=FilterConfig(min_words=min_words, languages=tuple(languages or ())),
         dedup=DedupConfig(threshold=dedup_threshold),
         shards=ShardConfig(val_fraction=val_fraction),

@@ -97,6 +97,10 @@ def test_bad_inputs_fail_the_run_with_a_message_naming_them_before_any_work(pref
                 {"dumps": [str(dump)], "out_dir": str(tmp_path / "k"), "min_karma": -5},
                 ["min_karma must be an integer of at least 1", "-5"],
             ),
+            "extractor": (
+                {"dumps": [str(dump)], "out_dir": str(tmp_path / "e"), "extractor": "dragnet"},
+                ["extractor must be one of combined, trafilatura,", "got 'dragnet'"],
+            ),
             "file": ({"dumps": [str(dump)], "out_dir": str(a_file)}, [f"out_dir {a_file} is a file, not a folder"]),
             "proc": ({"dumps": [str(dump)], "out_dir": "/proc/webtext"}, ["out_dir /proc/webtext cannot be created"]),
             "held": (
@@ -115,7 +119,7 @@ def test_bad_inputs_fail_the_run_with_a_message_naming_them_before_any_work(pref
         for text in expected:
             assert text in run["message"] and text in logs, (name, text, run["message"])
     # nothing was done where the parameters were refused; the truncated dump's partner was read and is kept
-    assert not any((tmp_path / name).exists() for name in ("p", "k")) and not (held / "links").exists()
+    assert not any((tmp_path / name).exists() for name in ("p", "k", "e")) and not (held / "links").exists()
     work = tmp_path / "t" / "links" / ".links.parquet.work"
     assert [f.name.split(".")[0] for f in work.iterdir() if (f / "_DONE").exists()] == ["RS_2014-05"]
     assert not (tmp_path / "t" / "links" / "links.parquet").exists()
