@@ -128,9 +128,19 @@ def _readability(html: str, url: str | None) -> str | None:
     from readability import Document
 
     summary = Document(html, url=url).summary(html_partial=True)
-    text = lxml.html.fromstring(summary).text_content() if summary.strip() else ""
-    # readability keeps the HTML's own line breaks and indentation: one line per non-blank line, trimmed
+    if not summary.strip():
+        return None
+    root = lxml.html.fromstring(summary)
+    # text_content() runs blocks together ("schools.Spending") where the HTML has no line break between them: each
+    # block ends its line. readability also keeps the HTML's own line breaks and indentation: one line per non-blank
+    # line, trimmed.
+    for block in root.iter(*_BLOCKS):
+        block.tail = "\n" + (block.tail or "")
+    text = root.text_content()
     return "\n".join(line.strip() for line in text.splitlines() if line.strip()) or None
+
+
+_BLOCKS = ("p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "tr", "table", "ul", "ol")
 
 
 _JSON_LD_OPEN = re.compile(r"<script\b[^>]*\btype\s*=\s*[\"']?application/ld\+json[^>]*>", re.I)

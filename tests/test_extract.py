@@ -21,6 +21,7 @@ from corpus.extract import (
     ExtractConfig,
     ExtractorPool,
     _json_ld,
+    _Lines,
     _link_text,
     combine,
     extract_main_text,
@@ -223,6 +224,97 @@ def test_a_teaser_that_readability_misses_comes_from_trafilaturas_full_cascade(w
     result = extract_with(html, entry["url"])
     assert result.extractor == "trafilatura-full"
     assert _snippets(entry, result.text) == ([], [])
+
+
+def test_the_rules_boundaries():
+    body = " ".join(BODY)  # 41 words
+    teaser = " ".join(body.split()[:8])
+    five_times = " ".join([teaser] * 5)  # exactly 5 times the teaser's words: not more, so not a teaser
+    never = lambda: pytest.fail("the fallbacks were asked")  # noqa: E731
+    assert combine(teaser, five_times, None, never) == (teaser, "trafilatura")
+    assert combine(teaser, five_times + " one", None, _fallbacks(body))[1] == "readability"
+    # the config's teaser_ratio is the one used
+    assert combine(teaser, five_times + " one", None, never, ExtractConfig(teaser_ratio=10)) == (teaser, "trafilatura")
+    # no fallback at all, or none longer than trafilatura's text (a tie keeps trafilatura's)
+    assert combine(teaser, five_times + " one", None, lambda: []) == (teaser, "trafilatura")
+    same_length = " ".join(["word"] * len(teaser.split()))
+    assert combine(teaser, five_times + " one", None, _fallbacks(same_length)) == (teaser, "trafilatura")
+    # edges are reconciled against a check of at least half trafilatura's words, not against a smaller fragment
+    traf = "\n".join([*BODY, "Sign up for our newsletter today!"])  # 47 words
+    half = "\n".join([BODY[2], " ".join(["filler"] * 10)])  # 24 words
+    assert combine(traf, half, None, never) == ("\n".join(BODY), "trafilatura")
+    assert combine(traf, BODY[2], None, never) == (traf, "trafilatura")  # 14 words: a fragment
+
+
+def test_a_line_is_present_when_half_its_word_3_grams_are():
+    lines = _Lines("one two three four five six")
+    assert lines.has("one two three four xx yy")  # 2 of its 4 trigrams
+    assert not lines.has("one two three xx yy")  # 1 of 3
+    assert lines.has("Two, THREE!") and not lines.has("two five")  # shorter lines: their bigrams, any case
+    assert lines.has("...") is None
+
+
+def test_the_lede_can_be_the_first_line_and_is_long_enough_at_exactly_lede_min_words():
+    lede = " ".join(["Twelve"] + [f"w{i}" for i in range(11)])  # exactly 12 words
+    traf = "\n".join(BODY)
+    assert reconcile_edges(traf, "\n".join([lede, *BODY])) == "\n".join([lede, *BODY])
+    assert reconcile_edges(traf, "\n".join([lede, *BODY]), ExtractConfig(lede_min_words=13)) == traf
+    # resiliparse has trafilatura's lines only inside much longer ones: where the body starts is unknown, nothing is
+    # added
+    padded = [f"{line} {' '.join(['padding'] * 40)}" for line in BODY]
+    assert reconcile_edges(traf, "\n".join([lede, *padded])) == traf
+
+
+def test_json_ld_at_the_start_of_a_page_and_escaped_markup_inside_an_html_body():
+    assert _json_ld('<script type="application/ld+json">{"articleBody": "First."}</script>', None) == "First."
+    # in an HTML body, &lt;br&gt; is text that shows a tag, not a line break
+    body = json.dumps({"articleBody": "<p>Write &lt;br&gt; for a break &amp; more.</p>"})
+    assert _json_ld(_ld_page(body), None) == "Write <br> for a break & more."
+
+
+def test_one_extractor_alone_and_the_size_limit():
+    page = "<html><body><article>" + "".join(f"<p>{line}</p>" for line in BODY * 4) + "</article></body></html>"
+    for method in ("readability", "resiliparse", "trafilatura-full"):
+        result = extract_with(page, config=ExtractConfig(method=method))
+        assert result.extractor == method and result.text.split() == " ".join(BODY * 4).split(), method
+    assert extract_with(page.encode(), config=ExtractConfig(max_html_bytes=len(page))).outcome == "ok"
+    assert extract_with(page.encode(), config=ExtractConfig(max_html_bytes=len(page) - 1)).outcome == "too_large"
+    assert extract_with("<html><body></body></html>", config=ExtractConfig(method="readability")).outcome == "empty"
+    # blocks without a line break between them in the HTML are still lines of their own
+    assert extract_with(page, config=ExtractConfig(method="readability")).text.split("\n")[:3] == BODY
+
+
+def test_readability_text_keeps_every_character_of_its_summary_one_line_per_block(web_pages_dir):
+    import lxml.html
+    from readability import Document
+
+    entry, html = _page(web_pages_dir, "html/axios.com.future.html")
+    page = html.decode("utf-8")
+    text = extract_with(page, entry["url"], ExtractConfig(method="readability")).text
+    summary = lxml.html.fromstring(Document(page, url=entry["url"]).summary(html_partial=True)).text_content()
+    assert "".join(text.split()) == "".join(summary.split())  # every character, only the white space differs
+    assert len(text.split()) > len(summary.split())  # blocks that ran together ("behaviors.Axios'") are apart
+    assert all(line == line.strip() and line for line in text.split("\n"))
+
+
+def test_comments_are_left_out_by_the_first_extractor_and_the_full_cascade(web_pages_dir):
+    import trafilatura
+
+    entry, html = _page(web_pages_dir, "html/blog.wordpress.com.diverse.html")
+    page = html.decode("utf-8")
+    with_comments = _link_text(trafilatura.extract(page, url=entry["url"], include_comments=True, include_links=True))
+    for method in ("trafilatura", "trafilatura-full"):
+        text = extract_with(page, entry["url"], ExtractConfig(method=method)).text
+        comments = [line for line in with_comments.split("\n") if line not in text and len(line.split()) > 8]
+        assert len(text.split()) < 0.7 * len(with_comments.split()) and len(comments) > 5, method
+
+
+def test_the_full_cascade_sees_links_too(web_pages_dir):
+    # the "Lea también" link lines that trafilatura keeps when links are stripped before its link-density tests
+    entry, html = _page(web_pages_dir, "html/100noticias.com-millones.html")
+    text = extract_with(html, entry["url"], ExtractConfig(method="trafilatura-full")).text
+    assert _snippets(entry, text) == ([], [])
+    assert "](" not in text
 
 
 def test_a_full_article_from_trafilatura_is_kept(web_pages_dir):
