@@ -243,7 +243,8 @@ def test_the_rules_boundaries():
     traf = "\n".join([*BODY, "Sign up for our newsletter today!"])  # 47 words
     half = "\n".join([BODY[2], " ".join(["filler"] * 10)])  # 24 words
     assert combine(traf, half, None, never) == ("\n".join(BODY), "trafilatura")
-    assert combine(traf, BODY[2], None, never) == (traf, "trafilatura")  # 14 words: a fragment
+    fragment = BODY[2] + " one two three four"  # 18 words: less than half of trafilatura's 47
+    assert combine(traf, fragment, None, never) == (traf, "trafilatura")
 
 
 def test_a_line_is_present_when_half_its_word_3_grams_are():
@@ -263,6 +264,21 @@ def test_the_lede_can_be_the_first_line_and_is_long_enough_at_exactly_lede_min_w
     # added
     padded = [f"{line} {' '.join(['padding'] * 40)}" for line in BODY]
     assert reconcile_edges(traf, "\n".join([lede, *padded])) == traf
+
+
+def test_a_teaser_that_only_the_declared_body_reveals_is_replaced_by_it():
+    # the page shows three paragraphs (resiliparse sees no more than trafilatura); its JSON-LD declares the article.
+    # (A shorter teaser would not do: below 250 characters trafilatura reads the JSON-LD itself.)
+    article = "\n".join(BODY * 7)
+    declared = json.dumps({"@type": "NewsArticle", "articleBody": article})
+    teaser = "".join(f"<p>{line}</p>" for line in BODY)
+    page = (
+        f'<html><head><script type="application/ld+json">{declared}</script></head><body><article>{teaser}'
+        "<p>Subscribe to read the whole story.</p></article></body></html>"
+    )
+    assert len(extract_with(page, config=ExtractConfig(method="resiliparse")).text.split()) < 50
+    result = extract_with(page, "https://news.example.org/budget")
+    assert (result.extractor, result.text) == ("json-ld", article)
 
 
 def test_json_ld_at_the_start_of_a_page_and_escaped_markup_inside_an_html_body():
