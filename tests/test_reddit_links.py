@@ -272,22 +272,25 @@ def test_canonical_key_is_what_httpx_sends(scheme, host, port, rest):
 
 
 @pytest.mark.parametrize(
-    "url",
+    "url, problem",
     [
-        "ftp://example.com/x",
-        "example.com/x",
-        "javascript:alert(1)",
-        "http://",
-        "http://exa mple.com/",
-        "http://example.com:99999/",
-        "http://-bad-.com/",
-        "http://☃.com/",
-        "http://exa%20mple.com/",
+        ("ftp://example.com/x", "not an http"),
+        ("example.com/x", "not an http"),
+        ("javascript:alert(1)", "not an http"),
+        ("http://", "no host"),
+        ("http://./", "no host"),
+        ("http://exa mple.com/", "invalid host"),
+        ("http://example.com:99999/", "invalid port"),
+        ("http://-bad-.com/", "invalid host"),
+        ("http://☃.com/", "IDNA"),  # refused by the httpx parse
+        ("http://exa%20mple.com/", "invalid host"),
     ],
 )
-def test_invalid_urls_raise(url):
-    with pytest.raises(ValueError):
+def test_invalid_urls_raise_naming_the_url_and_the_problem(url, problem):
+    """The build canonicalizes page URLs outside link harvesting: its error must say which URL and why."""
+    with pytest.raises(ValueError, match=problem) as error:
         canonicalize_url(url)
+    assert repr(url) in str(error.value)
 
 
 _PLAIN_CHARS = st.sampled_from(list("aZ09-._~!$&'()*+,;=:@/%?#") + ["%2e", "%7E", "%2F", "%aa", "..", "./", "utm_"])
@@ -384,7 +387,10 @@ def test_blocklists_keep_webtext_top_domains():
     assert not has_blocked_extension("https://example.com/article.html")
     assert not has_blocked_extension("https://example.com/v1.2/page")
     assert not has_blocked_extension("https://example.pdf.com/")
+    assert has_blocked_extension("https://example.com/v1.2/photo.png")  # the last dot of the path counts
+    assert has_blocked_extension("https://example.com/dist/archive.tar.gz")
     assert is_reddit_url("https://v.redd.it/abc") and is_reddit_url("/r/pics/comments/1")
+    assert is_reddit_url("/u/spez") and is_reddit_url("/user/spez/submitted")  # site-relative user pages
     assert not is_reddit_url("https://notreddit.com/")
     assert registered_domain("news.bbc.co.uk") == "bbc.co.uk" and registered_domain("10.0.0.1") == "10.0.0.1"
 
