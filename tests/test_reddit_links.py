@@ -172,6 +172,12 @@ def test_missing_and_corrupt_dumps_are_clear_errors(tmp_path):
         ("https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"),
         ("  http://example.com/x  ", "http://example.com/x"),
         ("https://www.google.com/search?q=webtext", "https://google.com/search?q=webtext"),
+        # `%` only starts an escape (RFC 3986 2.4): one that starts none is the character itself, encoded
+        ("http://example.com/100%?q=50%off", "http://example.com/100%25?q=50%25off"),
+        ("https://example.com//", "https://example.com/"),  # trailing slashes, also a root of two
+        ("https://example.com/Docs/INDEX/", "https://example.com/Docs/INDEX"),  # only slashes go
+        ("http://example.com:1/x", "http://example.com:1/x"),  # the ends of the TCP port range
+        ("http://example.com:65535/x", "http://example.com:65535/x"),
     ],
 )
 def test_canonicalize_url(url, canonical):
@@ -281,6 +287,8 @@ def test_canonical_key_is_what_httpx_sends(scheme, host, port, rest):
         ("http://./", "no host"),
         ("http://exa mple.com/", "invalid host"),
         ("http://example.com:99999/", "invalid port"),
+        ("http://example.com:65536/", "invalid port"),  # httpx takes it; WHATWG URL refuses it
+        ("http://example.com:0/", "invalid port"),  # no TCP connection can be made to port 0
         ("http://-bad-.com/", "invalid host"),
         ("http://☃.com/", "IDNA"),  # refused by the httpx parse
         ("http://exa%20mple.com/", "invalid host"),
