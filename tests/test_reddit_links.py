@@ -163,6 +163,8 @@ def test_missing_and_corrupt_dumps_are_clear_errors(tmp_path):
         ("https://example.com/?fbclid=abc&gclid=def&utm_medium=m&utm_campaign=c", "https://example.com/"),
         ("https://example.com/p?id=7&UTM_Source=s&msclkid=1&mc_eid=2", "https://example.com/p?id=7"),
         ("https://example.com/p?b=2&a=1&a=0", "https://example.com/p?a=0&a=1&b=2"),
+        # a parameter's name ends at its first `=` (WHATWG urlencoded parsing), whatever its value holds
+        ("https://example.com/p?id=1&utm_term=a=b&fbclid=IwAR0==", "https://example.com/p?id=1"),
         ("https://example.com/a/b/", "https://example.com/a/b"),
         ("https://example.com/%7euser/%2f%20x", "https://example.com/~user/%2F%20x"),
         ("http://user:pw@example.com/x", "http://example.com/x"),
