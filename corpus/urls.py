@@ -314,7 +314,8 @@ def canonicalize_url(url: str) -> str:
     characters, dot-segments, the IDNA 2008 form of the host) get the same key, and different requests never share
     one, except for these documented choices: userinfo, default ports, a leading `www.`, the fragment, tracking
     parameters (`utm_*`, `fbclid`, `gclid`, ...), a trailing slash and whitespace around the URL are dropped, the
-    query is sorted, and the `&amp;` escaping found in older Pushshift dumps is undone.
+    query is sorted, a `%` that starts no escape is encoded (httpx sends it raw), and the `&amp;` escaping found in
+    older Pushshift dumps is undone.
     """
     text = url.strip().replace("&amp;", "&")
     return _canonical(_plain_parts(text) or _httpx_parts(text, url), url)
