@@ -59,9 +59,11 @@ test: lint
 # each mutant against the focused tests that reach it ([tool.mutmut] in pyproject.toml); not part of `make test`.
 # make mutants MUTANTS='corpus.dedup*'  (default: every configured module; hours on 2 cores). Survivors:
 # `.venv/bin/mutmut results`, one mutant's diff: `.venv/bin/mutmut show NAME`.
+# The tests run from the mutants/ copy, whose parent has no shared/ folder: point them at the checkout's, or every
+# test that needs the shared data would be skipped (and kill nothing).
 mutants: $(STAMP)
 	@mkdir -p .tmp .cache/config
-	$(LOCAL_DIRS) $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS)
+	$(LOCAL_DIRS) WEBTEXT_SHARED_DIR=$${WEBTEXT_SHARED_DIR:-$(abspath $(CURDIR)/..)/shared} $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS)
 	@$(VENV)/bin/mutmut results
 
 lint: $(STAMP)

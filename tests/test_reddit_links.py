@@ -8,9 +8,11 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -518,6 +520,18 @@ def test_karma_is_summed_over_submissions_of_one_canonical_url(tmp_path):
     ) == (1, 1, 1, 1, 1)
 
 
+def test_cutoff_is_a_utc_date_whatever_the_machine_time_zone(monkeypatch):
+    """WebText stops at the end of 2017 in UTC: a crawl machine in another zone must not move the cutoff by hours."""
+    monkeypatch.setenv("TZ", "EST+5")  # POSIX form: needs no zoneinfo files
+    time.tzset()
+    try:
+        assert LinkConfig(cutoff="2018-01-01").cutoff_ts() == 1514764800  # 2018-01-01T00:00:00Z
+        assert LinkConfig(cutoff="2018-01-01T00:00:00+02:00").cutoff_ts() == 1514764800 - 2 * 3600
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_bad_cutoff_is_a_clear_error(reddit_sample, tmp_path):
     with pytest.raises(ValueError, match="cutoff"):
         harvest_links([reddit_sample], tmp_path / "links.parquet", LinkConfig(cutoff="last year"))
@@ -734,6 +748,24 @@ def test_spilled_aggregation_of_the_shared_sample(reddit_sample, tmp_path):
     records = list(iter_submissions(reddit_sample))
     for config in [LinkConfig(memory_rows=2), LinkConfig(min_karma=1, cutoff=None, memory_rows=3)]:
         assert_same_as_in_memory([reddit_sample], records, config, tmp_path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.integers(0, 12), min_size=1, max_size=20), memory_rows=st.integers(1, 15))
+def test_aggregation_units_are_the_largest_runs_that_fit_memory_rows(rows, memory_rows):
+    """A unit holds at most memory_rows submissions unless one partition alone holds more, and takes in every next
+    partition that still fits (fewer units: fewer aggregation tasks); together the units hold every submission."""
+    from corpus.links import _units
+
+    units = _units(np.array(rows, np.int64), memory_rows)
+    assert all(lo < hi for lo, hi in units) and all(a[1] == b[0] for a, b in zip(units, units[1:]))
+    covered = {p for lo, hi in units for p in range(lo, hi)}
+    assert {p for p, n in enumerate(rows) if n} <= covered
+    for i, (lo, hi) in enumerate(units):
+        held = sum(rows[lo:hi])
+        assert held <= memory_rows or sum(1 for n in rows[lo:hi] if n) == 1, (units, i)
+        if i + 1 < len(units):
+            assert held + rows[hi] > memory_rows, (units, i)  # the next partition would not have fit
 
 
 def test_bad_memory_rows_is_a_clear_error(reddit_sample, tmp_path):
