@@ -710,6 +710,30 @@ def test_spilled_aggregation_writes_the_in_memory_bytes(tmp_path, memory_rows):
     assert all(stats.dropped[reason] for reason in DROP_REASONS if reason != "blocked_subreddit")
 
 
+def test_merge_beyond_one_row_group_keeps_url_order(tmp_path):
+    """links.parquet is written a row group (ROW_GROUP_ROWS, a million links) at a time from unit files of many
+    batches; WebText has tens of millions of links. Small chunks and batches here give the same rows in url order."""
+    import pyarrow.ipc as ipc
+
+    from corpus.links import _merged
+
+    dumps, _ = write_generated_dumps(tmp_path, seeds=(1,))
+    harvest_links(dumps, tmp_path / "links.parquet", LinkConfig(min_karma=1, cutoff=None))
+    links = pq.read_table(tmp_path / "links.parquet")
+    assert links.num_rows > 40
+    unit_files = []
+    for unit in range(3):  # disjoint URL sets, each sorted, as the aggregation units are
+        unit_files.append(tmp_path / f"unit-{unit}.arrow")
+        with ipc.new_file(unit_files[-1], links.schema) as writer:
+            writer.write_table(links.take(list(range(unit, links.num_rows, 3))), max_chunksize=4)
+    for files in (unit_files, unit_files[:1]):
+        want = links if len(files) == 3 else links.take(list(range(0, links.num_rows, 3)))
+        for chunk_rows in (1, 3, 4, 7, 10_000):
+            chunks = list(_merged(files, chunk_rows))
+            assert all(0 < chunk.num_rows <= chunk_rows for chunk in chunks), (len(files), chunk_rows)
+            assert pa.concat_tables(chunks).equals(want), (len(files), chunk_rows)
+
+
 def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
     dumps, records = write_generated_dumps(tmp_path, seeds=(4, 5))
     config = LinkConfig(
