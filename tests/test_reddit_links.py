@@ -710,11 +710,12 @@ def test_spilled_aggregation_writes_the_in_memory_bytes(tmp_path, memory_rows):
     assert all(stats.dropped[reason] for reason in DROP_REASONS if reason != "blocked_subreddit")
 
 
-def test_merge_beyond_one_row_group_keeps_url_order(tmp_path):
+def test_merge_beyond_one_row_group_keeps_url_order(tmp_path, monkeypatch):
     """links.parquet is written a row group (ROW_GROUP_ROWS, a million links) at a time from unit files of many
     batches; WebText has tens of millions of links. Small chunks and batches here give the same rows in url order."""
     import pyarrow.ipc as ipc
 
+    from corpus import links as links_module
     from corpus.links import _merged
 
     dumps, _ = write_generated_dumps(tmp_path, seeds=(1,))
@@ -732,6 +733,11 @@ def test_merge_beyond_one_row_group_keeps_url_order(tmp_path):
             chunks = list(_merged(unit_files[:n_units], chunk_rows))
             assert all(0 < chunk.num_rows <= chunk_rows for chunk in chunks), (n_units, chunk_rows)
             assert pa.concat_tables(chunks).equals(want), (n_units, chunk_rows)
+    # the whole harvest with row groups of 4 links: the same links, all of them counted
+    monkeypatch.setattr(links_module, "ROW_GROUP_ROWS", 4)
+    stats = harvest_links(dumps, tmp_path / "grouped.parquet", LinkConfig(min_karma=1, cutoff=None))
+    assert pq.read_metadata(tmp_path / "grouped.parquet").num_row_groups > 10
+    assert pq.read_table(tmp_path / "grouped.parquet").equals(links) and stats.kept == links.num_rows
 
 
 def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
