@@ -288,15 +288,15 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(kept)
 
 
-def _canonical_host(raw_host: str) -> str:
+def _canonical_host(raw_host: str, url: str) -> str:
     """The host as httpx sends it (IDNA 2008 A-labels, lower case), without a trailing dot or a leading `www.`."""
     host = raw_host.rstrip(".")
     if not host:
-        raise ValueError("URL has no host")
+        raise ValueError(f"no host in URL {url!r}")
     if ":" in host:
         return "[" + str(ipaddress.IPv6Address(host.strip("[]"))) + "]"
     if not all(_HOST_LABEL.match(label) for label in host.split(".")):
-        raise ValueError(f"invalid host {host!r}")
+        raise ValueError(f"invalid host {host!r} in URL {url!r}")
     if host.startswith("www.") and host.count(".") >= 2:
         host = host[4:]
     return host
@@ -314,7 +314,8 @@ def canonicalize_url(url: str) -> str:
     characters, dot-segments, the IDNA 2008 form of the host) get the same key, and different requests never share
     one, except for these documented choices: userinfo, default ports, a leading `www.`, the fragment, tracking
     parameters (`utm_*`, `fbclid`, `gclid`, ...), a trailing slash and whitespace around the URL are dropped, the
-    query is sorted, and the `&amp;` escaping found in older Pushshift dumps is undone.
+    query is sorted, a `%` that starts no escape is encoded (httpx sends it raw), and the `&amp;` escaping found in
+    older Pushshift dumps is undone.
     """
     text = url.strip().replace("&amp;", "&")
     return _canonical(_plain_parts(text) or _httpx_parts(text, url), url)
@@ -352,7 +353,7 @@ def _canonical(parts: _RequestParts, url: str) -> str:
     scheme, raw_host, port, raw_path, raw_query = parts
     if scheme not in _DEFAULT_PORTS:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    host = _canonical_host(raw_host)
+    host = _canonical_host(raw_host, url)
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"invalid port {port} in {url!r}")
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"

@@ -8,9 +8,11 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -163,6 +165,8 @@ def test_missing_and_corrupt_dumps_are_clear_errors(tmp_path):
         ("https://example.com/?fbclid=abc&gclid=def&utm_medium=m&utm_campaign=c", "https://example.com/"),
         ("https://example.com/p?id=7&UTM_Source=s&msclkid=1&mc_eid=2", "https://example.com/p?id=7"),
         ("https://example.com/p?b=2&a=1&a=0", "https://example.com/p?a=0&a=1&b=2"),
+        # a parameter's name ends at its first `=` (WHATWG urlencoded parsing), whatever its value holds
+        ("https://example.com/p?id=1&utm_term=a=b&fbclid=IwAR0==", "https://example.com/p?id=1"),
         ("https://example.com/a/b/", "https://example.com/a/b"),
         ("https://example.com/%7euser/%2f%20x", "https://example.com/~user/%2F%20x"),
         ("http://user:pw@example.com/x", "http://example.com/x"),
@@ -172,6 +176,12 @@ def test_missing_and_corrupt_dumps_are_clear_errors(tmp_path):
         ("https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"),
         ("  http://example.com/x  ", "http://example.com/x"),
         ("https://www.google.com/search?q=webtext", "https://google.com/search?q=webtext"),
+        # `%` only starts an escape (RFC 3986 2.4): one that starts none is the character itself, encoded
+        ("http://example.com/100%?q=50%off", "http://example.com/100%25?q=50%25off"),
+        ("https://example.com//", "https://example.com/"),  # trailing slashes, also a root of two
+        ("https://example.com/Docs/INDEX/", "https://example.com/Docs/INDEX"),  # only slashes go
+        ("http://example.com:1/x", "http://example.com:1/x"),  # the ends of the TCP port range
+        ("http://example.com:65535/x", "http://example.com:65535/x"),
     ],
 )
 def test_canonicalize_url(url, canonical):
@@ -272,22 +282,27 @@ def test_canonical_key_is_what_httpx_sends(scheme, host, port, rest):
 
 
 @pytest.mark.parametrize(
-    "url",
+    "url, problem",
     [
-        "ftp://example.com/x",
-        "example.com/x",
-        "javascript:alert(1)",
-        "http://",
-        "http://exa mple.com/",
-        "http://example.com:99999/",
-        "http://-bad-.com/",
-        "http://☃.com/",
-        "http://exa%20mple.com/",
+        ("ftp://example.com/x", "not an http"),
+        ("example.com/x", "not an http"),
+        ("javascript:alert(1)", "not an http"),
+        ("http://", "no host"),
+        ("http://./", "no host"),
+        ("http://exa mple.com/", "invalid host"),
+        ("http://example.com:99999/", "invalid port"),
+        ("http://example.com:65536/", "invalid port"),  # httpx takes it; WHATWG URL refuses it
+        ("http://example.com:0/", "invalid port"),  # no TCP connection can be made to port 0
+        ("http://-bad-.com/", "invalid host"),
+        ("http://☃.com/", "IDNA"),  # refused by the httpx parse
+        ("http://exa%20mple.com/", "invalid host"),
     ],
 )
-def test_invalid_urls_raise(url):
-    with pytest.raises(ValueError):
+def test_invalid_urls_raise_naming_the_url_and_the_problem(url, problem):
+    """The build canonicalizes page URLs outside link harvesting: its error must say which URL and why."""
+    with pytest.raises(ValueError, match=problem) as error:
         canonicalize_url(url)
+    assert repr(url) in str(error.value)
 
 
 _PLAIN_CHARS = st.sampled_from(list("aZ09-._~!$&'()*+,;=:@/%?#") + ["%2e", "%7E", "%2F", "%aa", "..", "./", "utm_"])
@@ -384,7 +399,10 @@ def test_blocklists_keep_webtext_top_domains():
     assert not has_blocked_extension("https://example.com/article.html")
     assert not has_blocked_extension("https://example.com/v1.2/page")
     assert not has_blocked_extension("https://example.pdf.com/")
+    assert has_blocked_extension("https://example.com/v1.2/photo.png")  # the last dot of the path counts
+    assert has_blocked_extension("https://example.com/dist/archive.tar.gz")
     assert is_reddit_url("https://v.redd.it/abc") and is_reddit_url("/r/pics/comments/1")
+    assert is_reddit_url("/u/spez") and is_reddit_url("/user/spez/submitted")  # site-relative user pages
     assert not is_reddit_url("https://notreddit.com/")
     assert registered_domain("news.bbc.co.uk") == "bbc.co.uk" and registered_domain("10.0.0.1") == "10.0.0.1"
 
@@ -500,6 +518,18 @@ def test_karma_is_summed_over_submissions_of_one_canonical_url(tmp_path):
         stats.dropped["after_cutoff"],
         stats.dropped["missing_created_utc"],
     ) == (1, 1, 1, 1, 1)
+
+
+def test_cutoff_is_a_utc_date_whatever_the_machine_time_zone(monkeypatch):
+    """WebText stops at the end of 2017 in UTC: a crawl machine in another zone must not move the cutoff by hours."""
+    monkeypatch.setenv("TZ", "EST+5")  # POSIX form: needs no zoneinfo files
+    time.tzset()
+    try:
+        assert LinkConfig(cutoff="2018-01-01").cutoff_ts() == 1514764800  # 2018-01-01T00:00:00Z
+        assert LinkConfig(cutoff="2018-01-01T00:00:00+02:00").cutoff_ts() == 1514764800 - 2 * 3600
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_bad_cutoff_is_a_clear_error(reddit_sample, tmp_path):
@@ -680,6 +710,36 @@ def test_spilled_aggregation_writes_the_in_memory_bytes(tmp_path, memory_rows):
     assert all(stats.dropped[reason] for reason in DROP_REASONS if reason != "blocked_subreddit")
 
 
+def test_merge_beyond_one_row_group_keeps_url_order(tmp_path, monkeypatch):
+    """links.parquet is written a row group (ROW_GROUP_ROWS, a million links) at a time from unit files of many
+    batches; WebText has tens of millions of links. Small chunks and batches here give the same rows in url order."""
+    import pyarrow.ipc as ipc
+
+    from corpus import links as links_module
+    from corpus.links import _merged
+
+    dumps, _ = write_generated_dumps(tmp_path, seeds=(1,))
+    harvest_links(dumps, tmp_path / "links.parquet", LinkConfig(min_karma=1, cutoff=None))
+    links = pq.read_table(tmp_path / "links.parquet")
+    assert links.num_rows > 40
+    unit_files = []
+    for unit in range(3):  # disjoint URL sets, each sorted, as the aggregation units are
+        unit_files.append(tmp_path / f"unit-{unit}.arrow")
+        with ipc.new_file(unit_files[-1], links.schema) as writer:
+            writer.write_table(links.take(list(range(unit, links.num_rows, 3))), max_chunksize=4)
+    for n_units in (1, 2, 3):
+        want = links.take([row for row in range(links.num_rows) if row % 3 < n_units])
+        for chunk_rows in (1, 3, 4, 7, 10_000):
+            chunks = list(_merged(unit_files[:n_units], chunk_rows))
+            assert all(0 < chunk.num_rows <= chunk_rows for chunk in chunks), (n_units, chunk_rows)
+            assert pa.concat_tables(chunks).equals(want), (n_units, chunk_rows)
+    # the whole harvest with row groups of 4 links: the same links, all of them counted
+    monkeypatch.setattr(links_module, "ROW_GROUP_ROWS", 4)
+    stats = harvest_links(dumps, tmp_path / "grouped.parquet", LinkConfig(min_karma=1, cutoff=None))
+    assert pq.read_metadata(tmp_path / "grouped.parquet").num_row_groups > 10
+    assert pq.read_table(tmp_path / "grouped.parquet").equals(links) and stats.kept == links.num_rows
+
+
 def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
     dumps, records = write_generated_dumps(tmp_path, seeds=(4, 5))
     config = LinkConfig(
@@ -718,6 +778,24 @@ def test_spilled_aggregation_of_the_shared_sample(reddit_sample, tmp_path):
     records = list(iter_submissions(reddit_sample))
     for config in [LinkConfig(memory_rows=2), LinkConfig(min_karma=1, cutoff=None, memory_rows=3)]:
         assert_same_as_in_memory([reddit_sample], records, config, tmp_path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.integers(0, 12), min_size=1, max_size=20), memory_rows=st.integers(1, 15))
+def test_aggregation_units_are_the_largest_runs_that_fit_memory_rows(rows, memory_rows):
+    """A unit holds at most memory_rows submissions unless one partition alone holds more, and takes in every next
+    partition that still fits (fewer units: fewer aggregation tasks); together the units hold every submission."""
+    from corpus.links import _units
+
+    units = _units(np.array(rows, np.int64), memory_rows)
+    assert all(lo < hi for lo, hi in units) and all(a[1] == b[0] for a, b in zip(units, units[1:]))
+    covered = {p for lo, hi in units for p in range(lo, hi)}
+    assert {p for p, n in enumerate(rows) if n} <= covered
+    for i, (lo, hi) in enumerate(units):
+        held = sum(rows[lo:hi])
+        assert held <= memory_rows or sum(1 for n in rows[lo:hi] if n) == 1, (units, i)
+        if i + 1 < len(units):
+            assert held + rows[hi] > memory_rows, (units, i)  # the next partition would not have fit
 
 
 def test_bad_memory_rows_is_a_clear_error(reddit_sample, tmp_path):
