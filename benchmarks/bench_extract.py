@@ -198,14 +198,14 @@ def rule_texts(
     `first`, `edges` and `fallbacks` put together its variants: the previous rules had readability as the only
     fallback and no declared body (JSON-LD) in the teaser check; the one before also trafilatura without links and no
     edges."""
-    from corpus.extract import combine, is_teaser
+    from corpus.extract import _n_words, combine, is_teaser
 
     out, seconds = [], 0.0
     for i in range(len(texts[first])):
         text, check = texts[first][i], texts[CHECK][i]
         declared = texts[DECLARED][i] if DECLARED in fallbacks else None
         seconds += cpu[first][i] + cpu[CHECK][i] + (cpu[DECLARED][i] if DECLARED in fallbacks else 0.0)
-        teaser = is_teaser(text, max(check, declared, key=lambda t: len(t.split()) if t else 0), config)
+        teaser = is_teaser(text, max(check, declared, key=_n_words), config)
         # the fallbacks are run only then
         seconds += sum(cpu[name][i] for name in fallbacks if name != DECLARED) if teaser else 0.0
         if edges or teaser:
