@@ -5,9 +5,13 @@ true positive, one missing a false negative, a "without" snippet found a false p
 `trafilatura.extract()` with its defaults, of trafilatura's modes, of the other extractors and of the project's rule
 (`corpus.extract.extract_with`), all in one run. Every page goes through every candidate in turn, in a rotating
 order, and each call is timed by this process's CPU time, so other load on the machine does not bias the ratios.
-The rule's two parameters (`teaser_ratio`, `lede_min_words`) are cross-validated: chosen on one half of the pages,
-scored on the other, both ways. Its variants (other parameters, parts left out, the previous rule) are put together
-from the measured outputs and CPU times of their parts.
+The rule's two parameters (`teaser_ratio`, `lede`) are cross-validated: chosen on one half of the pages, scored on
+the other, both ways. Its variants (other parameters, parts left out, the previous rules) are put together from the
+measured outputs and CPU times of their parts.
+
+A second table scores article-body scope on the same run: the pages whose JSON-LD declares an article body (of at
+least 100 words, 80% of whose shingles the page shows) are scored against that body, by the shingle F1 below, with
+the rule not allowed to read it.
 
 `--article-bodies GROUND_TRUTH.json`: the same table on an article-body benchmark instead (gold text per page, as in
 Zyte's article-extraction-benchmark: `{id: {"articleBody": ..., "url": ...}}`, the pages in `html/<id>.html` or
@@ -41,12 +45,13 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES_DIR = Path(os.environ.get("WEBTEXT_SHARED_DIR", REPO.parent / "shared")) / "data" / "web" / "trafilatura"
 # the values cross-validation chooses from
 TEASER_RATIOS = (2.0, 3.0, 5.0, 10.0)
-LEDE_MIN_WORDS = (0, 8, 12, 20)  # 0: no lede
+LEDES = (False, True)
 FIRST = "trafilatura fast, recall, links (rule's 1st)"
 CHECK = "resiliparse main_content (rule's check)"
 FALLBACK = "readability-lxml (rule's 1st fallback)"
 FULL = "trafilatura full cascade, links (2nd fallback)"
 DECLARED = "JSON-LD articleBody (3rd fallback)"
+HEADS = "declared headline and summary (the lede's)"
 PREVIOUS_FIRST = "trafilatura fast, no comments"
 
 
@@ -82,7 +87,7 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
     """Every candidate takes the page's bytes (decoding is part of its cost) and returns its text."""
     import trafilatura
 
-    from corpus.extract import EXTRACTORS, ExtractConfig, _decode, _link_text, extract_with
+    from corpus.extract import EXTRACTORS, ExtractConfig, _decode, _link_text, declared_heads, extract_with
 
     def traf(**options):
         return lambda html, url: trafilatura.extract(_decode(html), url=url, **options)
@@ -121,6 +126,7 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
         FALLBACK: alone("readability"),
         FULL: alone("trafilatura-full"),
         DECLARED: alone("json-ld"),
+        HEADS: lambda html, url: "\n".join(declared_heads(_decode(html))),
         "newspaper4k": alone("newspaper4k"),
         "jusText, English stop words": justext_english,
         "rule: extract_with() default": lambda html, url: extract_with(html, url, ExtractConfig()).text,
@@ -205,12 +211,16 @@ def rule_texts(
         text, check = texts[first][i], texts[CHECK][i]
         declared = texts[DECLARED][i] if DECLARED in fallbacks else None
         seconds += cpu[first][i] + cpu[CHECK][i] + (cpu[DECLARED][i] if DECLARED in fallbacks else 0.0)
+        seconds += cpu[HEADS][i] if config.lede else 0.0
         teaser = is_teaser(text, max(check, declared, key=_n_words), config)
         # the fallbacks are run only then
         seconds += sum(cpu[name][i] for name in fallbacks if name != DECLARED) if teaser else 0.0
         if edges or teaser:
             start = time.process_time()
-            text, _ = combine(text, check, declared, lambda i=i: [(texts[name][i], name) for name in fallbacks], config)
+            page_heads = (texts[HEADS][i] or "").split("\n")
+            text, _ = combine(
+                text, check, declared, lambda i=i: [(texts[name][i], name) for name in fallbacks], config, page_heads
+            )
             seconds += time.process_time() - start
         out.append(text)
     return out, seconds
@@ -236,7 +246,7 @@ def quality(pages: list[dict], prf: Callable = snippet_prf) -> None:
         "rule without JSON-LD": rule_texts(texts, cpu, default, fallbacks=(FALLBACK, FULL)),
         "rule without the full cascade": rule_texts(texts, cpu, default, fallbacks=(FALLBACK, DECLARED)),
         "rule without edge reconciliation": rule_texts(texts, cpu, default, edges=False),
-        "rule, edges: tail only (lede_min_words=0)": rule_texts(texts, cpu, replace(default, lede_min_words=0)),
+        "rule, edges: tail only (lede=False)": rule_texts(texts, cpu, replace(default, lede=False)),
         "rule from its parts (default)": rule_texts(texts, cpu, default),
     }
     rows += [(name, out, seconds) for name, (out, seconds) in variants.items()]
@@ -259,11 +269,11 @@ def quality(pages: list[dict], prf: Callable = snippet_prf) -> None:
             f"{seconds / bare_s:10.2f}x {gain_on(halves[0], out):+15.4f} / {gain_on(halves[1], out):+.4f}"
         )
 
-    grid = [replace(default, teaser_ratio=r, lede_min_words=w) for r in TEASER_RATIOS for w in LEDE_MIN_WORDS]
-    grid_texts = {(c.teaser_ratio, c.lede_min_words): rule_texts(texts, cpu, c)[0] for c in grid}
+    grid = [replace(default, teaser_ratio=r, lede=lede) for r in TEASER_RATIOS for lede in LEDES]
+    grid_texts = {(c.teaser_ratio, c.lede): rule_texts(texts, cpu, c)[0] for c in grid}
     print(
-        f"\ncross-validation: teaser_ratio from {', '.join(f'{r:g}' for r in TEASER_RATIOS)} x lede_min_words from "
-        f"{', '.join(map(str, LEDE_MIN_WORDS))} (default {default.teaser_ratio:g}, {default.lede_min_words}); "
+        f"\ncross-validation: teaser_ratio from {', '.join(f'{r:g}' for r in TEASER_RATIOS)} x lede from "
+        f"{', '.join(map(str, LEDES))} (default {default.teaser_ratio:g}, {default.lede}); "
         "halves by a hash of the file name"
     )
     for choose_on in (0, 1):
@@ -271,13 +281,57 @@ def quality(pages: list[dict], prf: Callable = snippet_prf) -> None:
         score = [i for i, p in enumerate(pages) if half(p) != choose_on]
         best = max(grid_texts, key=lambda key: prf(sub(pick, pages), sub(pick, grid_texts[key]))[2])
         held = prf(sub(score, pages), sub(score, grid_texts[best]))[2]
-        at_default = prf(sub(score, pages), sub(score, grid_texts[(default.teaser_ratio, default.lede_min_words)]))[2]
+        at_default = prf(sub(score, pages), sub(score, grid_texts[(default.teaser_ratio, default.lede)]))[2]
         bare = prf(sub(score, pages), sub(score, texts[bare_name]))[2]
         print(
-            f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best[0]:g}, lede_min_words={best[1]}; "
+            f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best[0]:g}, lede={best[1]}; "
             f"on the other half ({len(score)} pages): F1 {held:.3f} vs bare trafilatura {bare:.3f} "
             f"({held - bare:+.3f}); the default there: {at_default:.3f} ({at_default - bare:+.3f})"
         )
+
+    if prf is snippet_prf:
+        declared_bodies(pages, texts, cpu)
+
+
+def shown_on_page(gold: str, html: bytes | str) -> float:
+    """The share of the gold text's shingles that the page's whole text (menus and all) contains."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    from corpus.extract import _decode
+
+    want = shingles(gold)
+    return sum((want & shingles(extract_plain_text(HTMLTree.parse(_decode(html))))).values()) / max(
+        sum(want.values()), 1
+    )
+
+
+def declared_bodies(pages: list[dict], texts: dict, cpu: dict) -> None:
+    """Article-body scope on the pages that declare their article body (JSON-LD) and show it: that body is the gold,
+    scored by shingles, and the rule may not read it (no JSON-LD fallback or teaser check). Headline, standfirst,
+    captions and bylines are extra text here, as in article-body benchmarks."""
+    from corpus.extract import ExtractConfig
+
+    keep = [
+        i
+        for i, p in enumerate(pages)
+        if len((texts[DECLARED][i] or "").split()) >= 100 and shown_on_page(texts[DECLARED][i], p["html"]) >= 0.8
+    ]
+    gold = [dict(pages[i], gold=texts[DECLARED][i]) for i in keep]
+    no_declared = (FALLBACK, FULL)
+    rows = {name: texts[name] for name in ("bare trafilatura.extract() defaults", FIRST, FULL, FALLBACK, CHECK)}
+    rows["rule without JSON-LD (default lede)"] = rule_texts(texts, cpu, ExtractConfig(), fallbacks=no_declared)[0]
+    rows["rule without JSON-LD, lede=False"] = rule_texts(texts, cpu, ExtractConfig(lede=False), fallbacks=no_declared)[
+        0
+    ]
+    print(
+        f"\narticle-body scope: the {len(keep)} pages that declare an article body (JSON-LD, >= 100 words, 80% shown "
+        "on the page), scored against it by word 4-gram shingles"
+    )
+    print(f"{'candidate':50s} {'precision':>9s} {'recall':>7s} {'F1':>6s}")
+    for name, out in rows.items():
+        precision, recall, f1 = shingle_prf(gold, [out[i] for i in keep])
+        print(f"{name:50s} {precision:9.3f} {recall:7.3f} {f1:6.3f}")
 
 
 def pool_speed(pages: list[dict]) -> None:

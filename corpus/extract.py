@@ -8,8 +8,9 @@ and the article body the page declares in its JSON-LD, if any:
   not the body (a slideshow, a paywall), and the longest of readability-lxml's text, trafilatura's full cascade and
   the declared body is taken instead (when it is longer);
 - otherwise, when resiliparse saw the same body (at least half trafilatura's words), their edges are reconciled:
-  trailing lines resiliparse lacks are dropped (related links, sign-up boxes), and up to two lines of at least
-  `lede_min_words` words that resiliparse has just above where trafilatura's text starts are put back (the lede).
+  trailing lines resiliparse lacks are dropped (related links, sign-up boxes), and up to two lines that resiliparse
+  has just above where trafilatura's text starts are put back when the page declares them as its headline or summary
+  in its head (the standfirst; captions and notices there are not put back).
 
 trafilatura has no time limit inside `extract()` and its caches grow with every page, so `extract_pages` runs each
 page in a worker process under a deadline (a stuck worker is killed and replaced) and every worker resets the caches
@@ -28,7 +29,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -47,8 +48,9 @@ class ExtractConfig:
     method: str = "combined"  # one of METHODS
     # "combined": readability replaces trafilatura's text when resiliparse finds more than this many times its words
     teaser_ratio: float = 5.0
-    # "combined": resiliparse's lines just above trafilatura's first one are added when this long (0: never)
-    lede_min_words: int = 12
+    # "combined": the headline and summary the page declares, when resiliparse has them just above trafilatura's first
+    # line, are put back. Off for article-body scope (benchmarks whose gold text leaves out headline and standfirst).
+    lede: bool = True
     timeout_s: float = 30.0  # per page; the worker is killed past it
     workers: int = 0  # 0 = one per CPU core
     reset_caches_every: int = 256  # pages per worker between trafilatura.reset_caches()
@@ -67,8 +69,6 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.timeout_s must be > 0, got {self.timeout_s}")
         if not self.teaser_ratio > 0:
             raise ValueError(f"ExtractConfig.teaser_ratio must be > 0, got {self.teaser_ratio}")
-        if self.lede_min_words < 0:
-            raise ValueError(f"ExtractConfig.lede_min_words must be >= 0, got {self.lede_min_words}")
 
 
 @dataclass(frozen=True)
@@ -254,24 +254,52 @@ class _Lines:
 
 LEDE_LINES = 2  # at most this many lines are put back above trafilatura's first one
 
+_META = re.compile(r"<meta\b[^<>]*>", re.I)
+_META_HEAD = re.compile(r"""\b(?:name|property)\s*=\s*["']?(?:og:|twitter:)?(?:title|description)["'\s/>]""", re.I)
+_META_CONTENT = re.compile(r"""\bcontent\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
+_TITLE = re.compile(r"<title\b[^<>]*>([^<]*)</title", re.I)
 
-def reconcile_edges(traf: str, check: str, config: ExtractConfig = ExtractConfig()) -> str:
+
+def declared_heads(html: str) -> list[str]:
+    """The headline and summary the page declares in its head: its <title>, and the title and description meta tags
+    (plain, Open Graph, Twitter)."""
+    import html as entities
+
+    heads = [title[1]] if (title := _TITLE.search(html)) else []
+    for tag in _META.findall(html):
+        if _META_HEAD.search(tag) and (content := _META_CONTENT.search(tag)):
+            heads.append(next(group for group in content.groups() if group is not None))
+    return [text for text in (" ".join(entities.unescape(head).split()) for head in heads) if text]
+
+
+def _declares(line: str, heads: Iterable[str]) -> bool:
+    """True when the line is one of the heads: either one's words run inside the other's, and the shorter has at least
+    half the longer's words (a title carries the site's name; a summary may be cut short)."""
+    words = _WORD.findall(line.lower())
+    for head in heads:
+        head_words = _WORD.findall(head.lower())
+        short, long = sorted((words, head_words), key=len)
+        if short and 2 * len(short) >= len(long) and f" {' '.join(short)} " in f" {' '.join(long)} ":
+            return True
+    return False
+
+
+def reconcile_edges(traf: str, check: str, heads: Sequence[str] = (), config: ExtractConfig = ExtractConfig()) -> str:
     """trafilatura's text with its edges checked against resiliparse's: the trailing lines resiliparse lacks are
-    dropped, and up to `LEDE_LINES` lines of at least `config.lede_min_words` words that resiliparse has just above
-    where trafilatura's text starts are added. Only the edges: trimming inside the text lost more recall than it
-    gained."""
+    dropped, and up to `LEDE_LINES` lines that resiliparse has just above where trafilatura's text starts are added
+    when they are among the page's declared `heads` (its headline and summary; see `declared_heads`). Only the
+    edges: trimming inside the text lost more recall than it gained."""
     lines = traf.split("\n")
     in_check = _Lines(check)
     last = next((i for i in reversed(range(len(lines))) if in_check.has(lines[i])), None)
     if last is None:  # the two found different texts: nothing to reconcile
         return traf
     lines = lines[: last + 1]
-    if config.lede_min_words:
+    if config.lede and heads:
         in_traf = _Lines("\n".join(lines))
         above = [line.strip() for line in check.split("\n") if line.strip()]
         first = next((i for i, line in enumerate(above) if in_traf.has(line)), 0)
-        lede = [line for line in above[max(0, first - LEDE_LINES) : first] if _n_words(line) >= config.lede_min_words]
-        lines = lede + lines
+        lines = [line for line in above[max(0, first - LEDE_LINES) : first] if _declares(line, heads)] + lines
     return "\n".join(lines)
 
 
@@ -281,16 +309,18 @@ def combine(
     declared: str | None,
     fallbacks: Callable[[], Iterable[tuple[str | None, str]]],
     config: ExtractConfig = ExtractConfig(),
+    heads: Sequence[str] = (),
 ) -> tuple[str | None, str]:
     """The rule on trafilatura's text, the cheap check's (resiliparse) and the page's declared article body (JSON-LD):
     (text, extractor). `fallbacks` gives the other extractors' (text, extractor); it is asked only for a teaser, that
-    is where resiliparse or the declared body has more than `teaser_ratio` times trafilatura's words."""
+    is where resiliparse or the declared body has more than `teaser_ratio` times trafilatura's words. `heads` are the
+    page's declared headline and summary, put back above the text (see `reconcile_edges`)."""
     if is_teaser(traf, max(check, declared, key=_n_words), config):
         text, extractor = max(fallbacks(), key=lambda candidate: _n_words(candidate[0]), default=(None, ""))
         if _n_words(text) > _n_words(traf):
             return text, extractor
     elif traf and check and 2 * _n_words(check) >= _n_words(traf):  # resiliparse saw the body, not a fragment of it
-        return reconcile_edges(traf, check, config), "trafilatura"
+        return reconcile_edges(traf, check, heads, config), "trafilatura"
     return traf, "trafilatura"
 
 
@@ -313,7 +343,8 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
             yield _run("trafilatura-full", page, url), "trafilatura-full"
             yield declared, "json-ld"
 
-        text, extractor = combine(text, _run("resiliparse", page, url), declared, fallbacks, config)
+        heads = declared_heads(page) if config.lede else ()
+        text, extractor = combine(text, _run("resiliparse", page, url), declared, fallbacks, config, heads)
     text = text.strip() if text else None
     if not text:
         return Extraction(None, None, "empty")

@@ -104,3 +104,24 @@ def test_the_benchmark_scores_every_candidate_on_an_article_body_benchmark(tmp_p
     result = _run(tmp_path / "ground-truth.json")
     assert result.returncode != 0
     assert "no page for entry 'page3'" in result.stderr
+
+
+def test_article_body_scope_keeps_the_pages_that_show_the_body_they_declare(capsys):
+    bench = _bench()
+    body = " ".join(f"Sentence number {i} of the declared article body, told in plain words." for i in range(12))
+    shown = f"<html><body><nav>Home News</nav><article><p>{body}</p></article></body></html>"
+    hidden = "<html><body><p>Only a teaser of the piece is shown here.</p></body></html>"
+    assert bench.shown_on_page(body, shown) == 1.0 and bench.shown_on_page(body, hidden) == 0.0
+    pages = [{"file": "shown", "html": shown}, {"file": "hidden", "html": hidden}, {"file": "short", "html": shown}]
+    names = {"bare trafilatura.extract() defaults", bench.FIRST, bench.FULL, bench.FALLBACK, bench.CHECK}
+    texts = {name: [body, body, body] for name in names}
+    texts[bench.DECLARED] = [body, body, " ".join(body.split()[:99])]  # shown, but under 100 words
+    texts[bench.HEADS] = ["", "", ""]
+    texts[bench.FIRST] = ["Home News\n" + body, body, body]  # extra text on the one page scored
+    cpu = {name: [0.0] * 3 for name in texts}
+    bench.declared_bodies(pages, texts, cpu)
+    out = capsys.readouterr().out
+    assert "the 1 pages that declare an article body" in out  # not the hidden one, not the short one
+    first = next(line for line in out.splitlines() if line.startswith(bench.FIRST))
+    bare = next(line for line in out.splitlines() if line.startswith("bare trafilatura"))
+    assert first.split()[-3:][0] < "1.000" and bare.split()[-3:] == ["1.000", "1.000", "1.000"]

@@ -20,10 +20,12 @@ from corpus.extract import (
     METHODS,
     ExtractConfig,
     ExtractorPool,
+    _declares,
     _json_ld,
     _Lines,
     _link_text,
     combine,
+    declared_heads,
     extract_main_text,
     extract_pages,
     extract_with,
@@ -103,9 +105,21 @@ def test_the_lede_above_trafilaturas_first_line_is_put_back(web_pages_dir):
     alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
     assert _snippets(entry, alone) == (["but the path looks clear to scale up to 80TB."], [])
     assert _snippets(entry, extract_with(html, entry["url"]).text) == ([], [])
-    # the lede is the one line added, and lede_min_words=0 turns it off
-    assert extract_with(html, entry["url"]).text.split("\n")[1:] == alone.split("\n")
-    assert extract_with(html, entry["url"], ExtractConfig(lede_min_words=0)).text == alone
+    # the headline and the summary the page declares in its head are the two lines added; lede=False turns them off
+    lines = extract_with(html, entry["url"]).text.split("\n")
+    assert lines[0] == "Next-Gen HAMR Platters Promise 80TB Hard Drives"
+    assert lines[1].endswith("scale up to 80TB.") and lines[2:] == alone.split("\n")
+    assert extract_with(html, entry["url"], ExtractConfig(lede=False)).text == alone
+
+
+def test_captions_and_notices_above_the_text_are_not_put_back(web_pages_dir):
+    # resiliparse has a browser notice and a photo caption (more than 12 words each) just above trafilatura's first
+    # line; neither is the headline or summary the page declares, so neither comes back
+    entry, html = _page(web_pages_dir, "html/newrepublic.com.neoliberalism.html")
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura", lede=False)).text
+    text = extract_with(html, entry["url"]).text
+    assert "upgrade your browser" not in text and "(Saul Loeb/AFP/Getty Images)" not in text
+    assert text.split("\n")[0] == alone.split("\n")[0]
 
 
 def test_edges_are_not_trimmed_against_a_fragment_of_the_body(web_pages_dir):
@@ -125,17 +139,22 @@ BODY = [
 
 def test_reconcile_edges_drops_the_tail_and_adds_the_lede_only_at_the_edges():
     lede = "A short summary line of the article that a newspaper prints right under its headline."
-    check = "\n".join(["Home | News | Sport", "Budget passes", lede, *BODY, "Share this article"])
+    caption = "The council chamber on Monday, as members of the public waited for the vote. (Photo: City Hall)"
+    check = "\n".join(["Home | News | Sport", "Budget passes", lede, caption, *BODY, "Share this article"])
     traf = "\n".join([BODY[0], "A caption only trafilatura kept.", *BODY[1:], "Sign up for our newsletter today!"])
-    # the caption inside the text stays; the trailing sign-up line goes; the lede (long enough) comes back, the
-    # headline (too short) and the menu (not just above the text) do not
-    assert reconcile_edges(traf, check) == "\n".join([lede, BODY[0], "A caption only trafilatura kept.", *BODY[1:]])
-    no_lede = ExtractConfig(lede_min_words=0)
-    assert reconcile_edges(traf, check, no_lede).split("\n")[0] == BODY[0]
+    heads = ["Budget passes | City News", lede, "Home"]
+    # the caption inside the text stays; the trailing sign-up line goes; of the two lines just above the text, the
+    # declared summary comes back and the photo caption does not; the headline and the menu (not just above) do not
+    body = [BODY[0], "A caption only trafilatura kept.", *BODY[1:]]
+    assert reconcile_edges(traf, check, heads) == "\n".join([lede, *body])
+    assert reconcile_edges(traf, check) == "\n".join(body)  # nothing declared, nothing put back
+    # the two lines above the text are the headline and the summary: both come back, in order
+    assert reconcile_edges(traf, check.replace(f"{caption}\n", ""), heads) == "\n".join(["Budget passes", lede, *body])
+    assert reconcile_edges(traf, check, heads, ExtractConfig(lede=False)).split("\n")[0] == BODY[0]
     # lines that differ in spacing and punctuation still match; texts with nothing in common are left alone
     respaced = "The  council approved the new budget, on Monday!"
-    assert reconcile_edges(f"{respaced}\nSign up for our newsletter today!", check, no_lede) == respaced
-    assert reconcile_edges(traf, "Something else entirely, with other words.") == traf
+    assert reconcile_edges(f"{respaced}\nSign up for our newsletter today!", check) == respaced
+    assert reconcile_edges(traf, "Something else entirely, with other words.", heads) == traf
 
 
 def _fallbacks(*texts: str | None, asked: list | None = None):
@@ -255,15 +274,57 @@ def test_a_line_is_present_when_half_its_word_3_grams_are():
     assert lines.has("...") is None
 
 
-def test_the_lede_can_be_the_first_line_and_is_long_enough_at_exactly_lede_min_words():
-    lede = " ".join(["Twelve"] + [f"w{i}" for i in range(11)])  # exactly 12 words
+def test_the_lede_can_be_the_first_line_and_only_lines_just_above_the_text_come_back():
+    lede = "Budget passes after a long night"
     traf = "\n".join(BODY)
-    assert reconcile_edges(traf, "\n".join([lede, *BODY])) == "\n".join([lede, *BODY])
-    assert reconcile_edges(traf, "\n".join([lede, *BODY]), ExtractConfig(lede_min_words=13)) == traf
+    assert reconcile_edges(traf, "\n".join([lede, *BODY]), [lede]) == "\n".join([lede, *BODY])
+    # three lines above: only the two nearest the text are looked at
+    three = ["Budget passes", "Council splits", "Mayor pleased"]
+    assert reconcile_edges(traf, "\n".join([*three, *BODY]), three) == "\n".join([*three[1:], *BODY])
     # resiliparse has trafilatura's lines only inside much longer ones: where the body starts is unknown, nothing is
     # added
     padded = [f"{line} {' '.join(['padding'] * 40)}" for line in BODY]
-    assert reconcile_edges(traf, "\n".join([lede, *padded])) == traf
+    assert reconcile_edges(traf, "\n".join([lede, *padded]), [lede]) == traf
+
+
+def test_a_line_is_declared_when_it_runs_inside_a_head_or_a_head_inside_it_at_half_its_length_or_more():
+    assert _declares("Budget passes", ["Budget passes | City News"])  # 2 of the title's 4 words
+    assert not _declares("Budget passes", ["Budget passes | City News Online"])  # 2 of 5
+    assert _declares("The summary, cut short here and then going on", ["The summary cut short here..."])  # 5 of 9
+    assert not _declares("The summary cut short and then going on", ["The summary cut short here"])  # not a run
+    assert _declares("BUDGET, passes!", ["budget passes"]) and not _declares("passes budget", ["budget passes"])
+    assert not _declares("...", ["..."]) and not _declares("Budget", [])
+    assert not _declares("udget passes", ["Budget passes"])  # whole words only
+
+
+def test_declared_heads_are_the_title_and_the_title_and_description_meta_tags():
+    page = (
+        "<html><head><title>Budget passes &amp; more | City News</title>"
+        '<meta property="og:title" content="Budget passes">'
+        "<meta name='description' content='A short summary.'>"
+        "<meta name=twitter:description content=Short>"
+        '<meta property="og:site_name" content="City News"><meta name="keywords" content="budget, city">'
+        '<meta name="title-color" content="red"><meta content="Content first" property="og:description" />'
+        '<meta property="og:description" content="  spread\n  over   lines ">'
+        '<meta name="description" content="">'
+        "</head><body><svg><title>An icon</title></svg></body></html>"
+    )
+    assert declared_heads(page) == [
+        "Budget passes & more | City News",
+        "Budget passes",
+        "A short summary.",
+        "Short",
+        "Content first",
+        "spread over lines",
+    ]
+    assert declared_heads("<p>No head at all</p>") == []
+
+
+@pytest.mark.timeout(60)
+def test_declared_heads_are_read_in_linear_time_on_hostile_pages():
+    # a regular expression that scanned to the end of the page from every unclosed tag would take hours here
+    assert declared_heads("<meta name=description content=x " * 100_000) == []
+    assert declared_heads("<title>" * 200_000) == []
 
 
 def test_a_teaser_that_only_the_declared_body_reveals_is_replaced_by_it():
@@ -337,8 +398,11 @@ def test_a_full_article_from_trafilatura_is_kept(web_pages_dir):
     entry = _pages(web_pages_dir, 1)[0]
     html = (web_pages_dir / entry["file"]).read_bytes()
     result = extract_with(html, entry["url"])
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
     assert result.extractor == "trafilatura"
-    assert result.text == extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
+    assert extract_with(html, entry["url"], ExtractConfig(lede=False)).text == alone
+    # with the lede: the page's declared headline above trafilatura's text, nothing else added
+    assert result.text == "Biggest money laundering scheme in history uncovered in Ukraine\n" + alone
 
 
 def test_combination_is_never_worse_than_trafilatura_on_real_pages(web_pages_dir):
@@ -361,8 +425,6 @@ def test_empty_and_oversized_pages_have_outcomes():
         ExtractConfig(method="dragnet")
     with pytest.raises(ValueError, match="teaser_ratio must be > 0, got 0"):
         ExtractConfig(teaser_ratio=0)
-    with pytest.raises(ValueError, match="lede_min_words must be >= 0, got -1"):
-        ExtractConfig(lede_min_words=-1)
 
 
 DEEP_TEXT = " ".join(
