@@ -285,6 +285,14 @@ def test_the_lede_can_be_the_first_line_and_only_lines_just_above_the_text_come_
     # added
     padded = [f"{line} {' '.join(['padding'] * 40)}" for line in BODY]
     assert reconcile_edges(traf, "\n".join([lede, *padded]), [lede]) == traf
+    # lines of two words: where the body starts is found by their word pairs, line by line
+    assert reconcile_edges("Alpha beta\nGamma delta", "Head line\nAlpha beta\nGamma delta", ["Head line"]) == (
+        "Head line\nAlpha beta\nGamma delta"
+    )
+    # combine passes its config on: no lede with lede=False
+    check = "\n".join([lede, *BODY])
+    assert combine(traf, check, None, lambda: [], heads=[lede])[0] == check
+    assert combine(traf, check, None, lambda: [], ExtractConfig(lede=False), [lede])[0] == traf
 
 
 def test_a_line_is_declared_when_it_runs_inside_a_head_or_a_head_inside_it_at_half_its_length_or_more():
@@ -295,6 +303,7 @@ def test_a_line_is_declared_when_it_runs_inside_a_head_or_a_head_inside_it_at_ha
     assert _declares("BUDGET, passes!", ["budget passes"]) and not _declares("passes budget", ["budget passes"])
     assert not _declares("...", ["..."]) and not _declares("Budget", [])
     assert not _declares("udget passes", ["Budget passes"])  # whole words only
+    assert _declares("Zebra crossing", ["A zebra crossing story"])  # the shorter by length, not by spelling
 
 
 def test_declared_heads_are_the_title_and_the_title_and_description_meta_tags():
