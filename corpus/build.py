@@ -35,7 +35,8 @@ from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
 from corpus.files import fingerprints, run_once, write_atomic, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
-from corpus.reddit import DumpReadError
+from corpus.links import STEPS as LINK_STEPS
+from corpus.links import LinkConfig, LinksPlan, finish_links, plan_links, run_step_part, step_parts
 from corpus.shards import SCHEMA, ShardConfig, write_shards
 from corpus.stages import (
     MapParts,
@@ -106,48 +107,28 @@ def links_key(dumps: Sequence[Path], link_config: Any) -> str:
 
 @dataclass(frozen=True)
 class LinksStage(Stage):
-    """Reddit dumps -> links.parquet: each dump read by one part, then the karma aggregation by runs of partitions."""
+    """Reddit dumps -> links.parquet: each dump read by one part, then the karma aggregation by runs of partitions
+    (the steps of `corpus.links.harvest_links`, which runs them in one process)."""
 
     out_dir: Path
     dumps: tuple[Path, ...]
-    config: Any  # corpus.links.LinkConfig
+    config: LinkConfig
     name: ClassVar[str] = "links"
-    steps: ClassVar[tuple[str, ...]] = ("read", "aggregate")
+    steps: ClassVar[tuple[str, ...]] = LINK_STEPS
 
     def key(self, upstream: str | None) -> str:
         return links_key(self.dumps, self.config)
 
-    def plan(self, upstream: str | None) -> Any:
-        from corpus.links import plan_links
-
+    def plan(self, upstream: str | None) -> LinksPlan:
         return plan_links(self.dumps, self.stage_dir / "links.parquet", self.config)
 
-    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Any]:
-        from corpus.links import plan_aggregation, unreadable_dumps_error
+    def parts(self, plan: LinksPlan, step: str, done: Mapping[str, list]) -> Sequence[Any]:
+        return step_parts(plan, step, done)
 
-        if step == "read":
-            return plan.parts
-        if unreadable := [DumpReadError(r["error"]) for r in done["read"] if "error" in r]:
-            raise unreadable_dumps_error(plan, unreadable)
-        units = tuple(plan_aggregation(plan))
-        return [(units, i) for i in range(len(units))]
+    def run_part(self, plan: LinksPlan, step: str, part: Any) -> dict:
+        return run_step_part(plan, step, part)
 
-    def run_part(self, plan: Any, step: str, part: Any) -> dict:
-        from corpus.links import aggregate_unit, read_dump
-
-        if step == "aggregate":
-            units, index = part
-            return aggregate_unit(plan, list(units), index)
-        try:
-            marker = read_dump(plan, part)
-        except DumpReadError as error:  # not retried, and the other dumps are read first: one run finds every bad dump
-            log.error("links: %s", error)
-            return {"error": str(error)}
-        return {"submissions": marker["submissions"], "rows": marker["rows"]}
-
-    def finish(self, plan: Any, done: Mapping[str, list]) -> StageStats:
-        from corpus.links import finish_links
-
+    def finish(self, plan: LinksPlan, done: Mapping[str, list]) -> StageStats:
         stats = finish_links(plan, done["aggregate"])
         extra = {"kept_submissions": stats.kept_submissions, "urls_below_min_karma": stats.urls_below_min_karma}
         return StageStats(stats.submissions, stats.kept, stats.dropped, extra)
