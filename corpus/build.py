@@ -16,7 +16,8 @@ import logging
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +35,8 @@ from corpus.dedup import DedupConfig, signature, text_hash
 from corpus.extract import ExtractConfig, extract_pages, shared_pool
 from corpus.files import fingerprints, run_once, write_atomic, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
-from corpus.reddit import DumpReadError
+from corpus.links import STEPS as LINK_STEPS
+from corpus.links import LinkConfig, LinksPlan, finish_links, plan_links, run_step_part, step_parts
 from corpus.shards import SCHEMA, ShardConfig, write_shards
 from corpus.stages import (
     MapParts,
@@ -105,48 +107,28 @@ def links_key(dumps: Sequence[Path], link_config: Any) -> str:
 
 @dataclass(frozen=True)
 class LinksStage(Stage):
-    """Reddit dumps -> links.parquet: each dump read by one part, then the karma aggregation by runs of partitions."""
+    """Reddit dumps -> links.parquet: each dump read by one part, then the karma aggregation by runs of partitions
+    (the steps of `corpus.links.harvest_links`, which runs them in one process)."""
 
     out_dir: Path
     dumps: tuple[Path, ...]
-    config: Any  # corpus.links.LinkConfig
+    config: LinkConfig
     name: ClassVar[str] = "links"
-    steps: ClassVar[tuple[str, ...]] = ("read", "aggregate")
+    steps: ClassVar[tuple[str, ...]] = LINK_STEPS
 
     def key(self, upstream: str | None) -> str:
         return links_key(self.dumps, self.config)
 
-    def plan(self, upstream: str | None) -> Any:
-        from corpus.links import plan_links
-
+    def plan(self, upstream: str | None) -> LinksPlan:
         return plan_links(self.dumps, self.stage_dir / "links.parquet", self.config)
 
-    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Any]:
-        from corpus.links import plan_aggregation, unreadable_dumps_error
+    def parts(self, plan: LinksPlan, step: str, done: Mapping[str, list]) -> Sequence[Any]:
+        return step_parts(plan, step, done)
 
-        if step == "read":
-            return plan.parts
-        if unreadable := [DumpReadError(r["error"]) for r in done["read"] if "error" in r]:
-            raise unreadable_dumps_error(plan, unreadable)
-        units = tuple(plan_aggregation(plan))
-        return [(units, i) for i in range(len(units))]
+    def run_part(self, plan: LinksPlan, step: str, part: Any) -> dict:
+        return run_step_part(plan, step, part)
 
-    def run_part(self, plan: Any, step: str, part: Any) -> dict:
-        from corpus.links import aggregate_unit, read_dump
-
-        if step == "aggregate":
-            units, index = part
-            return aggregate_unit(plan, list(units), index)
-        try:
-            marker = read_dump(plan, part)
-        except DumpReadError as error:  # not retried, and the other dumps are read first: one run finds every bad dump
-            log.error("links: %s", error)
-            return {"error": str(error)}
-        return {"submissions": marker["submissions"], "rows": marker["rows"]}
-
-    def finish(self, plan: Any, done: Mapping[str, list]) -> StageStats:
-        from corpus.links import finish_links
-
+    def finish(self, plan: LinksPlan, done: Mapping[str, list]) -> StageStats:
         stats = finish_links(plan, done["aggregate"])
         extra = {"kept_submissions": stats.kept_submissions, "urls_below_min_karma": stats.urls_below_min_karma}
         return StageStats(stats.submissions, stats.kept, stats.dropped, extra)
@@ -235,6 +217,34 @@ class ExtractUnit:
 
 
 @dataclass(frozen=True)
+class ExtractPlan:
+    """What every extract part is sent: small whatever the number of WARC files (their list stays in the plan file,
+    `extract_warcs`)."""
+
+    stage_dir: Path
+    pages_per_part: int
+
+    @property
+    def warcs(self) -> tuple[Path, ...]:
+        return extract_warcs(self.stage_dir.parent)
+
+    def index_marker(self, file_index: int) -> Path:
+        return self.stage_dir / "_index" / f"{file_index:05d}.json"
+
+
+def extract_warcs(out_dir: Path) -> tuple[Path, ...]:
+    """The WARC files of the extract stage, in the order of their file index: the one list of them, written by the
+    stage's plan (given files, or the fetch stage's)."""
+    plan_file = out_dir / "extract" / "_plan.json"
+    return _listed_warcs(plan_file, plan_file.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _listed_warcs(plan_file: Path, mtime_ns: int) -> tuple[Path, ...]:
+    return tuple(Path(w) for w in json.loads(plan_file.read_text())["warcs"])
+
+
+@dataclass(frozen=True)
 class ExtractStage(Stage):
     """WARC files -> extract/<file>-<chunk>.parquet: each WARC file indexed by one part (the byte offset of every
     `pages_per_part`-th page), then each run of `pages_per_part` pages extracted by one part."""
@@ -245,47 +255,50 @@ class ExtractStage(Stage):
     name: ClassVar[str] = "extract"
     steps: ClassVar[tuple[str, ...]] = ("index", "pages")
 
-    def warcs(self) -> list[Path]:
+    def _warcs(self) -> list[Path]:
+        """Read by the driver only: the parts get the list from the plan."""
         return fetched_warcs(self.out_dir) if self.warc_inputs is None else list(self.warc_inputs)
 
     def key(self, upstream: str | None) -> str:
         if self.warc_inputs is not None:
             upstream = warc_inputs_key(upstream, self.warc_inputs)
         return stage_key(
-            "extract", upstream, fingerprints(self.warcs()), self.config.extract, self.config.pages_per_part
+            "extract", upstream, fingerprints(self._warcs()), self.config.extract, self.config.pages_per_part
         )
 
-    def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Any]:
-        warcs = self.warcs()
+    def plan(self, upstream: str | None) -> ExtractPlan:
+        write_json(self.stage_dir / "_plan.json", {"warcs": [str(w) for w in self._warcs()]})
+        return ExtractPlan(self.stage_dir, self.config.pages_per_part)
+
+    def for_parts(self) -> Stage:
+        return replace(self, warc_inputs=None)  # the parts read the list from the plan
+
+    def parts(self, plan: ExtractPlan, step: str, done: Mapping[str, list]) -> Sequence[Any]:
+        warcs = plan.warcs
         if step == "index":
-            return list(enumerate(warcs))
+            return range(len(warcs))
         units = []
         for i, warc in enumerate(warcs):
-            index = json.loads(self._index_marker(i).read_text())
-            starts = range(0, index["pages"], self.config.pages_per_part)
+            index = json.loads(plan.index_marker(i).read_text())
+            starts = range(0, index["pages"], plan.pages_per_part)
             for c, (start, offset) in enumerate(zip(starts, index["part_offsets"])):
-                unit = ExtractUnit(warc, i, c, start, min(index["pages"], start + self.config.pages_per_part), offset)
-                if not (self.stage_dir / unit.name).exists():  # finished by an interrupted run
+                unit = ExtractUnit(warc, i, c, start, min(index["pages"], start + plan.pages_per_part), offset)
+                if not (plan.stage_dir / unit.name).exists():  # finished by an interrupted run
                     units.append(unit)
         return units
 
-    def _index_marker(self, file_index: int) -> Path:
-        return self.stage_dir / "_index" / f"{file_index:05d}.json"
-
-    def run_part(self, plan: Any, step: str, part: Any) -> dict:
+    def run_part(self, plan: ExtractPlan, step: str, part: Any) -> dict:
         if step == "pages":
             return extract_unit(self.out_dir, part, self.config.extract)
         from corpus.warc import html_record_offsets
 
-        file_index, warc = part
-
         def index() -> dict:
-            offsets = html_record_offsets(warc)
-            return {"pages": len(offsets), "part_offsets": offsets[:: self.config.pages_per_part]}
+            offsets = html_record_offsets(plan.warcs[part])
+            return {"pages": len(offsets), "part_offsets": offsets[:: plan.pages_per_part]}
 
-        return run_once(self._index_marker(file_index), index)
+        return run_once(plan.index_marker(part), index)
 
-    def finish(self, plan: Any, done: Mapping[str, list]) -> StageStats:
+    def finish(self, plan: ExtractPlan, done: Mapping[str, list]) -> StageStats:
         outcomes: Counter[str] = Counter()
         for part in extract_parts(self.out_dir):
             outcomes.update(pq.read_table(part, columns=["outcome"]).column("outcome").to_pylist())
@@ -446,7 +459,7 @@ class FilterStage(Stage):
             return [(part, self.out_dir / "links" / "links.parquet") for part in parts]
         from corpus.fetch_parts import part_links
 
-        warcs = fetched_warcs(self.out_dir)
+        warcs = extract_warcs(self.out_dir)
         return [(part, part_links(warcs[ExtractUnit.file_index_of(part)])) for part in parts]
 
     def run_part(self, plan: Any, step: str, part: tuple[Path, Path | None]) -> dict:

@@ -49,10 +49,11 @@ import shutil
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -253,40 +254,42 @@ def harvest_links(
     """
     plan = plan_links(dumps, out_path, config)
     start = time.monotonic()
-    before = {"submissions": 0, "rows": 0}  # of the dumps already read
+    reporter = DumpProgress(progress)
+    done: dict[str, list] = {}
+    for step in STEPS:  # the links stage's steps, as corpus.stages.run_stage runs them, here in this process
+        done[step] = [run_step_part(plan, step, part, reporter) for part in step_parts(plan, step, done)]
+    stats = finish_links(plan, done["aggregate"])
+    stats.elapsed_s = time.monotonic() - start
+    return stats
 
-    def report(path: Path, submissions: int, candidates: int) -> None:
-        rate = (before["submissions"] + submissions) / max(time.monotonic() - start, 1e-9)
+
+class DumpProgress:
+    """Progress of dumps read one after the other in one process: counts so far, the finished dumps' included."""
+
+    def __init__(self, progress: Callable[[dict], None] | None = None) -> None:
+        self.progress = progress
+        self.start = time.monotonic()
+        self.submissions = self.rows = 0  # of the dumps finished
+
+    def __call__(self, path: Path, submissions: int, candidates: int) -> None:
+        """`submissions` read and `candidates` kept so far from the dump at `path`."""
+        submissions += self.submissions
         info = {
             "file": str(path),
-            "submissions": before["submissions"] + submissions,
-            "candidate_urls": before["rows"] + candidates,
-            "rate": rate,
+            "submissions": submissions,
+            "candidate_urls": self.rows + candidates,
+            "rate": submissions / max(time.monotonic() - self.start, 1e-9),
         }
         log.info(
             "links: %(submissions)d submissions read, %(candidate_urls)d candidate submissions, %(rate).0f/s", info
         )
-        if progress:
-            progress(info)
+        if self.progress:
+            self.progress(info)
 
-    unreadable = []
-    for i, path in enumerate(plan.dumps):
-        try:
-            marker = read_dump(plan, i, report)
-        except DumpReadError as error:  # read the other dumps first: one run finds every bad dump
-            log.error("links: %s", error)
-            unreadable.append(error)
-            continue
-        before["submissions"] += marker["submissions"]
-        before["rows"] += marker["rows"]
-        report(path, 0, 0)
-    if unreadable:
-        raise unreadable_dumps_error(plan, unreadable)
-    units = plan_aggregation(plan)
-    unit_counts = [aggregate_unit(plan, units, i) for i in range(len(units))]
-    stats = finish_links(plan, unit_counts)
-    stats.elapsed_s = time.monotonic() - start
-    return stats
+    def finished(self, path: Path, marker: dict) -> None:
+        self.submissions += marker["submissions"]
+        self.rows += marker["rows"]
+        self(path, 0, 0)
 
 
 # ---- the parts: read each dump, aggregate each run of partitions, merge ------------------------------------------
@@ -324,6 +327,37 @@ def plan_links(dumps: Sequence[str | Path], out_path: Path, config: LinkConfig =
     folders = [work / _dump_folder_name(path) for path in paths]
     _remove_stale(work, {folder.name for folder in folders})
     return LinksPlan(tuple(paths), tuple(folders), out_path, config)
+
+
+STEPS = ("read", "aggregate")  # the parts of a harvest: each dump, then each run of partitions
+
+
+def step_parts(plan: LinksPlan, step: str, done: Mapping[str, list]) -> list:
+    """The parts of `step` once the steps before it are `done` (their parts' results by step): the dumps to read,
+    then (units, index) for each run of partitions. Raises one error naming every dump that could not be read."""
+    if step == "read":
+        return plan.parts
+    if unreadable := [DumpReadError(r["error"]) for r in done["read"] if "error" in r]:
+        raise unreadable_dumps_error(plan, unreadable)
+    units = tuple(plan_aggregation(plan))
+    return [(units, i) for i in range(len(units))]
+
+
+def run_step_part(plan: LinksPlan, step: str, part: Any, progress: DumpProgress | None = None) -> dict:
+    """Run one part of `step` (each is independent of the others of its step, and may run in any process). A dump
+    that cannot be read gives {"error": ...}: it is not retried, and the other dumps are read first, so one run finds
+    every bad dump."""
+    if step == "aggregate":
+        units, index = part
+        return aggregate_unit(plan, list(units), index)
+    try:
+        marker = read_dump(plan, part, progress)
+    except DumpReadError as error:
+        log.error("links: %s", error)
+        return {"error": str(error)}
+    if progress:
+        progress.finished(plan.dumps[part], marker)
+    return {"submissions": marker["submissions"], "rows": marker["rows"]}
 
 
 def _log_progress(path: Path, submissions: int, candidates: int) -> None:

@@ -96,6 +96,11 @@ class Stage(ABC):
         """What every part needs (sent to each part: keep it small); the stage folder exists."""
         return None
 
+    def for_parts(self) -> Stage:
+        """The stage as sent with each part, with the plan: without what only `key` and `plan` read and what grows
+        with the inputs (a list of input files: the plan file holds it), so a part's payload does not."""
+        return self
+
     @abstractmethod
     def parts(self, plan: Any, step: str, done: Mapping[str, list]) -> Sequence[Any]:
         """The parts of `step`, once the steps before it are `done` (their parts' results by step)."""
@@ -146,12 +151,13 @@ def run_stage(stage: Stage, upstream: str | None, map_parts: MapParts) -> tuple[
         return key, stats
     begin(stage.stage_dir, key)
     plan = stage.plan(upstream)
+    sent = stage.for_parts()
     done: dict[str, list] = {}
     for step in stage.steps:
         parts = list(stage.parts(plan, step, done))
         label = stage.name if len(stage.steps) == 1 else f"{stage.name}-{step}"
         log.info("%s: %d parts", label, len(parts))
-        done[step] = map_parts(label, run_part, (stage, plan, step), parts) if parts else []
+        done[step] = map_parts(label, run_part, (sent, plan, step), parts) if parts else []
     stats = finish(stage.stage_dir, key, stage.finish(plan, done))
     log.info("%s: %d in, %d out, dropped %s", stage.name, stats.items_in, stats.items_out, stats.dropped)
     return key, stats

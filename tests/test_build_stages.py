@@ -197,3 +197,36 @@ def test_a_moved_data_folder_keeps_every_key_and_a_changed_file_does_not(tmp_pat
     (second / "RS_2017-12.ndjson").write_text('{"id": "b", "url": "https://example.com/", "score": 5}\n')
     os.utime(second / "RS_2017-12.ndjson", ns=(1, 1))
     assert build.links_key(dump, LinkConfig()) != build.links_key(moved, LinkConfig())
+
+
+def test_an_extract_part_is_sent_the_same_payload_for_one_warc_input_as_for_five_hundred(tmp_path):
+    """What every extract task pickles (the stage, its plan and its part) does not grow with the number of WARC
+    inputs: the list stays in the stage's plan file, which the parts read."""
+    import pickle
+
+    from test_buildlock import write_warc
+
+    from corpus.build import ExtractStage
+    from corpus.extract import ExtractConfig
+
+    (tmp_path / "warcs").mkdir()
+    pages = write_warc(tmp_path / "warcs" / "a.warc.gz", 2)
+    empty = [write_warc(tmp_path / "warcs" / f"e{i:03d}.warc.gz", 0) for i in range(499)]
+    config = BuildConfig(extract=ExtractConfig(method="trafilatura", workers=1))
+
+    def sent_sizes(out_name: str, warcs: list) -> tuple[dict, str, int]:
+        sizes = {}
+
+        def recording(label, fn, shared, parts):
+            sizes[label] = (len(pickle.dumps((fn, shared))), len(pickle.dumps(parts[0])))
+            return map_in_process(label, fn, shared, parts)
+
+        key, stats = run_stage(ExtractStage(tmp_path / out_name, config, tuple(warcs)), None, recording)
+        return sizes, key, stats.items_out
+
+    one, one_key, one_out = sent_sizes("one", [pages])
+    many, many_key, many_out = sent_sizes("all", [pages, *empty])
+    assert one_out == many_out == 2
+    assert one_key != many_key
+    assert set(one) == {"extract-index", "extract-pages"}
+    assert one == many, "bytes pickled per task (stage and plan, first part) for 1 and for 500 WARC inputs"

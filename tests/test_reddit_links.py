@@ -753,6 +753,22 @@ def test_spilled_aggregation_with_other_settings_and_empty_output(tmp_path):
     assert stats.kept == 0 and pq.read_table(tmp_path / "links.parquet").schema == LINKS_SCHEMA
 
 
+def test_the_build_stage_and_harvest_links_write_the_same_links_and_counts(tmp_path):
+    """The links stage of a build and `harvest_links` run the same parts: the same links.parquet, the same counts."""
+    from corpus import build
+    from corpus.stages import map_in_process, run_stage
+
+    dumps, _ = write_generated_dumps(tmp_path, seeds=(14, 15))
+    dumps.append(dumps[0])  # listed twice: counted twice, read once
+    config = LinkConfig(memory_rows=60, min_karma=1, cutoff=None)  # not the defaults
+    want = harvest_links(dumps, tmp_path / "links.parquet", config)
+    _, stats = run_stage(build.LinksStage(tmp_path / "build", tuple(dumps), config), None, map_in_process)
+    made = tmp_path / "build" / "links" / "links.parquet"
+    assert made.read_bytes() == (tmp_path / "links.parquet").read_bytes() and want.kept > 0
+    assert (stats.items_in, stats.items_out, stats.dropped) == (want.submissions, want.kept, want.dropped)
+    assert stats.extra == {"kept_submissions": want.kept_submissions, "urls_below_min_karma": want.urls_below_min_karma}
+
+
 def test_links_in_parts_on_parallel_processes_write_the_same_file(tmp_path):
     """The flow runs each dump and each aggregation unit as a task on Dask: parts in other processes, in any order."""
     from concurrent.futures import ProcessPoolExecutor
