@@ -151,17 +151,25 @@ _BLOCK_END = re.compile(r"<br\s*/?>|</(?:p|div|h[1-6]|li|blockquote|tr)\s*>", re
 _TAG_OR_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)|</?[a-zA-Z][^<>]*>", re.S)
 
 
-def _article_bodies(node: Any) -> Iterator[str]:
-    """Every `articleBody` string in a JSON-LD document (top level, lists and @graph alike)."""
+def _article_bodies(node: Any) -> Iterator[tuple[str, set[str]]]:
+    """Every `articleBody` string in a JSON-LD document (top level, lists and @graph alike), with the addresses its
+    object gives for itself (`url`, `@id`, `mainEntityOfPage`)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "articleBody" and isinstance(value, str):
-                yield value
+                own = [node.get("url"), node.get("@id"), node.get("mainEntityOfPage")]
+                own += [entity.get(k) for entity in own if isinstance(entity, dict) for k in ("@id", "url")]
+                yield value, {_same_page(u) for u in own if isinstance(u, str)}
             else:
                 yield from _article_bodies(value)
     elif isinstance(node, list):
         for value in node:
             yield from _article_bodies(value)
+
+
+def _same_page(url: str) -> str:
+    """A page address without its fragment and trailing slash (JSON-LD ids are often "<page>#article")."""
+    return url.strip().split("#")[0].rstrip("/")
 
 
 def _json_ld(html: str, url: str | None) -> str | None:
@@ -170,7 +178,8 @@ def _json_ld(html: str, url: str | None) -> str | None:
     Publishers write it as plain text, as HTML or as escaped HTML: all three come out as lines of text."""
     import html as entities
 
-    bodies, at = [], 0
+    bodies: list[tuple[str, set[str]]] = []
+    at = 0
     # each part of the page is scanned once: a script's text runs to the next "</script" (HTML's rule), and a page
     # of unclosed scripts must not be rescanned from every one of them
     while (start := _JSON_LD_OPEN.search(html, at)) and (end := _SCRIPT_CLOSE.search(html, start.end())):
@@ -181,7 +190,9 @@ def _json_ld(html: str, url: str | None) -> str | None:
             continue
     if not bodies:
         return None
-    body = max(bodies, key=len)
+    # a page that declares several articles (a listing, a live blog) may name its own: that one, else the longest
+    own = [body for body, addresses in bodies if url and _same_page(url) in addresses]
+    body = max(own or [body for body, _ in bodies], key=len)
     if "<" not in body and "&lt;" in body:  # escaped HTML
         body = entities.unescape(body)
     body = entities.unescape(_TAG_OR_COMMENT.sub("", _BLOCK_END.sub("\n", body)))

@@ -196,6 +196,24 @@ def _ld_page(*scripts: str) -> str:
     return f"<html><head>{blocks}</head><body><p>Teaser.</p></body></html>"
 
 
+def test_json_ld_prefers_the_article_the_page_names_as_its_own():
+    own, other = "The page's own article, short.", "Another article on the listing, which is longer than the first."
+    listing = {
+        "@type": "ItemList",
+        "itemListElement": [
+            {"@type": "NewsArticle", "url": "https://news.example/b", "articleBody": other},
+            {"@type": "NewsArticle", "@id": "https://news.example/a/#article", "articleBody": own},
+        ],
+    }
+    page = _ld_page(json.dumps(listing))
+    assert _json_ld(page, "https://news.example/a") == own  # by its @id, fragment and trailing slash aside
+    assert _json_ld(page, "https://news.example/b/") == other
+    assert _json_ld(page, None) == other and _json_ld(page, "https://news.example/c") == other  # else the longest
+    entity = {"@type": "Article", "mainEntityOfPage": {"@id": "https://news.example/a"}, "articleBody": own}
+    page = _ld_page(json.dumps(entity), json.dumps({"@type": "Article", "articleBody": other}))
+    assert _json_ld(page, "https://news.example/a#top") == own
+
+
 def test_json_ld_article_body_comes_out_as_lines_of_text_in_every_form_publishers_write():
     plain = json.dumps({"@type": "NewsArticle", "articleBody": "First paragraph.\n\nSecond  paragraph."})
     assert _json_ld(_ld_page(plain), None) == "First paragraph.\nSecond paragraph."
