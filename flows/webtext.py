@@ -170,6 +170,7 @@ def webtext(
     dedup_partition_docs: int = 50_000,
     extract_timeout_s: float = 30.0,
     extractor: str = "combined",
+    extract_lede: bool = True,
     n_workers: int | None = None,
     ca_file: str | None = None,
     tasks_per_step: int | None = None,
@@ -183,7 +184,8 @@ def webtext(
     requests in flight (so up to parts in flight x `fetch_concurrency` in all); `dedup_partition_docs` sets the memory
     of each dedup part, not the result; `tasks_per_step` caps the Prefect tasks of a step (each runs a run of parts;
     default 4 per cluster thread). `extractor` is the measured rule ("combined") or one extractor alone (see
-    corpus.extract.METHODS; "trafilatura" is the rule's first, fast mode, at about 0.7x the rule's CPU).
+    corpus.extract.METHODS; "trafilatura" is the rule's first, fast mode, at about 0.7x the rule's CPU);
+    `extract_lede=False` leaves out the headline and summary the rule puts back above a page's text (article-body scope).
     """
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig
@@ -200,7 +202,9 @@ def webtext(
     if not dump_paths and not warc_paths:
         raise ValueError("webtext needs `dumps` (Reddit submission dumps) or `warc_inputs` (WARC files), got neither")
     config = build.BuildConfig(
-        extract=ExtractConfig(method=extractor, workers=1, timeout_s=extract_timeout_s),  # one page process a worker
+        extract=ExtractConfig(
+            method=extractor, lede=extract_lede, workers=1, timeout_s=extract_timeout_s
+        ),  # one page process a worker
         filter=FilterConfig(min_words=min_words, languages=tuple(languages or ())),
         dedup=DedupConfig(threshold=dedup_threshold),
         shards=ShardConfig(val_fraction=val_fraction),

@@ -298,11 +298,13 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(
     run = run_deployment(
         prefect_server,
         "webtext/build-corpus",
-        _params(scenario, reference, n_workers=3, fetch_part_count=3, dedup_partition_docs=2),
+        # extract_lede=False here and in the resumed build below: the parameter reaches the extraction config
+        _params(scenario, reference, n_workers=3, fetch_part_count=3, dedup_partition_docs=2, extract_lede=False),
         timeout=420,
     )
     assert run["state_type"] == "COMPLETED", "\n".join(read_logs(prefect_server, run["id"]))
     manifest = _check_build(scenario, reference)
+    assert manifest["config"]["extract"]["lede"] is False
 
     artifacts = {a["key"]: a for a in read_artifacts(prefect_server, run["id"], include_subflows=True) if a["key"]}
     fetch_table = {row["outcome"]: row["urls"] for row in artifacts["webtext-fetch-outcomes"]["data"]}
@@ -331,7 +333,14 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(
     warcs = [str(p) for p in fetched_warcs(reference)]
     assert len({p.split("/parts/")[1].split("/")[0] for p in warcs}) > 1, "the reference fetched in several parts"
     crashed = tmp_path / "crashed"
-    params = _params(scenario, crashed, warc_inputs=warcs, pages_per_part=2, dask_address=cluster.scheduler_address)
+    params = _params(
+        scenario,
+        crashed,
+        warc_inputs=warcs,
+        pages_per_part=2,
+        dask_address=cluster.scheduler_address,
+        extract_lede=False,
+    )
     script = "import json, sys; from flows.webtext import webtext; webtext(**json.loads(sys.argv[1]))"
     env = prefect_server.client_env()
     proc = subprocess.Popen(
