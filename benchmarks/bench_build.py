@@ -16,7 +16,7 @@ generated pages, at several corpus sizes, in two modes.
    also holds the local cluster's scheduler and nannies), of each Dask worker, of the largest extraction child (forked
    from its worker, so its RSS counts pages it shares with it) and of the whole tree at one instant; the speed-up of
    each worker count against the first; where the time went (every task's span and busy time, read back from the
-   Prefect API); the sha256 of every file under shards/ (builds that differ exit 1); the peak growth between sizes.
+   Prefect API); the Dask workers' RSS at the start of each step and their peak while it ran; the sha256 of every file under shards/ (builds that differ exit 1); the peak growth between sizes.
 
     .venv/bin/python benchmarks/bench_build.py --flow          # 10k and 100k on 1 and 2 workers (~25-30 min)
     .venv/bin/python benchmarks/bench_build.py --flow --docs 2000   # under 2 minutes
@@ -148,6 +148,7 @@ class TreeSampler(threading.Thread):
         self.seen: dict[tuple[psutil.Process, str], tuple[int, str]] = {}  # parent pid and command
         self.cpu: dict[psutil.Process, float] = {}  # CPU seconds of each process when last seen
         self.total_peak = 0
+        self.worker_samples: list[tuple[float, int, int]] = []  # (epoch s, pid, RSS): which step each peak is in
         self.cpu_s = 0.0  # this thread's own CPU time: the measurement's cost to the build
         self.stop = threading.Event()
 
@@ -186,10 +187,22 @@ class TreeSampler(threading.Thread):
                 except psutil.Error:  # ended between the listing and the reading
                     continue
                 self.peaks[key] = max(self.peaks.get(key, 0), rss)
+                if key[1] == "worker":
+                    self.worker_samples.append((time.time(), proc.pid, rss))
                 total += rss
             self.total_peak = max(self.total_peak, total)
             self.stop.wait(self.interval)
         self.cpu_s = time.thread_time()
+
+    def worker_peaks(self, stages: dict[str, dict[str, float]]) -> dict[str, tuple[int, int]]:
+        """(RSS of the largest worker when the step began, the workers' peak RSS while it ran) per step; steps of a
+        stage may overlap, so a peak can count in two of them."""
+        out = {}
+        for name, s in stages.items():
+            inside = [rss for t, _, rss in self.worker_samples if s["start"] <= t <= s["end"]] or [0]  # 0: no sample
+            before = [rss for t, _, rss in self.worker_samples if t <= s["start"]][-8:] or [0]  # last sample of each
+            out[name] = (max(before), max(inside))
+        return out
 
     def processes(self) -> list[dict]:
         """Role, pid, parent pid, peak RSS and command of each process seen, in the order they started."""
@@ -331,6 +344,7 @@ def run_flow(env: dict[str, str], server: psutil.Process, warc: Path, out: Path,
         "sampler_cpu_s": sampler.cpu_s,
         "phases": phases,
         "stages": stages,
+        "worker_steps": sampler.worker_peaks(stages),
         "hashes": shard_hashes(out / "shards"),
     }
 
@@ -396,6 +410,9 @@ def report_flow(results: dict[tuple[int, int], dict], sizes: list[int], workers:
                 f"({s['busy'] / max(s['span'], 1e-9):.2f} running on average); no task running: "
                 f"{s['idle_before']:.1f} s before it, {s['idle_in']:.1f} s in it"
             )
+        print("    Dask workers' RSS per step (MiB): at its start, peak while it ran")
+        for name, (at_start, peak) in r["worker_steps"].items():
+            print(f"    {name:16s} {at_start / mib:6.0f} {f'{peak / mib:.0f}' if peak else '-':>6}")  # -: under 0.1 s
     failed = False
     for n in sizes:
         hashes = {w: results[n, w]["hashes"] for w in workers}
