@@ -159,7 +159,7 @@ def _article_bodies(node: Any) -> Iterator[tuple[str, set[str]]]:
             if key == "articleBody" and isinstance(value, str):
                 own = [node.get("url"), node.get("@id"), node.get("mainEntityOfPage")]
                 own += [entity.get(k) for entity in own if isinstance(entity, dict) for k in ("@id", "url")]
-                yield value, {_same_page(u) for u in own if isinstance(u, str)}
+                yield value, {page for u in own if isinstance(u, str) and (page := _page_id(u))}
             else:
                 yield from _article_bodies(value)
     elif isinstance(node, list):
@@ -167,9 +167,15 @@ def _article_bodies(node: Any) -> Iterator[tuple[str, set[str]]]:
             yield from _article_bodies(value)
 
 
-def _same_page(url: str) -> str:
-    """A page address without its fragment and trailing slash (JSON-LD ids are often "<page>#article")."""
-    return url.strip().split("#")[0].rstrip("/")
+def _page_id(url: str) -> str | None:
+    """The page's identity in the corpus (`canonicalize_url`: no fragment, so "<page>#article" ids match their page);
+    None for what is no http(s) URL (relative ids, "#article")."""
+    from corpus.urls import canonicalize_url
+
+    try:
+        return canonicalize_url(url)
+    except ValueError:
+        return None
 
 
 def _json_ld(html: str, url: str | None) -> str | None:
@@ -191,7 +197,8 @@ def _json_ld(html: str, url: str | None) -> str | None:
     if not bodies:
         return None
     # a page that declares several articles (a listing, a live blog) may name its own: that one, else the longest
-    own = [body for body, addresses in bodies if url and _same_page(url) in addresses]
+    page = _page_id(url) if url else None
+    own = [body for body, addresses in bodies if page and page in addresses]
     body = max(own or [body for body, _ in bodies], key=len)
     if "<" not in body and "&lt;" in body:  # escaped HTML
         body = entities.unescape(body)
