@@ -16,7 +16,8 @@ generated pages, at several corpus sizes, in two modes.
    also holds the local cluster's scheduler and nannies), of each Dask worker, of the largest extraction child (forked
    from its worker, so its RSS counts pages it shares with it) and of the whole tree at one instant; the speed-up of
    each worker count against the first; where the time went (every task's span and busy time, read back from the
-   Prefect API); the Dask workers' RSS at the start of each step and their peak while it ran; the sha256 of every file under shards/ (builds that differ exit 1); the peak growth between sizes.
+   Prefect API); the Dask workers' RSS at the start of each step and their peak while it ran; the sha256 of every
+   file under shards/ (builds that differ exit 1); the peak growth between sizes.
 
     .venv/bin/python benchmarks/bench_build.py --flow          # 10k and 100k on 1 and 2 workers (~25-30 min)
     .venv/bin/python benchmarks/bench_build.py --flow --docs 2000   # under 2 minutes

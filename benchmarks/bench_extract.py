@@ -300,10 +300,8 @@ def shown_on_page(gold: str, html: bytes | str) -> float:
 
     from corpus.extract import _decode
 
-    want = shingles(gold)
-    return sum((want & shingles(extract_plain_text(HTMLTree.parse(_decode(html))))).values()) / max(
-        sum(want.values()), 1
-    )
+    want, page = shingles(gold), shingles(extract_plain_text(HTMLTree.parse(_decode(html))))
+    return sum((want & page).values()) / max(sum(want.values()), 1)
 
 
 def declared_bodies(pages: list[dict], texts: dict, cpu: dict) -> None:
@@ -320,10 +318,11 @@ def declared_bodies(pages: list[dict], texts: dict, cpu: dict) -> None:
     gold = [dict(pages[i], gold=texts[DECLARED][i]) for i in keep]
     no_declared = (FALLBACK, FULL)
     rows = {name: texts[name] for name in ("bare trafilatura.extract() defaults", FIRST, FULL, FALLBACK, CHECK)}
-    rows["rule without JSON-LD (default lede)"] = rule_texts(texts, cpu, ExtractConfig(), fallbacks=no_declared)[0]
-    rows["rule without JSON-LD, lede=False"] = rule_texts(texts, cpu, ExtractConfig(lede=False), fallbacks=no_declared)[
-        0
-    ]
+    for name, config in (
+        ("rule without JSON-LD (default lede)", ExtractConfig()),
+        ("rule without JSON-LD, lede=False", ExtractConfig(lede=False)),
+    ):
+        rows[name] = rule_texts(texts, cpu, config, fallbacks=no_declared)[0]
     print(
         f"\narticle-body scope: the {len(keep)} pages that declare an article body (JSON-LD, >= 100 words, 80% shown "
         "on the page), scored against it by word 4-gram shingles"

@@ -202,9 +202,8 @@ def webtext(
     if not dump_paths and not warc_paths:
         raise ValueError("webtext needs `dumps` (Reddit submission dumps) or `warc_inputs` (WARC files), got neither")
     config = build.BuildConfig(
-        extract=ExtractConfig(
-            method=extractor, lede=extract_lede, workers=1, timeout_s=extract_timeout_s
-        ),  # one page process a worker
+        # one page process a worker
+        extract=ExtractConfig(method=extractor, lede=extract_lede, workers=1, timeout_s=extract_timeout_s),
         filter=FilterConfig(min_words=min_words, languages=tuple(languages or ())),
         dedup=DedupConfig(threshold=dedup_threshold),
         shards=ShardConfig(val_fraction=val_fraction),
