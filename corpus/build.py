@@ -32,7 +32,7 @@ from corpus.buildlock import build_lock
 from corpus.buildwarnings import build_warnings
 from corpus.card import render_card
 from corpus.dedup import DedupConfig, signature, text_hash
-from corpus.extract import ExtractConfig, extract_pages, shared_pool
+from corpus.extract import ExtractConfig, extract_pages, extractor_fingerprint, shared_pool
 from corpus.files import fingerprints, run_once, write_atomic, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
 from corpus.links import STEPS as LINK_STEPS
@@ -263,7 +263,12 @@ class ExtractStage(Stage):
         if self.warc_inputs is not None:
             upstream = warc_inputs_key(upstream, self.warc_inputs)
         return stage_key(
-            "extract", upstream, fingerprints(self._warcs()), self.config.extract, self.config.pages_per_part
+            "extract",
+            upstream,
+            fingerprints(self._warcs()),
+            self.config.extract,
+            self.config.pages_per_part,
+            extractor_fingerprint(),
         )
 
     def plan(self, upstream: str | None) -> ExtractPlan:

@@ -43,6 +43,19 @@ log = logging.getLogger(__name__)
 METHODS = ("combined", "trafilatura", "trafilatura-full", "resiliparse", "readability", "json-ld", "newspaper4k")
 
 
+# The extract stage's key holds these (with the config), so a build extracts its pages again when what the rule would
+# produce changes: raise RULE_REVISION with every change to this module's output; the packages' versions count too.
+RULE_REVISION = 1
+EXTRACTOR_PACKAGES = ("trafilatura", "resiliparse", "readability-lxml", "newspaper4k", "lxml")
+
+
+def extractor_fingerprint() -> dict[str, str]:
+    """The rule's revision and the installed extractors' versions."""
+    from importlib.metadata import version
+
+    return {"rule": str(RULE_REVISION)} | {name: version(name) for name in EXTRACTOR_PACKAGES}
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     method: str = "combined"  # one of METHODS

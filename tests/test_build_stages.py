@@ -230,3 +230,24 @@ def test_an_extract_part_is_sent_the_same_payload_for_one_warc_input_as_for_five
     assert one_key != many_key
     assert set(one) == {"extract-index", "extract-pages"}
     assert one == many, "bytes pickled per task (stage and plan, first part) for 1 and for 500 WARC inputs"
+
+
+def test_the_extract_key_changes_with_the_rules_revision_and_the_extractors_versions(tmp_path, monkeypatch):
+    """A build made by another revision of the rule, or with another trafilatura, extracts its pages again instead of
+    keeping texts that the current code would not produce."""
+    import importlib.metadata
+
+    from corpus import extract
+    from corpus.build import ExtractStage
+
+    (tmp_path / "a.warc.gz").write_bytes(b"only its identity counts")
+    stage = ExtractStage(tmp_path / "out", BuildConfig(), (tmp_path / "a.warc.gz",))
+    key = stage.key(None)
+    assert stage.key(None) == key
+    monkeypatch.setattr(extract, "RULE_REVISION", extract.RULE_REVISION + 1)
+    assert stage.key(None) != key
+    monkeypatch.undo()
+    assert stage.key(None) == key
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.0" if name == "trafilatura" else real(name))
+    assert stage.key(None) != key
