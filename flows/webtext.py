@@ -170,7 +170,7 @@ def webtext(
     dedup_partition_docs: int = 50_000,
     extract_timeout_s: float = 30.0,
     extractor: str = "combined",
-    extract_lede: bool = True,
+    extract_lede: bool = False,
     n_workers: int | None = None,
     ca_file: str | None = None,
     tasks_per_step: int | None = None,
@@ -185,7 +185,7 @@ def webtext(
     of each dedup part, not the result; `tasks_per_step` caps the Prefect tasks of a step (each runs a run of parts;
     default 4 per cluster thread). `extractor` is the measured rule ("combined") or one extractor alone (see
     corpus.extract.METHODS; "trafilatura" is the rule's first, fast mode, at about 0.7x the rule's CPU);
-    `extract_lede=False` leaves out the headline and summary the rule puts back above a page's text (article-body scope).
+    `extract_lede=True` puts the headline and summary a page declares back above its text (off: article-body scope).
     """
     from corpus.fetch import FetchConfig
     from corpus.links import LinkConfig

@@ -104,20 +104,20 @@ def test_the_lede_above_trafilaturas_first_line_is_put_back(web_pages_dir):
     entry, html = _page(web_pages_dir, "html/pcmag.com.platters.html")
     alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
     assert _snippets(entry, alone) == (["but the path looks clear to scale up to 80TB."], [])
-    assert _snippets(entry, extract_with(html, entry["url"]).text) == ([], [])
-    # the headline and the summary the page declares in its head are the two lines added; lede=False turns them off
-    lines = extract_with(html, entry["url"]).text.split("\n")
+    assert _snippets(entry, extract_with(html, entry["url"], ExtractConfig(lede=True)).text) == ([], [])
+    # the headline and the summary the page declares in its head are the two lines added; off by default
+    lines = extract_with(html, entry["url"], ExtractConfig(lede=True)).text.split("\n")
     assert lines[0] == "Next-Gen HAMR Platters Promise 80TB Hard Drives"
     assert lines[1].endswith("scale up to 80TB.") and lines[2:] == alone.split("\n")
-    assert extract_with(html, entry["url"], ExtractConfig(lede=False)).text == alone
+    assert extract_with(html, entry["url"]).text == alone
 
 
 def test_captions_and_notices_above_the_text_are_not_put_back(web_pages_dir):
     # resiliparse has a browser notice and a photo caption (more than 12 words each) just above trafilatura's first
     # line; neither is the headline or summary the page declares, so neither comes back
     entry, html = _page(web_pages_dir, "html/newrepublic.com.neoliberalism.html")
-    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura", lede=False)).text
-    text = extract_with(html, entry["url"]).text
+    alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
+    text = extract_with(html, entry["url"], ExtractConfig(lede=True)).text
     assert "upgrade your browser" not in text and "(Saul Loeb/AFP/Getty Images)" not in text
     assert text.split("\n")[0] == alone.split("\n")[0]
 
@@ -146,15 +146,18 @@ def test_reconcile_edges_drops_the_tail_and_adds_the_lede_only_at_the_edges():
     # the caption inside the text stays; the trailing sign-up line goes; of the two lines just above the text, the
     # declared summary comes back and the photo caption does not; the headline and the menu (not just above) do not
     body = [BODY[0], "A caption only trafilatura kept.", *BODY[1:]]
-    assert reconcile_edges(traf, check, heads) == "\n".join([lede, *body])
-    assert reconcile_edges(traf, check) == "\n".join(body)  # nothing declared, nothing put back
+    with_lede = ExtractConfig(lede=True)
+    assert reconcile_edges(traf, check, heads, with_lede) == "\n".join([lede, *body])
+    assert reconcile_edges(traf, check, config=with_lede) == "\n".join(body)  # nothing declared, nothing put back
     # the two lines above the text are the headline and the summary: both come back, in order
-    assert reconcile_edges(traf, check.replace(f"{caption}\n", ""), heads) == "\n".join(["Budget passes", lede, *body])
-    assert reconcile_edges(traf, check, heads, ExtractConfig(lede=False)).split("\n")[0] == BODY[0]
+    assert reconcile_edges(traf, check.replace(f"{caption}\n", ""), heads, with_lede) == "\n".join(
+        ["Budget passes", lede, *body]
+    )
+    assert reconcile_edges(traf, check, heads).split("\n")[0] == BODY[0]  # the lede is off by default
     # lines that differ in spacing and punctuation still match; texts with nothing in common are left alone
     respaced = "The  council approved the new budget, on Monday!"
     assert reconcile_edges(f"{respaced}\nSign up for our newsletter today!", check) == respaced
-    assert reconcile_edges(traf, "Something else entirely, with other words.", heads) == traf
+    assert reconcile_edges(traf, "Something else entirely, with other words.", heads, with_lede) == traf
 
 
 def _fallbacks(*texts: str | None, asked: list | None = None):
@@ -295,22 +298,23 @@ def test_a_line_is_present_when_half_its_word_3_grams_are():
 def test_the_lede_can_be_the_first_line_and_only_lines_just_above_the_text_come_back():
     lede = "Budget passes after a long night"
     traf = "\n".join(BODY)
-    assert reconcile_edges(traf, "\n".join([lede, *BODY]), [lede]) == "\n".join([lede, *BODY])
+    on = ExtractConfig(lede=True)
+    assert reconcile_edges(traf, "\n".join([lede, *BODY]), [lede], on) == "\n".join([lede, *BODY])
     # three lines above: only the two nearest the text are looked at
     three = ["Budget passes", "Council splits", "Mayor pleased"]
-    assert reconcile_edges(traf, "\n".join([*three, *BODY]), three) == "\n".join([*three[1:], *BODY])
+    assert reconcile_edges(traf, "\n".join([*three, *BODY]), three, on) == "\n".join([*three[1:], *BODY])
     # resiliparse has trafilatura's lines only inside much longer ones: where the body starts is unknown, nothing is
     # added
     padded = [f"{line} {' '.join(['padding'] * 40)}" for line in BODY]
-    assert reconcile_edges(traf, "\n".join([lede, *padded]), [lede]) == traf
+    assert reconcile_edges(traf, "\n".join([lede, *padded]), [lede], on) == traf
     # lines of two words: where the body starts is found by their word pairs, line by line
-    assert reconcile_edges("Alpha beta\nGamma delta", "Head line\nAlpha beta\nGamma delta", ["Head line"]) == (
+    assert reconcile_edges("Alpha beta\nGamma delta", "Head line\nAlpha beta\nGamma delta", ["Head line"], on) == (
         "Head line\nAlpha beta\nGamma delta"
     )
-    # combine passes its config on: no lede with lede=False
+    # combine passes its config on: the lede with lede=True only
     check = "\n".join([lede, *BODY])
-    assert combine(traf, check, None, lambda: [], heads=[lede])[0] == check
-    assert combine(traf, check, None, lambda: [], ExtractConfig(lede=False), [lede])[0] == traf
+    assert combine(traf, check, None, lambda: [], on, heads=[lede])[0] == check
+    assert combine(traf, check, None, lambda: [], heads=[lede])[0] == traf
 
 
 def test_a_line_is_declared_when_it_runs_inside_a_head_or_a_head_inside_it_at_half_its_length_or_more():
@@ -424,10 +428,10 @@ def test_the_full_cascade_sees_links_too(web_pages_dir):
 def test_a_full_article_from_trafilatura_is_kept(web_pages_dir):
     entry = _pages(web_pages_dir, 1)[0]
     html = (web_pages_dir / entry["file"]).read_bytes()
-    result = extract_with(html, entry["url"])
+    result = extract_with(html, entry["url"], ExtractConfig(lede=True))
     alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
     assert result.extractor == "trafilatura"
-    assert extract_with(html, entry["url"], ExtractConfig(lede=False)).text == alone
+    assert extract_with(html, entry["url"]).text == alone
     # with the lede: the page's declared headline above trafilatura's text, nothing else added
     assert result.text == "Biggest money laundering scheme in history uncovered in Ukraine\n" + alone
 

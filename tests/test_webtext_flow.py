@@ -298,13 +298,14 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(
     run = run_deployment(
         prefect_server,
         "webtext/build-corpus",
-        # extract_lede=False here and in the resumed build below: the parameter reaches the extraction config
-        _params(scenario, reference, n_workers=3, fetch_part_count=3, dedup_partition_docs=2, extract_lede=False),
+        # extract_lede=True (not the default) here and in the resumed build below: the parameter reaches the
+        # extraction config
+        _params(scenario, reference, n_workers=3, fetch_part_count=3, dedup_partition_docs=2, extract_lede=True),
         timeout=420,
     )
     assert run["state_type"] == "COMPLETED", "\n".join(read_logs(prefect_server, run["id"]))
     manifest = _check_build(scenario, reference)
-    assert manifest["config"]["extract"]["lede"] is False
+    assert manifest["config"]["extract"]["lede"] is True
 
     artifacts = {a["key"]: a for a in read_artifacts(prefect_server, run["id"], include_subflows=True) if a["key"]}
     fetch_table = {row["outcome"]: row["urls"] for row in artifacts["webtext-fetch-outcomes"]["data"]}
@@ -339,7 +340,7 @@ def test_build_corpus_deployment_end_to_end_then_sigkill_and_resume(
         warc_inputs=warcs,
         pages_per_part=2,
         dask_address=cluster.scheduler_address,
-        extract_lede=False,
+        extract_lede=True,
     )
     script = "import json, sys; from flows.webtext import webtext; webtext(**json.loads(sys.argv[1]))"
     env = prefect_server.client_env()
