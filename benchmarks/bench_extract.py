@@ -5,9 +5,9 @@ true positive, one missing a false negative, a "without" snippet found a false p
 `trafilatura.extract()` with its defaults, of trafilatura's modes, of the other extractors and of the project's rule
 (`corpus.extract.extract_with`), all in one run. Every page goes through every candidate in turn, in a rotating
 order, and each call is timed by this process's CPU time, so other load on the machine does not bias the ratios.
-The rule's two parameters (`teaser_ratio`, `lede`) are cross-validated: chosen on one half of the pages, scored on
-the other, both ways. Its variants (other parameters, parts left out, the previous rules) are put together from the
-measured outputs and CPU times of their parts.
+The rule's three parameters (`teaser_ratio`, `lede`, the read-more label's words) are cross-validated: chosen on one
+half of the pages, scored on the other, both ways. Its variants (other parameters, parts left out, an earlier rule)
+are put together from the measured outputs and CPU times of their parts.
 
 A second table scores article-body scope on the same run: the pages whose JSON-LD declares an article body (of at
 least 100 words, 80% of whose shingles the page shows) are scored against that body, by the shingle F1 below, with
@@ -46,6 +46,7 @@ PAGES_DIR = Path(os.environ.get("WEBTEXT_SHARED_DIR", REPO.parent / "shared")) /
 # the values cross-validation chooses from
 TEASER_RATIOS = (2.0, 3.0, 5.0, 10.0)
 LEDES = (False, True)
+LABEL_WORDS = (1, 2, 3, 5)  # the longest read-more label dropped (corpus.extract.drop_inserts)
 FIRST = "trafilatura fast, recall, links (rule's 1st)"
 CHECK = "resiliparse main_content (rule's check)"
 FALLBACK = "readability-lxml (rule's 1st fallback)"
@@ -53,6 +54,7 @@ FULL = "trafilatura full cascade, links (2nd fallback)"
 DECLARED = "JSON-LD articleBody (3rd fallback)"
 HEADS = "declared headline and summary (the lede's)"
 PREVIOUS_FIRST = "trafilatura fast, no comments"
+LINKED = "rule's 1st before drop_inserts, links as Markdown"
 
 
 def load_pages(limit: int) -> list[dict]:
@@ -119,6 +121,7 @@ def candidates() -> dict[str, Callable[[bytes, str | None], str | None]]:
         "trafilatura fast, no comments, links": links(fast=True, include_comments=False),
         "trafilatura fast, recall, no comments": traf(fast=True, favor_recall=True, include_comments=False),
         FIRST: alone("trafilatura"),
+        LINKED: traf(fast=True, favor_recall=True, include_comments=False, include_links=True),
         "trafilatura favor_precision, no comments": traf(favor_precision=True, include_comments=False),
         "trafilatura favor_recall, no comments": traf(favor_recall=True, include_comments=False),
         "trafilatura fast, no comments, no tables": traf(fast=True, include_comments=False, include_tables=False),
@@ -201,9 +204,8 @@ def rule_texts(
     fallbacks: tuple = (FALLBACK, FULL, DECLARED),
 ) -> tuple[list[str | None], float]:
     """The rule's texts and CPU seconds for `config` (an ExtractConfig), from its parts' measured outputs and costs.
-    `first`, `edges` and `fallbacks` put together its variants: the previous rules had readability as the only
-    fallback and no declared body (JSON-LD) in the teaser check; the one before also trafilatura without links and no
-    edges."""
+    `first`, `edges` and `fallbacks` put together its variants (parts left out; an earlier rule: trafilatura without
+    links, no edges, readability the only fallback)."""
     from corpus.extract import _n_words, combine, is_teaser
 
     out, seconds = [], 0.0
@@ -226,27 +228,58 @@ def rule_texts(
     return out, seconds
 
 
+def first_dropping(texts: dict, cpu: dict, label_words: int | None, keep_nbsp: bool = False) -> str:
+    """Adds the rule's first extractor with read-more labels of at most `label_words` words dropped (None: nothing
+    dropped) to `texts` and `cpu`, from the measured Markdown text; returns its name. `keep_nbsp`: the links reduced
+    as the previous rule did, leaving the no-break spaces around them (which hide text from the snippets)."""
+    from corpus.extract import _ESCAPED_BRACKET, _MARKDOWN_LINK, _link_text, drop_inserts
+
+    def previous_reduction(text: str) -> str:
+        return _MARKDOWN_LINK.sub(lambda m: _ESCAPED_BRACKET.sub(r"\1", m[1]), text)
+
+    reduce = previous_reduction if keep_nbsp else _link_text
+    name = f"{LINKED}, labels <= {label_words}" if label_words else f"{LINKED}, nothing dropped"
+    name += ", no-break spaces kept" if keep_nbsp else ""
+    texts[name], cpu[name] = [], []
+    for text, seconds in zip(texts[LINKED], cpu[LINKED]):
+        start = time.process_time()
+        if text and label_words:
+            text = drop_inserts(text, label_words)
+        texts[name].append(reduce(text) or None if text else None)
+        cpu[name].append(seconds + time.process_time() - start)
+    return name
+
+
 def half(page: dict) -> int:
     return hashlib.sha256(page["file"].encode()).digest()[0] % 2
 
 
 def quality(pages: list[dict], prf: Callable = snippet_prf) -> None:
-    from corpus.extract import ExtractConfig
+    from corpus.extract import READ_MORE_LABEL_WORDS, ExtractConfig
 
     texts, cpu = measure(pages)
     bare_name = "bare trafilatura.extract() defaults"
     bare_s = sum(cpu[bare_name])
     default = ExtractConfig()
-    rows = [(name, texts[name], sum(cpu[name])) for name in texts]
+    rows = [(name, texts[name], sum(cpu[name])) for name in texts if name != LINKED]  # Markdown: an input only
+    firsts = {words: first_dropping(texts, cpu, words) for words in LABEL_WORDS}
+    kept = first_dropping(texts, cpu, None)
+    previous = first_dropping(texts, cpu, None, keep_nbsp=True)
     variants = {
         "rule before last (fast, no comments; teaser check)": rule_texts(
             texts, cpu, default, PREVIOUS_FIRST, False, (FALLBACK,)
         ),
-        "previous rule (readability the only fallback)": rule_texts(texts, cpu, default, fallbacks=(FALLBACK,)),
+        "rule, readability the only fallback": rule_texts(texts, cpu, default, fallbacks=(FALLBACK,)),
         "rule without JSON-LD": rule_texts(texts, cpu, default, fallbacks=(FALLBACK, FULL)),
         "rule without the full cascade": rule_texts(texts, cpu, default, fallbacks=(FALLBACK, DECLARED)),
         "rule without edge reconciliation": rule_texts(texts, cpu, default, edges=False),
-        "rule, edges: tail only (lede=False)": rule_texts(texts, cpu, replace(default, lede=False)),
+        "rule with the lede (lede=True)": rule_texts(texts, cpu, replace(default, lede=True)),
+        "rule keeping read-more inserts and notices": rule_texts(texts, cpu, default, kept),
+        "same, and the no-break spaces around links": rule_texts(texts, cpu, default, previous),
+        **{
+            f"rule, read-more labels <= {words} words dropped": rule_texts(texts, cpu, default, firsts[words])
+            for words in LABEL_WORDS
+        },
         "rule from its parts (default)": rule_texts(texts, cpu, default),
     }
     rows += [(name, out, seconds) for name, (out, seconds) in variants.items()]
@@ -269,22 +302,29 @@ def quality(pages: list[dict], prf: Callable = snippet_prf) -> None:
             f"{seconds / bare_s:10.2f}x {gain_on(halves[0], out):+15.4f} / {gain_on(halves[1], out):+.4f}"
         )
 
-    grid = [replace(default, teaser_ratio=r, lede=lede) for r in TEASER_RATIOS for lede in LEDES]
-    grid_texts = {(c.teaser_ratio, c.lede): rule_texts(texts, cpu, c)[0] for c in grid}
+    grid_texts = {
+        (r, lede, words): rule_texts(texts, cpu, replace(default, teaser_ratio=r, lede=lede), firsts[words])[0]
+        for r in TEASER_RATIOS
+        for lede in LEDES
+        for words in LABEL_WORDS
+    }
     print(
         f"\ncross-validation: teaser_ratio from {', '.join(f'{r:g}' for r in TEASER_RATIOS)} x lede from "
-        f"{', '.join(map(str, LEDES))} (default {default.teaser_ratio:g}, {default.lede}); "
-        "halves by a hash of the file name"
+        f"{', '.join(map(str, LEDES))} x read-more label words from {', '.join(map(str, LABEL_WORDS))} (default "
+        f"{default.teaser_ratio:g}, {default.lede}, {READ_MORE_LABEL_WORDS}); halves by a hash of the file name"
     )
     for choose_on in (0, 1):
         pick = [i for i, p in enumerate(pages) if half(p) == choose_on]
         score = [i for i, p in enumerate(pages) if half(p) != choose_on]
         best = max(grid_texts, key=lambda key: prf(sub(pick, pages), sub(pick, grid_texts[key]))[2])
         held = prf(sub(score, pages), sub(score, grid_texts[best]))[2]
-        at_default = prf(sub(score, pages), sub(score, grid_texts[(default.teaser_ratio, default.lede)]))[2]
+        at_default = prf(
+            sub(score, pages), sub(score, grid_texts[(default.teaser_ratio, default.lede, READ_MORE_LABEL_WORDS)])
+        )[2]
         bare = prf(sub(score, pages), sub(score, texts[bare_name]))[2]
         print(
-            f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best[0]:g}, lede={best[1]}; "
+            f"  chosen on half {choose_on} ({len(pick)} pages): teaser_ratio={best[0]:g}, lede={best[1]}, "
+            f"label words={best[2]}; "
             f"on the other half ({len(score)} pages): F1 {held:.3f} vs bare trafilatura {bare:.3f} "
             f"({held - bare:+.3f}); the default there: {at_default:.3f} ({at_default - bare:+.3f})"
         )
@@ -318,11 +358,13 @@ def declared_bodies(pages: list[dict], texts: dict, cpu: dict) -> None:
     gold = [dict(pages[i], gold=texts[DECLARED][i]) for i in keep]
     no_declared = (FALLBACK, FULL)
     rows = {name: texts[name] for name in ("bare trafilatura.extract() defaults", FIRST, FULL, FALLBACK, CHECK)}
-    for name, config in (
-        ("rule without JSON-LD (default lede)", ExtractConfig()),
-        ("rule without JSON-LD, lede=False", ExtractConfig(lede=False)),
+    kept = first_dropping(texts, cpu, None)
+    for name, config, first in (
+        ("rule without JSON-LD (default)", ExtractConfig(), FIRST),
+        ("rule without JSON-LD, lede=True", ExtractConfig(lede=True), FIRST),
+        ("rule without JSON-LD, inserts kept", ExtractConfig(), kept),
     ):
-        rows[name] = rule_texts(texts, cpu, config, fallbacks=no_declared)[0]
+        rows[name] = rule_texts(texts, cpu, config, first, fallbacks=no_declared)[0]
     print(
         f"\narticle-body scope: the {len(keep)} pages that declare an article body (JSON-LD, >= 100 words, 80% shown "
         "on the page), scored against it by word 4-gram shingles"

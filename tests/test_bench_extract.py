@@ -118,6 +118,7 @@ def test_article_body_scope_keeps_the_pages_that_show_the_body_they_declare(caps
     texts[bench.DECLARED] = [body, body, " ".join(body.split()[:99])]  # shown, but under 100 words
     texts[bench.HEADS] = ["", "", ""]
     texts[bench.FIRST] = ["Home News\n" + body, body, body]  # extra text on the one page scored
+    texts[bench.LINKED] = texts[bench.FIRST]  # the rule's first before it drops read-more inserts
     cpu = {name: [0.0] * 3 for name in texts}
     bench.declared_bodies(pages, texts, cpu)
     out = capsys.readouterr().out

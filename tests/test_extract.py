@@ -26,6 +26,7 @@ from corpus.extract import (
     _link_text,
     combine,
     declared_heads,
+    drop_inserts,
     extract_main_text,
     extract_pages,
     extract_with,
@@ -73,28 +74,81 @@ def test_a_teaser_from_trafilatura_is_replaced_by_the_second_opinion(web_pages_d
     assert not any(snippet in result.text for snippet in entry["without"])
 
 
-def test_trafilatura_sees_links_so_its_link_density_tests_drop_read_more_lists(web_pages_dir):
-    # three "Lea también: <linked headline>" lines in the middle of the article: with links stripped before its
-    # link-density tests, trafilatura keeps them; the links themselves end up as their text
+def test_read_more_lines_inside_the_article_are_dropped_and_links_end_up_as_their_text(web_pages_dir):
+    # three "Lea también: <linked headline>" lines in the middle of the article, a no-break space after the label
     entry, html = _page(web_pages_dir, "html/100noticias.com-millones.html")
     text = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
     assert _snippets(entry, text) == ([], [])
-    assert "](" not in text and "http" not in text
+    assert not [line for line in text.split("\n") if line.startswith("Lea")]
+    assert "](" not in text and "http" not in text and "\xa0" not in text
 
 
 def test_markdown_links_are_reduced_to_their_text():
     assert _link_text("see [the \\[1\\] report](https://x.org/r) and [b](<https://x.org/a b>).") == (
         "see the [1] report and b."
     )
+    assert _link_text("Lea:\xa0[the report](https://x.org/r)\xa0today") == "Lea: the report today"
     # a link without a URL looks like text in brackets, which stays as it is
     assert _link_text("[edit] [PMID:[8658199](https://x.org/8658199)]") == "[edit] [PMID:8658199]"
 
 
+def test_read_more_inserts_and_copyright_notices_are_dropped_and_nothing_else():
+    kept = [
+        "Body line with a [link](https://x.org/1) in it.",
+        "- See also: [the page's own list](https://x.org/2)",  # list items and table rows are the page's own
+        "| Address: | [Trailer](https://x.org/3) |",
+        "A label of four words: [x](https://x.org/4)",  # past READ_MORE_LABEL_WORDS
+        "Read more: [one](https://x.org/5) and [two](https://x.org/6)",  # not one link to the line's end
+        "Read more: [one](https://x.org/7) said the minister",
+        "Photo: [a](https://x.org/8) Text: [b](https://x.org/9)",  # two links: the label holds no link
+        "Read more: about the minister",  # no link
+        "Copyright law is strange.",
+        "(c) the third option",
+    ]
+    dropped = [
+        "Read more: [Recognizing Germany's colonial crimes](https://x.org/a)",
+        "MIRA | [Kenji Fujimori: PJ concluye](https://x.org/b)",
+        "\tÀ lire aussi » [Ballonnements, lourdeurs](https://x.org/c)",
+        "Le puede interesar: [JEP abrirá tres nuevos macrocasos](<https://x.org/d e>).",
+        "RELATED > [Alaska Airlines delays membership](https://x.org/e)",
+        "© 2020 General Mills All Rights Reserved",
+        "Copyright 2023 Sunbeam Television Corp.",
+        "Copyright © Wiley",
+    ]
+    text = "\n".join(kept[0:1] + [line for pair in zip(dropped, kept[1:]) for line in pair] + kept[len(dropped) + 1 :])
+    assert drop_inserts(text) == "\n".join(kept)
+    assert drop_inserts("Read more: [x](https://x.org/a)", label_words=1) == "Read more: [x](https://x.org/a)"
+    assert drop_inserts("Read more: [x](https://x.org/a)", label_words=2) == ""
+    assert drop_inserts("Le puede interesar: [x](https://x.org/a)", label_words=2) == (
+        "Le puede interesar: [x](https://x.org/a)"
+    )
+
+
+@pytest.mark.timeout(60)
+def test_dropping_inserts_is_linear_on_hostile_text():
+    for hostile in ("a: [" * 200_000, ":" * 1_000_000, "Read: [" + "\\]" * 300_000, "Read more: [x](" + "a" * 500_000):
+        assert drop_inserts(hostile) == hostile
+
+
+@pytest.mark.parametrize(
+    "file",
+    ["html/dw.com.colonial.html", "html/madame.lefigaro.fr.dintestin.html", "html/breakingbelizenews.com-paho.html"],
+)
+def test_real_read_more_inserts_and_notices_are_gone_and_the_article_stays(web_pages_dir, file):
+    entry, html = _page(web_pages_dir, file)
+    for method in ("trafilatura", "combined"):
+        text = extract_with(html, entry["url"], ExtractConfig(method=method)).text
+        missed, boilerplate = _snippets(entry, text)
+        assert missed == []
+        assert not [s for s in boilerplate if s.startswith(("Read more", "À lire", "This article is the copyright"))]
+
+
 def test_trailing_lines_that_resiliparse_lacks_are_dropped(web_pages_dir):
-    # trafilatura ends the article with the site's "Our Standards" link line; resiliparse ends it before
-    entry, html = _page(web_pages_dir, "html/reuters.com.parasite.html")
+    # trafilatura ends the article with the site's related posts (titles and dates); resiliparse ends it before
+    entry, html = _page(web_pages_dir, "html/aclu.org-grades.html")
     alone = extract_with(html, entry["url"], ExtractConfig(method="trafilatura")).text
-    assert _snippets(entry, alone) == ([], ["The Thomson Reuters Trust Principles"])
+    assert _snippets(entry, alone) == ([], ["of Our Students"])
+    assert alone.split("\n")[-1] == "July 31, 2020"
     result = extract_with(html, entry["url"])
     assert result.extractor == "trafilatura"
     assert _snippets(entry, result.text) == ([], [])
