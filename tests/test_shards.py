@@ -156,7 +156,7 @@ def test_card_renders_the_manifest():
     manifest = {
         "config": {
             "links": {"min_karma": 3, "cutoff": "2018-01-01", "drop_nsfw": True},
-            "extract": {"teaser_ratio": 5.0},
+            "extract": {"method": "combined", "teaser_ratio": 5.0, "lede": False},
             "filter": {"min_words": 128, "min_alpha_fraction": 0.6, "languages": []},
             "dedup": {"shingle_words": 5, "num_perm": 128, "threshold": 0.7},
             "shards": {"val_fraction": 0.01, "row_group_rows": 1024},
@@ -171,6 +171,12 @@ def test_card_renders_the_manifest():
     card = render_card(manifest)
     assert "at least 3 karma" in card and "near_duplicate: 1" in card and "| example.com | 2 |" in card
     assert "train-00000-of-00001.parquet" in card
+    # the extraction as configured: the rule with or without the lede, or one extractor alone
+    assert "read-more inserts" in card and "5.0x its words" in card and "headline" not in card
+    manifest["config"]["extract"]["lede"] = True
+    assert "the declared headline and summary put back" in render_card(manifest)
+    manifest["config"]["extract"]["method"] = "trafilatura"
+    assert "extract (trafilatura alone)" in render_card(manifest).replace("\n", " ")
 
 
 @pytest.mark.parametrize("n", [2, 3, 150])
