@@ -401,7 +401,7 @@ def extract_with(html: str | bytes, url: str | None = None, config: ExtractConfi
 
         heads = declared_heads(page) if config.lede else ()
         text, extractor = combine(text, _run("resiliparse", page, url), declared, fallbacks, config, heads)
-    text = text.strip() if text else None
+    text = text.replace("\xa0", " ").strip() if text else None  # no-break spaces, from any extractor, as spaces
     if not text:
         return Extraction(None, None, "empty")
     return Extraction(text, extractor, "ok")

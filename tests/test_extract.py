@@ -444,6 +444,11 @@ def test_one_extractor_alone_and_the_size_limit():
     assert extract_with("<html><body></body></html>", config=ExtractConfig(method="readability")).outcome == "empty"
     # blocks without a line break between them in the HTML are still lines of their own
     assert extract_with(page, config=ExtractConfig(method="readability")).text.split("\n")[:3] == BODY
+    # no-break spaces come out as spaces, whichever extractor ran
+    spaced = page.replace("new budget", "new&nbsp;budget").replace("the parks", "the\u00a0parks")
+    for method in ("trafilatura", "trafilatura-full", "resiliparse", "readability", "combined"):
+        text = extract_with(spaced, config=ExtractConfig(method=method)).text
+        assert "\xa0" not in text and "new budget" in text and "the parks" in text, method
 
 
 def test_readability_text_keeps_every_character_of_its_summary_one_line_per_block(web_pages_dir):
