@@ -133,6 +133,14 @@ def begin(stage_dir: Path, key: str) -> None:
     """Prepare a stage folder: keep finished parts of an interrupted run with the same key, else start clean."""
     key_file = stage_dir / "_KEY"
     if stage_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
+        held = sum(1 for path in stage_dir.rglob("*") if path.is_file() and path != key_file)
+        if held:  # say why finished work goes: after an upgrade or a changed setting, a resumed build starts it again
+            log.warning(
+                "%s: the folder was made with other inputs, settings or code versions than this run's: its %d files "
+                "are discarded and the stage runs again",
+                stage_dir.name,
+                held,
+            )
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key)

@@ -57,7 +57,8 @@ def _runs(stage: Squares) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 
 
-def test_a_stage_runs_once_per_key_and_resumes_the_parts_an_interrupted_run_left(tmp_path):
+def test_a_stage_runs_once_per_key_and_resumes_the_parts_an_interrupted_run_left(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="corpus.stages")
     crashed = Squares(tmp_path, (1, 2, 3, 4), fail_at=3)
     with pytest.raises(RuntimeError, match="part 3 crashed"):
         run_stage(crashed, "upstream", map_in_process)
@@ -71,10 +72,16 @@ def test_a_stage_runs_once_per_key_and_resumes_the_parts_an_interrupted_run_left
     assert run_stage(stage, "upstream", map_in_process) == (key, stats)
     assert _runs(stage) == [1, 2, 3, 4], "a finished stage is not run again"
 
+    assert not caplog.records, "nothing is discarded on a first run, a resumed one or a finished one"
     other_key, other = run_stage(stage, "another upstream", map_in_process)
     assert other_key != key and other == stats
     assert _runs(stage) == [1, 2, 3, 4] * 2, "under a new key the folder starts clean: every part runs once more"
     assert completed(stage.stage_dir, key) is None
+    # the log says why: 4 squares, 4 done markers and the stage's marker were discarded
+    assert [r.getMessage() for r in caplog.records] == [
+        "squares: the folder was made with other inputs, settings or code versions than this run's: its 9 files are "
+        "discarded and the stage runs again"
+    ]
 
 
 def test_stage_stats_keep_their_counts_and_extras_through_the_marker():
