@@ -126,3 +126,50 @@ def test_article_body_scope_keeps_the_pages_that_show_the_body_they_declare(caps
     first = next(line for line in out.splitlines() if line.startswith(bench.FIRST))
     bare = next(line for line in out.splitlines() if line.startswith("bare trafilatura"))
     assert first.split()[-3:][0] < "1.000" and bare.split()[-3:] == ["1.000", "1.000", "1.000"]
+
+
+def _warc(path: Path, pages: list[tuple[str, str]]) -> Path:
+    """A gzipped WARC file of HTML responses: (url, html)."""
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        for url, html in pages:
+            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            record = writer.create_warc_record(url, "response", payload=io.BytesIO(html.encode()), http_headers=headers)
+            writer.write_record(record)
+    return path
+
+
+@pytest.mark.slow
+def test_article_body_scope_on_the_pages_of_a_crawl_that_declare_and_show_their_body(tmp_path):
+    body = " ".join(ARTICLE * 2)  # 130 words
+    declared = f'<script type="application/ld+json">{json.dumps({"articleBody": body})}</script>'
+    hidden = f'<script type="application/ld+json">{json.dumps({"articleBody": body.upper() + " Hidden"})}</script>'
+    # the article twice, as the declared body holds it (under a headline the body leaves out)
+    shown = _page("Dredging plan").replace("<article>", "<article>" + "".join(f"<p>{p}</p>" for p in ARTICLE))
+    pages = [
+        ("https://news.example.org/a", shown.replace("</head>", declared + "</head>")),
+        ("https://news.example.org/b", _page("No JSON-LD")),
+        ("https://news.example.org/c", _page("A body the page does not show").replace("</head>", hidden + "</head>")),
+        ("https://news.example.org/d", shown.replace("</head>", declared + "</head>")),
+    ]
+    warc = _warc(tmp_path / "crawl.warc.gz", pages)
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    result = run("--declared-in", str(tmp_path / "*.warc.gz"))
+    assert result.returncode == 0, result.stderr
+    assert "2 of the 4 HTML pages read declare an article body they show" in result.stdout
+    assert "article-body scope: the 2 pages that declare an article body" in result.stdout
+    rows = {line[:50].strip(): line[50:].split() for line in result.stdout.splitlines()}
+    assert float(rows["rule without JSON-LD (default)"][1]) > 0.95  # recall: the rule finds the article
+    assert run("--pages", "1", "--declared-in", str(warc)).stdout.startswith("1 of the 1 HTML pages read")
+
+    _warc(warc, pages[1:3])
+    result = run("--declared-in", str(warc))
+    assert result.returncode != 0 and "declares an article body (JSON-LD) of 100 words it shows" in result.stderr
+    assert run("--declared-in", str(tmp_path / "missing.warc.gz")).returncode != 0
