@@ -246,6 +246,8 @@ def first_dropping(texts: dict, cpu: dict, label_words: int | None, keep_nbsp: b
     reduce = previous_reduction if keep_nbsp else _link_text
     name = f"{LINKED}, labels <= {label_words}" if label_words else f"{LINKED}, nothing dropped"
     name += ", no-break spaces kept" if keep_nbsp else ""
+    if name in texts:  # added already (quality and declared_bodies both ask for the one without drops)
+        return name
     texts[name], cpu[name] = [], []
     for text, seconds in zip(texts[LINKED], cpu[LINKED]):
         start = time.process_time()
@@ -350,6 +352,12 @@ def shown_on_page(gold: str, html: bytes | str) -> float:
     return sum((want & page).values()) / max(sum(want.values()), 1)
 
 
+def shows_declared_body(body: str | None, html: bytes | str) -> bool:
+    """Whether a page's declared article body can stand as its gold text: 100 words or more, 80% of its shingles shown
+    on the page."""
+    return len((body or "").split()) >= 100 and shown_on_page(body, html) >= 0.8
+
+
 def load_declared_pages(warcs: list[str], limit: int) -> list[dict]:
     """Up to `limit` pages of WARC files that declare an article body of 100 words or more, 80% of whose shingles the
     page shows: {"file", "url", "html", "gold"}, the declared body as gold."""
@@ -362,7 +370,7 @@ def load_declared_pages(warcs: list[str], limit: int) -> list[dict]:
         seen += 1
         html = _decode(record.body)
         body = _json_ld(html, record.url)
-        if body and len(body.split()) >= 100 and shown_on_page(body, html) >= 0.8:
+        if shows_declared_body(body, html):
             pages.append({"file": record.url, "url": record.url, "html": record.body, "gold": body})
             if len(pages) == limit:
                 break
@@ -378,11 +386,7 @@ def declared_bodies(pages: list[dict], texts: dict, cpu: dict) -> None:
     captions and bylines are extra text here, as in article-body benchmarks."""
     from corpus.extract import ExtractConfig
 
-    keep = [
-        i
-        for i, p in enumerate(pages)
-        if len((texts[DECLARED][i] or "").split()) >= 100 and shown_on_page(texts[DECLARED][i], p["html"]) >= 0.8
-    ]
+    keep = [i for i, p in enumerate(pages) if shows_declared_body(texts[DECLARED][i], p["html"])]
     gold = [dict(pages[i], gold=texts[DECLARED][i]) for i in keep]
     no_declared = (FALLBACK, FULL)
     rows = {name: texts[name] for name in ("bare trafilatura.extract() defaults", FIRST, FULL, FALLBACK, CHECK)}
