@@ -128,24 +128,10 @@ def test_article_body_scope_keeps_the_pages_that_show_the_body_they_declare(caps
     assert first.split()[-3:][0] < "1.000" and bare.split()[-3:] == ["1.000", "1.000", "1.000"]
 
 
-def _warc(path: Path, pages: list[tuple[str, str]]) -> Path:
-    """A gzipped WARC file of HTML responses: (url, html)."""
-    import io
-
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
-
-    with open(path, "wb") as f:
-        writer = WARCWriter(f, gzip=True)
-        for url, html in pages:
-            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-            record = writer.create_warc_record(url, "response", payload=io.BytesIO(html.encode()), http_headers=headers)
-            writer.write_record(record)
-    return path
-
-
 @pytest.mark.slow
 def test_article_body_scope_on_the_pages_of_a_crawl_that_declare_and_show_their_body(tmp_path):
+    from test_buildlock import write_html_warc
+
     body = " ".join(ARTICLE * 2)  # 130 words
     declared = f'<script type="application/ld+json">{json.dumps({"articleBody": body})}</script>'
     hidden = f'<script type="application/ld+json">{json.dumps({"articleBody": body.upper() + " Hidden"})}</script>'
@@ -157,7 +143,7 @@ def test_article_body_scope_on_the_pages_of_a_crawl_that_declare_and_show_their_
         ("https://news.example.org/c", _page("A body the page does not show").replace("</head>", hidden + "</head>")),
         ("https://news.example.org/d", shown.replace("</head>", declared + "</head>")),
     ]
-    warc = _warc(tmp_path / "crawl.warc.gz", pages)
+    warc = write_html_warc(tmp_path / "crawl.warc.gz", pages)
     run = lambda *args: subprocess.run(  # noqa: E731
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, cwd=REPO
     )
@@ -169,7 +155,7 @@ def test_article_body_scope_on_the_pages_of_a_crawl_that_declare_and_show_their_
     assert float(rows["rule without JSON-LD (default)"][1]) > 0.95  # recall: the rule finds the article
     assert run("--pages", "1", "--declared-in", str(warc)).stdout.startswith("1 of the 1 HTML pages read")
 
-    _warc(warc, pages[1:3])
+    write_html_warc(warc, pages[1:3])
     result = run("--declared-in", str(warc))
     assert result.returncode != 0 and "declares an article body (JSON-LD) of 100 words it shows" in result.stderr
     assert run("--declared-in", str(tmp_path / "missing.warc.gz")).returncode != 0

@@ -49,34 +49,36 @@ print(json.dumps(result.manifest["totals"]), flush=True)
 """
 
 
-def write_warc(path: Path, n: int, words_per_page: int = 300) -> Path:
-    """`n` HTML pages of distinct random words (also used by test_build_stages)."""
+def write_html_warc(path: Path, pages: list[tuple[str, str]]) -> Path:
+    """A gzipped WARC file of HTML responses, one per (url, html) (also used by test_bench_extract)."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
     with open(path, "wb") as f:
         writer = WARCWriter(f, gzip=True)
-        for i in range(n):
-            rng = random.Random(i)  # distinct pages: nothing for dedup to merge
-            words = " ".join(
-                rng.choice(["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"])
-                + str(rng.randrange(1000))
-                for _ in range(words_per_page)
-            )
-            html = (
-                f"<html><head><title>Page {i}</title></head><body><article><h1>Story {i}</h1><p>{words}.</p>"
-                f"</article></body></html>"
-            )
+        for url, html in pages:
             headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-            writer.write_record(
-                writer.create_warc_record(
-                    f"https://site{i}.example.com/story",
-                    "response",
-                    payload=io.BytesIO(html.encode()),
-                    http_headers=headers,
-                )
-            )
+            record = writer.create_warc_record(url, "response", payload=io.BytesIO(html.encode()), http_headers=headers)
+            writer.write_record(record)
     return path
+
+
+def write_warc(path: Path, n: int, words_per_page: int = 300) -> Path:
+    """`n` HTML pages of distinct random words (also used by test_build_stages)."""
+    pages = []
+    for i in range(n):
+        rng = random.Random(i)  # distinct pages: nothing for dedup to merge
+        words = " ".join(
+            rng.choice(["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"])
+            + str(rng.randrange(1000))
+            for _ in range(words_per_page)
+        )
+        html = (
+            f"<html><head><title>Page {i}</title></head><body><article><h1>Story {i}</h1><p>{words}.</p>"
+            f"</article></body></html>"
+        )
+        pages.append((f"https://site{i}.example.com/story", html))
+    return write_html_warc(path, pages)
 
 
 def start_build(warc: Path, out: Path, pause_at: str = "") -> subprocess.Popen:
