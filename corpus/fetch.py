@@ -566,7 +566,9 @@ class _Crawler:
             async with asyncio.timeout(config.deadline_s):
                 response = await self.client.send(self.client.build_request("GET", url), stream=True)
                 try:
-                    if response.is_redirect:
+                    # a redirect has a redirect status and a Location (httpx's is_redirect is any 3xx: a 304, or a
+                    # 302 without Location, is the page's answer, an http_error)
+                    if response.has_redirect_location:
                         visit.current_url = str(url.join(response.headers["location"]))
                         continue
                     return await self._read(visit, response)
@@ -674,7 +676,7 @@ class _Crawler:
                 response = await self.client.send(self.client.build_request("GET", url), stream=True)
                 try:
                     status = response.status_code
-                    if response.is_redirect:
+                    if response.has_redirect_location:  # as for pages: a 3xx without a Location is no redirect
                         url = url.join(response.headers["location"])
                         continue
                     body = await self._robots_body(response) if 200 <= status < 300 else b""

@@ -6,6 +6,8 @@ plus static pages served under their original URLs (routed by the Host header; r
     /gzip-bomb            32 MiB of zeros gzipped to ~32 KiB (must hit the decompressed cap)
     /loop                 redirects to itself forever
     /hop?n=N              N redirects, then the page
+    /no-location          302 without a Location header
+    /not-modified         304, which is no redirect
     /gzipped              the page, gzip Content-Encoding
     /to-loopback          redirects to http://127.0.0.1:PORT/ok
     /to-metadata          redirects to http://169.254.169.254/latest/meta-data/
@@ -22,8 +24,9 @@ plus static pages served under their original URLs (routed by the Host header; r
     /slow-hop?n=N&ms=M    N redirects, each after M ms, then the page
     /robots-hop?n=N&to=U  N + 1 redirects, the last to U
     anything else         a small HTML page
-    /robots.txt           what `robots` gives for that Host, else 404 (a gzip bomb for robotsbomb.*): a text or bytes
-                          (200), a (status, body, headers) reply, or a list of those served in turn (the last repeats)
+    /robots.txt           what `robots` gives for that Host, else 404 (a gzip bomb for robotsbomb.*, a comment byte
+                          every 0.1 s for robotsdrip.*): a text or bytes (200), a (status, body, headers) reply, or a
+                          list of those served in turn (the last repeats)
 """
 
 from __future__ import annotations
@@ -169,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body, content_type)
         elif path == "/robots.txt" and host.startswith("robotsbomb."):
             self._send(200, owner.gzip_bomb(), "text/plain", {"Content-Encoding": "gzip"})
+        elif path == "/robots.txt" and host.startswith("robotsdrip."):
+            self._stream_forever(b"#", 0.1)
         elif path == "/robots.txt":
             status, body, headers = owner.robots_reply(host, owner.hits[key])
             self._send(status, body, "text/plain", headers)
@@ -183,6 +188,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/hop":
             left = int(parse_qs(parts.query).get("n", ["0"])[0])
             self._redirect(f"/hop?n={left - 1}") if left > 0 else self._send(200, page_for(host, self.path))
+        elif path == "/no-location":
+            self._send(302, b"")
+        elif path == "/not-modified":
+            self.send_response(304)
+            self.end_headers()
         elif path == "/gzipped":
             self._send(200, gzip.compress(page_for(host, self.path)), headers={"Content-Encoding": "gzip"})
         elif path == "/slow-hop":

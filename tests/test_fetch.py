@@ -66,6 +66,8 @@ def hostile_run(server, tmp_path_factory):
         h("bomb", "/gzip-bomb"): ("too_large", 200, 1),
         h("loop", "/loop"): ("too_many_redirects", None, 1),
         h("hops", "/hop?n=5"): ("ok", 200, 1),
+        h("redir", "/no-location"): ("http_error", 302, 1),  # a 3xx with nowhere to go is the page's answer
+        h("redir", "/not-modified"): ("http_error", 304, 1),
         h("gzip", "/gzipped"): ("ok", 200, 1),
         h("robotsbomb", "/ok"): ("ok", 200, 1),
         h("redir", "/to-loopback"): ("blocked_address", None, 1),
