@@ -3,6 +3,8 @@ same decisions end to end through fetch_urls against a loopback server that serv
 
 from __future__ import annotations
 
+import gzip
+
 import pyarrow.parquet as pq
 import pytest
 from hostile_server import HostileServer
@@ -185,6 +187,9 @@ def redirect(location: str) -> tuple[int, bytes, dict[str, str]]:
 
 # /robots-hop?n=K makes K+1 more redirects: with the first from /robots.txt, K+2 in all (RFC 9309 2.3.1.2: follow 5).
 FINAL = "to=http://final.robots.test/robots.txt"
+# a robots.txt whose first 500 KiB (the parse limit) end inside a rule: "Disallow: /cut" of "Disallow: /cutrule"
+CUT_HEAD = "User-agent: *\nDisallow: /early\n"
+CUT_FILLER = "#" * (PARSE_LIMIT - len(CUT_HEAD) - len("Disallow: /cut") - 1) + "\n"
 ROBOTS = {
     "bom.robots.test": b"\xef\xbb\xbfUser-agent: *\nDisallow: /\n",
     "token.robots.test": "User-agent: WebTextBot crawler\nDisallow: /private\n\nUser-agent: *\nDisallow: /\n",
@@ -197,6 +202,9 @@ ROBOTS = {
     ),
     "escapes.robots.test": "User-agent: *\nDisallow: /%aa\nDisallow: /caf%C3%A9\n",
     "status503.robots.test": (503, b"busy", {}),
+    "status500.robots.test": (500, b"error", {}),
+    # a 3xx without a Location to follow: robots.txt is unavailable (Google: past the redirects, read as a 404)
+    "status300.robots.test": (300, b"User-agent: *\nDisallow: /\n", {}),
     "status429.robots.test": (429, b"slow down", {}),
     "status404.robots.test": (404, b"", {}),
     "status403.robots.test": (403, b"", {}),
@@ -204,6 +212,8 @@ ROBOTS = {
     "redirect6.robots.test": redirect(f"/robots-hop?n=4&{FINAL}"),
     "final.robots.test": "User-agent: *\nDisallow: /\n",
     "big.robots.test": "User-agent: *\nDisallow: /early\n" + "#" * PARSE_LIMIT + "\nDisallow: /late\n",
+    "cut.robots.test": CUT_HEAD + CUT_FILLER + "Disallow: /cutrule\n",  # the cut line is dropped, not read as /cut
+    "gzip.robots.test": (200, gzip.compress(b"User-agent: *\nDisallow: /\n"), {"Content-Encoding": "gzip"}),
 }
 
 PATHS = {
@@ -215,12 +225,16 @@ PATHS = {
     "groups": {"/a": False, "/b": False, "/c": False, "/d": True},
     "escapes": {"/%AA": False, "/%AB": True, "/café": False, "/cafe": True},
     "status503": {"/x": False},
+    "status500": {"/x": False},
+    "status300": {"/x": True},
     "status429": {"/x": False},
     "status404": {"/x": True},
     "status403": {"/x": True},
     "redirect5": {"/x": False},  # five redirects followed: the final robots.txt forbids everything
     "redirect6": {"/x": True},  # six: robots.txt is unavailable, so nothing is forbidden
     "big": {"/early": False, "/late": True},
+    "cut": {"/early": False, "/cutx": True, "/cutrule": True},
+    "gzip": {"/x": False},
 }
 
 
@@ -279,6 +293,35 @@ def test_unreachable_robots_txt_forbids_the_site_only_for_a_while(tmp_path):
         "http://steady.robots.test/no": "robots_disallowed",
     }
     assert hits[("flaky.robots.test", "/robots.txt")] == 2 and hits[("steady.robots.test", "/robots.txt")] == 1
+
+
+def test_robots_cache_keeps_the_origins_used_last(tmp_path):
+    """At most `robots_cache_size` robots.txt are kept, and the one used longest ago is dropped first."""
+    robots = {f"{name}.robots.test": "User-agent: *\nDisallow: /no\n" for name in "abc"}
+    urls = [f"http://{host}.robots.test/{n}" for host, n in ("a1", "b1", "a2", "c1", "a3", "c2")]
+    with HostileServer(robots=robots) as server:
+        # one worker, reading one URL ahead: the URLs are visited in their order
+        config = robots_config(server, concurrency=1, robots_cache_size=2, frontier_max_urls=1)
+        fetch_urls(urls, tmp_path, config)
+        order = [(host[0], path) for _, host, path in server.requests]
+    assert order == [
+        ("a", "/robots.txt"), ("a", "/1"),
+        ("b", "/robots.txt"), ("b", "/1"),
+        ("a", "/2"),  # kept, and now used last
+        ("c", "/robots.txt"), ("c", "/1"),  # b, used longest ago, is dropped for c
+        ("a", "/3"), ("c", "/2"),  # both still kept
+    ]  # fmt: skip
+
+
+def test_robots_txt_fetch_has_the_request_deadline(tmp_path):
+    """A robots.txt that never ends is given `deadline_s`, like any request, not the URL's whole deadline."""
+    with HostileServer() as server:
+        config = robots_config(server, deadline_s=1.0, url_deadline_s=5.0)
+        fetch_urls(["http://robotsdrip.slow.test/page"], tmp_path, config)
+        requested = [path for _, _, path in server.requests]
+    [row] = pq.read_table(tmp_path / "log.parquet").to_pylist()
+    assert row["outcome"] == "timeout" and "URL deadline" not in row["error"], row
+    assert requested == ["/robots.txt"]  # the page is never asked for
 
 
 def test_robots_cache_settings_are_checked():
