@@ -225,6 +225,31 @@ def test_rerun_skips_urls_with_an_outcome(server, tmp_path):
     assert sorted(page.link_url for page in pages) == sorted(urls)
 
 
+def test_a_crawler_error_ends_its_url_not_the_crawl(server, tmp_path, monkeypatch, caplog):
+    """An exception the crawler did not foresee (a bug, a library's surprise) is that URL's outcome, with its name
+    in `error` and its traceback in the log; the other URLs are fetched, and a re-run does not stop at it again.
+    The fault is injected: every answer the hostile server gives is already handled."""
+    from corpus import fetch
+
+    real_read = fetch._Crawler._read
+
+    async def read(self, visit, response):
+        if visit.current_url.endswith("/broken"):
+            raise KeyError("planted")
+        return await real_read(self, visit, response)
+
+    monkeypatch.setattr(fetch._Crawler, "_read", read)
+    urls = [h("bug", "/broken"), h("bug", "/fine")]
+    with caplog.at_level("ERROR", logger="corpus.fetch"):
+        summary = fetch_urls(urls, tmp_path, fast_config(server))
+    rows = {row["url"]: row for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
+    assert summary.outcomes == {"crawler_error": 1, "ok": 1}
+    assert rows[urls[0]]["outcome"] == "crawler_error" and rows[urls[0]]["error"] == "KeyError: 'planted'"
+    assert rows[urls[0]]["attempts"] == 1  # not retried: it is no network failure
+    assert any("Traceback" in (r.exc_text or "") or r.exc_info for r in caplog.records if urls[0] in r.getMessage())
+    assert fetch_urls(urls, tmp_path, fast_config(server)).skipped == 2
+
+
 @pytest.mark.parametrize(
     "body, content_type, expected",
     [
