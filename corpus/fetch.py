@@ -260,11 +260,17 @@ def _mostly_text(text: str) -> bool:
     return len(_CONTROL.findall(text)) <= len(text) / 100
 
 
+# Python text codecs a page may name that are no web charset, ignored like unknown names: browsers refuse UTF-7 (the
+# WHATWG Encoding Standard), and the escape codecs would read a page's backslashes as escapes.
+_NOT_WEB_CHARSETS = {"utf-7", "unicode-escape", "raw-unicode-escape"}
+
+
 def detect_charset(body: bytes, content_type: str | None) -> str:
     """The charset a page decodes with: BOM, then HTTP header, then <meta>, then statistical detection.
 
-    A declared charset is accepted with up to 0.1% undecodable bytes (real pages have a few). Raises _Undecodable
-    when nothing yields text (binary served as HTML, or a charset that fits none of the bytes).
+    A declared charset is accepted with up to 0.1% undecodable bytes (real pages have a few); a name that is no web
+    charset (`_NOT_WEB_CHARSETS`, or a codec that is no text encoding) is passed over like an unknown one. Raises
+    _Undecodable when nothing yields text (binary served as HTML, or a charset that fits none of the bytes).
     """
     for bom, name in _BOMS:
         if body.startswith(bom):
@@ -279,9 +285,12 @@ def detect_charset(body: bytes, content_type: str | None) -> str:
     for name in declared:
         try:
             codec = codecs.lookup(name).name
-        except LookupError:
+            if codec in _NOT_WEB_CHARSETS:
+                continue
+            text = body.decode(codec, errors="replace")
+        # unknown; no text encoding (rot13, base64, zlib); no decoding with replacement (idna, punycode)
+        except (LookupError, UnicodeError):
             continue
-        text = body.decode(codec, errors="replace")
         if text.count("\ufffd") <= len(text) / 1000 and _mostly_text(text):
             return codec
     if not body:

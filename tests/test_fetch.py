@@ -263,8 +263,16 @@ def test_a_crawler_error_ends_its_url_not_the_crawl(server, tmp_path, monkeypatc
             "text/html; charset=bogus",
             {"shift_jis", "cp932"},
         ),
+        # names of Python codecs that are no web charset are passed over too (they raised, ending the whole crawl)
+        *[
+            ("<p>Café, a+b-c \\n</p>".encode(), f"text/html; charset={name}", {"utf-8", "utf_8"})
+            for name in ("rot13", "base64", "hex", "zlib", "uu", "idna", "punycode", "unicode_escape")
+        ],
+        # ASCII that is valid UTF-7 too ("+ACI-" would be a quote): browsers refuse UTF-7, so it is read as ASCII
+        (b"<p>Code +ACI-x+ACI- in a C+- post</p>", "text/html; charset=utf-7", {"ascii", "utf-8", "utf_8"}),
     ],
-    ids=["header", "latin-1", "meta", "bom", "detected"],
+    ids=["header", "latin-1", "meta", "bom", "detected", "rot13", "base64", "hex", "zlib", "uu", "idna", "punycode"]
+    + ["unicode_escape", "utf-7"],
 )
 def test_charset_detection(body, content_type, expected):
     assert detect_charset(body, content_type) in expected
