@@ -339,6 +339,9 @@ class _Host:
         return max(self.next_pop, self.last_start + self.delay)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _host_of(url: str) -> str:
     try:
         return httpx.URL(url).host
@@ -569,17 +572,28 @@ class _Crawler:
         config = self.config
         for _hop in range(config.max_redirects + 1):
             url = httpx.URL(visit.current_url)
-            if url.scheme not in ("http", "https") or not url.host:
+            try:
+                host = url.host
+            except UnicodeError as error:  # a malformed IDNA label ("xn--"): httpx raises idna's error, no InvalidURL
+                host, problem = "", f"invalid host in {visit.current_url}: {error}"
+            else:
+                problem = f"not an http(s) URL: {visit.current_url}"
+            if url.scheme not in ("http", "https") or not host:
                 return _Result(
                     "invalid_url" if visit.current_url == visit.start_url else "http_error",
                     final_url=visit.current_url,
-                    error=f"not an http(s) URL: {visit.current_url}",
+                    error=problem,
                 )
             if config.obey_robots and not (rules := await self._robots_rules(url)).allowed(str(url)):
                 return _Result("robots_disallowed", final_url=visit.current_url, error=rules.reason)
-            await self.frontier.turn(url.host)
+            await self.frontier.turn(host)
             async with asyncio.timeout(config.deadline_s):
-                response = await self.client.send(self.client.build_request("GET", url), stream=True)
+                try:
+                    response = await self.client.send(self.client.build_request("GET", url), stream=True)
+                except UnicodeError as error:  # httpx reads a redirect's Location, and raises idna's error for a
+                    return _Result(  # malformed host ("xn--") in it
+                        "http_error", final_url=visit.current_url, error=f"redirect to an invalid host: {error}"
+                    )
                 try:
                     # a redirect has a redirect status and a Location (httpx's is_redirect is any 3xx: a 304, or a
                     # 302 without Location, is the page's answer, an http_error)
@@ -824,8 +838,17 @@ async def afetch_urls(
         for item in urls:
             url, start = (item, item) if isinstance(item, str) else item
             url, start = url.strip(), start.strip()
+            # a lone surrogate (JSON lets them through) has no UTF-8 form: no request, and the log (UTF-8, as Parquet
+            # is) keeps the URL with U+FFFD in its place
+            broken = _SURROGATE.search(url + start) is not None
+            url = _SURROGATE.sub("\ufffd", url)
             if url in store.done:
                 skipped += 1
+            elif url and broken:
+                store.done.add(url)
+                error = "the URL holds a lone surrogate, which has no UTF-8 form: not requested"
+                store.append(_row(url, _Result("invalid_url", error=error), 0, 0.0, None, datetime.now(UTC)))
+                counts["invalid_url"] += 1
             elif url:
                 store.done.add(url)  # also drops repeats within the input
                 yield url, start or url

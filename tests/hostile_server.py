@@ -12,6 +12,7 @@ plus static pages served under their original URLs (routed by the Host header; r
     /to-loopback          redirects to http://127.0.0.1:PORT/ok
     /to-metadata          redirects to http://169.254.169.254/latest/meta-data/
     /to-ipv6-loopback     redirects to http://[::1]:PORT/ok
+    /to-bad-host          redirects to http://xn--/ (a malformed IDNA label)
     /retry-after          429 with Retry-After: 1 the first time, then the page (?s=N: Retry-After N; &form=date:
                           as the HTTP-date N seconds ahead)
     /always-429           429 with Retry-After: 1, always
@@ -210,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect(f"http://127.0.0.1:{owner.port}/ok")
         elif path == "/to-metadata":
             self._redirect("http://169.254.169.254/latest/meta-data/")
+        elif path == "/to-bad-host":
+            self._redirect("http://xn--/")
         elif path == "/to-ipv6-loopback":
             self._redirect(f"http://[::1]:{owner.port}/ok")
         elif path == "/retry-after" and first:

@@ -94,6 +94,8 @@ def hostile_run(server, tmp_path_factory):
         "http://10.1.2.3/": ("blocked_address", None, 1),
         "http://[::ffff:127.0.0.1]/": ("blocked_address", None, 1),
         "ftp://example.com/file": ("invalid_url", None, 1),
+        "http://xn--/": ("invalid_url", None, 1),  # a malformed IDNA label
+        h("redir", "/to-bad-host"): ("http_error", None, 1),  # ... as a redirect's target
     }
     out = tmp_path_factory.mktemp("hostile")
     reports: list[dict] = []
@@ -247,6 +249,19 @@ def test_a_crawler_error_ends_its_url_not_the_crawl(server, tmp_path, monkeypatc
     assert rows[urls[0]]["outcome"] == "crawler_error" and rows[urls[0]]["error"] == "KeyError: 'planted'"
     assert rows[urls[0]]["attempts"] == 1  # not retried: it is no network failure
     assert any("Traceback" in (r.exc_text or "") or r.exc_info for r in caplog.records if urls[0] in r.getMessage())
+    assert fetch_urls(urls, tmp_path, fast_config(server)).skipped == 2
+
+
+def test_a_url_with_a_lone_surrogate_is_logged_not_requested(server, tmp_path):
+    """JSON lets lone surrogates through, and such a URL has no UTF-8 form (nor a place in Parquet): it is logged as
+    invalid_url under its U+FFFD form, the rest of the crawl goes on, and a re-run skips it."""
+    urls = ["http://ok.hostile.test/\ud800x", h("ok", "/after-surrogate")]
+    summary = fetch_urls(urls, tmp_path, fast_config(server))
+    rows = {row["url"]: row for row in pq.read_table(tmp_path / "log.parquet").to_pylist()}
+    assert summary.outcomes == {"invalid_url": 1, "ok": 1}
+    assert rows["http://ok.hostile.test/\ufffdx"]["outcome"] == "invalid_url"
+    assert "lone surrogate" in rows["http://ok.hostile.test/\ufffdx"]["error"]
+    assert not any("x" == path[-1:] for _, host, path in server.requests if host == "ok.hostile.test")
     assert fetch_urls(urls, tmp_path, fast_config(server)).skipped == 2
 
 
