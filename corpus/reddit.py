@@ -106,17 +106,25 @@ def _open_binary(path: Path) -> Iterator[IO[bytes]]:
         raw.close()
 
 
+MAX_CREATED_UTC = 2**40  # seconds: far past any real time, and well inside the int64 the links are stored in
+
+
 def _created_utc(value: object) -> int | None:
-    """Pushshift stores created_utc as int, float or string depending on the year; normalize to int seconds."""
+    """Pushshift stores created_utc as int, float or string depending on the year; normalize to int seconds. A value
+    that is no time since 1970 (negative, NaN, infinite, past `MAX_CREATED_UTC`) raises ValueError."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueError("created_utc is a boolean")
-    if isinstance(value, (int, float)):
-        return int(value)
     if isinstance(value, str):
-        return int(float(value))
-    raise ValueError(f"created_utc has type {type(value).__name__}")
+        seconds: float = float(value)
+    elif isinstance(value, (int, float)):
+        seconds = value
+    else:
+        raise ValueError(f"created_utc has type {type(value).__name__}")
+    if not 0 <= seconds < MAX_CREATED_UTC:  # also NaN
+        raise ValueError(f"created_utc {value!r} is out of range")
+    return int(seconds)
 
 
 def iter_submissions(path: str | Path, on_malformed: MalformedHandler | None = None) -> Iterator[dict]:

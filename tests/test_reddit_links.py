@@ -139,6 +139,21 @@ def test_malformed_lines_are_counted_and_reported_with_line_numbers(tmp_path, ca
     assert "RS_mixed.json:2" in caplog.text and "RS_mixed.json:6" in caplog.text
 
 
+def test_created_utc_out_of_range_is_a_malformed_line(tmp_path):
+    """Infinite, NaN, negative or past-int64 times raised OverflowError (or failed the spill to Arrow's int64), which
+    ended the links stage at the dump; such a line is now skipped and counted like any malformed one."""
+    bad = ["inf", "-inf", "nan", -1, 10**30, -(10**30), "1e400", 2**40]
+    lines = [json.dumps({**RECORDS[0], "id": f"bad{i}", "created_utc": value}) for i, value in enumerate(bad)]
+    lines.append(json.dumps(RECORDS[0]).replace(str(RECORDS[0]["created_utc"]), "1e400"))  # a JSON number: inf
+    path = tmp_path / "RS_times.jsonl"
+    path.write_text("\n".join([*lines, json.dumps(RECORDS[1])]) + "\n")
+    seen = []
+    assert [r["id"] for r in iter_submissions(path, on_malformed=lambda p, n, why: seen.append(why))] == ["a2"]
+    assert len(seen) == len(bad) + 1 and all("created_utc" in why for why in seen), seen
+    stats = harvest_links([path], tmp_path / "links.parquet", LinkConfig(cutoff=None, min_karma=1))
+    assert stats.dropped["malformed_line"] == len(bad) + 1 and stats.kept == 1
+
+
 def test_missing_and_corrupt_dumps_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="RS_missing.zst"):
         list(iter_submissions(tmp_path / "RS_missing.zst"))
