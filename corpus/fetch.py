@@ -590,9 +590,11 @@ class _Crawler:
             async with asyncio.timeout(config.deadline_s):
                 try:
                     response = await self.client.send(self.client.build_request("GET", url), stream=True)
-                except UnicodeError as error:  # httpx reads a redirect's Location, and raises idna's error for a
-                    return _Result(  # malformed host ("xn--") in it
-                        "http_error", final_url=visit.current_url, error=f"redirect to an invalid host: {error}"
+                # httpx reads a redirect's Location, and raises for one it cannot make a URL of (a "mailto:"), or
+                # idna's error for a malformed host ("xn--") in it: the URL asked for was checked above
+                except (httpx.InvalidURL, UnicodeError) as error:
+                    return _Result(
+                        "http_error", final_url=visit.current_url, error=f"redirect to an invalid URL: {error}"
                     )
                 try:
                     # a redirect has a redirect status and a Location (httpx's is_redirect is any 3xx: a 304, or a

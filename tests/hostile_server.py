@@ -13,6 +13,7 @@ plus static pages served under their original URLs (routed by the Host header; r
     /to-metadata          redirects to http://169.254.169.254/latest/meta-data/
     /to-ipv6-loopback     redirects to http://[::1]:PORT/ok
     /to-bad-host          redirects to http://xn--/ (a malformed IDNA label)
+    /to-mailto            redirects to mailto:someone@example.com
     /retry-after          429 with Retry-After: 1 the first time, then the page (?s=N: Retry-After N; &form=date:
                           as the HTTP-date N seconds ahead)
     /always-429           429 with Retry-After: 1, always
@@ -213,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect("http://169.254.169.254/latest/meta-data/")
         elif path == "/to-bad-host":
             self._redirect("http://xn--/")
+        elif path == "/to-mailto":
+            self._redirect("mailto:someone@example.com")
         elif path == "/to-ipv6-loopback":
             self._redirect(f"http://[::1]:{owner.port}/ok")
         elif path == "/retry-after" and first:

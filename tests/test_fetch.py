@@ -96,6 +96,7 @@ def hostile_run(server, tmp_path_factory):
         "ftp://example.com/file": ("invalid_url", None, 1),
         "http://xn--/": ("invalid_url", None, 1),  # a malformed IDNA label
         h("redir", "/to-bad-host"): ("http_error", None, 1),  # ... as a redirect's target
+        h("redir", "/to-mailto"): ("http_error", None, 1),  # the URL was valid: where it redirects is not
     }
     out = tmp_path_factory.mktemp("hostile")
     reports: list[dict] = []
