@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
+
+log = logging.getLogger(__name__)
 
 LINK_URL_HEADER = "WebText-Link-URL"
 CHARSET_HEADER = "WebText-Charset"
@@ -176,7 +179,7 @@ def iter_html_records(paths: Iterable[Path]) -> Iterator[WarcPage]:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"WARC file not found: {path}")
-        yield from (_html_page(record) for _, record in _html_records(path))
+        yield from (_html_page(record, path) for _, record in _html_records(path))
 
 
 def html_record_offsets(path: Path) -> list[int]:
@@ -188,7 +191,7 @@ def iter_html_records_from(path: Path, offset: int, count: int) -> Iterator[Warc
     """`count` HTML pages of one WARC file, from the record at byte `offset` (from html_record_offsets) on: a part
     of a large file is read without parsing everything before it."""
     records = _html_records(Path(path), offset)
-    yield from (_html_page(record) for _, record in itertools.islice(records, max(count, 0)))
+    yield from (_html_page(record, path) for _, record in itertools.islice(records, max(count, 0)))
 
 
 def _html_records(path: Path, offset: int = 0) -> Iterator[tuple[ArchiveIterator, ArcWarcRecord]]:
@@ -220,15 +223,26 @@ def _is_html_page(record: ArcWarcRecord) -> bool:
     )
 
 
-def _html_page(record: ArcWarcRecord) -> WarcPage:
-    """The page of an HTML page record (see _is_html_page)."""
+def _html_page(record: ArcWarcRecord, path: Path) -> WarcPage:
+    """The page of an HTML page record (see _is_html_page). A payload that cannot be decoded (a cut gzip stream, a
+    Content-Encoding warcio fails on, such as brotli with some Brotli releases) is an empty page, and a warning: a
+    foreign WARC's one bad record must not stop the extraction of all the others."""
     content_type = record.http_headers.get_header("Content-Type") or ""
+    url = record.rec_headers.get_header("WARC-Target-URI")
+    try:
+        body = record.content_stream().read()
+    except Exception as error:  # warcio's decoders raise what their libraries raise (zlib, EOF, brotli's own)
+        encoding = record.http_headers.get_header("Content-Encoding")
+        log.warning(
+            "%s: cannot decode the payload of %s (Content-Encoding %s: %r); read as empty", path, url, encoding, error
+        )
+        body = b""
     return WarcPage(
-        url=record.rec_headers.get_header("WARC-Target-URI"),
+        url=url,
         link_url=record.rec_headers.get_header(LINK_URL_HEADER),
         fetched_at=record.rec_headers.get_header("WARC-Date"),
         status=200,
         content_type=content_type,
-        body=record.content_stream().read(),
+        body=body,
         charset=record.rec_headers.get_header(CHARSET_HEADER),
     )

@@ -138,6 +138,39 @@ def test_foreign_warc_like_common_crawl(tmp_path):
     assert [p.body for p in iter_html_records_from(path, offsets[1], 5)] == [b"<html>b</html>"]
 
 
+def test_a_payload_that_cannot_be_decoded_is_an_empty_page_not_the_end_of_the_file(tmp_path, caplog):
+    """A foreign WARC record whose Content-Encoding warcio fails on (brotli, with some Brotli releases; a gzip stream
+    cut short) raised out of the reader and stopped the extraction of every other page, on every run."""
+    import brotli
+
+    html = b"<html><body><p>" + b"hello world " * 40 + b"</p></body></html>"
+    path = tmp_path / "foreign.warc.gz"
+    with open(path, "wb") as stream:
+        writer = WARCWriter(stream, gzip=True)
+        for name, encoding, body in [
+            ("br", "br", brotli.compress(html)),
+            ("cut-br", "br", brotli.compress(html)[:10]),
+            ("cut-gzip", "gzip", gzip.compress(html)[:12]),
+            ("after", None, html),
+        ]:
+            fields = [("Content-Type", "text/html")] + ([("Content-Encoding", encoding)] if encoding else [])
+            headers = StatusAndHeaders("200 OK", fields, protocol="HTTP/1.1")
+            record = writer.create_warc_record(
+                f"http://x.test/{name}", "response", payload=io.BytesIO(body), http_headers=headers
+            )
+            writer.write_record(record)
+    with caplog.at_level("WARNING", logger="corpus.warc"):
+        pages = {page.url.rsplit("/", 1)[1]: page.body for page in iter_html_records([path])}
+    assert list(pages) == ["br", "cut-br", "cut-gzip", "after"] and pages["after"] == html
+    assert pages["br"] in (b"", html)  # empty where warcio fails on brotli, the page where it does not
+    emptied = [name for name, body in pages.items() if body == b""]
+    assert emptied and all(
+        f"{path}: cannot decode the payload of http://x.test/{name}" in caplog.text for name in emptied
+    )
+    offsets = html_record_offsets(path)
+    assert [page.body for page in iter_html_records_from(path, offsets[1], 3)][-1] == html
+
+
 def test_parts_read_from_offsets_equal_a_full_read(tmp_path):
     writer = RollingWarcWriter(tmp_path, "t", max_bytes=1 << 20)
     for n in range(23):
