@@ -32,7 +32,7 @@ from corpus.buildlock import build_lock
 from corpus.buildwarnings import build_warnings
 from corpus.card import render_card
 from corpus.dedup import DedupConfig, signature, text_hash
-from corpus.extract import ExtractConfig, extract_pages, extractor_fingerprint, shared_pool
+from corpus.extract import EXTRACTOR_PACKAGES, ExtractConfig, extract_pages, extractor_fingerprint, shared_pool
 from corpus.files import fingerprints, run_once, write_atomic, write_json, write_parquet
 from corpus.filters import FilterConfig, drop_reason
 from corpus.links import STEPS as LINK_STEPS
@@ -591,17 +591,9 @@ def _removed_ids(*paths: Path) -> IdSet:
 
 
 def _versions() -> dict[str, str]:
-    names = [
-        "trafilatura",
-        "resiliparse",
-        "readability-lxml",
-        "newspaper4k",
-        "datasketch",
-        "pyarrow",
-        "py3langid",
-        "warcio",
-        "zstandard",
-    ]
+    """The installed versions of what decides the corpus's bytes: the extractors (the extract stage's key holds the
+    same list) and the other stages' libraries."""
+    names = [*EXTRACTOR_PACKAGES, "datasketch", "pyarrow", "py3langid", "warcio", "zstandard"]
     return {name: version(name) for name in names}
 
 
