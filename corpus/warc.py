@@ -215,12 +215,13 @@ def _html_records(path: Path, offset: int = 0) -> Iterator[tuple[ArchiveIterator
 
 
 def _is_html_page(record: ArcWarcRecord) -> bool:
-    return (
-        record.rec_type == "response"
-        and record.http_headers is not None
-        and record.http_headers.get_statuscode() == "200"
-        and is_html(record.http_headers.get_header("Content-Type") or "")
-    )
+    """A 200 response with an HTML content type, or with none where our fetcher took the body for HTML (it sniffs
+    pages served without a Content-Type, and marks every page it keeps with its charset)."""
+    if record.rec_type != "response" or record.http_headers is None:
+        return False
+    content_type = record.http_headers.get_header("Content-Type")
+    sniffed = not content_type and record.rec_headers.get_header(CHARSET_HEADER) is not None
+    return record.http_headers.get_statuscode() == "200" and (is_html(content_type or "") or sniffed)
 
 
 def _html_page(record: ArcWarcRecord, path: Path) -> WarcPage:

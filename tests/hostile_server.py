@@ -19,6 +19,10 @@ plus static pages served under their original URLs (routed by the Host header; r
     /always-429           429 with Retry-After: 1, always
     /retry-after-long     429 with Retry-After: 3600
     /unavailable-once     503 the first time, then the page
+    /error-once           500 the first time, then the page
+    /untyped-html         the page without a Content-Type header
+    /untyped-binary       a PNG without a Content-Type header
+    /declared-large       a Content-Length of 64 MiB, and only a few bytes sent
     /image.png            a PNG
     /bad-charset          text/html; charset=utf-8 holding random bytes
     /not-found            404
@@ -127,11 +131,12 @@ class _Handler(BaseHTTPRequestHandler):
         self,
         status: int,
         body: bytes = b"",
-        content_type: str = "text/html; charset=utf-8",
+        content_type: str | None = "text/html; charset=utf-8",
         headers: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -233,6 +238,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, b"come back tomorrow", "text/plain", {"Retry-After": "3600"})
         elif path == "/unavailable-once" and first:
             self._send(503, b"busy", "text/plain")
+        elif path == "/error-once" and first:
+            self._send(500, b"oops", "text/plain")
+        elif path == "/untyped-html":
+            self._send(200, page_for(host, self.path), None)
+        elif path == "/untyped-binary":
+            self._send(200, PNG, None)
+        elif path == "/declared-large":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(64 << 20))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            self.wfile.write(b"<html>")  # the client must give up on the header alone, not wait for the rest
         elif path == "/image.png":
             self._send(200, PNG, "image/png")
         elif path == "/bad-charset":

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from hostile_server import HostileServer, closed_port, page_for
+from warcio.archiveiterator import ArchiveIterator
 
 from corpus.fetch import LOG_SCHEMA, OUTCOMES, FetchConfig, detect_charset, fetch_urls
 from corpus.warc import iter_html_records
@@ -80,6 +81,10 @@ def hostile_run(server, tmp_path_factory):
         h("retry", "/always-429"): ("http_error", 429, 3),
         h("retry", "/retry-after-long"): ("http_error", 429, 1),
         h("flaky", "/unavailable-once"): ("ok", 200, 2),
+        h("flaky", "/error-once"): ("ok", 200, 2),  # 500 is retried like 503
+        h("media", "/untyped-html"): ("ok", 200, 1),  # no Content-Type: the body is sniffed
+        h("media", "/untyped-binary"): ("unsupported_content_type", 200, 1),
+        h("endless", "/declared-large"): ("too_large", 200, 1),
         h("media", "/image.png"): ("unsupported_content_type", 200, 1),
         h("charset", "/bad-charset"): ("decode_error", 200, 1),
         h("ok", "/not-found"): ("http_error", 404, 1),
@@ -125,6 +130,9 @@ def test_log_schema_and_errors_explain_failures(hostile_run):
         "cannot resolve www.does-not-exist.invalid" in rows["http://does-not-exist.invalid/"]["error"]
     )  # the fallback
     assert "decompressed" in rows[h("bomb", "/gzip-bomb")]["error"]
+    # refused on its Content-Length alone: the body's first bytes were never waited for
+    assert rows[h("endless", "/declared-large")]["error"] == f"Content-Length {64 << 20} exceeds {1 << 20}"
+    assert rows[h("charset", "/bad-charset")]["error"].startswith("no charset decodes the body as text")
     assert rows[h("endless", "/endless")]["bytes"] > 1 << 20
     assert rows[h("bomb", "/gzip-bomb")]["bytes"] < 100_000
     assert rows[h("gzip", "/gzipped")]["bytes"] < len(page_for("gzip.hostile.test", "/gzipped"))
@@ -148,7 +156,27 @@ def test_ok_pages_are_in_the_warc_with_their_link_url(hostile_run):
         assert page.url == page.link_url or "hops" in page.link_url or "wwwonly" in page.link_url
         assert page.status == 200
         assert page.body == page_for(host, path)
-        assert page.charset == "utf-8" and page.content_type.startswith("text/html")
+        if "untyped" in path:  # no Content-Type: taken for HTML by its body, its charset detected
+            assert page.content_type == "" and page.charset == "ascii"
+        else:
+            assert page.charset == "utf-8" and page.content_type.startswith("text/html")
+    # each response is preceded by its request as sent: the request line's target, and the response's status line
+    records = []
+    for path in sorted((out / "warc").glob("*.warc.gz")):
+        with open(path, "rb") as stream:
+            records += [
+                (
+                    r.rec_type,
+                    r.rec_headers.get_header("WARC-Target-URI"),
+                    r.http_headers.protocol,
+                    r.http_headers.statusline,
+                )
+                for r in ArchiveIterator(stream)
+                if r.rec_type in ("request", "response")
+            ]
+    for (kind, uri, method, line), (next_kind, next_uri, _, status) in zip(records[::2], records[1::2]):
+        assert (kind, next_kind, uri) == ("request", "response", next_uri)
+        assert method == "GET" and line == "/" + uri.split("/", 3)[3] + " HTTP/1.1" and status == "200 OK", uri
 
 
 def test_robots_fetched_once_per_host_and_crawl_delay_honoured(server, hostile_run):
