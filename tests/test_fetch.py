@@ -219,6 +219,20 @@ def test_retry_after_is_waited_for_and_one_past_the_bound_ends_the_url(server, t
         assert len(server.request_times(url.split("/")[2])) == 1
 
 
+def test_a_retry_after_holds_off_the_whole_host(server, tmp_path):
+    """A host that answers 429 with Retry-After is asked nothing else until then, not only not that URL again."""
+    host = "holdoff.hostile.test"
+    urls = [f"http://{host}/retry-after?s=2", *(f"http://{host}/page{i}" for i in range(4))]
+    fetch_urls(urls, tmp_path, fast_config(server, per_host=2, max_retry_after_s=5.0))
+    with server.lock:
+        arrivals = sorted((t, path) for t, name, path in server.requests if name == host and path != "/robots.txt")
+    refused = next(t for t, path in arrivals if path.startswith("/retry-after"))
+    pages = [(round(t - refused, 3), path) for t, path in arrivals if path.startswith("/page")]
+    # two slots: one page may be asked along with the 429'd URL, before its answer came; the others wait 2 s
+    during = [(dt, path) for dt, path in pages if 0 <= dt < 2.0]
+    assert len(pages) == 4 and len(during) <= 1, f"pages asked during the hold-off (s after the 429): {during}"
+
+
 def test_private_addresses_allowed_when_asked(server, tmp_path):
     url = f"http://127.0.0.1:{server.port}/ok"
     summary = fetch_urls([url], tmp_path, fast_config(server, allow_private_addresses=True))
