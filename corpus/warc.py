@@ -225,8 +225,8 @@ def _is_html_page(record: ArcWarcRecord) -> bool:
 
 
 def _html_page(record: ArcWarcRecord, path: Path) -> WarcPage:
-    """The page of an HTML page record (see _is_html_page). A payload that cannot be decoded (a cut gzip stream, a
-    Content-Encoding warcio fails on, such as brotli with some Brotli releases) is an empty page, and a warning: a
+    """The page of an HTML page record (see _is_html_page). A payload that cannot be decoded (a Content-Encoding
+    warcio fails on, such as brotli with some Brotli releases; a broken stream) is an empty page, and a warning: a
     foreign WARC's one bad record must not stop the extraction of all the others."""
     content_type = record.http_headers.get_header("Content-Type") or ""
     url = record.rec_headers.get_header("WARC-Target-URI")

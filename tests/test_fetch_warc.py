@@ -139,8 +139,9 @@ def test_foreign_warc_like_common_crawl(tmp_path):
 
 
 def test_a_payload_that_cannot_be_decoded_is_an_empty_page_not_the_end_of_the_file(tmp_path, caplog):
-    """A foreign WARC record whose Content-Encoding warcio fails on (brotli, with some Brotli releases; a gzip stream
-    cut short) raised out of the reader and stopped the extraction of every other page, on every run."""
+    """A foreign WARC record whose Content-Encoding warcio fails on (brotli, with some Brotli releases) raised out of
+    the reader and stopped the extraction of every other page, on every run (a gzip stream cut short is read as far
+    as it goes)."""
     import brotli
 
     html = b"<html><body><p>" + b"hello world " * 40 + b"</p></body></html>"
