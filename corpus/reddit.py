@@ -31,6 +31,9 @@ _READ_BUFFER = 1 << 20
 _ZSTD_INPUT_CHUNK = 1 << 16  # compressed bytes decoded at once (about 1-3 MiB of JSON)
 
 MalformedHandler = Callable[[Path, int, str], None]
+# A Pushshift line is at most a few hundred KB (a 40,000-character self-text, escaped). A longer one is no submission
+# (a file of another kind, or one without line breaks): it is skipped in pieces of this size, never held whole.
+MAX_LINE_BYTES = 16 << 20
 
 
 class DumpReadError(ValueError):
@@ -127,12 +130,24 @@ def _created_utc(value: object) -> int | None:
     return int(seconds)
 
 
+def _lines(stream: IO[bytes], limit: int) -> Iterator[bytes | None]:
+    """The stream's lines, None for one longer than `limit` bytes (read through in pieces, never held whole)."""
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (piece := stream.readline(limit)) and not piece.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield line
+
+
 def iter_submissions(path: str | Path, on_malformed: MalformedHandler | None = None) -> Iterator[dict]:
     """Yield the submissions of one dump, with `created_utc` normalized to int (None when absent).
 
-    A line that is not a JSON object (or has an unusable created_utc) is skipped and reported to `on_malformed`
-    (default: a warning with file and line number). A missing file raises FileNotFoundError; a file that is
-    truncated or cannot be decompressed raises DumpReadError (a ValueError) naming the file and the line reached.
+    A line that is not a JSON object (or has an unusable created_utc, or is longer than `MAX_LINE_BYTES`) is skipped
+    and reported to `on_malformed` (default: a warning with file and line number). A missing file raises
+    FileNotFoundError; a file that is truncated or cannot be decompressed raises DumpReadError (a ValueError) naming
+    the file and the line reached.
     """
     path = Path(path)
     if not path.is_file():
@@ -141,7 +156,10 @@ def iter_submissions(path: str | Path, on_malformed: MalformedHandler | None = N
     line_no = 0
     try:
         with _open_binary(path) as stream:
-            for line_no, line in enumerate(stream, start=1):
+            for line_no, line in enumerate(_lines(stream, MAX_LINE_BYTES), start=1):
+                if line is None:
+                    report(path, line_no, f"a line longer than {MAX_LINE_BYTES} bytes, not a submission")
+                    continue
                 if not line.strip():
                     continue
                 try:

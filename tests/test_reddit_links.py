@@ -154,6 +154,29 @@ def test_created_utc_out_of_range_is_a_malformed_line(tmp_path):
     assert stats.dropped["malformed_line"] == len(bad) + 1 and stats.kept == 1
 
 
+@pytest.mark.parametrize("suffix", [".json", ".zst", ".bz2"])
+def test_an_overlong_line_is_skipped_without_being_held(tmp_path, monkeypatch, suffix):
+    """A dump with a line longer than MAX_LINE_BYTES (a file of another kind, one without line breaks) was read as one
+    line, all of it in memory (a 400 MB one peaked at 957 MiB); it is now read through in pieces and reported as one
+    malformed line, and the submissions around it are kept."""
+    import bz2
+
+    import corpus.reddit
+
+    monkeypatch.setattr(corpus.reddit, "MAX_LINE_BYTES", 1000)
+    data = b"\n".join(
+        [json.dumps(RECORDS[0]).encode(), b"x" * 5000, b"y" * 1001, b"z" * 1000, json.dumps(RECORDS[1]).encode()]
+    )
+    compress = {".json": bytes, ".zst": zstandard.ZstdCompressor().compress, ".bz2": bz2.compress}[suffix]
+    path = tmp_path / f"RS_long{suffix}"
+    path.write_bytes(compress(data + b"\n"))
+    seen = []
+    records = list(iter_submissions(path, on_malformed=lambda p, n, why: seen.append((n, why))))
+    assert [r["id"] for r in records] == ["a1", "a2"]
+    assert [n for n, _ in seen] == [2, 3, 4] and "longer than 1000 bytes" in seen[0][1]
+    assert "longer" not in seen[2][1]  # 1,000 bytes is no more than the limit: read, and not JSON
+
+
 def test_missing_and_corrupt_dumps_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="RS_missing.zst"):
         list(iter_submissions(tmp_path / "RS_missing.zst"))
