@@ -2,7 +2,8 @@
 
 The stream_reader ends quietly where a cut file ends, so a truncated dump read as a shorter one; corpus.reddit decodes
 frame by frame to know whether the last frame ended. This prints what that costs: seconds to read every line of a
-generated dump (N submissions, default 400k, one frame and 8 frames) with each reader, and the time of
+generated dump (N submissions, default 400k, one frame and 8 frames) with each reader (and with lines read as
+iter_submissions reads them, none held past MAX_LINE_BYTES), and the time of
 `iter_submissions` (lines parsed as JSON, what the harvest pays per dump) for scale. Best of 3 runs each.
 
     .venv/bin/python benchmarks/bench_dump_read.py
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import zstandard
 
-from corpus.reddit import _READ_BUFFER, ZSTD_MAX_WINDOW, _ZstdFrames, iter_submissions
+from corpus.reddit import _READ_BUFFER, MAX_LINE_BYTES, ZSTD_MAX_WINDOW, _lines, _ZstdFrames, iter_submissions
 
 
 def generated_lines(n: int, seed: int = 0) -> list[bytes]:
@@ -73,6 +74,12 @@ def frame_checking_lines(path: Path) -> int:
         return sum(1 for _ in io.BufferedReader(_ZstdFrames(raw), buffer_size=_READ_BUFFER))
 
 
+def bounded_lines(path: Path) -> int:
+    """The frame-checking reader's lines as iter_submissions takes them: no line held past MAX_LINE_BYTES."""
+    with open(path, "rb") as raw:
+        return sum(1 for _ in _lines(io.BufferedReader(_ZstdFrames(raw), buffer_size=_READ_BUFFER), MAX_LINE_BYTES))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submissions", type=int, default=400_000)
@@ -83,12 +90,14 @@ def main() -> None:
             dump = write_dump(Path(folder) / f"RS_bench_{frames}.zst", lines, frames)
             peer, n_peer = best_of(3, lambda dump=dump: stream_reader_lines(dump))
             ours, n_ours = best_of(3, lambda dump=dump: frame_checking_lines(dump))
+            bounded, n_bounded = best_of(3, lambda dump=dump: bounded_lines(dump))
             parsed, n_parsed = best_of(3, lambda dump=dump: sum(1 for _ in iter_submissions(dump)))
-            assert n_peer == n_ours == n_parsed == len(lines)
+            assert n_peer == n_ours == n_bounded == n_parsed == len(lines)
             print(
                 f"{frames} frame(s), {len(lines):,} lines, {dump.stat().st_size / 2**20:.1f} MiB: "
-                f"stream_reader {peer:.3f} s, frame-checking reader {ours:.3f} s ({ours / peer:.2f}x); "
-                f"iter_submissions {parsed:.3f} s (the reader's extra cost is {(ours - peer) / parsed:.1%} of it)"
+                f"stream_reader {peer:.3f} s, frame-checking reader {ours:.3f} s ({ours / peer:.2f}x), "
+                f"with lines bounded {bounded:.3f} s ({bounded / peer:.2f}x); iter_submissions {parsed:.3f} s "
+                f"(the reader's extra cost is {(bounded - peer) / parsed:.1%} of it)"
             )
 
 
