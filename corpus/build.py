@@ -386,24 +386,15 @@ def _link_metadata(links_path: Path | None, urls: list[str]) -> dict[str, dict]:
     return found
 
 
-def _canonical_or_none(url: str | None) -> str | None:
-    from corpus.urls import canonicalize_url
-
-    try:
-        return canonicalize_url(url or "")
-    except ValueError:
-        return None
-
-
 def filter_part(out_dir: Path, part: Path, links_path: Path | None, config: BuildConfig) -> dict[str, int]:
     """Join extracted pages with their Reddit link, apply the filters, add dedup signatures: filter/<part>."""
-    from corpus.urls import registered_domain, url_host
+    from corpus.urls import canonical_or_none, registered_domain, url_host
 
     path = out_dir / "filter" / part.name
     if path.exists():
         return json.loads((out_dir / "filter" / f"{part.stem}.json").read_text())
     pages = pq.read_table(part).to_pylist()
-    links = [p["link_url"] or _canonical_or_none(p["url"]) for p in pages]
+    links = [p["link_url"] or canonical_or_none(p["url"]) for p in pages]
     meta = _link_metadata(links_path, [link for link in links if link])
     dropped: Counter[str] = Counter()
     rows = []

@@ -193,12 +193,16 @@ _TAG_OR_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)|</?[a-zA-Z][^<>]*>", re.S)
 def _article_bodies(node: Any) -> Iterator[tuple[str, set[str]]]:
     """Every `articleBody` string in a JSON-LD document (top level, lists and @graph alike), with the addresses its
     object gives for itself (`url`, `@id`, `mainEntityOfPage`)."""
+    from corpus.urls import canonical_or_none
+
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "articleBody" and isinstance(value, str):
                 own = [node.get("url"), node.get("@id"), node.get("mainEntityOfPage")]
                 own += [entity.get(k) for entity in own if isinstance(entity, dict) for k in ("@id", "url")]
-                yield value, {page for u in own if isinstance(u, str) and (page := _page_id(u))}
+                # the page's identity in the corpus: no fragment, so "<page>#article" ids match their page; None
+                # for what is no http(s) URL (relative ids, "#article")
+                yield value, {page for u in own if isinstance(u, str) and (page := canonical_or_none(u))}
             else:
                 yield from _article_bodies(value)
     elif isinstance(node, list):
@@ -206,22 +210,13 @@ def _article_bodies(node: Any) -> Iterator[tuple[str, set[str]]]:
             yield from _article_bodies(value)
 
 
-def _page_id(url: str) -> str | None:
-    """The page's identity in the corpus (`canonicalize_url`: no fragment, so "<page>#article" ids match their page);
-    None for what is no http(s) URL (relative ids, "#article")."""
-    from corpus.urls import canonicalize_url
-
-    try:
-        return canonicalize_url(url)
-    except ValueError:
-        return None
-
-
 def _json_ld(html: str, url: str | None) -> str | None:
     """The article text the page declares for search engines (schema.org `articleBody` in JSON-LD), as plain text.
     News sites often put the whole body there, also where the page itself shows a teaser (a paywall, a slideshow).
     Publishers write it as plain text, as HTML or as escaped HTML: all three come out as lines of text."""
     import html as entities
+
+    from corpus.urls import canonical_or_none
 
     bodies: list[tuple[str, set[str]]] = []
     at = 0
@@ -236,7 +231,7 @@ def _json_ld(html: str, url: str | None) -> str | None:
     if not bodies:
         return None
     # a page that declares several articles (a listing, a live blog) may name its own: that one, else the longest
-    page = _page_id(url) if url else None
+    page = canonical_or_none(url)
     own = [body for body, addresses in bodies if page and page in addresses]
     body = max(own or [body for body, _ in bodies], key=len)
     if "<" not in body and "&lt;" in body:  # escaped HTML

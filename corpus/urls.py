@@ -321,6 +321,14 @@ def canonicalize_url(url: str) -> str:
     return _canonical(_plain_parts(text) or _httpx_parts(text, url), url)
 
 
+def canonical_or_none(url: str | None) -> str | None:
+    """`canonicalize_url(url)`, or None where it raises (no http(s) URL, an invalid host or port) or there is no URL."""
+    try:
+        return canonicalize_url(url or "")
+    except ValueError:
+        return None
+
+
 # (scheme, host, port, path, query) of the request httpx sends for a URL
 _RequestParts = tuple[str, str, "int | None", str, str]
 
