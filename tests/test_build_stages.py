@@ -172,18 +172,13 @@ def test_a_corpus_of_one_document_warns_that_it_has_no_validation_split(tmp_path
 def test_a_foreign_warc_page_at_a_url_the_corpus_cannot_name_is_dropped_and_counted(tmp_path):
     """A WARC input's page whose URL has no canonical form (no document id) failed the whole filter stage, on every
     run; it is now dropped as invalid_url, counted in the manifest, and the other pages go on."""
-    from test_buildlock import write_html_warc
+    from test_buildlock import random_page, write_html_warc
 
     from corpus.build import build_from_warcs
     from corpus.extract import ExtractConfig
 
-    def page(seed: int) -> str:
-        rng = random.Random(seed)
-        words = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) + str(rng.randrange(1000)) for _ in range(300))
-        return f"<html><body><article><h1>Story {seed}</h1><p>{words}.</p></article></body></html>"
-
     urls = ["http://good.example.com/a", "http://-dash.example.com/b", "http://example.com:99999/c", "http://x.com/d"]
-    warc = write_html_warc(tmp_path / "foreign.warc.gz", [(url, page(i)) for i, url in enumerate(urls)])
+    warc = write_html_warc(tmp_path / "foreign.warc.gz", [(url, random_page(i)) for i, url in enumerate(urls)])
     config = BuildConfig(extract=ExtractConfig(method="trafilatura", workers=1))
     manifest = build_from_warcs([warc], tmp_path / "out", config).manifest
     [filtered] = [row for row in manifest["stages"] if row["stage"] == "filter"]

@@ -63,21 +63,23 @@ def write_html_warc(path: Path, pages: list[tuple[str, str]]) -> Path:
     return path
 
 
+def random_page(i: int, words_per_page: int = 300) -> str:
+    """An HTML page of random words, distinct for each `i` (nothing for dedup to merge; also used by
+    test_build_stages)."""
+    rng = random.Random(i)
+    words = " ".join(
+        rng.choice(["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"]) + str(rng.randrange(1000))
+        for _ in range(words_per_page)
+    )
+    return (
+        f"<html><head><title>Page {i}</title></head><body><article><h1>Story {i}</h1><p>{words}.</p>"
+        f"</article></body></html>"
+    )
+
+
 def write_warc(path: Path, n: int, words_per_page: int = 300) -> Path:
     """`n` HTML pages of distinct random words (also used by test_build_stages)."""
-    pages = []
-    for i in range(n):
-        rng = random.Random(i)  # distinct pages: nothing for dedup to merge
-        words = " ".join(
-            rng.choice(["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"])
-            + str(rng.randrange(1000))
-            for _ in range(words_per_page)
-        )
-        html = (
-            f"<html><head><title>Page {i}</title></head><body><article><h1>Story {i}</h1><p>{words}.</p>"
-            f"</article></body></html>"
-        )
-        pages.append((f"https://site{i}.example.com/story", html))
+    pages = [(f"https://site{i}.example.com/story", random_page(i, words_per_page)) for i in range(n)]
     return write_html_warc(path, pages)
 
 
